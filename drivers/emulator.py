@@ -1,0 +1,430 @@
+"""The motor-controller firmware's twin: same protocol, same watchdog, same e-stop latch.
+
+``FirmwareEmulator`` is the plain logic (drivers/firmware/rover_mcu/rover_logic.h in Python,
+checked against it by tests). ``PtyEmulator`` serves it on a pseudo-terminal so the host's
+pyserial code opens a real serial device. The simulator hosts one in-process::
+
+    emu = PtyEmulator(EmulatorConfig(watchdog_ms=250)).start()
+    port = emu.device_path          # stable symlink, give it to SerialMotorLink
+    out = emu.outputs               # MotorOutputs: steering, throttle, armed, estop, ...
+    out = emu.wait_outputs(lambda o: o.seq == 7, timeout_s=1.0)   # lock-step
+    emu.unplug(); emu.replug()      # USB cable out and back in
+    emu.stop()
+
+Standalone: ``python -m drivers.emulator [--link PATH] [--watchdog-ms N] [--baud N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import select
+import shutil
+import signal
+import tempfile
+import threading
+import time
+import tty
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from drivers.protocol import TYPE_DRIVE, DriveCommand, FrameDecoder, MotorState, encode_state
+from drivers.protocol import to_milli as _to_milli
+from rover.config import dataclass_from_dict
+from rover.errors import ConfigError, RoverError
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """Watchdog timeout, and the baud rate whose wire time replies wait for (None: none)."""
+
+    watchdog_ms: int = 250
+    baud: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EmulatorConfig:
+        """Build from an [emulator] table; raises ConfigError naming a bad key."""
+        config = dataclass_from_dict(cls, data, "emulator")
+        for key in ("watchdog_ms", "baud"):
+            value = getattr(config, key)
+            if value is not None and value <= 0:
+                raise ConfigError(f"[emulator] {key} = {value}: expected a positive number")
+        return config
+
+
+@dataclass(frozen=True)
+class MotorOutputs:
+    """What the emulated MCU drives its motors with, and why."""
+
+    steering: float
+    throttle: float
+    armed: bool
+    estop: bool
+    watchdog_tripped: bool
+    seq: int  # the last DRIVE accepted
+    stamp_ns: int  # monotonic time these outputs were set (a DRIVE or a watchdog trip)
+
+
+class FirmwareEmulator:
+    """The firmware's logic, clocked by the caller's ``now_ns`` (see rover_logic.h).
+
+    Arming follows each DRIVE's arm flag; an e-stop latches until the arm flag rises again
+    (a DRIVE without arm, then one with arm). No valid DRIVE for ``watchdog_ms`` zeroes the
+    outputs until the next one; the next STATE reports that with its WATCHDOG bit.
+    """
+
+    def __init__(self, config: EmulatorConfig | None = None, now_ns: int | None = None) -> None:
+        self.config = config or EmulatorConfig()
+        self.decoder = FrameDecoder(accept=(TYPE_DRIVE,))
+        self._boot_ns = time.monotonic_ns() if now_ns is None else now_ns
+        self._watchdog_ns = self.config.watchdog_ms * 1_000_000
+        self._armed = self._estop = self._prev_arm = False
+        self._tripped = True  # no command yet: hold the motors at zero, report nothing
+        self._trip_reported = True
+        self._last_drive_ns = self._boot_ns
+        self._seq = self._steering_milli = self._throttle_milli = 0
+        self._stamp_ns = self._boot_ns
+
+    @property
+    def bad_frames(self) -> int:
+        """Frames rejected so far (what STATE reports, before the 16-bit wrap)."""
+        return self.decoder.counters.bad_total
+
+    @property
+    def outputs(self) -> MotorOutputs:
+        """The outputs as the motors see them now."""
+        return MotorOutputs(
+            self._steering_milli / 1000,
+            self._throttle_milli / 1000,
+            self._armed,
+            self._estop,
+            self._tripped,
+            self._seq,
+            self._stamp_ns,
+        )
+
+    def next_deadline_ns(self) -> int | None:
+        """When ``tick`` next has something to do (the watchdog), or None."""
+        return None if self._tripped else self._last_drive_ns + self._watchdog_ns
+
+    def tick(self, now_ns: int) -> None:
+        """Apply the watchdog at ``now_ns``."""
+        if not self._tripped and now_ns - self._last_drive_ns >= self._watchdog_ns:
+            self._tripped = True
+            self._trip_reported = False
+            self._steering_milli = self._throttle_milli = 0
+            self._stamp_ns = now_ns
+
+    def feed(self, data: bytes, now_ns: int) -> bytes:
+        """Receive bytes at ``now_ns``; return the STATE replies they caused (may be b"")."""
+        self.tick(now_ns)
+        replies = []
+        start = 0
+        while start < len(data):
+            # Frame by frame, so each STATE counts only the bad frames before it (as on the MCU).
+            end = data.find(0, start)
+            end = len(data) if end < 0 else end + 1
+            for cmd in self.decoder.feed(data[start:end]):
+                replies.append(self._on_drive(cmd, now_ns))
+            start = end
+        return b"".join(replies)
+
+    def _on_drive(self, cmd: DriveCommand, now_ns: int) -> bytes:
+        self._seq = cmd.seq
+        self._last_drive_ns = now_ns
+        self._tripped = False
+        if cmd.estop:
+            self._estop, self._armed = True, False
+        elif cmd.arm:
+            if not self._prev_arm:
+                self._estop = False  # a rising arm flag is the explicit re-arm
+            self._armed = not self._estop
+        else:
+            self._armed = False
+        self._prev_arm = cmd.arm
+        if self._armed:
+            self._steering_milli = _to_milli(cmd.steering)
+            self._throttle_milli = _to_milli(cmd.throttle)
+        else:
+            self._steering_milli = self._throttle_milli = 0
+        self._stamp_ns = now_ns
+        state = MotorState(
+            self._seq,
+            armed=self._armed,
+            watchdog_tripped=not self._trip_reported,
+            estop=self._estop,
+            steering=self._steering_milli / 1000,
+            throttle=self._throttle_milli / 1000,
+            bad_frames=self.bad_frames,
+            uptime_ms=(now_ns - self._boot_ns) // 1_000_000,
+        )
+        self._trip_reported = True
+        return encode_state(state)
+
+
+class WireModel:
+    """Serial wire time at ``baud``, 10 bits a byte, each direction one byte at a time."""
+
+    def __init__(self, baud: int) -> None:
+        self.byte_ns = 10 * 1_000_000_000 // baud
+        self._rx_free_ns = 0
+        self._tx_free_ns = 0
+
+    def reply_due_ns(self, now_ns: int, n_in: int, n_out: int) -> int:
+        """When a reply of n_out bytes to n_in bytes written to us at now_ns is fully sent."""
+        rx_done = max(self._rx_free_ns, now_ns) + n_in * self.byte_ns
+        self._rx_free_ns = rx_done
+        if n_out:
+            self._tx_free_ns = max(self._tx_free_ns, rx_done) + n_out * self.byte_ns
+        return max(self._tx_free_ns, rx_done)
+
+
+class PtyEmulator:
+    """Serves a FirmwareEmulator on a pty's master side from a background thread.
+
+    ``device_path`` is a stable symlink (like /dev/serial/by-id/...) to the current
+    /dev/pts/N. ``unplug`` closes the pty and removes the link; ``replug`` opens a new pty
+    and re-points the link. The watchdog keeps running while unplugged. Thread-safe.
+    """
+
+    def __init__(self, config: EmulatorConfig | None = None, link_path: str | None = None) -> None:
+        self.config = config or EmulatorConfig()
+        self._tmpdir = None if link_path else tempfile.mkdtemp(prefix="rover-emu-")
+        self.device_path = link_path or os.path.join(self._tmpdir or "", "rover-mcu")
+        self.tx_dropped = 0  # replies lost because the host did not read its port
+        self._emu = FirmwareEmulator(self.config)
+        self._wire = WireModel(self.config.baud) if self.config.baud else None
+        # Re-entrant, so a KeyboardInterrupt landing mid-wait in the owner's thread cannot
+        # release the lock while the serving thread holds it.
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._outputs = self._emu.outputs
+        self._outbox: deque[tuple[int, bytes]] = deque()
+        self._master: int | None = None
+        self._slave: int | None = None
+        self.pty_path: str | None = None
+        self._generation = 0
+        self._wake_r, self._wake_w = os.pipe()
+        self._thread: threading.Thread | None = None
+        self._running = False
+        self._error: BaseException | None = None
+
+    def __enter__(self) -> PtyEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def outputs(self) -> MotorOutputs:
+        """The emulated MCU's outputs now."""
+        with self._lock:
+            return self._outputs
+
+    @property
+    def plugged(self) -> bool:
+        """Whether the device is present (between replug and unplug)."""
+        with self._lock:
+            return self._master is not None
+
+    def wait_outputs(
+        self, predicate: Callable[[MotorOutputs], bool], timeout_s: float
+    ) -> MotorOutputs:
+        """Block until the outputs satisfy ``predicate``; TimeoutError after ``timeout_s``."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: predicate(self._outputs), timeout_s):
+                raise TimeoutError(f"emulator outputs never matched; last: {self._outputs}")
+            return self._outputs
+
+    def start(self) -> PtyEmulator:
+        """Plug in and start serving; returns self."""
+        try:
+            with self._lock:
+                self._open_pty()
+                self._running = True
+        except BaseException:
+            self._release()
+            raise
+        self._thread = threading.Thread(target=self._run, name="pty-emulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, unplug, remove the link (idempotent); re-raises a serving-thread crash."""
+        if self._thread is None:
+            return
+        with self._lock:
+            self._running = False
+        os.write(self._wake_w, b"x")
+        self._thread.join()
+        self._thread = None
+        self._release()
+        if self._error is not None:
+            raise RuntimeError("the pty emulator thread crashed") from self._error
+
+    def _release(self) -> None:
+        with self._lock:
+            self._close_pty()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        if self._tmpdir:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+
+    def unplug(self) -> None:
+        """Pull the cable: the host's port fails, the link vanishes, replies in flight are lost."""
+        with self._lock:
+            self._close_pty()
+        os.write(self._wake_w, b"x")
+
+    def replug(self, reboot: bool = False) -> None:
+        """Plug back in on a new pty; ``reboot`` also restarts the firmware (USB-powered MCU)."""
+        with self._lock:
+            if self._master is not None:
+                raise RuntimeError("replug() while plugged in: call unplug() first")
+            if reboot:
+                self._emu = FirmwareEmulator(self.config)
+                self._set_outputs(self._emu.outputs)
+            self._open_pty()
+        os.write(self._wake_w, b"x")
+
+    def _open_pty(self) -> None:
+        master, slave = os.openpty()
+        # Raw from the start: no echo or newline mangling before the host configures it. The
+        # emulator keeps its own slave fd so the master never reads EIO between host opens.
+        tty.setraw(slave)
+        os.set_blocking(master, False)
+        self._master, self._slave = master, slave
+        self.pty_path = os.ttyname(slave)
+        self._generation += 1
+        try:
+            self._point_link()
+        except ConfigError:
+            self._close_pty()
+            raise
+
+    def _point_link(self) -> None:
+        """Point device_path at the current pty, atomically, like udev's by-id links."""
+        if os.path.lexists(self.device_path) and not os.path.islink(self.device_path):
+            raise ConfigError(
+                f"{self.device_path} exists and is not a symlink: pick another --link"
+            )
+        tmp_link = f"{self.device_path}.{os.getpid()}.tmp"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_link)
+        try:
+            os.symlink(self.pty_path, tmp_link)
+        except FileNotFoundError:
+            raise ConfigError(f"cannot create {self.device_path}: no such folder") from None
+        os.replace(tmp_link, self.device_path)
+
+    def _close_pty(self) -> None:
+        if self._master is None:
+            return
+        if os.path.islink(self.device_path):
+            os.unlink(self.device_path)
+        os.close(self._master)
+        if self._slave is not None:
+            os.close(self._slave)
+        self._master = self._slave = None
+        self.pty_path = None
+        self._outbox.clear()
+        self._generation += 1  # the serving thread may hold the old fd number from select
+
+    def _set_outputs(self, outputs: MotorOutputs) -> None:
+        if outputs != self._outputs:
+            self._outputs = outputs
+            self._changed.notify_all()
+
+    def _timeout_s(self, now_ns: int) -> float:
+        due = [self._emu.next_deadline_ns()]
+        if self._outbox:
+            due.append(self._outbox[0][0])
+        nearest = min((d for d in due if d is not None), default=now_ns + 500_000_000)
+        return max(0.0, min(nearest - now_ns, 500_000_000) / 1e9)
+
+    def _run(self) -> None:
+        try:
+            while self._serve_once():
+                pass
+        except BaseException as exc:  # kept for stop() to re-raise in the owner's thread
+            self._error = exc
+            raise
+
+    def _serve_once(self) -> bool:
+        with self._lock:
+            if not self._running:
+                return False
+            master, generation = self._master, self._generation
+            timeout_s = self._timeout_s(time.monotonic_ns())
+        watched = [self._wake_r] if master is None else [self._wake_r, master]
+        ready, _, _ = select.select(watched, [], [], timeout_s)
+        if self._wake_r in ready:
+            os.read(self._wake_r, 4096)
+        with self._lock:
+            now_ns = time.monotonic_ns()
+            if master is not None and master in ready and generation == self._generation:
+                self._receive(master, now_ns)
+            self._emu.tick(now_ns)
+            self._set_outputs(self._emu.outputs)
+            self._send_due(now_ns)
+        return True
+
+    def _receive(self, master: int, now_ns: int) -> None:
+        try:
+            data = os.read(master, 4096)
+        except BlockingIOError:
+            return
+        reply = self._emu.feed(data, now_ns)
+        due_ns = self._wire.reply_due_ns(now_ns, len(data), len(reply)) if self._wire else now_ns
+        if reply:
+            self._outbox.append((due_ns, reply))
+
+    def _send_due(self, now_ns: int) -> None:
+        while self._outbox and self._outbox[0][0] <= now_ns and self._master is not None:
+            due_ns, data = self._outbox.popleft()
+            try:
+                sent = os.write(self._master, data)
+            except BlockingIOError:
+                self.tx_dropped += 1
+                continue
+            if sent < len(data):
+                self._outbox.appendleft((due_ns, data[sent:]))
+                return
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the emulator standalone on a pty and print its device path."""
+    parser = argparse.ArgumentParser(prog="python -m drivers.emulator", description=__doc__)
+    parser.add_argument("--link", help="stable device path to create (default: a temp dir)")
+    parser.add_argument("--watchdog-ms", type=int, default=EmulatorConfig.watchdog_ms)
+    parser.add_argument("--baud", type=int, help="model wire time at this baud rate")
+    args = parser.parse_args(argv)
+    # A flag, not KeyboardInterrupt: an exception raised inside a lock wait can corrupt the lock.
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        config = EmulatorConfig.from_dict({"watchdog_ms": args.watchdog_ms, "baud": args.baud})
+        emu = PtyEmulator(config, link_path=args.link).start()
+    except RoverError as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    try:
+        print(f"{emu.device_path} -> {emu.pty_path}", flush=True)
+        last = emu.outputs
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                last = emu.wait_outputs(lambda o, seen=last: _mode(o) != _mode(seen), 0.1)
+                print(f"armed={last.armed} estop={last.estop} watchdog={last.watchdog_tripped}")
+    finally:
+        emu.stop()
+
+
+def _mode(outputs: MotorOutputs) -> tuple[bool, bool, bool]:
+    return outputs.armed, outputs.estop, outputs.watchdog_tripped
+
+
+if __name__ == "__main__":
+    main()

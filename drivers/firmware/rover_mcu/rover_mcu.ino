@@ -1,0 +1,102 @@
+// Rover motor controller: DRIVE frames in over USB serial, PWM out, STATE frames back.
+//
+// Protocol and behaviour: drivers/firmware/README.md. The logic lives in rover_logic.h
+// (shared with host tests); this sketch only wires it to the serial port and the pins.
+// Boards: Arduino Nano/Uno (ATmega328P), RP2040 (arduino-pico), anything with Servo.h.
+
+#include <Arduino.h>
+#include <Servo.h>
+
+#include "rover_logic.h"
+#include "rover_proto.h"
+
+// ---- configuration (edit here or pass -D flags) ----
+#ifndef ROVER_BAUD
+#define ROVER_BAUD 1000000  // exact on a 16 MHz ATmega; USB CDC boards ignore it
+#endif
+#ifndef ROVER_WATCHDOG_MS
+#define ROVER_WATCHDOG_MS 250  // zero the motors after this long without a valid DRIVE
+#endif
+// Output stage: an RC ESC + steering servo (default) or a brushed motor on an H-bridge
+// (L298N/TB6612-style: one PWM pin, two direction pins) + steering servo.
+#if !defined(ROVER_OUTPUT_ESC_SERVO) && !defined(ROVER_OUTPUT_HBRIDGE)
+#define ROVER_OUTPUT_ESC_SERVO
+#endif
+#define PIN_STEERING_SERVO 9
+#if defined(ROVER_OUTPUT_ESC_SERVO)
+#define PIN_ESC 10
+#else
+#define PIN_HBRIDGE_PWM 5
+#define PIN_HBRIDGE_IN1 7
+#define PIN_HBRIDGE_IN2 8
+#endif
+#define SERVO_MIN_US 1000
+#define SERVO_MAX_US 2000
+
+static rover_mcu_t mcu;
+static Servo steering_servo;
+#if defined(ROVER_OUTPUT_ESC_SERVO)
+static Servo esc;
+#endif
+// What the pins currently drive; -32768 is outside [-1000, 1000], so the first apply writes.
+static int16_t written_steering = -32768;
+static int16_t written_throttle = -32768;
+
+// Thousandths in [-1000, 1000] to a servo pulse: -1000 -> 1000 us, 0 -> 1500 us, 1000 -> 2000 us.
+static int milli_to_us(int16_t milli) {
+  // long: 1000 * 1000 overflows the 16-bit int of an ATmega.
+  return (SERVO_MIN_US + SERVO_MAX_US) / 2 + (int)((long)milli * (SERVO_MAX_US - SERVO_MIN_US) / 2000);
+}
+
+static void write_throttle(int16_t milli) {
+#if defined(ROVER_OUTPUT_ESC_SERVO)
+  esc.writeMicroseconds(milli_to_us(milli));
+#else
+  // Zero coasts (both inputs low); the sign picks the direction.
+  digitalWrite(PIN_HBRIDGE_IN1, milli > 0 ? HIGH : LOW);
+  digitalWrite(PIN_HBRIDGE_IN2, milli < 0 ? HIGH : LOW);
+  long duty = (long)(milli < 0 ? -milli : milli) * 255 / 1000;
+  analogWrite(PIN_HBRIDGE_PWM, (int)duty);
+#endif
+}
+
+// Push the logic's outputs to the pins, only when they changed (servo writes are not free).
+static void apply_outputs() {
+  if (mcu.steering != written_steering) {
+    steering_servo.writeMicroseconds(milli_to_us(mcu.steering));
+    written_steering = mcu.steering;
+  }
+  if (mcu.throttle != written_throttle) {
+    write_throttle(mcu.throttle);
+    written_throttle = mcu.throttle;
+  }
+}
+
+void setup() {
+  rover_init(&mcu, ROVER_WATCHDOG_MS);
+  steering_servo.attach(PIN_STEERING_SERVO, SERVO_MIN_US, SERVO_MAX_US);
+#if defined(ROVER_OUTPUT_ESC_SERVO)
+  // An RC ESC arms only after it has seen neutral (1500 us) for a moment: start there.
+  esc.attach(PIN_ESC, SERVO_MIN_US, SERVO_MAX_US);
+#else
+  pinMode(PIN_HBRIDGE_PWM, OUTPUT);
+  pinMode(PIN_HBRIDGE_IN1, OUTPUT);
+  pinMode(PIN_HBRIDGE_IN2, OUTPUT);
+#endif
+  apply_outputs();
+  Serial.begin(ROVER_BAUD);
+}
+
+void loop() {
+  uint8_t reply[ROVER_TX_MAX];
+  while (Serial.available() > 0) {
+    size_t n = rover_feed(&mcu, (uint8_t)Serial.read(), millis(), reply);
+    if (n > 0) {
+      // Outputs first, so the STATE reports what the pins really drive.
+      apply_outputs();
+      Serial.write(reply, n);
+    }
+  }
+  rover_tick(&mcu, millis());
+  apply_outputs();
+}

@@ -1,0 +1,25 @@
+"""Shared helpers for `rover bench ...`: latency summaries and the human table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def latency_summary(values_ms: Sequence[float]) -> dict:
+    """p50/p99/max of a list of latencies in milliseconds (NaN when empty)."""
+    if not len(values_ms):
+        return {"p50_ms": float("nan"), "p99_ms": float("nan"), "max_ms": float("nan"), "n": 0}
+    arr = np.asarray(values_ms, dtype=float)
+    return {"p50_ms": float(np.percentile(arr, 50)), "p99_ms": float(np.percentile(arr, 99)),
+            "max_ms": float(arr.max()), "n": int(arr.size)}
+
+
+def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Print a plain aligned table."""
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
+    for i, row in enumerate([header, *rows]):
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))

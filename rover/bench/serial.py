@@ -1,0 +1,145 @@
+"""`rover bench serial`: DRIVE -> STATE round trip through SerialMotorLink and the pty emulator.
+
+The floor, measured in the same run: the same bytes (a 12-byte DRIVE, an 18-byte STATE) across a
+bare pty with an echo thread, raw os.write/os.read, no protocol and no pyserial. Both ends run in
+this process, as the simulator runs them. With --baud the emulator also waits the wire time a
+real serial line would take (then the floor is not comparable: it has no wire). Also measures
+how long after the last command the firmware's watchdog zeroes the motors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import threading
+import time
+import tty
+
+from drivers.emulator import EmulatorConfig, PtyEmulator
+from drivers.protocol import DriveCommand, MotorState, encode_drive, encode_state
+from drivers.serial_link import SerialConfig, SerialMotorLink
+from rover.bench.common import latency_summary, print_table
+
+_TIMEOUT_S = 0.1  # a reply later than this counts as lost
+_WARMUP = 50
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The bench's options."""
+    parser.add_argument("--count", type=int, default=2000, help="commands to time")
+    parser.add_argument("--baud", type=int, default=None, help="model wire time at this baud")
+    parser.add_argument("--watchdog-ms", type=int, default=250, help="the emulator's watchdog")
+
+
+def _echo(master: int, stop_r: int, reply: bytes) -> None:
+    """Answer every 0x00-terminated frame on ``master`` with ``reply``."""
+    while True:
+        ready, _, _ = select.select([master, stop_r], [], [])
+        if stop_r in ready:
+            return
+        data = os.read(master, 4096)
+        for _ in range(data.count(0)):
+            os.write(master, reply)
+
+
+def measure_floor(count: int) -> list[float]:
+    """Round trips (ms) of raw bytes over a bare pty echo: the software floor."""
+    request = encode_drive(DriveCommand(1, 0.1, 0.2, arm=True))
+    reply = encode_state(MotorState(1, True, False, False, 0.1, 0.2))
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    stop_r, stop_w = os.pipe()
+    echo = threading.Thread(target=_echo, args=(master, stop_r, reply), daemon=True)
+    echo.start()
+    rtts_ms = []
+    try:
+        for i in range(count + _WARMUP):
+            start = time.perf_counter_ns()
+            os.write(slave, request)
+            got = b""
+            while not got.endswith(b"\x00"):
+                if not select.select([slave], [], [], _TIMEOUT_S)[0]:
+                    raise RuntimeError("the bare pty echo stopped answering")
+                got += os.read(slave, 4096)
+            if i >= _WARMUP:
+                rtts_ms.append((time.perf_counter_ns() - start) / 1e6)
+    finally:
+        os.write(stop_w, b"x")
+        echo.join()
+        for fd in (master, slave, stop_r, stop_w):
+            os.close(fd)
+    return rtts_ms
+
+
+def measure_link(link: SerialMotorLink, count: int) -> tuple[list[float], int]:
+    """Round trips (ms) from send() to the poll() that returns the echoing STATE; and lost."""
+    rtts_ms, lost = [], 0
+    for i in range(count + _WARMUP):
+        cmd = DriveCommand(i, 0.1, 0.2, arm=True)
+        start = time.perf_counter_ns()
+        link.send(cmd)
+        deadline = start + int(_TIMEOUT_S * 1e9)
+        answered = False
+        while not answered and time.perf_counter_ns() < deadline:
+            left_s = (deadline - time.perf_counter_ns()) / 1e9
+            answered = any(s.seq == cmd.seq % 65536 for s in link.poll(timeout_s=left_s))
+        elapsed_ms = (time.perf_counter_ns() - start) / 1e6
+        if i >= _WARMUP:
+            if answered:
+                rtts_ms.append(elapsed_ms)
+            else:
+                lost += 1
+    return rtts_ms, lost
+
+
+def measure_watchdog(link: SerialMotorLink, emu: PtyEmulator) -> float:
+    """Milliseconds from the last command written to the emulator zeroing its outputs."""
+    link.send(DriveCommand(1, 0.0, 0.5, arm=True))
+    last_sent_ns = time.monotonic_ns()
+    emu.wait_outputs(lambda o: o.throttle == 0.5, timeout_s=1.0)
+    out = emu.wait_outputs(lambda o: o.watchdog_tripped, timeout_s=5.0)
+    return (out.stamp_ns - last_sent_ns) / 1e6
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Run the bench, print a table, return the flat result dict."""
+    floor = latency_summary(measure_floor(args.count))
+    config = EmulatorConfig(watchdog_ms=args.watchdog_ms, baud=args.baud)
+    with PtyEmulator(config) as emu, SerialMotorLink(SerialConfig(port=emu.device_path)) as link:
+        rtts_ms, lost = measure_link(link, args.count)
+        watchdog_ms = measure_watchdog(link, emu)
+    link_summary = latency_summary(rtts_ms)
+    wire = f"wire time at {args.baud} baud" if args.baud else "pty speed, no wire time"
+    print(f"serial round trip, DRIVE -> STATE, {args.count} commands, {wire}")
+    print_table(
+        ["path", "p50 ms", "p99 ms", "max ms"],
+        [
+            [name, f"{s['p50_ms']:.3f}", f"{s['p99_ms']:.3f}", f"{s['max_ms']:.3f}"]
+            for name, s in (("bare pty echo (floor)", floor), ("SerialMotorLink", link_summary))
+        ],
+    )
+    print(f"lost: {lost}   watchdog zeroed the motors {watchdog_ms:.1f} ms after the last DRIVE")
+    return {
+        "count": args.count,
+        "lost": lost,
+        "p50_ms": link_summary["p50_ms"],
+        "p99_ms": link_summary["p99_ms"],
+        "max_ms": link_summary["max_ms"],
+        "floor_p50_ms": floor["p50_ms"],
+        "floor_p99_ms": floor["p99_ms"],
+        "watchdog_ms": watchdog_ms,
+        "baud": args.baud or 0,
+    }
+
+
+def main() -> None:
+    """``python -m rover.bench.serial``: the bench alone, JSON on the last line."""
+    parser = argparse.ArgumentParser(prog="rover bench serial", description=__doc__)
+    add_arguments(parser)
+    print(json.dumps(run(parser.parse_args())))
+
+
+if __name__ == "__main__":
+    main()

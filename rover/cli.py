@@ -1,0 +1,131 @@
+"""The `rover` command: one entry point for driving, simulating, benchmarking and tools."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+
+from rover.errors import RoverError
+
+# `rover bench NAME` -> module with add_arguments(parser) and run(args) -> dict
+BENCHES = {
+    "bus": "rover.bench.bus",
+    "serial": "rover.bench.serial",
+    "sim": "rover.bench.sim",
+}
+
+
+def _add_stack_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="robot TOML file (default: built-in defaults)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one config value, e.g. --set motor.port=/dev/ttyACM0")
+    p.add_argument("--namespace", default="default",
+                   help="bus namespace: stacks with different namespaces never cross")
+    p.add_argument("--sim", metavar="SCENARIO",
+                   help="run against the simulator (open, forest, corridor, or a .toml path)")
+    p.add_argument("--seed", type=int, default=None, help="simulator world seed")
+    p.add_argument("--headless", action="store_true", help="no window, even with a display")
+    p.add_argument("--lockstep", action="store_true",
+                   help="simulator steps only when the stack answered the frame (deterministic)")
+    p.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                   help="stop after this much simulated time")
+    p.add_argument("--metrics-out", metavar="PATH", help="write the run's metrics JSON here")
+    p.add_argument("--snapshot", metavar="PATH", help="save a PNG of the window at the end")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rover", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("drive", help="drive autonomously (on the robot, or --sim SCENARIO)")
+    _add_stack_args(p)
+    p.add_argument("--model", default="expert",
+                   help="steering model file, or in the simulator expert/straight/random")
+    p.set_defaults(func=_cmd_stack, mode="drive")
+
+    p = sub.add_parser("teleop", help="drive by hand (keyboard in the simulator window)")
+    _add_stack_args(p)
+    p.set_defaults(func=_cmd_stack, mode="teleop", model=None)
+
+    p = sub.add_parser("demo", help="the simulator driven by the bundled autopilot")
+    p.add_argument("--headless", action="store_true", help="no window, even with a display")
+    p.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                   help="simulated seconds (default: until the window closes; 30 headless)")
+    p.add_argument("--sim", default="forest", metavar="SCENARIO")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("topics", help="live topics with rate, bandwidth and drops")
+    p.add_argument("--namespace", default="default")
+    p.add_argument("--seconds", type=float, default=3.0, help="how long to listen")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead")
+    p.set_defaults(func=_cmd_topics)
+
+    p = sub.add_parser("calibrate", help="stereo calibration from checkerboard image pairs")
+    _lazy_arguments(p, "drivers.calibration", "run_calibrate")
+
+    p = sub.add_parser("bench", help="measure this computer against the budget")
+    bench_sub = p.add_subparsers(dest="bench", required=True, metavar="NAME")
+    for name, module in BENCHES.items():
+        bp = bench_sub.add_parser(name, help=f"benchmark: {name}")
+        _lazy_arguments(bp, module, "run", bench=True)
+    return parser
+
+
+def _lazy_arguments(p: argparse.ArgumentParser, module: str, entry: str,
+                    bench: bool = False) -> None:
+    mod = importlib.import_module(module)
+    mod.add_arguments(p)
+    p.set_defaults(func=_cmd_bench if bench else _cmd_module, entry=getattr(mod, entry))
+
+
+def _cmd_module(args: argparse.Namespace) -> int:
+    return int(args.entry(args) or 0)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    result = args.entry(args)
+    print(json.dumps(result))
+    return 0
+
+
+def _cmd_stack(args: argparse.Namespace) -> int:
+    from rover.stack import run_stack
+
+    return run_stack(args)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from rover.stack import run_demo
+
+    return run_demo(args)
+
+
+def _cmd_topics(args: argparse.Namespace) -> int:
+    from rover.introspect import run_topics
+
+    return run_topics(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except RoverError as exc:
+        print(f"rover: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

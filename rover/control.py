@@ -1,0 +1,129 @@
+"""Command arbitration for the control node: plain logic, no bus, no serial.
+
+Picks the source (the human's teleop command, or the autopilot's steering estimate), limits how
+fast steering and throttle change, and zeroes throttle when the source goes stale or on e-stop.
+Slew limits advance with the inputs' capture stamps, so a lock-step simulation run (whose
+stamps advance exactly one frame period per step) is deterministic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rover import messages as m
+from rover.config import dataclass_from_dict
+from rover.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    """[control] section: send rate, staleness, slew limits, autopilot default."""
+
+    rate_hz: float = 50.0
+    stale_ms: float = 200.0
+    steering_slew_per_s: float = 6.0  # full left to full right in 1/3 s
+    throttle_slew_per_s: float = 3.0
+    max_throttle: float = 1.0
+    autopilot_without_teleop: bool = False  # drive mode: follow the autopilot when no human
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> ControlConfig:
+        cfg = dataclass_from_dict(cls, raw, "control")
+        if cfg.rate_hz <= 0 or cfg.stale_ms <= 0:
+            raise ConfigError("[control] rate_hz and stale_ms must be positive")
+        if not 0 < cfg.max_throttle <= 1:
+            raise ConfigError(f"[control] max_throttle = {cfg.max_throttle}: use (0, 1]")
+        return cfg
+
+
+@dataclass(frozen=True)
+class ControlOutput:
+    """What goes to the motors now, and why."""
+
+    steering: float
+    throttle: float
+    arm: bool
+    estop: bool
+    stale: bool
+    source: str
+    frame_seq: int
+
+
+def _clamp(x: float, lo: float = -1.0, hi: float = 1.0) -> float:
+    return lo if x < lo else hi if x > hi else x
+
+
+class _Ramp:
+    def __init__(self, slew_per_s: float):
+        self.slew = slew_per_s
+        self.value = 0.0
+        self.stamp_ns: int | None = None
+
+    def toward(self, target: float, stamp_ns: int) -> float:
+        dt = 0.0 if self.stamp_ns is None else max(0.0, (stamp_ns - self.stamp_ns) / 1e9)
+        dt = min(dt, 0.1)  # after a pause, ramp from where we were, not in one jump
+        self.stamp_ns = stamp_ns
+        step = self.slew * dt
+        self.value = _clamp(target, self.value - step, self.value + step)
+        return self.value
+
+
+class Controller:
+    """Arbitrates teleop vs autopilot, applies slew limits, stale and e-stop safety."""
+
+    def __init__(self, config: ControlConfig | None = None):
+        self.cfg = config or ControlConfig()
+        self.teleop: m.TeleopCommand | None = None
+        self.teleop_recv_ns = 0
+        self.estimate: m.SteeringEstimate | None = None
+        self.estimate_recv_ns = 0
+        self._steer = _Ramp(self.cfg.steering_slew_per_s)
+        self._throttle = _Ramp(self.cfg.throttle_slew_per_s)
+        self.source = "none"
+        self.frame_seq = m.NO_FRAME
+
+    def on_teleop(self, cmd: m.TeleopCommand, recv_ns: int) -> None:
+        self.teleop, self.teleop_recv_ns = cmd, recv_ns
+        if self._active() == "teleop":
+            self._advance(cmd.steering, cmd.throttle if cmd.deadman else 0.0, cmd.stamp_ns,
+                          "teleop", cmd.frame_seq)
+
+    def on_estimate(self, est: m.SteeringEstimate, recv_ns: int) -> None:
+        self.estimate, self.estimate_recv_ns = est, recv_ns
+        if self._active() == "autopilot":
+            self._advance(est.steering, est.throttle, est.stamp_ns, est.source or "autopilot",
+                          est.frame_seq)
+
+    def _active(self) -> str:
+        if self.teleop is not None and not self.teleop.autopilot:
+            return "teleop"
+        if self.teleop is not None or self.cfg.autopilot_without_teleop:
+            return "autopilot"
+        return "none"
+
+    def _advance(self, steering: float, throttle: float, stamp_ns: int, source: str,
+                 frame_seq: int) -> None:
+        self._steer.toward(_clamp(steering), stamp_ns)
+        self._throttle.toward(_clamp(throttle, -self.cfg.max_throttle, self.cfg.max_throttle),
+                              stamp_ns)
+        self.source, self.frame_seq = source, frame_seq
+
+    def output(self, now_ns: int) -> ControlOutput:
+        """The command to send at `now_ns`: zero throttle if the active input is stale."""
+        active = self._active()
+        recv_ns = self.teleop_recv_ns if active == "teleop" else self.estimate_recv_ns
+        stale = active == "none" or (now_ns - recv_ns) / 1e6 > self.cfg.stale_ms
+        if active == "teleop" and self.teleop is not None and not self.teleop.deadman:
+            self._throttle.value = 0.0  # deadman released: stop now, not after a ramp
+        estop = bool(self.teleop and self.teleop.estop)
+        if stale or estop:
+            self._throttle.value = 0.0
+        return ControlOutput(
+            steering=self._steer.value,
+            throttle=self._throttle.value,
+            arm=not estop and not stale,
+            estop=estop,
+            stale=stale,
+            source=self.source if not stale else f"{active}:stale",
+            frame_seq=self.frame_seq,
+        )

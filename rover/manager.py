@@ -1,0 +1,196 @@
+"""Starts the nodes a mode needs, restarts those that die, stops them all cleanly.
+
+The table `NODES` says which node runs when (openpilot's process_config, in miniature). Each node
+is a real process (`python -m MODULE`), its stderr kept in a log file so that when it dies the
+manager can say which node failed and why.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger("rover.manager")
+
+# Exit codes of a node that restarting cannot fix (rover.errors: ConfigError, DataError).
+FATAL_EXIT_CODES = {2, 4}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What the user asked for: drives which nodes run and with which arguments."""
+
+    mode: str  # "teleop" | "drive"
+    sim: str | None = None
+    model: str | None = None
+    record: str | None = None
+    config: str | None = None
+    namespace: str = "default"
+    overrides: tuple[str, ...] = ()
+    node_args: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def sim_policy(self) -> bool:
+        return self.model in ("expert", "straight", "random")
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One row of the table: a node, its module, and when it runs."""
+
+    name: str
+    module: str
+    runs_when: Callable[[RunOptions], bool]
+    primary: bool = False  # when it exits cleanly, the whole run is over
+
+
+NODES: tuple[NodeSpec, ...] = (
+    NodeSpec("camera", "rover.nodes.camera", lambda o: o.sim is None),
+    NodeSpec("sim", "sim.node", lambda o: o.sim is not None, primary=True),
+    NodeSpec("expert", "sim.expert_node", lambda o: o.sim is not None and o.sim_policy),
+    NodeSpec("control", "rover.nodes.control", lambda o: True),
+)
+
+
+class ManagedNode:
+    """A node process and its restart bookkeeping."""
+
+    def __init__(self, spec: NodeSpec, argv: list[str], log_dir: Path):
+        self.spec = spec
+        self.argv = argv
+        self.log_path = log_dir / f"{spec.name}.log"
+        self.proc: subprocess.Popen | None = None
+        self.restarts = 0
+        self.started_at = 0.0
+        self.restart_at: float | None = None
+        self.last_failure = ""
+
+    def start(self) -> None:
+        self.started_at = time.monotonic()
+        self.restart_at = None
+        with open(self.log_path, "ab") as err:
+            self.proc = subprocess.Popen(self.argv, stderr=err, stdin=subprocess.DEVNULL)
+
+    def failure_reason(self, code: int) -> str:
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+        try:
+            lines = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            lines = []
+        last = lines[-1].strip() if lines else ""
+        return f"node {self.spec.name} {how}" + (f": {last}" if last else "")
+
+
+class Manager:
+    """Runs the nodes for `options`; `run()` blocks until done, interrupted, or a fatal error."""
+
+    def __init__(self, options: RunOptions, nodes: tuple[NodeSpec, ...] = NODES,
+                 stop_timeout_s: float = 3.0, max_backoff_s: float = 5.0):
+        self.options = options
+        self.stop_timeout_s = stop_timeout_s
+        self.max_backoff_s = max_backoff_s
+        self.log_dir = Path(tempfile.mkdtemp(prefix=f"rover-{options.namespace}-logs-"))
+        self.nodes = [ManagedNode(s, self._argv(s), self.log_dir)
+                      for s in nodes if s.runs_when(options)]
+        self.failures: list[str] = []
+        self._stopping = False
+
+    def _argv(self, spec: NodeSpec) -> list[str]:
+        o = self.options
+        argv = [sys.executable, "-m", spec.module, "--namespace", o.namespace]
+        if o.config:
+            argv += ["--config", o.config]
+        for item in o.overrides:
+            argv += ["--set", item]
+        return argv + list(o.node_args.get(spec.name, []))
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.start()
+            log.info("started %s (pid %d)", node.spec.name, node.proc.pid)
+
+    def poll(self) -> str | None:
+        """Check every node once; restart the dead. Returns why the run ended, else None."""
+        now = time.monotonic()
+        for node in self.nodes:
+            if node.restart_at is not None:
+                if now >= node.restart_at:
+                    node.start()
+                    log.info("restarted %s (restart %d)", node.spec.name, node.restarts)
+                continue
+            code = node.proc.poll()
+            if code is None:
+                continue
+            if code == 0 and node.spec.primary:
+                return f"{node.spec.name} finished"
+            reason = node.failure_reason(code)
+            self.failures.append(reason)
+            if code in FATAL_EXIT_CODES:
+                return reason
+            log.warning("%s; restarting", reason)
+            if now - node.started_at > 10 * self.max_backoff_s:
+                node.restarts = 0  # it ran fine for a long time: start the backoff afresh
+            node.restart_at = now + min(self.max_backoff_s, 0.2 * 2**node.restarts)
+            node.restarts += 1
+        return None
+
+    def run(self, timeout_s: float | None = None) -> str:
+        """Start, supervise until a primary node finishes, a fatal error, SIGINT or timeout."""
+        previous = signal.signal(signal.SIGTERM, lambda *_: self._request_stop())
+        self.start()
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        reason = "stopped"
+        try:
+            while not self._stopping:
+                ended = self.poll()
+                if ended:
+                    reason = ended
+                    break
+                if deadline and time.monotonic() > deadline:
+                    reason = "timeout"
+                    break
+                time.sleep(0.05)  # supervision tick, not synchronisation
+        except KeyboardInterrupt:
+            reason = "interrupted"
+        finally:
+            self.stop()
+            signal.signal(signal.SIGTERM, previous)
+        return reason
+
+    def _request_stop(self) -> None:
+        self._stopping = True
+
+    def stop(self) -> None:
+        """SIGINT every node, then SIGKILL those still running after the timeout."""
+        running = [n.proc for n in self.nodes if n.proc and n.proc.poll() is None]
+        for proc in running:
+            proc.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + self.stop_timeout_s
+        for proc in running:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("pid %d ignored SIGINT for %.1f s: SIGKILL", proc.pid,
+                            self.stop_timeout_s)
+                proc.kill()
+                proc.wait()
+
+    def pids(self) -> dict[str, int]:
+        return {n.spec.name: n.proc.pid for n in self.nodes if n.proc}
+
+
+def node_pid_alive(pid: int) -> bool:
+    """True if a process with `pid` exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -1,0 +1,202 @@
+"""Typed bus messages and their one encode/decode path.
+
+Every message is a frozen dataclass with the common header (`seq`, `stamp_ns`, `frame_seq`).
+On the wire a message is a ZeroMQ multipart: ``[topic, meta, *buffers]`` where ``meta`` is a
+struct of the scalar fields plus the dtype/shape of each array, and each array (a camera image)
+travels as its own frame, zero-copy. Strings travel as UTF-8 frames. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+import typing
+from dataclasses import dataclass, field
+from functools import cache
+from typing import ClassVar
+
+import numpy as np
+
+WIRE_VERSION = 1
+NO_FRAME = -1  # frame_seq of a message that answers no camera frame
+
+_SCALAR_CODES = {int: "q", float: "d", bool: "?"}
+_DTYPES = (np.uint8, np.uint16, np.int16, np.float32, np.float64, np.int32)
+_PREFIX = struct.Struct("<BHB")  # wire version, type id, number of buffer parts
+
+
+class DecodeError(ValueError):
+    """A multipart that is not a valid message of the expected type."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Message:
+    """Base of all bus messages: the header every message carries."""
+
+    TYPE_ID: ClassVar[int] = 0
+    seq: int = 0
+    stamp_ns: int = 0
+    frame_seq: int = NO_FRAME
+
+
+@dataclass(frozen=True, kw_only=True)
+class StereoImage(Message):
+    """A stereo pair: RGB uint8 HxWx3 per eye, with each eye's grab time."""
+
+    TYPE_ID: ClassVar[int] = 1
+    left: np.ndarray = field(repr=False)
+    right: np.ndarray = field(repr=False)
+    left_stamp_ns: int = 0
+    right_stamp_ns: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class TeleopCommand(Message):
+    """What the human asks for: steering/throttle in [-1, 1], mode and buttons."""
+
+    TYPE_ID: ClassVar[int] = 2
+    steering: float = 0.0
+    throttle: float = 0.0
+    autopilot: bool = False
+    estop: bool = False
+    deadman: bool = False
+    record: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class SteeringEstimate(Message):
+    """A policy's answer to one camera frame (the CNN, or the simulator's expert)."""
+
+    TYPE_ID: ClassVar[int] = 3
+    steering: float = 0.0
+    throttle: float = 0.0
+    source: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ControlCommand(Message):
+    """The arbitrated command the control node sent to the motors, and which DRIVE carried it."""
+
+    TYPE_ID: ClassVar[int] = 4
+    steering: float = 0.0
+    throttle: float = 0.0
+    drive_seq: int = 0
+    source: str = ""
+    stale: bool = False
+    estop: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class MotorState(Message):
+    """The motor controller's STATE reply, plus the host link's health."""
+
+    TYPE_ID: ClassVar[int] = 5
+    steering: float = 0.0
+    throttle: float = 0.0
+    armed: bool = False
+    estop: bool = False
+    watchdog_tripped: bool = False
+    connected: bool = False
+    drive_seq_echo: int = 0
+    rtt_ms: float = 0.0
+    reconnects: int = 0
+    bad_frames: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimTruth(Message):
+    """Simulator ground truth for one frame: pose, speed, run counters (sim/ and eval only)."""
+
+    TYPE_ID: ClassVar[int] = 6
+    x_m: float = 0.0
+    y_m: float = 0.0
+    yaw_rad: float = 0.0
+    speed_mps: float = 0.0
+    sim_time_s: float = 0.0
+    collisions: int = 0
+    distance_m: float = 0.0
+
+
+MESSAGE_TYPES: dict[int, type[Message]] = {
+    cls.TYPE_ID: cls
+    for cls in (StereoImage, TeleopCommand, SteeringEstimate, ControlCommand, MotorState, SimTruth)
+}
+
+
+@dataclass(frozen=True)
+class _Layout:
+    scalars: tuple[str, ...]
+    arrays: tuple[str, ...]
+    strings: tuple[str, ...]
+    meta: struct.Struct
+
+
+@cache
+def _layout(cls: type[Message]) -> _Layout:
+    hints = typing.get_type_hints(cls)
+    scalars, arrays, strings, codes = [], [], [], ["<"]
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        if kind is np.ndarray:
+            arrays.append(f.name)
+        elif kind is str:
+            strings.append(f.name)
+        else:
+            scalars.append(f.name)
+            codes.append(_SCALAR_CODES[kind])
+    # per array: dtype index, then height, width, channels
+    codes.append("B3I" * len(arrays))
+    return _Layout(tuple(scalars), tuple(arrays), tuple(strings), struct.Struct("".join(codes)))
+
+
+def encode(topic: bytes, msg: Message) -> list:
+    """Turn a message into multipart frames; arrays are passed by reference (zero-copy)."""
+    lay = _layout(type(msg))
+    values: list = [getattr(msg, name) for name in lay.scalars]
+    buffers: list = []
+    for name in lay.arrays:
+        arr = np.ascontiguousarray(getattr(msg, name))
+        shape = tuple(arr.shape) + (1,) * (3 - arr.ndim)
+        values += [_DTYPES.index(arr.dtype.type), *shape]
+        buffers.append(arr)
+    buffers += [getattr(msg, name).encode() for name in lay.strings]
+    prefix = _PREFIX.pack(WIRE_VERSION, msg.TYPE_ID, len(buffers))
+    return [topic, prefix + lay.meta.pack(*values), *buffers]
+
+
+def decode(parts: list, expected: type[Message]) -> Message:
+    """Turn multipart frames back into a message of type `expected`, or raise DecodeError."""
+    try:
+        return _decode(parts, expected)
+    except DecodeError:
+        raise
+    except (struct.error, ValueError, IndexError, TypeError, UnicodeDecodeError) as exc:
+        raise DecodeError(f"malformed {expected.__name__}: {exc}") from exc
+
+
+def _decode(parts: list, expected: type[Message]) -> Message:
+    if len(parts) < 2:
+        raise DecodeError("too few parts")
+    meta = _bytes(parts[1])
+    version, type_id, n_buffers = _PREFIX.unpack_from(meta)
+    if version != WIRE_VERSION or type_id != expected.TYPE_ID:
+        raise DecodeError(f"wire version {version} type {type_id}, expected {expected.TYPE_ID}")
+    lay = _layout(expected)
+    if n_buffers != len(lay.arrays) + len(lay.strings) or len(parts) != 2 + n_buffers:
+        raise DecodeError("wrong number of buffer parts")
+    values = lay.meta.unpack(meta[_PREFIX.size :])
+    n = len(lay.scalars)
+    kwargs = dict(zip(lay.scalars, values[:n], strict=True))
+    for i, name in enumerate(lay.arrays):
+        dtype_idx, h, w, c = values[n + 4 * i : n + 4 * i + 4]
+        buf = parts[2 + i]
+        buf = buf.buffer if hasattr(buf, "buffer") else buf
+        arr = np.frombuffer(buf, dtype=_DTYPES[dtype_idx])
+        kwargs[name] = arr.reshape((h, w, c) if c > 1 else (h, w))
+    for i, name in enumerate(lay.strings):
+        kwargs[name] = _bytes(parts[2 + len(lay.arrays) + i]).decode()
+    return expected(**kwargs)
+
+
+def _bytes(part) -> bytes:
+    return part.bytes if hasattr(part, "bytes") else bytes(part)

@@ -1,0 +1,96 @@
+"""The one registry of every topic on the bus: name, message type, rate, endpoint, recorded.
+
+Code names topics by these objects (``topics.CAMERA_STEREO``), never by strings. Each topic has
+exactly one publisher, which binds; subscribers connect. Endpoints are derived from the topic
+name and the stack's namespace, so several stacks run side by side without crossing.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+
+from rover import messages as m
+from rover.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Topic:
+    """A topic: its name, message type, nominal rate, whether the recorder keeps it."""
+
+    name: str
+    msg_type: type[m.Message]
+    rate_hz: float
+    recorded: bool
+    frames: bool = False  # carries camera frames: subscribers usually want the newest only
+    sim_only: bool = False  # ground truth: only sim/ and evaluation may subscribe
+
+    @property
+    def period_s(self) -> float:
+        return 1.0 / self.rate_hz
+
+    @property
+    def wire_name(self) -> bytes:
+        return self.name.encode()
+
+
+CAMERA_STEREO = Topic("camera/stereo", m.StereoImage, 30.0, recorded=True, frames=True)
+TELEOP_COMMAND = Topic("teleop/command", m.TeleopCommand, 50.0, recorded=True)
+PERCEPTION_STEERING = Topic("perception/steering", m.SteeringEstimate, 30.0, recorded=True)
+CONTROL_COMMAND = Topic("control/command", m.ControlCommand, 50.0, recorded=True)
+MOTOR_STATE = Topic("motor/state", m.MotorState, 50.0, recorded=True)
+SIM_TRUTH = Topic("sim/truth", m.SimTruth, 30.0, recorded=True, sim_only=True)
+
+ALL_TOPICS: tuple[Topic, ...] = (
+    CAMERA_STEREO,
+    TELEOP_COMMAND,
+    PERCEPTION_STEERING,
+    CONTROL_COMMAND,
+    MOTOR_STATE,
+    SIM_TRUTH,
+)
+BY_NAME: dict[str, Topic] = {t.name: t for t in ALL_TOPICS}
+
+DEFAULT_NAMESPACE = "default"
+_IPC_PATH_MAX = 100  # sockaddr_un holds 108 bytes; keep a margin
+
+
+@dataclass(frozen=True)
+class BusConfig:
+    """Where a stack's topics live: ipc under a per-namespace folder, or tcp on one host."""
+
+    namespace: str = DEFAULT_NAMESPACE
+    transport: str = "ipc"  # "ipc" or "tcp"
+    host: str = "127.0.0.1"
+    base_port: int = 5550
+    ipc_dir: str = ""  # default: $XDG_RUNTIME_DIR or the temp dir
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> BusConfig:
+        unknown = set(raw) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(f"[bus] unknown key(s) {sorted(unknown)}: valid keys are "
+                              f"{sorted(cls.__dataclass_fields__)}")
+        cfg = cls(**raw)
+        if cfg.transport not in ("ipc", "tcp"):
+            raise ConfigError(f"[bus] transport = {cfg.transport!r}: use 'ipc' or 'tcp'")
+        if not cfg.namespace.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"[bus] namespace = {cfg.namespace!r}: use letters, digits, - and _")
+        return cfg
+
+    def endpoint(self, topic: Topic) -> str:
+        """The ZeroMQ endpoint of `topic` in this namespace."""
+        if self.transport == "tcp":
+            return f"tcp://{self.host}:{self.base_port + ALL_TOPICS.index(topic)}"
+        path = os.path.join(self.ipc_root(), topic.name.replace("/", "."))
+        if len(path) > _IPC_PATH_MAX:
+            raise ConfigError(f"ipc path {path!r} is too long for a unix socket: "
+                              "set [bus] ipc_dir to a shorter folder")
+        return f"ipc://{path}"
+
+    def ipc_root(self) -> str:
+        base = self.ipc_dir or os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+        root = os.path.join(base, f"rover-{self.namespace}")
+        os.makedirs(root, exist_ok=True)
+        return root
