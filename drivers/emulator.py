@@ -166,7 +166,10 @@ class FirmwareEmulator:
 
 
 class WireModel:
-    """Serial wire time at ``baud``, 10 bits a byte, each direction one byte at a time."""
+    """Serial wire time at ``baud``, 10 bits a byte, each direction one byte at a time.
+
+    Only replies wait for it; a command acts on the outputs when its bytes reach the pty.
+    """
 
     def __init__(self, baud: int) -> None:
         self.byte_ns = 10 * 1_000_000_000 // baud

@@ -20,8 +20,11 @@ from pathlib import Path
 
 log = logging.getLogger("rover.manager")
 
-# Exit codes of a node that restarting cannot fix (rover.errors: ConfigError, DataError).
+# Exit codes of a node that restarting cannot fix (rover.errors: ConfigError, DataError);
+# a DeviceError (3) is fatal only at the first start: a device that was never there is a
+# setup problem, one that vanished mid-run (USB unplug) may come back.
 FATAL_EXIT_CODES = {2, 4}
+DEVICE_EXIT_CODE = 3
 
 
 @dataclass(frozen=True)
@@ -50,14 +53,23 @@ class NodeSpec:
     module: str
     runs_when: Callable[[RunOptions], bool]
     primary: bool = False  # when it exits cleanly, the whole run is over
+    # a path that must exist before the node starts (the simulator's serial device)
+    wait_for: Callable[[RunOptions], str | None] = lambda o: None
 
 
 NODES: tuple[NodeSpec, ...] = (
     NodeSpec("camera", "rover.nodes.camera", lambda o: o.sim is None),
     NodeSpec("sim", "sim.node", lambda o: o.sim is not None, primary=True),
     NodeSpec("expert", "sim.expert_node", lambda o: o.sim is not None and o.sim_policy),
-    NodeSpec("control", "rover.nodes.control", lambda o: True),
+    NodeSpec("control", "rover.nodes.control", lambda o: True,
+             wait_for=lambda o: _sim_motor_port(o) if o.sim is not None else None),
 )
+
+
+def _sim_motor_port(options: RunOptions) -> str:
+    from rover.stack import motor_port_for_sim
+
+    return motor_port_for_sim(options.namespace)
 
 
 class ManagedNode:
@@ -72,6 +84,10 @@ class ManagedNode:
         self.started_at = 0.0
         self.restart_at: float | None = None
         self.last_failure = ""
+
+    @property
+    def first_start(self) -> bool:
+        return self.restarts == 0
 
     def start(self) -> None:
         self.started_at = time.monotonic()
@@ -93,8 +109,11 @@ class Manager:
     """Runs the nodes for `options`; `run()` blocks until done, interrupted, or a fatal error."""
 
     def __init__(self, options: RunOptions, nodes: tuple[NodeSpec, ...] = NODES,
-                 stop_timeout_s: float = 3.0, max_backoff_s: float = 5.0):
+                 stop_timeout_s: float = 3.0, max_backoff_s: float = 5.0,
+                 device_timeout_s: float = 30.0):
         self.options = options
+        self.device_timeout_s = device_timeout_s
+        self._started_at = time.monotonic()
         self.stop_timeout_s = stop_timeout_s
         self.max_backoff_s = max_backoff_s
         self.log_dir = Path(tempfile.mkdtemp(prefix=f"rover-{options.namespace}-logs-"))
@@ -113,15 +132,26 @@ class Manager:
         return argv + list(o.node_args.get(spec.name, []))
 
     def start(self) -> None:
+        """Start every node, except those still waiting for their device (see poll)."""
+        now = time.monotonic()
         for node in self.nodes:
+            if node.spec.wait_for(self.options):
+                node.restart_at = now  # poll() starts it once the path exists
+                continue
             node.start()
             log.info("started %s (pid %d)", node.spec.name, node.proc.pid)
+        self._started_at = now
 
     def poll(self) -> str | None:
         """Check every node once; restart the dead. Returns why the run ended, else None."""
         now = time.monotonic()
         for node in self.nodes:
             if node.restart_at is not None:
+                needed = node.spec.wait_for(self.options)
+                if needed and not os.path.exists(needed):
+                    if node.proc is None and now - self._started_at > self.device_timeout_s:
+                        return f"node {node.spec.name} never started: {needed} did not appear"
+                    continue
                 if now >= node.restart_at:
                     node.start()
                     log.info("restarted %s (restart %d)", node.spec.name, node.restarts)
@@ -133,7 +163,7 @@ class Manager:
                 return f"{node.spec.name} finished"
             reason = node.failure_reason(code)
             self.failures.append(reason)
-            if code in FATAL_EXIT_CODES:
+            if code in FATAL_EXIT_CODES or (code == DEVICE_EXIT_CODE and node.first_start):
                 return reason
             log.warning("%s; restarting", reason)
             if now - node.started_at > 10 * self.max_backoff_s:
@@ -185,6 +215,11 @@ class Manager:
 
     def pids(self) -> dict[str, int]:
         return {n.spec.name: n.proc.pid for n in self.nodes if n.proc}
+
+    def running(self, name: str) -> bool:
+        """True when node `name` has a live process."""
+        return any(n.spec.name == name and n.proc is not None and n.proc.poll() is None
+                   for n in self.nodes)
 
 
 def node_pid_alive(pid: int) -> bool:

@@ -25,6 +25,7 @@ from sim.textures import (
     SKY_KEY,
     SKY_WIDTH,
     TEX_U,
+    TEX_V,
     Appearance,
 )
 from sim.world import World
@@ -156,15 +157,15 @@ class StereoRenderer:
         seg = seg_table.take(code, mode="clip")  # 8 bytes: depth (float32), pack (int32)
         t_pix = seg.view(np.float32)[..., 0::2]
         pack = seg.view(np.int32)[..., 1::2]
+        # Texture row from the pixel's height on the obstacle; textures are stored u-major.
         v = (t_pix * self._rowfac + self._v0).astype(np.int32)
-        v <<= 6  # TEX_U == 64 texels per texture row
         v += pack & BASE_MASK
-        obstacle_lut = self.look.obstacle_atlas.take(v, mode="clip").astype(np.int32)
+        palette_index = self.look.obstacle_atlas.take(v, mode="clip")
         pack >>= 10
-        pack &= 0xFF00
-        obstacle_lut |= pack
-        background = self._background(eyes, yaw_rad)
-        lut_index = np.where(is_obstacle, obstacle_lut, background)
+        pack &= 0xFF00  # the light key, shifted to select the LUT row
+        pack |= palette_index
+        lut_index = self._background(eyes, yaw_rad)
+        np.copyto(lut_index, pack, where=is_obstacle)
         rgba = self.look.lut.take(lut_index, mode="clip")
         rgb = cv2.cvtColor(rgba.view(np.uint8).reshape(-1, cam.width_px, 4), cv2.COLOR_RGBA2RGB)
         truth = GroundTruth(
@@ -202,7 +203,7 @@ class StereoRenderer:
         shade = look.light(hits.normal_x, hits.normal_y) * self._albedo[obs]
         key = look.shade_level(shade) * FOG_LEVELS + look.fog_level(dist)
         u_texel = np.floor(hits.u_m / OBSTACLE_TEXEL_M).astype(np.int64) & (TEX_U - 1)
-        pack = (key << 18) | (self._mat_base[obs] + u_texel)
+        pack = (key << 18) | (self._mat_base[obs] + u_texel * TEX_V)
         width = 2 * LAYERS + 1
         seg_t = np.zeros((t.shape[0], width), np.float32)
         seg_pack = np.zeros((t.shape[0], width), np.int32)
@@ -225,10 +226,9 @@ class StereoRenderer:
             angle = yaw_rad - np.arctan(self.k)
             az = (np.floor(angle / (2 * math.pi) * SKY_WIDTH).astype(np.int32)) & (SKY_WIDTH - 1)
             sky = look.sky.take(self._sky_rows + az, mode="clip")
-            out[:, :hr] = sky
+            np.add(sky, self._bg_key[:, :hr], out=out[:, :hr])
         if hr < cam.height_px:
-            out[:, hr:] = self._ground(eyes, yaw_rad)
-        out += self._bg_key
+            np.add(self._ground(eyes, yaw_rad), self._bg_key[:, hr:], out=out[:, hr:])
         return out
 
     def _ground(self, eyes: np.ndarray, yaw_rad: float) -> np.ndarray:

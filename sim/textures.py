@@ -55,10 +55,11 @@ class Appearance:
         return self.material_slot[name] * TEX_U * TEX_V
 
     def _obstacle_atlas(self, rng: np.random.Generator) -> np.ndarray:
-        atlas = np.zeros((len(self.material_slot), TEX_V, TEX_U), np.uint8)
+        # u-major (each texture column contiguous): pixels down an image column read along it.
+        atlas = np.zeros((len(self.material_slot), TEX_U, TEX_V), np.uint8)
         for name, slot in self.material_slot.items():
             levels = obstacle_texture(MATERIALS[name], rng, TEX_V, TEX_U, OBSTACLE_TEXEL_M)
-            atlas[slot] = OBSTACLE_BASE + slot * LEVELS + levels
+            atlas[slot] = (OBSTACLE_BASE + slot * LEVELS + levels).T
         return atlas.reshape(-1)
 
     def _ground_palette(self) -> None:

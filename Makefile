@@ -1,0 +1,44 @@
+# Two commands: `make demo` and `make test`. Each creates .venv and installs what it needs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch (pinned here so a fresh machine does not pull a multi-GB CUDA build).
+# On a CUDA laptop or a Jetson bring your own: `make demo TORCH_SPEC=` keeps whatever torch
+# the venv has, and VENV_FLAGS=--system-site-packages lets the venv see JetPack's torch.
+TORCH_SPEC ?= torch==2.13.0
+VENV_FLAGS ?=
+HEADLESS := SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy
+
+.PHONY: demo test test-fast lint format bench clean
+
+$(BIN)/rover-installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || test -z "$(TORCH_SPEC)" || \
+		$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+demo: $(BIN)/rover-installed
+	$(BIN)/rover demo
+
+test: $(BIN)/rover-installed
+	$(BIN)/ruff check .
+	$(HEADLESS) $(BIN)/python -m pytest -q
+
+test-fast: $(BIN)/rover-installed
+	$(HEADLESS) $(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(BIN)/rover-installed
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: $(BIN)/rover-installed
+	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+bench: $(BIN)/rover-installed
+	$(HEADLESS) $(BIN)/rover bench bus
+	$(HEADLESS) $(BIN)/rover bench serial
+	$(HEADLESS) $(BIN)/rover bench sim
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,98 @@
+"""`rover drive`, `rover teleop`, `rover demo`: turn the user's request into a managed stack."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from rover.errors import ConfigError
+from rover.manager import Manager, RunOptions
+from rover.topics import BusConfig
+
+SIM_POLICIES = ("expert", "straight", "random")
+
+
+def motor_port_for_sim(namespace: str) -> str:
+    """The stable device path of the simulator's firmware emulator (a symlink to its pty)."""
+    return os.path.join(BusConfig(namespace=namespace).ipc_root(), "mcu")
+
+
+def has_display() -> bool:
+    """True when a window can be opened (X11/Wayland on Linux; always elsewhere)."""
+    if os.environ.get("SDL_VIDEODRIVER") == "dummy":
+        return False
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
+
+
+def build_options(args: argparse.Namespace) -> RunOptions:
+    """Check the request and derive each node's arguments."""
+    model = getattr(args, "model", None)
+    if args.sim is None:
+        if args.mode == "drive":
+            raise ConfigError("rover drive on the robot needs a trained steering model node, "
+                              "which this version does not have yet: use --sim SCENARIO "
+                              "with --model expert|straight|random")
+        if model in SIM_POLICIES:
+            raise ConfigError(f"--model {model} is a simulator policy: add --sim SCENARIO")
+    elif args.mode == "drive" and model not in SIM_POLICIES:
+        raise ConfigError(f"--model {model!r}: in this version use expert, straight or random")
+    overrides = list(args.set)
+    sim_args: list[str] = []
+    if args.sim is not None:
+        overrides.append(f"motor.port={motor_port_for_sim(args.namespace)}")
+        sim_args = ["--scenario", args.sim, "--mode", args.mode]
+        for flag, value in (("--seed", args.seed), ("--duration", args.duration),
+                            ("--metrics-out", args.metrics_out),
+                            ("--snapshot", args.snapshot)):
+            if value is not None:
+                sim_args += [flag, str(value)]
+        if args.lockstep:
+            sim_args.append("--lockstep")
+        if args.headless or not has_display():
+            sim_args.append("--headless")
+    if args.mode == "drive":
+        overrides.append("control.autopilot_without_teleop=true")
+    expert_args = ["--scenario", args.sim or "", "--policy", model or "expert"]
+    if args.seed is not None:
+        expert_args += ["--seed", str(args.seed)]
+    return RunOptions(mode=args.mode, sim=args.sim, model=model, config=args.config,
+                      namespace=args.namespace, overrides=tuple(overrides),
+                      node_args={"sim": sim_args, "expert": expert_args})
+
+
+def run_stack(args: argparse.Namespace) -> int:
+    """Run the stack until the simulator finishes, Ctrl-C, or a node fails for good."""
+    options = build_options(args)
+    manager = Manager(options)
+    reason = manager.run()
+    if reason in ("sim finished", "stopped", "interrupted"):
+        return 0
+    print(f"rover: error: {reason}", file=sys.stderr)
+    return 1
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """The simulator driven by the bundled autopilot, in a window or headless with a summary."""
+    headless = args.headless or not has_display()
+    duration = args.duration if args.duration is not None else (30.0 if headless else None)
+    metrics = Path(tempfile.mkdtemp(prefix="rover-demo-")) / "metrics.json"
+    stack = argparse.Namespace(
+        mode="drive", sim=args.sim, model="expert", seed=None, headless=headless,
+        lockstep=headless, duration=duration, metrics_out=str(metrics), snapshot=None,
+        config=None, set=[], namespace=f"demo{os.getpid()}")
+    print(f"rover demo: {args.sim} scenario, expert autopilot, "
+          f"{'headless' if headless else 'window'}"
+          + (f", {duration:g} s simulated" if duration else ", close the window to stop"))
+    code = run_stack(stack)
+    if metrics.exists():
+        result = json.loads(metrics.read_text())
+        print("run summary:")
+        for key, value in result.items():
+            print(f"  {key:<36} {value}")
+    return code
