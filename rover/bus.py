@@ -45,8 +45,9 @@ class Publisher:
         if not isinstance(msg, self.topic.msg_type):
             raise TypeError(f"{self.topic.name} carries {self.topic.msg_type.__name__}")
         frame_seq = self.seq if self.topic.frames else msg.frame_seq
-        msg = replace(msg, seq=self.seq, stamp_ns=msg.stamp_ns or time.monotonic_ns(),
-                      frame_seq=frame_seq)
+        msg = replace(
+            msg, seq=self.seq, stamp_ns=msg.stamp_ns or time.monotonic_ns(), frame_seq=frame_seq
+        )
         self.seq += 1
         self._sock.send_multipart(m.encode(self.topic.wire_name, msg), copy=False)
         return msg
@@ -71,8 +72,14 @@ class Subscriber:
     """Receives one topic. `newest=True` conflates to the latest message (perception);
     `newest=False` keeps every message up to a high-water mark (the recorder)."""
 
-    def __init__(self, topic: Topic, bus: BusConfig | None = None, newest: bool = True,
-                 hwm: int | None = None, window_s: float = 2.0):
+    def __init__(
+        self,
+        topic: Topic,
+        bus: BusConfig | None = None,
+        newest: bool = True,
+        hwm: int | None = None,
+        window_s: float = 2.0,
+    ):
         self.topic = topic
         self.newest = newest
         self.stats = SubStats()

@@ -21,18 +21,37 @@ BENCHES = {
 
 def _add_stack_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="robot TOML file (default: built-in defaults)")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override one config value, e.g. --set motor.port=/dev/ttyACM0")
-    p.add_argument("--namespace", default="default",
-                   help="bus namespace: stacks with different namespaces never cross")
-    p.add_argument("--sim", metavar="SCENARIO",
-                   help="run against the simulator (open, forest, corridor, or a .toml path)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value, e.g. --set motor.port=/dev/ttyACM0",
+    )
+    p.add_argument(
+        "--namespace",
+        default="default",
+        help="bus namespace: stacks with different namespaces never cross",
+    )
+    p.add_argument(
+        "--sim",
+        metavar="SCENARIO",
+        help="run against the simulator (open, forest, corridor, or a .toml path)",
+    )
     p.add_argument("--seed", type=int, default=None, help="simulator world seed")
     p.add_argument("--headless", action="store_true", help="no window, even with a display")
-    p.add_argument("--lockstep", action="store_true",
-                   help="simulator steps only when the stack answered the frame (deterministic)")
-    p.add_argument("--duration", type=float, default=None, metavar="SECONDS",
-                   help="stop after this much simulated time")
+    p.add_argument(
+        "--lockstep",
+        action="store_true",
+        help="simulator steps only when the stack answered the frame (deterministic)",
+    )
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop after this much simulated time",
+    )
     p.add_argument("--metrics-out", metavar="PATH", help="write the run's metrics JSON here")
     p.add_argument("--snapshot", metavar="PATH", help="save a PNG of the window at the end")
 
@@ -44,8 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("drive", help="drive autonomously (on the robot, or --sim SCENARIO)")
     _add_stack_args(p)
-    p.add_argument("--model", default="expert",
-                   help="steering model file, or in the simulator expert/straight/random")
+    p.add_argument(
+        "--model",
+        default="expert",
+        help="steering model file, or in the simulator expert/straight/random",
+    )
     p.set_defaults(func=_cmd_stack, mode="drive")
 
     p = sub.add_parser("teleop", help="drive by hand (keyboard in the simulator window)")
@@ -54,8 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the simulator driven by the bundled autopilot")
     p.add_argument("--headless", action="store_true", help="no window, even with a display")
-    p.add_argument("--duration", type=float, default=None, metavar="SECONDS",
-                   help="simulated seconds (default: until the window closes; 30 headless)")
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="simulated seconds (default: until the window closes; 30 headless)",
+    )
     p.add_argument("--sim", default="forest", metavar="SCENARIO")
     p.set_defaults(func=_cmd_demo)
 
@@ -65,32 +92,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
     p.set_defaults(func=_cmd_topics)
 
-    p = sub.add_parser("calibrate", help="stereo calibration from checkerboard image pairs")
-    _lazy_arguments(p, "drivers.calibration", "run_calibrate")
+    p = sub.add_parser(
+        "calibrate", add_help=False, help="stereo calibration from checkerboard image pairs"
+    )
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(
+        func=_cmd_delegate,
+        module="drivers.calibration",
+        entry="run_calibrate",
+        prog="rover calibrate",
+    )
 
     p = sub.add_parser("bench", help="measure this computer against the budget")
     bench_sub = p.add_subparsers(dest="bench", required=True, metavar="NAME")
     for name, module in BENCHES.items():
-        bp = bench_sub.add_parser(name, help=f"benchmark: {name}")
-        _lazy_arguments(bp, module, "run", bench=True)
+        bp = bench_sub.add_parser(name, add_help=False, help=f"benchmark: {name}")
+        bp.add_argument("rest", nargs=argparse.REMAINDER)
+        bp.set_defaults(
+            func=_cmd_delegate, module=module, entry="run", prog=f"rover bench {name}", bench=True
+        )
     return parser
 
 
-def _lazy_arguments(p: argparse.ArgumentParser, module: str, entry: str,
-                    bench: bool = False) -> None:
-    mod = importlib.import_module(module)
-    mod.add_arguments(p)
-    p.set_defaults(func=_cmd_bench if bench else _cmd_module, entry=getattr(mod, entry))
-
-
-def _cmd_module(args: argparse.Namespace) -> int:
-    return int(args.entry(args) or 0)
-
-
-def _cmd_bench(args: argparse.Namespace) -> int:
-    result = args.entry(args)
-    print(json.dumps(result))
-    return 0
+def _cmd_delegate(args: argparse.Namespace) -> int:
+    """Commands whose module (and heavy imports) load only when that command runs."""
+    mod = importlib.import_module(args.module)
+    parser = argparse.ArgumentParser(prog=args.prog, description=mod.__doc__)
+    mod.add_arguments(parser)
+    sub_args = parser.parse_args(args.rest)
+    result = getattr(mod, args.entry)(sub_args)
+    if getattr(args, "bench", False):
+        print(json.dumps(result))
+        return 0
+    return int(result or 0)
 
 
 def _cmd_stack(args: argparse.Namespace) -> int:
@@ -113,8 +147,9 @@ def _cmd_topics(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s"
+    )
     try:
         return args.func(args)
     except RoverError as exc:

@@ -55,17 +55,22 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         try:
             raw = tomllib.loads(Path(path).read_text())
         except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist: check the path or omit "
-                              "--config to use the defaults") from None
+            raise ConfigError(
+                f"config file {path} does not exist: check the path or omit "
+                "--config to use the defaults"
+            ) from None
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML ({exc}): fix that line") \
-                from None
+            raise ConfigError(
+                f"config file {path} is not valid TOML ({exc}): fix that line"
+            ) from None
     for item in overrides or []:
         _apply_override(raw, item)
     unknown = set(raw) - set(SECTIONS)
     if unknown:
-        raise ConfigError(f"unknown section(s) {sorted(unknown)} in {path or 'overrides'}: "
-                          f"valid sections are {sorted(SECTIONS)}")
+        raise ConfigError(
+            f"unknown section(s) {sorted(unknown)} in {path or 'overrides'}: "
+            f"valid sections are {sorted(SECTIONS)}"
+        )
     sections = {}
     for name in SECTIONS:
         section = raw.get(name, {})
@@ -82,7 +87,9 @@ def _apply_override(raw: dict, item: str) -> None:
     key, sep, value = item.partition("=")
     section, dot, field = key.partition(".")
     if not sep or not dot:
-        raise ConfigError(f"override {item!r}: write SECTION.KEY=VALUE, e.g. motor.port=/dev/ttyACM0")
+        raise ConfigError(
+            f"override {item!r}: write SECTION.KEY=VALUE, e.g. motor.port=/dev/ttyACM0"
+        )
     try:
         parsed = tomllib.loads(f"v = {value}")["v"]
     except tomllib.TOMLDecodeError:
@@ -95,8 +102,9 @@ def dataclass_from_dict(cls: type, raw: dict, section: str):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(raw) - set(fields)
     if unknown:
-        raise ConfigError(f"[{section}] unknown key(s) {sorted(unknown)}: valid keys are "
-                          f"{sorted(fields)}")
+        raise ConfigError(
+            f"[{section}] unknown key(s) {sorted(unknown)}: valid keys are {sorted(fields)}"
+        )
     hints = typing.get_type_hints(cls)
     for key, value in raw.items():
         want = hints[key]

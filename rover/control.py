@@ -85,14 +85,20 @@ class Controller:
     def on_teleop(self, cmd: m.TeleopCommand, recv_ns: int) -> None:
         self.teleop, self.teleop_recv_ns = cmd, recv_ns
         if self._active() == "teleop":
-            self._advance(cmd.steering, cmd.throttle if cmd.deadman else 0.0, cmd.stamp_ns,
-                          "teleop", cmd.frame_seq)
+            self._advance(
+                cmd.steering,
+                cmd.throttle if cmd.deadman else 0.0,
+                cmd.stamp_ns,
+                "teleop",
+                cmd.frame_seq,
+            )
 
     def on_estimate(self, est: m.SteeringEstimate, recv_ns: int) -> None:
         self.estimate, self.estimate_recv_ns = est, recv_ns
         if self._active() == "autopilot":
-            self._advance(est.steering, est.throttle, est.stamp_ns, est.source or "autopilot",
-                          est.frame_seq)
+            self._advance(
+                est.steering, est.throttle, est.stamp_ns, est.source or "autopilot", est.frame_seq
+            )
 
     def _active(self) -> str:
         if self.teleop is not None and not self.teleop.autopilot:
@@ -101,11 +107,13 @@ class Controller:
             return "autopilot"
         return "none"
 
-    def _advance(self, steering: float, throttle: float, stamp_ns: int, source: str,
-                 frame_seq: int) -> None:
+    def _advance(
+        self, steering: float, throttle: float, stamp_ns: int, source: str, frame_seq: int
+    ) -> None:
         self._steer.toward(_clamp(steering), stamp_ns)
-        self._throttle.toward(_clamp(throttle, -self.cfg.max_throttle, self.cfg.max_throttle),
-                              stamp_ns)
+        self._throttle.toward(
+            _clamp(throttle, -self.cfg.max_throttle, self.cfg.max_throttle), stamp_ns
+        )
         self.source, self.frame_seq = source, frame_seq
 
     def output(self, now_ns: int) -> ControlOutput:

@@ -25,11 +25,19 @@ def measure_topics(bus_cfg: topics.BusConfig, seconds: float) -> list[dict]:
             t, s = sub.topic, sub.stats
             span_s = (sub.last_recv_ns - first_ns.get(t.name, 0)) / 1e9 if s.received > 1 else 0
             rate = (s.received - 1) / span_s if span_s > 0 else 0.0
-            rows.append({"topic": t.name, "type": t.msg_type.__name__, "nominal_hz": t.rate_hz,
-                         "rate_hz": round(rate, 2), "messages": s.received,
-                         "bandwidth_kbps": round(s.bytes * 8 / 1000 / seconds, 1),
-                         "drops": s.skipped, "malformed": s.malformed,
-                         "alive": s.received > 0 and sub.alive()})
+            rows.append(
+                {
+                    "topic": t.name,
+                    "type": t.msg_type.__name__,
+                    "nominal_hz": t.rate_hz,
+                    "rate_hz": round(rate, 2),
+                    "messages": s.received,
+                    "bandwidth_kbps": round(s.bytes * 8 / 1000 / seconds, 1),
+                    "drops": s.skipped,
+                    "malformed": s.malformed,
+                    "alive": s.received > 0 and sub.alive(),
+                }
+            )
         return rows
     finally:
         for sub in subs:
@@ -42,8 +50,20 @@ def run_topics(args: argparse.Namespace) -> int:
         print(json.dumps({"namespace": args.namespace, "topics": rows}))
         return 0
     print(f"namespace {args.namespace!r}, listened {args.seconds:g} s")
-    print_table(("topic", "type", "rate Hz", "nominal", "kbit/s", "msgs", "drops", "bad"),
-                [(r["topic"], r["type"], f"{r['rate_hz']:.1f}" if r["messages"] else "-",
-                  f"{r['nominal_hz']:g}", f"{r['bandwidth_kbps']:.0f}", str(r["messages"]),
-                  str(r["drops"]), str(r["malformed"])) for r in rows])
+    print_table(
+        ("topic", "type", "rate Hz", "nominal", "kbit/s", "msgs", "drops", "bad"),
+        [
+            (
+                r["topic"],
+                r["type"],
+                f"{r['rate_hz']:.1f}" if r["messages"] else "-",
+                f"{r['nominal_hz']:g}",
+                f"{r['bandwidth_kbps']:.0f}",
+                str(r["messages"]),
+                str(r["drops"]),
+                str(r["malformed"]),
+            )
+            for r in rows
+        ],
+    )
     return 0

@@ -61,8 +61,12 @@ NODES: tuple[NodeSpec, ...] = (
     NodeSpec("camera", "rover.nodes.camera", lambda o: o.sim is None),
     NodeSpec("sim", "sim.node", lambda o: o.sim is not None, primary=True),
     NodeSpec("expert", "sim.expert_node", lambda o: o.sim is not None and o.sim_policy),
-    NodeSpec("control", "rover.nodes.control", lambda o: True,
-             wait_for=lambda o: _sim_motor_port(o) if o.sim is not None else None),
+    NodeSpec(
+        "control",
+        "rover.nodes.control",
+        lambda o: True,
+        wait_for=lambda o: _sim_motor_port(o) if o.sim is not None else None,
+    ),
 )
 
 
@@ -102,23 +106,32 @@ class ManagedNode:
         except OSError:
             lines = []
         last = lines[-1].strip() if lines else ""
+        prefix = f"{self.spec.name}: error: "
+        if last.startswith(prefix):  # a node's own one-line RoverError
+            return f"{self.spec.name}: {last[len(prefix) :]} (node {how})"
         return f"node {self.spec.name} {how}" + (f": {last}" if last else "")
 
 
 class Manager:
     """Runs the nodes for `options`; `run()` blocks until done, interrupted, or a fatal error."""
 
-    def __init__(self, options: RunOptions, nodes: tuple[NodeSpec, ...] = NODES,
-                 stop_timeout_s: float = 3.0, max_backoff_s: float = 5.0,
-                 device_timeout_s: float = 30.0):
+    def __init__(
+        self,
+        options: RunOptions,
+        nodes: tuple[NodeSpec, ...] = NODES,
+        stop_timeout_s: float = 3.0,
+        max_backoff_s: float = 5.0,
+        device_timeout_s: float = 30.0,
+    ):
         self.options = options
         self.device_timeout_s = device_timeout_s
         self._started_at = time.monotonic()
         self.stop_timeout_s = stop_timeout_s
         self.max_backoff_s = max_backoff_s
         self.log_dir = Path(tempfile.mkdtemp(prefix=f"rover-{options.namespace}-logs-"))
-        self.nodes = [ManagedNode(s, self._argv(s), self.log_dir)
-                      for s in nodes if s.runs_when(options)]
+        self.nodes = [
+            ManagedNode(s, self._argv(s), self.log_dir) for s in nodes if s.runs_when(options)
+        ]
         self.failures: list[str] = []
         self._stopping = False
 
@@ -208,8 +221,9 @@ class Manager:
             try:
                 proc.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                log.warning("pid %d ignored SIGINT for %.1f s: SIGKILL", proc.pid,
-                            self.stop_timeout_s)
+                log.warning(
+                    "pid %d ignored SIGINT for %.1f s: SIGKILL", proc.pid, self.stop_timeout_s
+                )
                 proc.kill()
                 proc.wait()
 
@@ -218,8 +232,9 @@ class Manager:
 
     def running(self, name: str) -> bool:
         """True when node `name` has a live process."""
-        return any(n.spec.name == name and n.proc is not None and n.proc.poll() is None
-                   for n in self.nodes)
+        return any(
+            n.spec.name == name and n.proc is not None and n.proc.poll() is None for n in self.nodes
+        )
 
 
 def node_pid_alive(pid: int) -> bool:

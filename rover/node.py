@@ -65,16 +65,24 @@ def node_argparser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", default=None, help="robot TOML file (default: built-in)")
     parser.add_argument("--namespace", default=None, help="bus namespace of this stack")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override one config value (repeatable)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value (repeatable)",
+    )
     return parser
 
 
 def node_config(args: argparse.Namespace) -> tuple[RobotConfig, BusConfig]:
     """The robot config and bus for a node, from its standard arguments."""
     cfg = load_config(args.config, overrides=args.set)
-    bus = cfg.bus if args.namespace is None else BusConfig.from_dict(
-        {**cfg.bus.__dict__, "namespace": args.namespace})
+    bus = (
+        cfg.bus
+        if args.namespace is None
+        else BusConfig.from_dict({**cfg.bus.__dict__, "namespace": args.namespace})
+    )
     return cfg, bus
 
 

@@ -9,6 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from rover.config import load_config
 from rover.errors import ConfigError
 from rover.manager import Manager, RunOptions
 from rover.topics import BusConfig
@@ -35,9 +36,11 @@ def build_options(args: argparse.Namespace) -> RunOptions:
     model = getattr(args, "model", None)
     if args.sim is None:
         if args.mode == "drive":
-            raise ConfigError("rover drive on the robot needs a trained steering model node, "
-                              "which this version does not have yet: use --sim SCENARIO "
-                              "with --model expert|straight|random")
+            raise ConfigError(
+                "rover drive on the robot needs a trained steering model node, "
+                "which this version does not have yet: use --sim SCENARIO "
+                "with --model expert|straight|random"
+            )
         if model in SIM_POLICIES:
             raise ConfigError(f"--model {model} is a simulator policy: add --sim SCENARIO")
     elif args.mode == "drive" and model not in SIM_POLICIES:
@@ -47,9 +50,12 @@ def build_options(args: argparse.Namespace) -> RunOptions:
     if args.sim is not None:
         overrides.append(f"motor.port={motor_port_for_sim(args.namespace)}")
         sim_args = ["--scenario", args.sim, "--mode", args.mode]
-        for flag, value in (("--seed", args.seed), ("--duration", args.duration),
-                            ("--metrics-out", args.metrics_out),
-                            ("--snapshot", args.snapshot)):
+        for flag, value in (
+            ("--seed", args.seed),
+            ("--duration", args.duration),
+            ("--metrics-out", args.metrics_out),
+            ("--snapshot", args.snapshot),
+        ):
             if value is not None:
                 sim_args += [flag, str(value)]
         if args.lockstep:
@@ -61,9 +67,15 @@ def build_options(args: argparse.Namespace) -> RunOptions:
     expert_args = ["--scenario", args.sim or "", "--policy", model or "expert"]
     if args.seed is not None:
         expert_args += ["--seed", str(args.seed)]
-    return RunOptions(mode=args.mode, sim=args.sim, model=model, config=args.config,
-                      namespace=args.namespace, overrides=tuple(overrides),
-                      node_args={"sim": sim_args, "expert": expert_args})
+    return RunOptions(
+        mode=args.mode,
+        sim=args.sim,
+        model=model,
+        config=args.config,
+        namespace=args.namespace,
+        overrides=tuple(overrides),
+        node_args={"sim": sim_args, "expert": expert_args},
+    )
 
 
 def run_stack(args: argparse.Namespace) -> int:
@@ -83,12 +95,24 @@ def run_demo(args: argparse.Namespace) -> int:
     duration = args.duration if args.duration is not None else (30.0 if headless else None)
     metrics = Path(tempfile.mkdtemp(prefix="rover-demo-")) / "metrics.json"
     stack = argparse.Namespace(
-        mode="drive", sim=args.sim, model="expert", seed=None, headless=headless,
-        lockstep=headless, duration=duration, metrics_out=str(metrics), snapshot=None,
-        config=None, set=[], namespace=f"demo{os.getpid()}")
-    print(f"rover demo: {args.sim} scenario, expert autopilot, "
-          f"{'headless' if headless else 'window'}"
-          + (f", {duration:g} s simulated" if duration else ", close the window to stop"))
+        mode="drive",
+        sim=args.sim,
+        model="expert",
+        seed=None,
+        headless=headless,
+        lockstep=headless,
+        duration=duration,
+        metrics_out=str(metrics),
+        snapshot=None,
+        config=None,
+        set=[],
+        namespace=f"demo{os.getpid()}",
+    )
+    print(
+        f"rover demo: {args.sim} scenario, expert autopilot, "
+        f"{'headless' if headless else 'window'}"
+        + (f", {duration:g} s simulated" if duration else ", close the window to stop")
+    )
     code = run_stack(stack)
     if metrics.exists():
         result = json.loads(metrics.read_text())

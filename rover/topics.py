@@ -70,8 +70,10 @@ class BusConfig:
     def from_dict(cls, raw: dict) -> BusConfig:
         unknown = set(raw) - set(cls.__dataclass_fields__)
         if unknown:
-            raise ConfigError(f"[bus] unknown key(s) {sorted(unknown)}: valid keys are "
-                              f"{sorted(cls.__dataclass_fields__)}")
+            raise ConfigError(
+                f"[bus] unknown key(s) {sorted(unknown)}: valid keys are "
+                f"{sorted(cls.__dataclass_fields__)}"
+            )
         cfg = cls(**raw)
         if cfg.transport not in ("ipc", "tcp"):
             raise ConfigError(f"[bus] transport = {cfg.transport!r}: use 'ipc' or 'tcp'")
@@ -85,8 +87,10 @@ class BusConfig:
             return f"tcp://{self.host}:{self.base_port + ALL_TOPICS.index(topic)}"
         path = os.path.join(self.ipc_root(), topic.name.replace("/", "."))
         if len(path) > _IPC_PATH_MAX:
-            raise ConfigError(f"ipc path {path!r} is too long for a unix socket: "
-                              "set [bus] ipc_dir to a shorter folder")
+            raise ConfigError(
+                f"ipc path {path!r} is too long for a unix socket: "
+                "set [bus] ipc_dir to a shorter folder"
+            )
         return f"ipc://{path}"
 
     def ipc_root(self) -> str:

@@ -34,8 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _pair(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
-    return (rng.integers(0, 255, (height, width, 3), np.uint8),
-            rng.integers(0, 255, (height, width, 3), np.uint8))
+    return (
+        rng.integers(0, 255, (height, width, 3), np.uint8),
+        rng.integers(0, 255, (height, width, 3), np.uint8),
+    )
 
 
 def _publisher(variant: str, namespace: str, n: int, rate: float, size, ready, go) -> None:
@@ -49,7 +51,8 @@ def _publisher(variant: str, namespace: str, n: int, rate: float, size, ready, g
         sock.bind(bus_cfg.endpoint(topics.CAMERA_STEREO))
         seq = iter(range(1 << 62))
         send = lambda: sock.send_multipart(  # noqa: E731
-            [RAW.pack(next(seq), time.monotonic_ns()), left, right], copy=False)
+            [RAW.pack(next(seq), time.monotonic_ns()), left, right], copy=False
+        )
     while not go.is_set():  # slow joiner: publish until the subscriber has heard one
         send()
         go.wait(0.01)
@@ -114,8 +117,10 @@ def _rover_recv(sub: bus.Subscriber, timeout_ms: float):
 def run(args: argparse.Namespace) -> dict:
     size = (args.width, args.height)
     per_round = max(10, args.frames // args.rounds)
-    results: dict[str, dict] = {"raw pyzmq (floor)": {"lat_ms": [], "drops": 0},
-                                "rover bus": {"lat_ms": [], "drops": 0}}
+    results: dict[str, dict] = {
+        "raw pyzmq (floor)": {"lat_ms": [], "drops": 0},
+        "rover bus": {"lat_ms": [], "drops": 0},
+    }
     for _ in range(args.rounds):
         for name, variant in (("raw pyzmq (floor)", "raw"), ("rover bus", "rover")):
             res = _measure(variant, per_round, args.rate, size)
@@ -123,11 +128,17 @@ def run(args: argparse.Namespace) -> dict:
             results[name]["drops"] += res["drops"]
     floor = latency_summary(results["raw pyzmq (floor)"]["lat_ms"])
     ours = latency_summary(results["rover bus"]["lat_ms"])
-    rows = [(name, f"{s['p50_ms']:.3f}", f"{s['p99_ms']:.3f}", str(r["drops"]), str(s["n"]))
-            for name, r, s in (("raw pyzmq (floor)", results["raw pyzmq (floor)"], floor),
-                               ("rover bus", results["rover bus"], ours))]
-    print(f"stereo {args.width}x{args.height} RGB over ipc at {args.rate:g} Hz, "
-          "publisher and subscriber in separate processes")
+    rows = [
+        (name, f"{s['p50_ms']:.3f}", f"{s['p99_ms']:.3f}", str(r["drops"]), str(s["n"]))
+        for name, r, s in (
+            ("raw pyzmq (floor)", results["raw pyzmq (floor)"], floor),
+            ("rover bus", results["rover bus"], ours),
+        )
+    ]
+    print(
+        f"stereo {args.width}x{args.height} RGB over ipc at {args.rate:g} Hz, "
+        "publisher and subscriber in separate processes"
+    )
     print_table(("path", "p50 ms", "p99 ms", "drops", "frames"), rows)
     return {
         "p50_ms": round(ours["p50_ms"], 4),

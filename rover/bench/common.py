@@ -12,8 +12,12 @@ def latency_summary(values_ms: Sequence[float]) -> dict:
     if not len(values_ms):
         return {"p50_ms": float("nan"), "p99_ms": float("nan"), "max_ms": float("nan"), "n": 0}
     arr = np.asarray(values_ms, dtype=float)
-    return {"p50_ms": float(np.percentile(arr, 50)), "p99_ms": float(np.percentile(arr, 99)),
-            "max_ms": float(arr.max()), "n": int(arr.size)}
+    return {
+        "p50_ms": float(np.percentile(arr, 50)),
+        "p99_ms": float(np.percentile(arr, 99)),
+        "max_ms": float(arr.max()),
+        "n": int(arr.size),
+    }
 
 
 def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:

@@ -21,9 +21,15 @@ def main() -> None:
                 frame = camera.read()
             except EndOfStream:
                 break
-            pub.publish(m.StereoImage(stamp_ns=frame.left_stamp_ns, left=frame.left,
-                                      right=frame.right, left_stamp_ns=frame.left_stamp_ns,
-                                      right_stamp_ns=frame.right_stamp_ns))
+            pub.publish(
+                m.StereoImage(
+                    stamp_ns=frame.left_stamp_ns,
+                    left=frame.left,
+                    right=frame.right,
+                    left_stamp_ns=frame.left_stamp_ns,
+                    right_stamp_ns=frame.right_stamp_ns,
+                )
+            )
             rate.keep_time()
     finally:
         camera.close()

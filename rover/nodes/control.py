@@ -13,7 +13,7 @@ from drivers.protocol import DriveCommand
 from drivers.serial_link import SerialMotorLink
 from rover import bus, topics
 from rover import messages as m
-from rover.control import ControlOutput, Controller
+from rover.control import Controller, ControlOutput
 from rover.node import RateKeeper, Shutdown, node_argparser, node_config, run_main
 
 
@@ -32,21 +32,44 @@ class ControlNode:
 
     def send(self, out: ControlOutput) -> None:
         self.drive_seq = (self.drive_seq + 1) & 0xFFFF
-        self.link.send(DriveCommand(seq=self.drive_seq, steering=out.steering,
-                                    throttle=out.throttle, arm=out.arm, estop=out.estop))
-        self.command_pub.publish(m.ControlCommand(
-            frame_seq=out.frame_seq, steering=out.steering, throttle=out.throttle,
-            drive_seq=self.drive_seq, source=out.source, stale=out.stale, estop=out.estop))
+        self.link.send(
+            DriveCommand(
+                seq=self.drive_seq,
+                steering=out.steering,
+                throttle=out.throttle,
+                arm=out.arm,
+                estop=out.estop,
+            )
+        )
+        self.command_pub.publish(
+            m.ControlCommand(
+                frame_seq=out.frame_seq,
+                steering=out.steering,
+                throttle=out.throttle,
+                drive_seq=self.drive_seq,
+                source=out.source,
+                stale=out.stale,
+                estop=out.estop,
+            )
+        )
 
     def forward_states(self) -> None:
         health = self.link.health()
         for state in self.link.poll():
-            self.state_pub.publish(m.MotorState(
-                steering=state.steering, throttle=state.throttle, armed=state.armed,
-                estop=state.estop, watchdog_tripped=state.watchdog_tripped,
-                connected=health.connected, drive_seq_echo=state.seq,
-                rtt_ms=health.rtt_p50_ms or 0.0, reconnects=health.reconnects,
-                bad_frames=health.bad_frames))
+            self.state_pub.publish(
+                m.MotorState(
+                    steering=state.steering,
+                    throttle=state.throttle,
+                    armed=state.armed,
+                    estop=state.estop,
+                    watchdog_tripped=state.watchdog_tripped,
+                    connected=health.connected,
+                    drive_seq_echo=state.seq,
+                    rtt_ms=health.rtt_p50_ms or 0.0,
+                    reconnects=health.reconnects,
+                    bad_frames=health.bad_frames,
+                )
+            )
 
     def spin_once(self) -> None:
         """Wait for input until the next tick; forward new inputs at once, then keep the rate."""
@@ -67,8 +90,15 @@ class ControlNode:
         self.forward_states()
 
     def close(self) -> None:
-        self.link.send(DriveCommand(seq=(self.drive_seq + 1) & 0xFFFF, steering=0.0,
-                                    throttle=0.0, arm=False, estop=False))
+        self.link.send(
+            DriveCommand(
+                seq=(self.drive_seq + 1) & 0xFFFF,
+                steering=0.0,
+                throttle=0.0,
+                arm=False,
+                estop=False,
+            )
+        )
         self.link.close()
 
 

@@ -67,8 +67,9 @@ def test_namespaces_do_not_cross(bus_cfg):
     assert got.steering == 0.5 and sub_a.stats.malformed == 0
 
 
-@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture],
-          deadline=None)
+@settings(
+    max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None
+)
 @given(st.lists(st.binary(max_size=40), min_size=1, max_size=5))
 def test_malformed_multipart_is_dropped_and_counted(bus_cfg, parts):
     sub = _malformed_sub.get(bus_cfg.namespace)

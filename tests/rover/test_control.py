@@ -11,8 +11,13 @@ MS = 1_000_000
 
 
 def _teleop(t_ms, steering=0.0, throttle=0.0, **kw):
-    return m.TeleopCommand(stamp_ns=t_ms * MS, steering=steering, throttle=throttle,
-                           deadman=kw.pop("deadman", True), **kw)
+    return m.TeleopCommand(
+        stamp_ns=t_ms * MS,
+        steering=steering,
+        throttle=throttle,
+        deadman=kw.pop("deadman", True),
+        **kw,
+    )
 
 
 def test_follows_teleop_within_slew_limits():
@@ -51,8 +56,9 @@ def test_estop_and_deadman_release_stop_at_once():
 def test_autopilot_follows_estimate_and_human_takes_over():
     c = Controller(ControlConfig(steering_slew_per_s=100, throttle_slew_per_s=100))
     c.on_teleop(_teleop(0, autopilot=True), 0)
-    est = m.SteeringEstimate(stamp_ns=20 * MS, frame_seq=5, steering=-0.4, throttle=0.5,
-                             source="expert")
+    est = m.SteeringEstimate(
+        stamp_ns=20 * MS, frame_seq=5, steering=-0.4, throttle=0.5, source="expert"
+    )
     c.on_estimate(est, 20 * MS)  # the first input starts the ramp clock
     c.on_estimate(dataclasses.replace(est, stamp_ns=40 * MS, frame_seq=6), 40 * MS)
     out = c.output(40 * MS)
@@ -83,11 +89,14 @@ def test_robot_toml_parsed_once_with_overrides(tmp_path):
     assert cfg.camera.width == 320  # untouched sections keep working defaults
 
 
-@pytest.mark.parametrize("text, needle", [
-    ("[motr]\nport='x'", "unknown section"),
-    ("[motor]\nprot='x'", "unknown key"),
-    ("[control\n", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("[motr]\nport='x'", "unknown section"),
+        ("[motor]\nprot='x'", "unknown key"),
+        ("[control\n", "not valid TOML"),
+    ],
+)
 def test_bad_config_file_one_clear_error(tmp_path, text, needle):
     path = tmp_path / "robot.toml"
     path.write_text(text)

@@ -15,8 +15,7 @@ CONTROL_ONLY = tuple(n for n in NODES if n.name == "control")
 
 
 def _manager(bus_cfg, port: str) -> Manager:
-    opts = RunOptions(mode="teleop", namespace=bus_cfg.namespace,
-                      overrides=(f"motor.port={port}",))
+    opts = RunOptions(mode="teleop", namespace=bus_cfg.namespace, overrides=(f"motor.port={port}",))
     return Manager(opts, nodes=CONTROL_ONLY, stop_timeout_s=3.0)
 
 
@@ -56,8 +55,9 @@ def test_control_zeroes_throttle_when_teleop_goes_stale(bus_cfg, emulator):
         _wait(lambda: emulator.outputs.throttle > 0.5, 10, "motors to follow teleop", drive)
         last = pub.publish(teleop)
         cmds.drain()
-        stale = _wait(lambda: next((c for c in cmds.drain() if c.stale), None), 2,
-                      "a stale command")
+        stale = _wait(
+            lambda: next((c for c in cmds.drain() if c.stale), None), 2, "a stale command"
+        )
         delay_ms = (stale.stamp_ns - last.stamp_ns) / 1e6
         assert 200 <= delay_ms <= 200 + 25, delay_ms  # stale_ms, plus at most one 50 Hz tick
         assert stale.throttle == 0.0
@@ -89,6 +89,6 @@ def test_manager_restarts_a_killed_node_within_two_seconds(bus_cfg, emulator):
 def test_wrong_serial_port_stops_the_stack_with_one_clear_line(bus_cfg):
     mgr = _manager(bus_cfg, "/dev/ttyUSB-missing")
     reason = mgr.run(timeout_s=20)
-    assert "node control exited with code 3" in reason
+    assert "(node exited with code 3)" in reason
     assert "serial port /dev/ttyUSB-missing does not exist" in reason
     assert "Traceback" not in mgr.nodes[0].log_path.read_text()
