@@ -67,6 +67,7 @@ def build_options(args: argparse.Namespace) -> RunOptions:
     expert_args = ["--scenario", args.sim or "", "--policy", model or "expert"]
     if args.seed is not None:
         expert_args += ["--seed", str(args.seed)]
+    load_config(args.config, overrides)  # fail here, once, in one line: not in every node
     return RunOptions(
         mode=args.mode,
         sim=args.sim,
