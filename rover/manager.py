@@ -60,7 +60,6 @@ class NodeSpec:
 NODES: tuple[NodeSpec, ...] = (
     NodeSpec("camera", "rover.nodes.camera", lambda o: o.sim is None),
     NodeSpec("sim", "sim.node", lambda o: o.sim is not None, primary=True),
-    NodeSpec("expert", "sim.expert_node", lambda o: o.sim is not None and o.sim_policy),
     NodeSpec(
         "control",
         "rover.nodes.control",
@@ -167,7 +166,8 @@ class Manager:
                     continue
                 if now >= node.restart_at:
                     node.start()
-                    log.info("restarted %s (restart %d)", node.spec.name, node.restarts)
+                    what = "restarted" if node.restarts else "started"
+                    log.info("%s %s (pid %d)", what, node.spec.name, node.proc.pid)
                 continue
             code = node.proc.poll()
             if code is None:

@@ -60,13 +60,12 @@ def build_options(args: argparse.Namespace) -> RunOptions:
                 sim_args += [flag, str(value)]
         if args.lockstep:
             sim_args.append("--lockstep")
+        if model in SIM_POLICIES:
+            sim_args += ["--policy", model]
         if args.headless or not has_display():
             sim_args.append("--headless")
     if args.mode == "drive":
         overrides.append("control.autopilot_without_teleop=true")
-    expert_args = ["--scenario", args.sim or "", "--policy", model or "expert"]
-    if args.seed is not None:
-        expert_args += ["--seed", str(args.seed)]
     load_config(args.config, overrides)  # fail here, once, in one line: not in every node
     return RunOptions(
         mode=args.mode,
@@ -75,7 +74,7 @@ def build_options(args: argparse.Namespace) -> RunOptions:
         config=args.config,
         namespace=args.namespace,
         overrides=tuple(overrides),
-        node_args={"sim": sim_args, "expert": expert_args},
+        node_args={"sim": sim_args},
     )
 
 

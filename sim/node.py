@@ -1,0 +1,286 @@
+"""Simulator node: stands in for the cameras and the motor controller.
+
+It publishes camera/stereo exactly as the camera node does, serves the firmware emulator on a
+pty (the control node opens it as its serial port), and moves the vehicle from the outputs the
+emulator applies. With `--policy expert|straight|random` it also publishes the privileged
+driver's answer to each frame on perception/steering, as a steering model would.
+
+Lock-step (`--lockstep`): publish frame N, wait until the control command that answers frame N
+arrived and the emulator applied its DRIVE, then step. A run is then deterministic and as fast as
+the stack. Without it the simulator runs in real time at the camera rate, for people.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from drivers.emulator import EmulatorConfig, PtyEmulator
+from rover import bus, topics
+from rover import messages as m
+from rover.node import RateKeeper, Shutdown, node_argparser, node_config, run_main
+from rover.stack import motor_port_for_sim
+from sim.expert import Expert
+from sim.policies import RandomSteer, Straight
+from sim.simulation import Simulation
+
+POLICIES = {
+    "expert": lambda seed: Expert(),
+    "straight": lambda seed: Straight(),
+    "random": lambda seed: RandomSteer(seed=seed),
+}
+WARMUP_REPUBLISH_S = 0.1  # slow joiner: re-send the first frame until the stack answers
+STARTUP_TIMEOUT_S = 60.0
+
+
+@dataclass
+class LockstepStats:
+    """How the stack kept up: frames answered late (timeout) and the answer times."""
+
+    late_frames: int = 0
+    answer_ms: list[float] | None = None
+
+
+class SimNode:
+    """Wires a Simulation to the bus and the emulated motor controller."""
+
+    def __init__(self, args, bus_cfg: topics.BusConfig):
+        self.args = args
+        self.sim = Simulation(args.scenario, args.seed)
+        self.period_ns = int(self.sim.dt_s * 1e9)
+        self.emulator = PtyEmulator(
+            EmulatorConfig(), link_path=motor_port_for_sim(bus_cfg.namespace)
+        )
+        self.frames = bus.Publisher(topics.CAMERA_STEREO, bus_cfg)
+        self.truth = bus.Publisher(topics.SIM_TRUTH, bus_cfg)
+        self.policy = POLICIES[args.policy](self.sim.world.seed) if args.policy else None
+        self.estimates = bus.Publisher(topics.PERCEPTION_STEERING, bus_cfg) if self.policy else None
+        self.commands = bus.Subscriber(topics.CONTROL_COMMAND, bus_cfg, newest=False, hwm=1000)
+        show = not args.headless or args.snapshot
+        self.window = SimView(self.sim, args, bus_cfg, headless=args.headless) if show else None
+        self.stats = LockstepStats(answer_ms=[])
+        self.clock_ns = time.monotonic_ns()  # lock-step: virtual capture time
+        self.started = False
+
+    def publish_frame(self) -> m.StereoImage:
+        """Render and publish the current view, its ground truth and the policy's answer."""
+        left, right, _ = self.sim.render()
+        stamp = self.clock_ns if self.args.lockstep else time.monotonic_ns()
+        frame = self.frames.publish(
+            m.StereoImage(
+                stamp_ns=stamp, left=left, right=right, left_stamp_ns=stamp, right_stamp_ns=stamp
+            )
+        )
+        s = self.sim.state
+        self.truth.publish(
+            m.SimTruth(
+                frame_seq=frame.seq,
+                stamp_ns=stamp,
+                x_m=s.x_m,
+                y_m=s.y_m,
+                yaw_rad=s.yaw_rad,
+                speed_mps=s.speed_mps,
+                sim_time_s=s.time_s,
+                collisions=s.collisions,
+                distance_m=s.distance_m,
+            )
+        )
+        if self.policy is not None:
+            steering, throttle = self.policy.act(self.sim.observation())
+            self.estimates.publish(
+                m.SteeringEstimate(
+                    frame_seq=frame.seq,
+                    stamp_ns=stamp,
+                    steering=steering,
+                    throttle=throttle,
+                    source=self.args.policy,
+                )
+            )
+        self._last_images = (left, right)
+        return frame
+
+    def wait_answer(self, frame: m.StereoImage) -> None:
+        """Lock-step: block until the command answering `frame` reached the motors."""
+        sent_ns = time.monotonic_ns()
+        timeout_s = STARTUP_TIMEOUT_S if not self.started else self.args.lockstep_timeout
+        deadline = time.monotonic() + timeout_s
+        republish_at = time.monotonic() + WARMUP_REPUBLISH_S
+        while True:
+            cmd = self.commands.receive(timeout_ms=10)
+            if cmd is not None and cmd.frame_seq == frame.seq:
+                break
+            now = time.monotonic()
+            if not self.started and now > republish_at:
+                frame = self.publish_frame()  # nobody listened yet: say it again
+                republish_at = now + WARMUP_REPUBLISH_S
+            if now > deadline:
+                if not self.started:
+                    raise TimeoutError("the stack never answered the first frame")
+                self.stats.late_frames += 1
+                return
+        try:
+            self.emulator.wait_outputs(
+                lambda o: ((o.seq - cmd.drive_seq) & 0xFFFF) < 0x8000, timeout_s=1.0
+            )
+        except TimeoutError:
+            self.stats.late_frames += 1
+            return
+        self.started = True
+        self.stats.answer_ms.append((time.monotonic_ns() - sent_ns) / 1e6)
+
+    def step(self) -> None:
+        out = self.emulator.outputs
+        self.sim.step(out.steering, out.throttle)
+        self.clock_ns += self.period_ns
+
+    def run(self, stop: Shutdown) -> dict:
+        rate = RateKeeper(1.0 / self.sim.dt_s)
+        t0 = time.monotonic()
+        duration = self.args.duration
+        while not stop.requested and not self.sim.done:
+            if duration is not None and self.sim.state.time_s >= duration - 1e-9:
+                break
+            frame = self.publish_frame()
+            if self.args.lockstep:
+                self.wait_answer(frame)
+            if self.window is not None and not self._draw_window():
+                break
+            if not self.args.lockstep:
+                rate.keep_time()
+            self.step()
+        wall_s = time.monotonic() - t0
+        return self._summary(wall_s)
+
+    def _draw_window(self) -> bool:
+        return self.window.update(self._last_images, self.emulator.outputs, self.stats)
+
+    def _summary(self, wall_s: float) -> dict:
+        result = dict(self.sim.metrics())
+        result["scenario"] = self.sim.scenario.name
+        result["seed"] = self.sim.world.seed
+        result["steps"] = self.sim.state.step
+        result["wall_s"] = round(wall_s, 3)
+        result["steps_per_s"] = round(self.sim.state.step / wall_s, 1) if wall_s else 0.0
+        result["lockstep"] = bool(self.args.lockstep)
+        result["late_frames"] = self.stats.late_frames
+        return result
+
+    def close(self) -> None:
+        self.emulator.stop()
+        if self.window is not None:
+            self.window.close()
+
+
+class SimView:
+    """The window (or its off-screen twin, for --snapshot) and the keyboard/gamepad teleop."""
+
+    def __init__(self, sim: Simulation, args, bus_cfg: topics.BusConfig, headless: bool):
+        from rover.teleop import Teleop
+        from sim.window import SimWindow
+
+        self.sim = sim
+        self.window = SimWindow(sim.world, headless=headless)
+        self.teleop = Teleop()
+        self.teleop.latches.autopilot = args.mode == "drive"  # the human can take over
+        self.autopilot_name = args.policy or "autopilot"
+        self.teleop_pub = None if headless else bus.Publisher(topics.TELEOP_COMMAND, bus_cfg)
+        self.last_s = time.monotonic()
+        self.wall_t0 = self.last_s
+
+    def update(self, images, outputs, stats: LockstepStats) -> bool:
+        """Draw one frame, publish the operator's command; False when the user closed it."""
+        from sim.window import WindowView
+
+        now = time.monotonic()
+        events = self.window.events()
+        state = self.teleop.update(events.events, events.pressed, now - self.last_s)
+        self.last_s = now
+        if self.teleop_pub is not None:
+            self.teleop_pub.publish(state.command(0, time.monotonic_ns()))
+        s, log = self.sim.state, self.sim.log
+        wall = now - self.wall_t0
+        self.window.draw(
+            WindowView(
+                pose=(s.x_m, s.y_m, s.yaw_rad),
+                left=images[0],
+                right=images[1],
+                vehicle_length_m=self.sim.vehicle.length_m,
+                vehicle_width_m=self.sim.vehicle.width_m,
+                trail_xy=_trail(log),
+                collisions_xy=_xy(log.collision_xy),
+                speed_mps=s.speed_mps,
+                steering=outputs.steering,
+                throttle=outputs.throttle,
+                autopilot=state.autopilot,
+                source=self.autopilot_name if state.autopilot else state.device,
+                estop=outputs.estop,
+                recording=state.record,
+                distance_m=s.distance_m,
+                sim_time_s=s.time_s,
+                steps_per_s=s.step / wall if wall > 0 else None,
+                late_frames=stats.late_frames,
+            )
+        )
+        if events.snapshot:
+            self.window.snapshot(f"rover-snapshot-{int(time.time())}.png")
+        return not events.quit
+
+    def snapshot(self, path: str) -> None:
+        self.window.snapshot(path)
+
+    def close(self) -> None:
+        self.window.close()
+
+
+def _trail(log, keep: int = 3000) -> np.ndarray:
+    return np.column_stack([log.x_m[-keep:], log.y_m[-keep:]]) if log.x_m else _xy([])
+
+
+def _xy(points) -> np.ndarray:
+    return np.asarray(points, dtype=float).reshape(-1, 2)
+
+
+def write_outputs(node: SimNode, summary: dict, args) -> None:
+    """Metrics JSON (atomically), trajectory PNG beside it, window snapshot."""
+    if args.metrics_out:
+        path = Path(args.metrics_out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(summary, indent=2))
+        os.replace(tmp, path)
+        node.sim.write_trajectory_png(path.with_suffix(".png"))
+    if args.snapshot and node.window is not None:
+        node.window.snapshot(args.snapshot)
+
+
+def main() -> None:
+    parser = node_argparser(__doc__)
+    parser.add_argument("--scenario", required=True)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--mode", default="drive", choices=("drive", "teleop"))
+    parser.add_argument("--policy", default=None, choices=("expert", "straight", "random"))
+    parser.add_argument("--lockstep", action="store_true")
+    parser.add_argument("--lockstep-timeout", type=float, default=0.5)
+    parser.add_argument("--headless", action="store_true")
+    parser.add_argument("--duration", type=float, default=None)
+    parser.add_argument("--metrics-out", default=None)
+    parser.add_argument("--snapshot", default=None)
+    args = parser.parse_args()
+    _, bus_cfg = node_config(args)
+    stop = Shutdown()
+    node = SimNode(args, bus_cfg)
+    node.emulator.start()
+    try:
+        summary = node.run(stop)
+        write_outputs(node, summary, args)
+    finally:
+        node.close()
+
+
+if __name__ == "__main__":
+    run_main("sim", main)
