@@ -163,7 +163,9 @@ class SimNode:
         result = dict(self.sim.metrics())
         result["scenario"] = self.sim.scenario.name
         result["seed"] = self.sim.world.seed
-        result["steps"] = self.sim.state.step
+        s = self.sim.state
+        result["final_pose"] = [round(s.x_m, 6), round(s.y_m, 6), round(s.yaw_rad, 6)]
+        result["steps"] = s.step
         result["wall_s"] = round(wall_s, 3)
         result["steps_per_s"] = round(self.sim.state.step / wall_s, 1) if wall_s else 0.0
         result["lockstep"] = bool(self.args.lockstep)
