@@ -24,11 +24,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from rover.config import dataclass_from_dict
-from rover.errors import ConfigError
+from rover.errors import ConfigError, DeviceError
 from rover.messages import NO_FRAME, TeleopCommand
 
 KEYBOARD_HELP = (
@@ -66,17 +66,9 @@ class TeleopState:
 
     def command(self, seq: int, stamp_ns: int, frame_seq: int = NO_FRAME) -> TeleopCommand:
         """This state as a bus message."""
-        return TeleopCommand(
-            seq=seq,
-            stamp_ns=stamp_ns,
-            frame_seq=frame_seq,
-            steering=self.steering,
-            throttle=self.throttle,
-            autopilot=self.autopilot,
-            estop=self.estop,
-            deadman=self.deadman,
-            record=self.record,
-        )
+        fields = asdict(self)
+        del fields["device"]
+        return TeleopCommand(seq=seq, stamp_ns=stamp_ns, frame_seq=frame_seq, **fields)
 
 
 class Latches:
@@ -89,18 +81,26 @@ class Latches:
 
     def apply(self, action: str) -> None:
         """Apply one of: estop, rearm, mode, record, takeover."""
-        if action == "estop":
-            self.estop = True
-        elif action == "rearm":
-            self.estop = False
-        elif action == "mode":
-            self.autopilot = not self.autopilot
+        if action in ("estop", "rearm"):
+            self.estop = action == "estop"
+        elif action in ("mode", "takeover"):
+            self.autopilot = action == "mode" and not self.autopilot
         elif action == "record":
             self.record = not self.record
-        elif action == "takeover":
-            self.autopilot = False
         else:
             raise ValueError(f"unknown teleop action {action!r}")
+
+    def state(self, steering: float, throttle: float, deadman: bool, device: str) -> TeleopState:
+        """A device's command with these flags; no throttle while e-stopped."""
+        return TeleopState(
+            steering=steering,
+            throttle=0.0 if self.estop else _clamp(throttle),
+            autopilot=self.autopilot,
+            estop=self.estop,
+            deadman=deadman,
+            record=self.record,
+            device=device,
+        )
 
 
 @dataclass(frozen=True)
@@ -144,6 +144,7 @@ class KeyboardTeleop:
         self._boost = {pg.K_LSHIFT, pg.K_RSHIFT}
         self._actions = {pg.K_SPACE: "estop", pg.K_r: "rearm", pg.K_RETURN: "rearm"}
         self._actions |= {pg.K_KP_ENTER: "rearm", pg.K_m: "mode", pg.K_TAB: "record"}
+        self._known = set(self._drive) | self._boost | set(self._actions)
         self._types = (pg.KEYDOWN, pg.KEYUP, pg.WINDOWFOCUSLOST)
 
     @property
@@ -158,7 +159,7 @@ class KeyboardTeleop:
         ``pygame.key.get_pressed()``, or None) releases keys whose KEYUP was lost."""
         keydown, keyup, focus_lost = self._types
         for event in events:
-            if event.type == keydown and event.key not in self._down:
+            if event.type == keydown and event.key in self._known and event.key not in self._down:
                 self._press(event.key)
             elif event.type == keyup:
                 self._down.discard(event.key)
@@ -199,16 +200,7 @@ class KeyboardTeleop:
 
     def state(self) -> TeleopState:
         """The current command, without consuming input."""
-        latches = self.latches
-        return TeleopState(
-            steering=self.steering,
-            throttle=0.0 if latches.estop else self.throttle,
-            autopilot=latches.autopilot,
-            estop=latches.estop,
-            deadman=self.active,
-            record=latches.record,
-            device="keyboard",
-        )
+        return self.latches.state(self.steering, self.throttle, self.active, "keyboard")
 
 
 @dataclass(frozen=True)
@@ -262,25 +254,19 @@ PRESETS: dict[str, GamepadMapping] = {
     "playstation_evdev": GamepadMapping(name="playstation_evdev", **_PS_KERNEL),
 }
 
-# SDL game controller names -> our fields (button or axis)
-_SDL_FIELDS = {
-    "leftx": "steering_axis",
-    "righttrigger": "throttle_axis",
-    "lefttrigger": "brake_axis",
-    "rightshoulder": "deadman_button",
-    "b": "estop_button",
-    "back": "rearm_button",
-    "y": "mode_button",
-    "start": "record_button",
-}
+# SDL game controller names -> our fields
+_SDL_AXES = {"leftx": "steering_axis", "righttrigger": "throttle_axis", "lefttrigger": "brake_axis"}
+_SDL_BUTTONS = {"rightshoulder": "deadman", "b": "estop", "back": "rearm", "y": "mode"}
+_SDL_BUTTONS["start"] = "record"
 
 
 def mapping_from_sdl(sdl: dict[str, str], base: GamepadMapping) -> GamepadMapping | None:
     """Our mapping from SDL's game controller mapping (``{"leftx": "a0", "b": "b1", ...}``);
     None when an entry we need is missing or not a plain axis/button (then use a preset)."""
+    wanted = [("a", k, v) for k, v in _SDL_AXES.items()]
+    wanted += [("b", k, f"{v}_button") for k, v in _SDL_BUTTONS.items()]
     found: dict[str, int] = {}
-    for sdl_name, field_name in _SDL_FIELDS.items():
-        kind = "b" if field_name.endswith("button") else "a"
+    for kind, sdl_name, field_name in wanted:
         match = re.fullmatch(rf"{kind}(\d+)", sdl.get(sdl_name, ""))
         if match is None:
             return None
@@ -320,8 +306,12 @@ class GamepadTeleop:
         takeover: bool = True,
     ) -> None:
         pg = import_pygame()
-        if not pg.display.get_init():
+        try:
             pg.display.init()  # SDL delivers joystick events only with video initialised
+        except pg.error as exc:
+            raise DeviceError(
+                f"cannot start pygame for the gamepad ({exc}): set SDL_VIDEODRIVER=dummy"
+            ) from exc
         pg.joystick.init()
         self._pg = pg
         self.fixed_mapping = mapping
@@ -330,7 +320,7 @@ class GamepadTeleop:
         self.takeover = takeover
         self.instance_id: int | None = None
         self.name = ""
-        self._open: dict[int, Any] = {}  # instance id -> pygame Joystick we opened
+        self._open: dict[int, tuple[Any, GamepadMapping]] = {}  # instance id -> pad, mapping
         self._axes: dict[int, float] = {}
         self._buttons: set[int] = set()
 
@@ -356,34 +346,30 @@ class GamepadTeleop:
         if device_index >= pg.joystick.get_count():
             return  # unplugged again before we got to it; its REMOVED event follows
         joystick = pg.joystick.Joystick(device_index)
-        self._open[joystick.get_instance_id()] = joystick
+        self._open[joystick.get_instance_id()] = (joystick, _mapping_for(device_index, joystick))
         if self.instance_id is None:
-            self._adopt(joystick.get_instance_id(), _mapping_for(pg, device_index, joystick))
+            self._adopt(joystick.get_instance_id())
 
     def _removed(self, instance_id: int) -> None:
         self._open.pop(instance_id, None)
-        if instance_id != self.instance_id:
-            return
-        self.instance_id, self.name = None, ""
-        self._axes.clear()
-        self._buttons.clear()
-        for other_id, joystick in self._open.items():
-            self._adopt(other_id, _mapping_for(self._pg, joystick.get_id(), joystick))
-            break
+        if instance_id == self.instance_id:
+            self._adopt(next(iter(self._open), None))  # another pad still plugged in, or none
 
-    def _adopt(self, instance_id: int, mapping: GamepadMapping, name: str = "") -> None:
+    def _adopt(self, instance_id: int | None) -> None:
+        joystick, mapping = self._open.get(instance_id, (None, PRESETS["xbox"]))  # type: ignore[arg-type]
         self.instance_id = instance_id
         self.mapping = self.fixed_mapping or mapping
-        joystick = self._open.get(instance_id)
-        self.name = joystick.get_name() if joystick is not None else name or "gamepad"
-        self._axes.clear()
+        self.name = "" if instance_id is None else f"gamepad {instance_id}"
+        if joystick is not None:
+            self.name = joystick.get_name()
+        self._axes.clear()  # nothing carries over: a new pad starts released
         self._buttons.clear()
 
     def _input(self, event: Any) -> None:
         pg = self._pg
         instance_id = getattr(event, "instance_id", getattr(event, "joy", None))
         if self.instance_id is None and event.type == pg.JOYBUTTONDOWN:
-            self._adopt(instance_id, self.mapping, f"gamepad {instance_id}")
+            self._adopt(instance_id)
         if instance_id != self.instance_id:
             return
         m = self.mapping
@@ -419,24 +405,16 @@ class GamepadTeleop:
 
     def state(self) -> TeleopState:
         """The current command, without consuming input."""
-        m, latches = self.mapping, self.latches
+        m = self.mapping
         deadman = self.connected and m.deadman_button in self._buttons
         throttle = 0.0
-        if deadman and not latches.estop:
+        if deadman:
             throttle = self._trigger(m.throttle_axis) * m.max_throttle
             throttle -= self._trigger(m.brake_axis) * m.max_reverse
-        return TeleopState(
-            steering=self._steering() if self.connected else 0.0,
-            throttle=_clamp(throttle),
-            autopilot=latches.autopilot,
-            estop=latches.estop,
-            deadman=deadman,
-            record=latches.record,
-            device=self.name or "gamepad",
-        )
+        return self.latches.state(self._steering(), throttle, deadman, self.name or "gamepad")
 
 
-def _mapping_for(pg: Any, device_index: int, joystick: Any) -> GamepadMapping:
+def _mapping_for(device_index: int, joystick: Any) -> GamepadMapping:
     """SDL's game controller database mapping for this pad if it has one, else a preset."""
     from pygame._sdl2 import controller as sdl_controller
 
