@@ -95,7 +95,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "calibrate", add_help=False, help="stereo calibration from checkerboard image pairs"
     )
-    p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(
         func=_cmd_delegate,
         module="drivers.calibration",
@@ -107,7 +106,6 @@ def build_parser() -> argparse.ArgumentParser:
     bench_sub = p.add_subparsers(dest="bench", required=True, metavar="NAME")
     for name, module in BENCHES.items():
         bp = bench_sub.add_parser(name, add_help=False, help=f"benchmark: {name}")
-        bp.add_argument("rest", nargs=argparse.REMAINDER)
         bp.set_defaults(
             func=_cmd_delegate, module=module, entry="run", prog=f"rover bench {name}", bench=True
         )
@@ -146,7 +144,13 @@ def _cmd_topics(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # delegated commands (bench, calibrate) parse their own options, loaded on demand
+    args, rest = parser.parse_known_args(argv)
+    if args.func is _cmd_delegate:
+        args.rest = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s"
     )
