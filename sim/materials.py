@@ -58,6 +58,8 @@ _MATERIALS = [
     _m("gravel", "ground", "noise", (92, 90, 86), (140, 136, 128), (186, 182, 172)),
     _m("snow", "ground", "noise", (170, 178, 190), (218, 222, 230), (250, 250, 252)),
     _m("sand", "ground", "noise", (164, 134, 90), (206, 176, 128), (232, 212, 170)),
+    # Foliage: tree crowns above the trunk and the forest canopy overhead.
+    _m("foliage", "canopy", "leaves", (10, 26, 8), (34, 70, 24), (86, 122, 52)),
     # Skies: stops are horizon, zenith, cloud.
     _m("clear", "sky", "sky", (190, 206, 222), (70, 124, 200), (244, 244, 246)),
     _m("hazy", "sky", "sky", (206, 210, 212), (128, 160, 198), (230, 230, 232)),
@@ -193,13 +195,21 @@ PATTERNS: dict[str, Callable[[np.random.Generator, int, int, float], np.ndarray]
 
 def obstacle_texture(
     material: Material, rng: np.random.Generator, height: int, width: int, texel_m: float
-) -> np.ndarray:
-    """Shade levels (uint8 0..15, rows = height above ground) for an obstacle material."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shade levels (uint8 0..15, rows = height above ground) and a crown mask for trees."""
     field = PATTERNS[material.pattern](rng, height, width, texel_m)
     # Darken the first few centimetres: contact shadow where the obstacle meets the ground.
     height_m = (np.arange(height, dtype=np.float32)[:, None] + 0.5) * texel_m
     field = field * (0.55 + 0.45 * np.clip(height_m / 0.25, 0.0, 1.0))
-    return to_levels(field)
+    crown = np.zeros((height, width), dtype=bool)
+    if material.pattern in ("bark", "birch"):
+        # Above a ragged crown line the trunk disappears into foliage.
+        start_m = rng.uniform(2.2, 3.5)
+        ragged = value_noise(rng, height, width, max(2, height // 16), max(2, width // 8))
+        crown = height_m + 1.2 * ragged > start_m + 0.6
+        leaves = _leaves(rng, height, width, texel_m)
+        field = np.where(crown, leaves, field)
+    return to_levels(field), crown
 
 
 def to_levels(field: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ whole-image numpy operations and table lookups; no Python loop touches pixels.
 from __future__ import annotations
 
 import math
+
 import cv2
 import numpy as np
 
@@ -37,41 +38,48 @@ BASE_MASK = (1 << 18) - 1  # seg "pack": texture base in the low 18 bits, light 
 class GroundTruth:
     """Per-pixel truth for both eyes (index 0 left, 1 right), aligned with the images.
 
-    Arrays are computed on first access from what the renderer already has, so a caller that
-    only wants images pays nothing for them.
+    Arrays are built on first access from what the renderer already has (obstacles only
+    occur in a band of rows), so a caller that only wants images pays nothing for them.
     """
 
-    def __init__(
-        self, is_obstacle: np.ndarray, t_pix: np.ndarray, bg_depth: np.ndarray, shape_of
-    ) -> None:
-        self._is_obstacle, self._t_pix, self._bg_depth = is_obstacle, t_pix, bg_depth
-        self._shape_of = shape_of
+    def __init__(self, band: slice, band_mask: np.ndarray, band_depth, bg_depth, band_shape):
+        self._band, self._band_mask, self._band_depth = band, band_mask, band_depth
+        self._bg_depth, self._band_shape = bg_depth, band_shape
+        self._shape = (band_mask.shape[0], bg_depth.shape[1], band_mask.shape[2])
+        self._mask: np.ndarray | None = None
         self._depth: np.ndarray | None = None
-        self._shape: np.ndarray | None = None
+        self._ids: np.ndarray | None = None
+
+    @property
+    def obstacle_mask(self) -> np.ndarray:
+        """(2, H, W) bool: True on obstacles, False on ground and sky."""
+        if self._mask is None:
+            self._mask = np.zeros(self._shape, bool)
+            self._mask[:, self._band] = self._band_mask
+        return self._mask
 
     @property
     def depth_m(self) -> np.ndarray:
         """(2, H, W) float32 depth along the optical axis in metres; inf where the sky is."""
         if self._depth is None:
-            self._depth = np.where(self._is_obstacle, self._t_pix, self._bg_depth)
+            self._depth = np.empty(self._shape, np.float32)
+            self._depth[...] = self._bg_depth
+            band = self._depth[:, self._band]
+            np.copyto(band, self._band_depth, where=self._band_mask)
         return self._depth
-
-    @property
-    def obstacle_mask(self) -> np.ndarray:
-        """(2, H, W) bool: True on obstacles, False on ground and sky."""
-        return self._is_obstacle
 
     @property
     def shape_id(self) -> np.ndarray:
         """(2, H, W) int16 index into ``world.obstacles``; -1 on ground and sky."""
-        if self._shape is None:
-            self._shape = self._shape_of()
-        return self._shape
+        if self._ids is None:
+            self._ids = np.full(self._shape, -1, np.int16)
+            self._ids[:, self._band] = self._band_shape()
+        return self._ids
 
     @property
     def ground_mask(self) -> np.ndarray:
         """True where the ground is seen."""
-        return ~self._is_obstacle & np.isfinite(self.depth_m)
+        return ~self.obstacle_mask & np.isfinite(self.depth_m)
 
     def disparity_px(self, camera: CameraModel, eye: int = 0) -> np.ndarray:
         """Disparity fx * baseline / depth for one eye (0 where the sky is)."""
@@ -90,12 +98,16 @@ class StereoRenderer:
         self.k = (np.arange(w) - camera.cx_px) / camera.fx_px
         self._column_distance = np.sqrt(1.0 + self.k**2)
         self._rows = np.arange(h, dtype=np.int16).reshape(1, h, 1)
-        self._colbase = (np.arange(2 * w, dtype=np.int16) * (2 * LAYERS + 1)).reshape(2, 1, w)
+        codes = 2 * w * (2 * LAYERS + 1)  # per-pixel span codes; int16 keeps the lookups cheap
+        code_type = np.int16 if codes < np.iinfo(np.int16).max else np.int32
+        self._colbase = (np.arange(2 * w, dtype=code_type) * (2 * LAYERS + 1)).reshape(2, 1, w)
         self._horizon = min(max(self.look.sky_rows, 0), h)
         rows = np.arange(h, dtype=np.float64)
-        self._rowfac = ((camera.cy_px - rows) / (camera.fy_px * OBSTACLE_TEXEL_M)).astype(
-            np.float32
-        ).reshape(1, h, 1)
+        self._rowfac = (
+            ((camera.cy_px - rows) / (camera.fy_px * OBSTACLE_TEXEL_M))
+            .astype(np.float32)
+            .reshape(1, h, 1)
+        )
         self._v0 = np.float32(camera.height_m / OBSTACLE_TEXEL_M)
         mat_base = [self.look.material_base(o.material) for o in world.obstacles]
         self._mat_base = np.array(mat_base + [0], dtype=np.int64)
@@ -114,7 +126,7 @@ class StereoRenderer:
         self._g_scale = scale
         self._g_zs = (z * scale).astype(np.float32)[None, :, None]
         self._g_mask = ((GROUND_SIZE >> level) - 1).astype(np.int32)[col]
-        self._g_shift = (9 - level).astype(np.int32)[col]
+        self._g_shift = (GROUND_SIZE.bit_length() - 1 - level).astype(np.int32)[col]
         self._g_offset = look.ground_offsets[level].astype(np.int32)[col]
         self._g_macro_shift = (4 - level).astype(np.int32)[col]
         ground_key = int(look.shade_level(np.array([look.ground_shade()]))[0]) * FOG_LEVELS
@@ -141,16 +153,23 @@ class StereoRenderer:
         left_dx, left_dy = -math.sin(yaw_rad), math.cos(yaw_rad)
         half = cam.baseline_m / 2
         eyes = np.array(
-            [[x_m + half * left_dx, y_m + half * left_dy], [x_m - half * left_dx, y_m - half * left_dy]]
+            [
+                [x_m + half * left_dx, y_m + half * left_dy],
+                [x_m - half * left_dx, y_m - half * left_dy],
+            ]
         )
         hits = self.caster.cast(
             eyes, yaw_rad, self.k, cam.fx_px, cam.cx_px, LAYERS, cam.max_range_m
         )
         bounds, seg_table, seg_shape = self._segments(hits)
-        n = np.zeros((2, cam.height_px, cam.width_px), np.uint8)
+        # Obstacles only occur between the first and last span boundary of any column.
+        top, bottom = int(bounds.min()), int(bounds.max())
+        band = slice(top, max(top, bottom))
+        rows = self._rows[:, band]
+        n = np.zeros((2, rows.shape[1], cam.width_px), np.uint8)
         hit = np.empty(n.shape, bool)
         for b in bounds:
-            np.greater_equal(self._rows, b, out=hit)
+            np.greater_equal(rows, b, out=hit)
             n += hit.view(np.uint8)
         code = self._colbase + n
         is_obstacle = (n & 1).view(bool)
@@ -158,18 +177,18 @@ class StereoRenderer:
         t_pix = seg.view(np.float32)[..., 0::2]
         pack = seg.view(np.int32)[..., 1::2]
         # Texture row from the pixel's height on the obstacle; textures are stored u-major.
-        v = (t_pix * self._rowfac + self._v0).astype(np.int32)
+        v = (t_pix * self._rowfac[:, band] + self._v0).astype(np.int32)
         v += pack & BASE_MASK
         palette_index = self.look.obstacle_atlas.take(v, mode="clip")
         pack >>= 10
         pack &= 0xFF00  # the light key, shifted to select the LUT row
         pack |= palette_index
         lut_index = self._background(eyes, yaw_rad)
-        np.copyto(lut_index, pack, where=is_obstacle)
+        np.copyto(lut_index[:, band], pack, where=is_obstacle)
         rgba = self.look.lut.take(lut_index, mode="clip")
         rgb = cv2.cvtColor(rgba.view(np.uint8).reshape(-1, cam.width_px, 4), cv2.COLOR_RGBA2RGB)
         truth = GroundTruth(
-            is_obstacle, t_pix, self._bg_depth, lambda: seg_shape.take(code, mode="clip")
+            band, is_obstacle, t_pix, self._bg_depth, lambda: seg_shape.take(code, mode="clip")
         )
         return rgb[: cam.height_px], rgb[cam.height_px :], truth
 
@@ -182,41 +201,37 @@ class StereoRenderer:
     def _segments(self, hits: ColumnHits):
         """Visible row spans per column and the per-(column, span) tables pixels look up."""
         cam, look = self.camera, self.look
+        ncol = 2 * cam.width_px
         t = hits.depth_m
-        with np.errstate(invalid="ignore", divide="ignore"):
-            top_row = cam.cy_px + cam.fy_px * (cam.height_m - hits.top_m) / t
-            bot_row = cam.cy_px + cam.fy_px * cam.height_m / t
-        top_row = np.where(np.isfinite(t), top_row, cam.cy_px)
-        bot_row = np.where(np.isfinite(t), bot_row, cam.cy_px)
+        at = (hits.column, hits.rank)
+        top_row = np.full((ncol, LAYERS), cam.cy_px)
+        bot_row = np.full((ncol, LAYERS), cam.cy_px)
+        top_row[at] = cam.cy_px + cam.fy_px * (cam.height_m - hits.top_m) / t
+        bot_row[at] = cam.cy_px + cam.fy_px * cam.height_m / t
         # A farther hit shows only above the tops of all nearer ones.
         clip = np.minimum.accumulate(
-            np.concatenate([np.full((t.shape[0], 1), np.inf), top_row[:, :-1]], axis=1), axis=1
+            np.concatenate([np.full((ncol, 1), np.inf), top_row[:, :-1]], axis=1), axis=1
         )
         vis_top = np.minimum(top_row, clip)
         vis_bot = np.minimum(bot_row, clip)
-        ordered = np.stack([vis_top[:, ::-1], vis_bot[:, ::-1]], axis=2).reshape(t.shape[0], -1)
+        ordered = np.stack([vis_top[:, ::-1], vis_bot[:, ::-1]], axis=2).reshape(ncol, -1)
         bounds = np.clip(np.ceil(ordered), 0, cam.height_px).astype(np.int16)
         bounds = np.ascontiguousarray(bounds.T).reshape(2 * LAYERS, 2, 1, cam.width_px)
         obs = hits.obstacle
-        found = obs >= 0
-        dist = np.where(found, t, 0.0) * np.tile(self._column_distance, 2)[:, None]
+        dist = t * self._column_distance[hits.column % cam.width_px]
         shade = look.light(hits.normal_x, hits.normal_y) * self._albedo[obs]
         key = look.shade_level(shade) * FOG_LEVELS + look.fog_level(dist)
         u_texel = np.floor(hits.u_m / OBSTACLE_TEXEL_M).astype(np.int64) & (TEX_U - 1)
         pack = (key << 18) | (self._mat_base[obs] + u_texel * TEX_V)
+        # Pixel count n = 2j + 1 lies inside the span of layer LAYERS - 1 - j.
         width = 2 * LAYERS + 1
-        seg_t = np.zeros((t.shape[0], width), np.float32)
-        seg_pack = np.zeros((t.shape[0], width), np.int32)
-        seg_shape = np.full((t.shape[0], width), -1, np.int16)
-        # Count n = 2j + 1 lies inside the span of layer LAYERS - 1 - j.
-        odd = slice(1, width, 2)
-        seg_t[:, odd] = np.where(found, t, 0.0)[:, ::-1]
-        seg_pack[:, odd] = np.where(found, pack, 0)[:, ::-1]
-        seg_shape[:, odd] = obs[:, ::-1]
-        table = np.empty((t.shape[0] * width, 2), np.int32)
-        table[:, 0] = seg_t.reshape(-1).view(np.int32)
-        table[:, 1] = seg_pack.reshape(-1)
-        return bounds, table.view(np.int64).reshape(-1), seg_shape.reshape(-1)
+        slot = hits.column * width + 2 * (LAYERS - 1 - hits.rank) + 1
+        table = np.zeros((ncol * width, 2), np.int32)
+        table[slot, 0] = t.astype(np.float32).view(np.int32)
+        table[slot, 1] = pack
+        seg_shape = np.full(ncol * width, -1, np.int16)
+        seg_shape[slot] = obs
+        return bounds, table.view(np.int64).reshape(-1), seg_shape
 
     def _background(self, eyes: np.ndarray, yaw_rad: float) -> np.ndarray:
         """LUT indices of ground and sky for every pixel (obstacles are laid over them)."""
@@ -247,7 +262,7 @@ class StereoRenderer:
         iy >>= self._g_macro_shift
         ix &= MACRO_X - 1
         iy &= MACRO_Y - 1
-        iy <<= 10  # MACRO_X == 1024
+        iy <<= MACRO_X.bit_length() - 1
         iy |= ix
         code = look.macro.take(iy, mode="clip")
         code |= look.ground_fine.take(fine, mode="clip")

@@ -7,84 +7,20 @@ reads ``sim/scenarios/forest.toml``; a path works too. A file may start from ano
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
 from rover.errors import ConfigError
-from sim.materials import MATERIALS, names_for
+from sim.spec import Range, bounded, build, check_keys, materials, number, region
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 # Seeds from here up are reserved for held-out evaluation: never generate training data with them.
 RESERVED_SEED_MIN = 90_000
 MAX_OBSTACLE_HEIGHT_M = 10.0
+MAX_OBSTACLE_MATERIALS = 8  # the renderer's palette holds 8 obstacle ramps
 SHAPES = ("tree", "rock", "cone", "box", "wall")
-
-
-@dataclass(frozen=True)
-class Range:
-    """A uniform range [low, high]; a single number in a file means low == high."""
-
-    low: float
-    high: float
-
-    def sample(self, rng: Any) -> float:
-        """One draw from ``rng`` (a numpy Generator); always draws, so streams stay aligned."""
-        return float(self.low + (self.high - self.low) * rng.random())
-
-    @classmethod
-    def parse(cls, value: Any, key: str, minimum: float = 0.0) -> Range:
-        """Parse ``number`` or ``[low, high]``; raise ConfigError naming ``key``."""
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            low = high = float(value)
-        elif (
-            isinstance(value, list)
-            and len(value) == 2
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-        ):
-            low, high = float(value[0]), float(value[1])
-        else:
-            raise ConfigError(f"{key} must be a number or [low, high]; got {value!r}")
-        if not minimum <= low <= high:
-            raise ConfigError(f"{key} must satisfy {minimum} <= low <= high; got {value!r}")
-        return cls(low, high)
-
-
-def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
-    for key in table:
-        if key not in allowed:
-            raise ConfigError(
-                f"unknown key {where}.{key}; valid keys: {', '.join(sorted(allowed))}"
-            )
-
-
-def _materials(value: Any, use: str, key: str) -> tuple[str, ...]:
-    names = [value] if isinstance(value, str) else value
-    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        raise ConfigError(f"{key} must be a material name or a non-empty list of names")
-    for name in names:
-        material = MATERIALS.get(name)
-        if material is None or material.use != use:
-            raise ConfigError(
-                f"{key}: unknown {use} material {name!r}; use one of: {', '.join(names_for(use))}"
-            )
-    return tuple(names)
-
-
-def _number(value: Any, key: str, low: float, high: float) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
-        raise ConfigError(f"{key} must be a number in [{low}, {high}]; got {value!r}")
-    return float(value)
-
-
-def _build(cls: Any, table: Any, where: str, converters: dict[str, Any]) -> Any:
-    """Build dataclass ``cls`` from ``table`` using one converter per key."""
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where} must be a table")
-    _check_keys(table, set(converters), where)
-    return cls(**{k: converters[k](v, f"{where}.{k}") for k, v in table.items()})
 
 
 @dataclass(frozen=True)
@@ -99,15 +35,15 @@ class TaskSpec:
     @classmethod
     def from_dict(cls, table: dict[str, Any], where: str = "task") -> TaskSpec:
         """Validate a ``[task]`` table."""
-        return _build(
+        return build(
             cls,
             table,
             where,
             {
-                "length_m": lambda v, k: _number(v, k, 5.0, 2000.0),
-                "width_m": lambda v, k: _number(v, k, 3.0, 200.0),
-                "time_limit_s": lambda v, k: _number(v, k, 1.0, 36000.0),
-                "start_clear_m": lambda v, k: _number(v, k, 1.0, 50.0),
+                "length_m": lambda v, k: number(v, k, 5.0, 2000.0),
+                "width_m": lambda v, k: number(v, k, 3.0, 200.0),
+                "time_limit_s": lambda v, k: number(v, k, 1.0, 36000.0),
+                "start_clear_m": lambda v, k: number(v, k, 1.0, 50.0),
             },
         )
 
@@ -121,29 +57,24 @@ class LightingSpec:
     sun_azimuth_deg: Range = Range(0.0, 360.0)
     ambient: Range = Range(0.4, 0.55)
     fog_distance_m: Range = Range(25.0, 40.0)
+    canopy: Range = Range(0.0, 0.0)  # leaf cover of the upper sky, 0..1
 
     @classmethod
     def from_dict(cls, table: dict[str, Any], where: str = "lighting") -> LightingSpec:
         """Validate a ``[lighting]`` table."""
-        return _build(
+        return build(
             cls,
             table,
             where,
             {
-                "sky": lambda v, k: _materials(v, "sky", k),
-                "sun_elevation_deg": lambda v, k: _bounded(v, k, 5.0, 85.0),
-                "sun_azimuth_deg": lambda v, k: _bounded(v, k, -360.0, 720.0),
-                "ambient": lambda v, k: _bounded(v, k, 0.1, 1.0),
-                "fog_distance_m": lambda v, k: _bounded(v, k, 5.0, 1000.0),
+                "sky": lambda v, k: materials(v, "sky", k),
+                "sun_elevation_deg": lambda v, k: bounded(v, k, 5.0, 85.0),
+                "sun_azimuth_deg": lambda v, k: bounded(v, k, -360.0, 720.0),
+                "ambient": lambda v, k: bounded(v, k, 0.1, 1.0),
+                "fog_distance_m": lambda v, k: bounded(v, k, 5.0, 1000.0),
+                "canopy": lambda v, k: bounded(v, k, 0.0, 1.0),
             },
         )
-
-
-def _bounded(value: Any, key: str, low: float, high: float) -> Range:
-    parsed = Range.parse(value, key, minimum=low)
-    if parsed.high > high:
-        raise ConfigError(f"{key} must lie in [{low}, {high}]; got {value!r}")
-    return parsed
 
 
 @dataclass(frozen=True)
@@ -157,14 +88,14 @@ class GroundSpec:
     @classmethod
     def from_dict(cls, table: dict[str, Any], where: str = "ground") -> GroundSpec:
         """Validate a ``[ground]`` table (at most 3 patch materials)."""
-        spec = _build(
+        spec = build(
             cls,
             table,
             where,
             {
-                "materials": lambda v, k: _materials(v, "ground", k),
-                "patch_size_m": lambda v, k: _bounded(v, k, 0.5, 100.0),
-                "trail": lambda v, k: _materials(v, "ground", k)[0],
+                "materials": lambda v, k: materials(v, "ground", k),
+                "patch_size_m": lambda v, k: bounded(v, k, 0.5, 100.0),
+                "trail": lambda v, k: materials(v, "ground", k)[0],
             },
         )
         if len(spec.materials) > 3:
@@ -221,21 +152,15 @@ class ObstacleFamily:
         sizes = ("radius_m",) if shape in ("tree", "rock", "cone") else ("length_m", "width_m")
         convert: dict[str, Any] = {
             "shape": lambda v, k: v,
-            "density_per_100m2": lambda v, k: _number(v, k, 0.0, 100.0),
-            "height_m": lambda v, k: _bounded(v, k, 0.05, MAX_OBSTACLE_HEIGHT_M),
-            "materials": lambda v, k: _materials(v, "obstacle", k),
-            "region": _region,
+            "density_per_100m2": lambda v, k: number(v, k, 0.0, 100.0),
+            "height_m": lambda v, k: bounded(v, k, 0.05, MAX_OBSTACLE_HEIGHT_M),
+            "materials": lambda v, k: materials(v, "obstacle", k),
+            "region": region,
         }
-        convert.update({s: (lambda v, k: _bounded(v, k, 0.02, 20.0)) for s in sizes})
+        convert.update({s: (lambda v, k: bounded(v, k, 0.02, 20.0)) for s in sizes})
         if "density_per_100m2" not in merged:
             raise ConfigError(f"{where}.density_per_100m2 is missing; add e.g. 2.0")
-        return _build(cls, merged, where, convert)
-
-
-def _region(value: Any, key: str) -> str:
-    if value not in ("field", "trail", "roadside"):
-        raise ConfigError(f"{key} must be 'field', 'trail' or 'roadside'; got {value!r}")
-    return value
+        return build(cls, merged, where, convert)
 
 
 @dataclass(frozen=True)
@@ -251,16 +176,16 @@ class CorridorSpec:
     @classmethod
     def from_dict(cls, table: dict[str, Any], where: str = "corridor") -> CorridorSpec:
         """Validate a ``[corridor]`` table."""
-        return _build(
+        return build(
             cls,
             table,
             where,
             {
-                "half_width_m": lambda v, k: _bounded(v, k, 0.8, 20.0),
-                "amplitude_m": lambda v, k: _bounded(v, k, 0.0, 50.0),
-                "wavelength_m": lambda v, k: _bounded(v, k, 5.0, 1000.0),
-                "wall_height_m": lambda v, k: _bounded(v, k, 0.2, MAX_OBSTACLE_HEIGHT_M),
-                "wall_materials": lambda v, k: _materials(v, "obstacle", k),
+                "half_width_m": lambda v, k: bounded(v, k, 0.8, 20.0),
+                "amplitude_m": lambda v, k: bounded(v, k, 0.0, 50.0),
+                "wavelength_m": lambda v, k: bounded(v, k, 5.0, 1000.0),
+                "wall_height_m": lambda v, k: bounded(v, k, 0.2, MAX_OBSTACLE_HEIGHT_M),
+                "wall_materials": lambda v, k: materials(v, "obstacle", k),
             },
         )
 
@@ -284,16 +209,16 @@ class BorderSpec:
                 raise ConfigError(f"{k} must be 'tree', 'rock' or 'wall'; got {v!r}")
             return v
 
-        return _build(
+        return build(
             cls,
             table,
             where,
             {
                 "shape": shape,
-                "materials": lambda v, k: _materials(v, "obstacle", k),
-                "spacing_m": lambda v, k: _bounded(v, k, 0.0, 20.0),
-                "radius_m": lambda v, k: _bounded(v, k, 0.05, 5.0),
-                "height_m": lambda v, k: _bounded(v, k, 0.2, MAX_OBSTACLE_HEIGHT_M),
+                "materials": lambda v, k: materials(v, "obstacle", k),
+                "spacing_m": lambda v, k: bounded(v, k, 0.0, 20.0),
+                "radius_m": lambda v, k: bounded(v, k, 0.05, 5.0),
+                "height_m": lambda v, k: bounded(v, k, 0.2, MAX_OBSTACLE_HEIGHT_M),
             },
         )
 
@@ -341,7 +266,7 @@ class Scenario:
 
 def _scenario_from_dict(cls: Any, table: dict[str, Any], source: str) -> Scenario:
     allowed = {f.name for f in fields(cls)} - {"source"}
-    _check_keys(table, allowed | {"base"}, "scenario")
+    check_keys(table, allowed | {"base"}, "scenario")
     name = table.get("name", Path(source).stem)
     if not isinstance(name, str) or not name:
         raise ConfigError("name must be a non-empty string")
@@ -362,7 +287,7 @@ def _scenario_from_dict(cls: Any, table: dict[str, Any], source: str) -> Scenari
         description=str(table.get("description", "")),
         seed=seed,
         held_out=held_out,
-        min_gap_m=_number(table.get("min_gap_m", 1.0), "min_gap_m", 0.3, 20.0),
+        min_gap_m=number(table.get("min_gap_m", 1.0), "min_gap_m", 0.3, 20.0),
         task=TaskSpec.from_dict(table.get("task", {})),
         lighting=LightingSpec.from_dict(table.get("lighting", {})),
         ground=GroundSpec.from_dict(table.get("ground", {})),
@@ -373,6 +298,12 @@ def _scenario_from_dict(cls: Any, table: dict[str, Any], source: str) -> Scenari
         border=BorderSpec.from_dict(table.get("border", {})),
         source=source,
     )
+    used = scenario.obstacle_materials()
+    if len(used) > MAX_OBSTACLE_MATERIALS:
+        raise ConfigError(
+            f"{len(used)} obstacle materials listed ({', '.join(sorted(used))}); "
+            f"use at most {MAX_OBSTACLE_MATERIALS}"
+        )
     for i, fam in enumerate(scenario.obstacles):
         if fam.region != "field" and scenario.corridor is None:
             raise ConfigError(f"obstacles[{i}].region = {fam.region!r} needs a [corridor] table")

@@ -2,24 +2,28 @@
 
 Every texture holds palette indices. A pixel's colour is ``LUT[key, palette_index]`` where the
 key packs a shade level (sun, albedo) and a fog level (distance), so lighting and fog cost one
-table lookup per pixel. Palette layout: 64 sky entries, 4 ground ramps, 8 obstacle ramps.
+table lookup per pixel. Palette layout: 48 sky entries (12 gradient x 4 cloud levels), the
+foliage ramp, 4 ground ramps, 8 obstacle ramps.
 """
 
 from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 
+from rover.errors import ConfigError
 from sim.camera import CameraModel
 from sim.materials import LEVELS, MATERIALS, fractal_noise, obstacle_texture, ramp, to_levels
+from sim.scenario import MAX_OBSTACLE_MATERIALS
 from sim.world import World
 
 SHADES = np.array([0.3, 0.42, 0.55, 0.68, 0.82, 1.0, 1.15, 1.3], dtype=np.float32)
 FOG_LEVELS = 32
 SKY_KEY = int(np.flatnonzero(SHADES == 1.0)[0]) * FOG_LEVELS  # unlit, unfogged
-SKY_BASE, GROUND_BASE, OBSTACLE_BASE = 0, 64, 128
-MAX_OBSTACLE_MATERIALS = 8
+SKY_BASE, FOLIAGE_BASE, GROUND_BASE, OBSTACLE_BASE = 0, 48, 64, 128
+SKY_GRADIENT = 12
 TEX_U, TEX_V, OBSTACLE_TEXEL_M = 64, 512, 0.02  # obstacle textures: 1.28 m x 10.24 m
 GROUND_SIZE, GROUND_TEXEL_M, GROUND_MIPS = 512, 0.01, 5  # 5.12 m tile, levels 0..4
 MACRO_X, MACRO_Y = 1024, 512  # macro cells are 16 level-0 texels: 0.16 m
@@ -35,12 +39,13 @@ class Appearance:
         self.world, self.camera = world, camera
         self.palette = np.zeros((256, 3), np.float32)
         used = world.materials_in_use()
-        if len(used) > MAX_OBSTACLE_MATERIALS:
-            raise ValueError(f"{len(used)} obstacle materials; the palette holds 8")
+        if len(used) > MAX_OBSTACLE_MATERIALS:  # Scenario validation already refuses this
+            raise ConfigError(f"{len(used)} obstacle materials; use at most 8 per scenario")
         self.material_slot = {name: i for i, name in enumerate(used)}
         for name, slot in self.material_slot.items():
             base = OBSTACLE_BASE + slot * LEVELS
             self.palette[base : base + LEVELS] = ramp(MATERIALS[name])
+        self.palette[FOLIAGE_BASE : FOLIAGE_BASE + LEVELS] = ramp(MATERIALS["foliage"])
         self.obstacle_atlas = self._obstacle_atlas(rng)
         self._ground_palette()
         self.ground_fine, self.ground_offsets = self._ground_fine(rng)
@@ -58,8 +63,9 @@ class Appearance:
         # u-major (each texture column contiguous): pixels down an image column read along it.
         atlas = np.zeros((len(self.material_slot), TEX_U, TEX_V), np.uint8)
         for name, slot in self.material_slot.items():
-            levels = obstacle_texture(MATERIALS[name], rng, TEX_V, TEX_U, OBSTACLE_TEXEL_M)
-            atlas[slot] = (OBSTACLE_BASE + slot * LEVELS + levels).T
+            levels, crown = obstacle_texture(MATERIALS[name], rng, TEX_V, TEX_U, OBSTACLE_TEXEL_M)
+            base = np.where(crown, FOLIAGE_BASE, OBSTACLE_BASE + slot * LEVELS)
+            atlas[slot] = (base + levels).T
         return atlas.reshape(-1)
 
     def _ground_palette(self) -> None:
@@ -78,8 +84,6 @@ class Appearance:
         levels, offsets, offset = [], [], 0
         for level in range(GROUND_MIPS):
             size = GROUND_SIZE >> level
-            import cv2  # local: only world setup needs it here
-
             small = cv2.resize(field, (size, size), interpolation=cv2.INTER_AREA)
             # Averaging flattens contrast; stretch it back so far ground is not a flat wash.
             small = 0.5 + (small - 0.5) * (1.0 + 0.25 * level)
@@ -114,10 +118,10 @@ class Appearance:
         """Map (macro level, fine level) to a palette index, dithering material borders."""
         macro, fine = np.meshgrid(np.arange(16), np.arange(16), indexing="ij")
         n_patch = len(self.world.ground_materials)
-        jitter = (fine / 15.0 - 0.5) * 0.35
+        jitter = (fine / 15.0 - 0.5) * 0.75  # detail noise frays the 16 cm patch cells
         blend = np.clip(macro / 11.0 + jitter, 0.0, 0.999)
         patch = np.minimum((blend * n_patch).astype(int), n_patch - 1)
-        trail_w = (macro - 11) / 4.0 + (fine / 15.0 - 0.5) * 0.6
+        trail_w = (macro - 11) / 4.0 + (fine / 15.0 - 0.5) * 0.9
         ramp_id = np.where((macro >= 12) & (trail_w > 0.5), 3, patch)
         return (GROUND_BASE + ramp_id * LEVELS + fine).astype(np.uint8).reshape(-1)
 
@@ -132,14 +136,25 @@ class Appearance:
         amount = np.clip((clouds - (1.0 - cover)) / max(cover, 1e-3), 0.0, 1.0)
         amount *= np.clip(grad * 4.0, 0.0, 1.0)  # clouds thin out into the horizon haze
         dither = rng.random((rows, SKY_WIDTH)) - 0.5
-        g = np.clip((grad * 15.0 + dither).round(), 0, 15).astype(np.uint8)
+        top = SKY_GRADIENT - 1
+        g = np.clip((grad * top + dither).round(), 0, top).astype(np.uint8)
         c = np.clip((amount * 3.0 + dither).round(), 0, 3).astype(np.uint8)
-        horizon, zenith, cloud = (np.asarray(s, np.float32) for s in MATERIALS[self.world.lighting.sky].stops)
-        gv = np.arange(16, dtype=np.float32)[:, None, None] / 15.0
+        stops = MATERIALS[self.world.lighting.sky].stops
+        horizon, zenith, cloud = (np.asarray(s, np.float32) for s in stops)
+        gv = np.arange(SKY_GRADIENT, dtype=np.float32)[:, None, None] / top
         cv = np.arange(4, dtype=np.float32)[None, :, None] / 3.0 * 0.85
         colours = (horizon * (1 - gv) + zenith * gv) * (1 - cv) + cloud * cv
-        self.palette[SKY_BASE : SKY_BASE + 64] = colours.reshape(64, 3)
-        return (SKY_BASE + g * 4 + c).reshape(-1)
+        self.palette[SKY_BASE : SKY_BASE + 4 * SKY_GRADIENT] = colours.reshape(-1, 3)
+        sky = SKY_BASE + g * 4 + c
+        canopy = self.world.lighting.canopy
+        if canopy > 0:
+            # Forest canopy overhead: leaves thicken towards the zenith, with sky gaps.
+            leaves = fractal_noise(rng, rows, SKY_WIDTH, (max(2, rows // 8), 96), 3)
+            reach = np.clip((elev[:, None] - math.radians(8.0)) / math.radians(30.0), 0.0, 1.0)
+            cover = leaves * reach > 1.0 - canopy
+            shade = np.clip(leaves * 10, 0, LEVELS - 1).astype(np.uint8)
+            sky = np.where(cover, FOLIAGE_BASE + shade, sky)
+        return sky.astype(np.uint8).reshape(-1)
 
     def _lut(self) -> np.ndarray:
         """RGBA (packed uint32) for every (shade, fog, palette) combination."""

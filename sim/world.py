@@ -7,6 +7,7 @@ changing how a world looks never moves its obstacles.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -19,6 +20,7 @@ from sim.scenario import ObstacleFamily, Scenario
 SUN_STRENGTH = {"clear": 0.8, "hazy": 0.5, "overcast": 0.2, "dusk": 0.55}
 BEHIND_START_M = 6.0  # the field starts this far behind the start line
 PAST_GOAL_M = 25.0  # and runs on past the goal so the view ahead does not end
+PASSABLE_M = 0.9  # free width kept beside anything placed on a corridor's trail
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class Lighting:
     sun_strength: float
     fog_distance_m: float
     fog_rgb: tuple[int, int, int]
+    canopy: float = 0.0  # fraction of the upper sky hidden by leaves
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,7 @@ def _draw_lighting(scenario: Scenario, rng: np.random.Generator) -> Lighting:
         sun_strength=SUN_STRENGTH[sky],
         fog_distance_m=spec.fog_distance_m.sample(rng),
         fog_rgb=tuple(int(v) for v in horizon),  # type: ignore[arg-type]
+        canopy=spec.canopy.sample(rng),
     )
 
 
@@ -274,7 +278,7 @@ class _Placer:
         if hits.size == 0:
             return  # the field is full here; a denser file just saturates
         i = int(hits[0])
-        self._add(self._draw(family, float(xs[i]), float(ys[i]), yaw))
+        self._add(dataclasses.replace(obstacle, x_m=float(xs[i]), y_m=float(ys[i])))
 
     def _region_ok(self, region: str, xs: np.ndarray, ys: np.ndarray, r: float) -> np.ndarray:
         y0, y1 = self.bounds[2], self.bounds[3]
@@ -286,8 +290,8 @@ class _Placer:
         off = np.abs(ys - self.trail.centre_y(xs))
         hw = self.trail.half_width_m
         if region == "trail":
-            # One side always keeps the free gap: the trail stays passable.
-            return off + r <= hw - 0.1
+            # The far side always keeps PASSABLE_M free: the trail stays drivable.
+            return (off + r <= hw - 0.1) & (hw - r >= PASSABLE_M)
         return (off - r > hw + 0.6) & (ys - r > y0 + 0.3) & (ys + r < y1 - 0.3)
 
     def _draw(self, family: ObstacleFamily, x: float, y: float, yaw: float) -> Obstacle:

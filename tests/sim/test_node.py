@@ -15,8 +15,18 @@ RUN_KEYS_THAT_VARY = {"wall_s", "steps_per_s"}
 
 def drive(tmp_path, *args: str, name: str = "run") -> dict:
     out = tmp_path / f"{name}.json"
-    cmd = [sys.executable, "-m", "rover.cli", "drive", "--headless", "--namespace",
-           f"t{uuid.uuid4().hex[:10]}", "--metrics-out", str(out), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "rover.cli",
+        "drive",
+        "--headless",
+        "--namespace",
+        f"t{uuid.uuid4().hex[:10]}",
+        "--metrics-out",
+        str(out),
+        *args,
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return json.loads(out.read_text())
@@ -24,8 +34,7 @@ def drive(tmp_path, *args: str, name: str = "run") -> dict:
 
 @pytest.mark.slow
 def test_lockstep_runs_are_identical_and_keep_up(tmp_path):
-    args = ("--sim", "forest", "--seed", "5", "--model", "expert", "--lockstep",
-            "--duration", "8")
+    args = ("--sim", "forest", "--seed", "5", "--model", "expert", "--lockstep", "--duration", "8")
     first = drive(tmp_path, *args, name="a")
     second = drive(tmp_path, *args, name="b")
     assert first["late_frames"] == 0 and first["steps"] == 240
@@ -40,9 +49,25 @@ def test_realtime_sim_publishes_camera_and_motor_state_like_the_robot(tmp_path):
     bus_cfg = topics.BusConfig(namespace=ns)
     frames = bus.Subscriber(topics.CAMERA_STEREO, bus_cfg, newest=False)
     states = bus.Subscriber(topics.MOTOR_STATE, bus_cfg)
-    proc = subprocess.Popen([sys.executable, "-m", "rover.cli", "drive", "--headless",
-                             "--namespace", ns, "--sim", "open", "--model", "expert",
-                             "--duration", "4"], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rover.cli",
+            "drive",
+            "--headless",
+            "--namespace",
+            ns,
+            "--sim",
+            "open",
+            "--model",
+            "expert",
+            "--duration",
+            "4",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     got, first_ns, last_ns, state = 0, 0, 0, None
     deadline = time.monotonic() + 60
     while proc.poll() is None and time.monotonic() < deadline:
