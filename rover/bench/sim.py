@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from rover.bench.common import latency_summary, print_table
+from rover.bench.lockstep import measure_lockstep
 from sim.expert import Expert
 from sim.simulation import Simulation
 
@@ -35,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=300, help="frames per measurement")
     parser.add_argument("--repeats", type=int, default=3, help="repeat and keep the median")
     parser.add_argument("--threads", type=int, default=1, help="OpenCV threads while measuring")
+    parser.add_argument(
+        "--lockstep-s",
+        type=float,
+        default=20.0,
+        help="simulated seconds of the whole-stack lock-step run (0: skip)",
+    )
 
 
 def expert_poses(sim: Simulation, frames: int) -> list[tuple[float, float, float]]:
@@ -144,6 +151,9 @@ def run(args: argparse.Namespace) -> dict:
     pooled = {k: [v for s in sims for v in s[k]] for k in sims[0]}
     summary = {k: latency_summary(v) for k, v in pooled.items()}
     render, truth = latency_summary(render_ms), latency_summary(truth_ms)
+    lockstep = (
+        measure_lockstep(args.scenario, args.seed, args.lockstep_s) if args.lockstep_s > 0 else None
+    )
     cam = sim.camera
     print(
         f"simulator core, {args.scenario}, {cam.width_px}x{cam.height_px} per eye, "
@@ -159,6 +169,12 @@ def run(args: argparse.Namespace) -> dict:
             ["  of which vehicle+collisions", summary["step"], None],
         ]
     )
+    if lockstep is not None:
+        print(
+            f"whole stack in lock-step (sim, bus, control, serial pty, emulator): "
+            f"{lockstep['steps_per_s']:.0f} steps/s over {lockstep['steps']} steps, "
+            f"{lockstep['late_frames']} late frames"
+        )
     return {
         "scenario": args.scenario,
         "frames": args.frames,
@@ -174,6 +190,8 @@ def run(args: argparse.Namespace) -> dict:
         "expert_p50_ms": round(summary["expert"]["p50_ms"], 4),
         "step_p50_ms": round(summary["step"]["p50_ms"], 4),
         "floor_p50_ms": round(floor["p50_ms"], 4),
+        "lockstep_steps_per_s": lockstep["steps_per_s"] if lockstep else None,
+        "lockstep_late_frames": lockstep["late_frames"] if lockstep else None,
     }
 
 
