@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         metavar="SECONDS",
-        help="simulated seconds (default: until the window closes; 30 headless)",
+        help="simulated seconds (default: until the goal or the window closes)",
     )
     p.add_argument("--sim", default="forest", metavar="SCENARIO")
     p.set_defaults(func=_cmd_demo)

@@ -92,7 +92,7 @@ def run_stack(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     """The simulator driven by the bundled autopilot, in a window or headless with a summary."""
     headless = args.headless or not has_display()
-    duration = args.duration if args.duration is not None else (30.0 if headless else None)
+    duration = args.duration  # None: until the goal (or the scenario's time limit)
     metrics = Path(tempfile.mkdtemp(prefix="rover-demo-")) / "metrics.json"
     stack = argparse.Namespace(
         mode="drive",
@@ -111,7 +111,8 @@ def run_demo(args: argparse.Namespace) -> int:
     print(
         f"rover demo: {args.sim} scenario, expert autopilot, "
         f"{'headless' if headless else 'window'}"
-        + (f", {duration:g} s simulated" if duration else ", close the window to stop")
+        + (f", {duration:g} s simulated" if duration else ", until the goal")
+        + ("" if headless else " (Esc or close the window to stop)")
     )
     code = run_stack(stack)
     if metrics.exists():
@@ -119,4 +120,5 @@ def run_demo(args: argparse.Namespace) -> int:
         print("run summary:")
         for key, value in result.items():
             print(f"  {key:<36} {value}")
+        print(f"trajectory picture: {metrics.with_suffix('.png')}")
     return code

@@ -1,0 +1,109 @@
+"""Recorder node: every recorded topic into crash-safe, time-split MCAP segments.
+
+    python -m rover.nodes.recorder --namespace NS [--config F] --out SESSION_DIR
+
+It takes every message (no conflation; a high-water mark of a few seconds), hands it to the
+Recorder's bounded queue and goes straight back to the sockets: JPEG encoding and disk writes
+happen on the Recorder's worker thread, so the recorder never slows the camera or control.
+SIGINT/SIGTERM: drain what already arrived, write the counts and the index, exit 0. Restarted
+into the same folder (the manager restarts a crashed node), it appends new segments.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import cv2
+
+from rover import bus, topics
+from rover.node import Shutdown, node_argparser, node_config, run_main
+from rover.recording import format as fmt
+from rover.recording.recorder import Recorder, RecorderConfig
+
+log = logging.getLogger("rover.recorder")
+HWM_SECONDS = 5.0  # per-topic socket buffer, in seconds of the topic's nominal rate
+FRAME_HWM = 300  # at most ~140 MB of raw 320x240 pairs: covers lock-step bursts too
+REPORT_S = 10.0
+
+
+class RecorderNode:
+    """Wires the bus to a Recorder: one every-message subscriber per recorded topic."""
+
+    def __init__(self, recorder: Recorder, bus_cfg: topics.BusConfig):
+        self.recorder = recorder
+        self.subs = [
+            bus.Subscriber(
+                t,
+                bus_cfg,
+                newest=False,
+                hwm=FRAME_HWM if t.frames else max(100, int(t.rate_hz * HWM_SECONDS * 4)),
+            )
+            for t in fmt.recorded_topics()
+        ]
+
+    def spin_once(self, timeout_ms: float = 100) -> int:
+        """Move whatever arrived into the recorder; returns how many messages."""
+        moved = 0
+        for sub in bus.wait_any(self.subs, timeout_ms):
+            for msg in sub.drain():
+                self.recorder.submit(sub.topic, msg)
+                moved += 1
+            self.recorder.note_bus_stats(sub.topic, sub.stats.skipped, sub.stats.malformed)
+        self.recorder.raise_if_failed()
+        return moved
+
+    def close(self, drain_s: float = 0.5) -> None:
+        deadline = time.monotonic() + drain_s  # what already arrived still goes in the file
+        while self.spin_once(timeout_ms=0) and time.monotonic() < deadline:
+            pass
+        for sub in self.subs:
+            sub.close()
+        self.recorder.close()
+
+
+def recorder_config(cfg) -> RecorderConfig:
+    """The [recorder] section when the robot config has one, else the defaults."""
+    return getattr(cfg, "recorder", None) or RecorderConfig()
+
+
+def main() -> None:
+    parser = node_argparser(__doc__)
+    parser.add_argument("--out", required=True, metavar="SESSION_DIR", help="session folder")
+    args = parser.parse_args()
+    cfg, bus_cfg = node_config(args)
+    cv2.setNumThreads(1)  # one JPEG at a time on the worker: leave the cores to the stack
+    stop = Shutdown()
+    recorder = Recorder(args.out, recorder_config(cfg), cfg.raw(), bus_cfg.namespace)
+    node = RecorderNode(recorder, bus_cfg)
+    log.info("recording to %s", recorder.path)
+    started = time.monotonic()
+    next_report = time.monotonic() + REPORT_S
+    try:
+        while not stop.requested:
+            node.spin_once()
+            if time.monotonic() >= next_report:
+                frames = recorder.counts[topics.CAMERA_STEREO.name]
+                log.info(
+                    "frames received %d written %d skipped %d dropped %d",
+                    frames.received,
+                    frames.written,
+                    frames.skipped,
+                    frames.dropped,
+                )
+                next_report += REPORT_S
+    finally:
+        node.close()
+    frames = recorder.counts[topics.CAMERA_STEREO.name]
+    log.info(
+        "stopped: %d frames written, %d skipped, %d dropped; cpu %.1f s over %.1f s",
+        frames.written,
+        frames.skipped,
+        frames.dropped,
+        time.process_time(),
+        time.monotonic() - started,
+    )
+
+
+if __name__ == "__main__":
+    run_main("recorder", main)

@@ -1,0 +1,102 @@
+"""Steering node: the CNN's answer to the newest camera frame, on perception/steering.
+
+Takes the newest stereo pair (a slow model skips frames rather than queueing them), runs the
+checkpoint given by ``--model`` and publishes the estimate with the frame's ``frame_seq`` and
+capture ``stamp_ns``, so glass-to-motor latency can be traced through the graph. The thread
+count is explicit: this is one process among several on a small computer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+import numpy as np
+
+from rover import bus, topics
+from rover import messages as m
+from rover.node import Shutdown, node_argparser, node_config, run_main
+
+log = logging.getLogger("rover.steering")
+
+
+class SteeringNode:
+    """Wires a `perception.infer.SteeringPredictor` to the bus."""
+
+    def __init__(self, predictor, bus_cfg: topics.BusConfig):
+        self.predictor = predictor
+        self.frames = bus.Subscriber(topics.CAMERA_STEREO, bus_cfg, newest=True)
+        self.estimates = bus.Publisher(topics.PERCEPTION_STEERING, bus_cfg)
+        self.source = f"cnn:{predictor.checkpoint.path.stem}"
+        self.answered = 0
+
+    def warm_up(self) -> None:
+        """One inference on a blank frame: the first call allocates, the camera's should not."""
+        blank = np.zeros(self.predictor.frame_shape, np.uint8)
+        self.predictor.raw(blank, blank)
+
+    def spin_once(self, timeout_ms: float = 100.0) -> m.SteeringEstimate | None:
+        """Answer the newest frame, if one arrived within `timeout_ms`."""
+        frame = self.frames.receive(timeout_ms)
+        if frame is None:
+            return None
+        pred = self.predictor.predict(frame.left, frame.right, frame.stamp_ns)
+        self.answered += 1
+        return self.estimates.publish(
+            m.SteeringEstimate(
+                frame_seq=frame.frame_seq,
+                stamp_ns=frame.stamp_ns,
+                steering=pred.steering,
+                throttle=pred.throttle,
+                source=self.source,
+            )
+        )
+
+    def close(self) -> None:
+        self.frames.close()
+        self.estimates.close()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The standard node arguments plus the model's."""
+    parser = node_argparser(__doc__)
+    parser.add_argument("--model", required=True, help="checkpoint from `rover train steering`")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu")
+    parser.add_argument(
+        "--smoothing-s", type=float, default=0.0, help="ease steering over this time constant"
+    )
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    _, bus_cfg = node_config(args)
+    import torch  # lazily: a second of start-up and hundreds of MB, only in this node
+
+    from perception.infer import SteeringPredictor
+
+    torch.set_num_threads(max(1, args.threads))
+    stop = Shutdown()
+    predictor = SteeringPredictor(args.model, device=args.device, smoothing_s=args.smoothing_s)
+    node = SteeringNode(predictor, bus_cfg)
+    node.warm_up()
+    started = time.monotonic()
+    try:
+        while not stop.requested:
+            node.spin_once()
+    finally:
+        node.close()
+    elapsed = time.monotonic() - started
+    stats = node.frames.stats
+    log.info(
+        "answered %d frames in %.1f s, skipped %d (newest-frame policy)",
+        node.answered,
+        elapsed,
+        stats.skipped,
+    )
+
+
+if __name__ == "__main__":
+    run_main("steering", main)

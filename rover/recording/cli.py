@@ -1,0 +1,259 @@
+"""Inspect, verify, repair, trim and export recordings.
+
+rover recordings list [ROOT...]              sessions with duration, pairs, size, status
+rover recordings info SESSION [--json]       counts, rates, drops, gaps, steering histogram
+rover recordings verify PATH... [--decode]   read every message; exit 1 on damage
+rover recordings recover PATH [--out DIR]    rebuild segments cut short by a crash
+rover recordings trim SESSION --from S --to S | --frames A:B | --undo [ID] | --list
+rover recordings export SESSION [--from S] [--to S] --mp4 FILE | --png DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from rover.errors import DataError, RoverError
+
+DEFAULT_ROOT = "recordings"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `rover recordings` verbs."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    p = sub.add_parser("list", help="sessions with duration, stereo pairs, size and status")
+    p.add_argument("roots", nargs="*", default=[DEFAULT_ROOT], metavar="ROOT")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+
+    p = sub.add_parser("info", help="per-topic counts and rates, drops, gaps, steering")
+    p.add_argument("session", metavar="SESSION")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of text")
+
+    p = sub.add_parser("verify", help="read every message; exit non-zero on damage")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--decode", action="store_true", help="also decode every JPEG (slower)")
+
+    p = sub.add_parser("recover", help="rebuild the index of segments cut short by a crash")
+    p.add_argument("path", metavar="PATH", help="a session folder or one segment")
+    p.add_argument("--out", metavar="DIR", help="write a recovered copy here (default: in place)")
+
+    p = sub.add_parser("trim", help="exclude a span from training (data kept), or undo it")
+    p.add_argument("session", metavar="SESSION")
+    p.add_argument("--from", dest="from_s", type=float, metavar="S", help="start, seconds")
+    p.add_argument("--to", dest="to_s", type=float, metavar="S", help="end, seconds")
+    p.add_argument("--frames", metavar="A:B", help="frame indices A (included) to B (excluded)")
+    p.add_argument("--reason", default="", help="why (shown by info and trim --list)")
+    p.add_argument("--undo", nargs="?", const=-1, type=int, metavar="ID", help="remove a trim")
+    p.add_argument("--list", action="store_true", help="show the session's trims")
+
+    p = sub.add_parser("export", help="a span to MP4 and/or PNG frames with a steering overlay")
+    p.add_argument("session", metavar="SESSION")
+    p.add_argument("--from", dest="from_s", type=float, default=0.0, metavar="S")
+    p.add_argument("--to", dest="to_s", type=float, default=None, metavar="S")
+    p.add_argument("--mp4", metavar="FILE", help="write an MP4 video")
+    p.add_argument("--png", metavar="DIR", help="write one PNG per frame")
+    p.add_argument("--no-overlay", action="store_true", help="the raw pair, no steering strip")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one verb; RoverError carries user errors up to the caller's one-line report."""
+    return VERBS[args.verb](args)
+
+
+def _list(args: argparse.Namespace) -> int:
+    from rover.bench.common import print_table
+    from rover.recording.tools import list_sessions
+
+    rows = list_sessions(args.roots)
+    if args.json:
+        print(json.dumps({"sessions": rows}))
+        return 0
+    if not rows:
+        print(f"no sessions in {', '.join(args.roots)}")
+        return 0
+    print_table(
+        ("session", "duration", "pairs", "size", "segments", "trims", "status"),
+        [
+            (
+                r["session"],
+                _duration(r["duration_s"]),
+                str(r["stereo_pairs"]),
+                _size(r["size_bytes"]),
+                str(r["segments"]),
+                str(r["trims"]),
+                r["status"] + (": run recover" if r["status"] == "damaged" else ""),
+            )
+            for r in rows
+        ],
+    )
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from rover.recording.tools import session_info
+
+    info = session_info(args.session)
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    _print_info(info)
+    return 0
+
+
+def _print_info(info: dict) -> None:
+    from rover.bench.common import print_table
+
+    print(f"session   {info['session']}  ({info['status']}, {info['segments']} segment(s))")
+    print(
+        f"duration  {_duration(info['duration_s'])} of capture time, recorded over "
+        f"{_duration(info['wall_s'])} of wall time"
+    )
+    print(
+        f"pairs     {info['stereo_pairs']} stereo pairs, {info['training_pairs']} for training "
+        f"({len(info['trims'])} trim(s))"
+    )
+    print(f"drops     {info['dropped_frames']} frame(s); camera restarts {info['camera_restarts']}")
+    print(f"size      {_size(info['size_bytes'])}, {_size(info['bytes_per_min'])}/min")
+    sw = info["software"]
+    print(f"software  rover {sw.get('rover_version')} ({sw.get('git')}), format {sw.get('format')}")
+    if info["gaps"]:
+        shown = ", ".join(f"{g['length_s']:.2f} s at {g['at_s']:.1f} s" for g in info["gaps"][:5])
+        print(f"gaps      {len(info['gaps'])}: {shown}")
+    print()
+    print_table(
+        ("channel", "messages", "rate Hz", "seq gaps", "restarts"),
+        [
+            (
+                t["topic"],
+                str(t["messages"]),
+                f"{t['rate_hz']:.1f}",
+                str(t["seq_gaps"]),
+                str(t["restarts"]),
+            )
+            for t in info["topics"]
+        ],
+    )
+    hist = info["steering_histogram"]
+    peak = max(hist["counts"]) or 1
+    print("\nsteering (command in force at each frame)")
+    for lo, count in zip(hist["edges"], hist["counts"], strict=False):
+        print(f"  {lo:+.1f} {'#' * round(40 * count / peak):<40} {count}")
+    for t in info["trims"]:
+        print(f"trim {t['id']}: {t['start_s']:.2f}-{t['end_s']:.2f} s {t['reason']}")
+    for r in info["recovered"]:
+        print(f"recovered segment: kept {r['messages']} messages, lost {r['lost_bytes']} bytes")
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from rover.recording.tools import verify
+
+    bad = []
+    for path in args.paths:
+        for check in verify(path, decode=args.decode):
+            state = "live, still being written" if check.live else "ok"
+            if check.problems:
+                bad.append(check)
+                continue
+            print(f"{check.path}: {state}, {check.messages} messages, {check.pairs} pairs")
+    if bad:
+        first = bad[0]
+        more = f" (and {len(bad) - 1} more damaged segment(s))" if len(bad) > 1 else ""
+        raise DataError(
+            f"{first.path}: {first.problems[0]}{more}: "
+            f"run `rover recordings recover {first.path.parent}`"
+        )
+    return 0
+
+
+def _recover(args: argparse.Namespace) -> int:
+    from rover.recording.recover import recover
+
+    for r in recover(args.path, args.out):
+        if r.rebuilt:
+            lost = f"lost {_size(r.lost_bytes)} of torn tail" if r.lost_bytes else "lost no data"
+            print(
+                f"{r.path.name}: rebuilt, kept {r.messages} messages ({r.pairs} pairs), "
+                f"{lost} ({r.reason})"
+            )
+        else:
+            print(f"{r.path.name}: intact")
+    return 0
+
+
+def _trim(args: argparse.Namespace) -> int:
+    from rover.recording.tools import resolve, trim, untrim
+    from rover.recording.trims import load_trims
+
+    if args.undo is not None:
+        span = untrim(args.session, None if args.undo == -1 else args.undo)
+        print(f"removed trim {span.id}: {span.start_s:.2f}-{span.end_s:.2f} s")
+        return 0
+    if args.list or (args.from_s is None and args.to_s is None and args.frames is None):
+        for s in load_trims(resolve(args.session)[0]):
+            print(f"{s.id}: {s.start_s:.2f}-{s.end_s:.2f} s  {s.reason}")
+        return 0
+    frames = None
+    if args.frames is not None:
+        a, sep, b = args.frames.partition(":")
+        if not sep or not a.isdigit() or not b.isdigit():
+            raise RoverError(f"--frames {args.frames!r}: write A:B, e.g. --frames 300:450")
+        frames = (int(a), int(b))
+    span = trim(args.session, args.from_s, args.to_s, frames, args.reason)
+    print(
+        f"trim {span.id}: {span.start_s:.2f}-{span.end_s:.2f} s excluded from training "
+        f"(undo: rover recordings trim {args.session} --undo {span.id})"
+    )
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from rover.recording.export import export
+
+    result = export(
+        args.session, args.mp4, args.png, args.from_s, args.to_s, overlay=not args.no_overlay
+    )
+    where = " and ".join(str(p) for p in (result.mp4, result.png_dir) if p is not None)
+    print(f"exported {result.frames} frames to {where}")
+    return 0
+
+
+VERBS = {
+    "list": _list,
+    "info": _info,
+    "verify": _verify,
+    "recover": _recover,
+    "trim": _trim,
+    "export": _export,
+}
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(seconds, 60)
+    return f"{int(minutes)}:{secs:04.1f}" if minutes else f"{secs:.1f} s"
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m rover.recording.cli VERB ...`: the same as `rover recordings VERB ...`."""
+    parser = argparse.ArgumentParser(prog="rover recordings", description=__doc__)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except RoverError as exc:
+        print(f"rover: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,359 @@
+"""What `rover recordings list|info|verify|trim` compute: plain dicts, printed by cli.py.
+
+`recover` lives in recover.py and `export` in export.py. Every function takes paths the user
+typed and raises DataError, in one line, for a missing, foreign or corrupt file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from foxglove_schemas_protobuf.CompressedImage_pb2 import CompressedImage
+from google.protobuf.message import DecodeError
+from mcap.reader import SeekingReader
+from mcap.records import Metadata
+
+from rover.errors import DataError, RoverError
+from rover.recording import format as fmt
+from rover.recording import segment as seg
+from rover.recording.reader import FrameIndexer, Session, decode_jpeg, walk_session
+from rover.recording.trims import TrimSpan, add_trim, load_trims, undo_trim
+from rover.recording.writer import session_is_live
+
+HISTOGRAM_BINS = 10  # steering histogram over [-1, 1]
+GAP_FACTOR = 1.5  # a frame interval this many periods long is a gap
+
+
+def progress(total: int, desc: str):
+    """A byte progress bar on stderr, shown only on a terminal."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, disable=None, leave=False)
+
+
+def resolve(path: str | Path) -> tuple[Path, list[Path]]:
+    """A session folder, or one segment of it -> (session folder, the segments meant)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path} does not exist: give a session folder or a segment file")
+    if path.is_file():
+        seg.read_header(path)
+        if fmt.segment_index(path) is None:
+            raise DataError(f"{path} is not named segment-NNNN.mcap: it is not part of a session")
+        return path.parent, [path]
+    segments = fmt.segment_paths(path)
+    if not segments:
+        raise DataError(
+            f"{path} holds no segment-NNNN.mcap files: give a session folder "
+            "(`rover recordings list` shows them)"
+        )
+    for p in segments:
+        seg.read_header(p)
+    return path, segments
+
+
+def find_sessions(roots: list[str | Path]) -> list[Path]:
+    """Session folders: each root is a session or a folder of sessions."""
+    found: list[Path] = []
+    for root in map(Path, roots):
+        if not root.exists():
+            raise DataError(f"{root} does not exist: give a folder of recordings")
+        if root.is_file() or fmt.segment_paths(root):
+            found.append(resolve(root)[0])
+            continue
+        found += sorted(p for p in root.iterdir() if p.is_dir() and fmt.segment_paths(p))
+    return found
+
+
+def list_sessions(roots: list[str | Path]) -> list[dict]:
+    """One row per session, from the segment indexes (no full scan of finished segments)."""
+    rows = []
+    for session_dir in find_sessions(roots):
+        segments = fmt.segment_paths(session_dir)
+        live = session_is_live(session_dir)
+        pairs, first, last, status = 0, None, None, "ok"
+        for p in segments:
+            try:
+                seg.read_header(p)
+            except DataError:
+                status = "damaged"
+                continue
+            if not seg.is_complete(p):
+                status = "live" if live and p == segments[-1] else "damaged"
+                continue
+            info = _segment_summary(p)
+            pairs += info["pairs"]
+            first = first or info["first_stamp_ns"]
+            last = info["last_stamp_ns"] or last
+        duration = (last - first) / 1e9 * pairs / (pairs - 1) if pairs > 1 and first else 0.0
+        rows.append(
+            {
+                "session": session_dir.name,
+                "path": str(session_dir),
+                "segments": len(segments),
+                "duration_s": round(duration, 2),
+                "stereo_pairs": pairs,
+                "size_bytes": sum(p.stat().st_size for p in segments),
+                "trims": len(load_trims(session_dir)),
+                "status": status,
+            }
+        )
+    return rows
+
+
+def _segment_summary(path: Path) -> dict:
+    with open(path, "rb") as f:
+        reader = SeekingReader(f)
+        summary = reader.get_summary()
+        if summary is None:  # a valid MCAP without an index: nothing cheap to report
+            return {"pairs": 0, "first_stamp_ns": 0, "last_stamp_ns": 0}
+        meta = {m.name: m.metadata for m in reader.iter_metadata()}
+    left = [c.id for c in summary.channels.values() if c.topic == fmt.LEFT_TOPIC]
+    counts = summary.statistics.channel_message_counts if summary.statistics else {}
+    segment = meta.get(fmt.META_SEGMENT, {})
+    return {
+        "pairs": int(segment.get("pairs", sum(counts.get(i, 0) for i in left))),
+        "first_stamp_ns": int(segment.get("first_stamp_ns", 0)),
+        "last_stamp_ns": int(segment.get("last_stamp_ns", 0)),
+    }
+
+
+@dataclass
+class _TopicStats:
+    messages: int = 0
+    first_log_ns: int = 0
+    last_log_ns: int = 0
+    last_seq: int | None = None
+    seq_gaps: int = 0
+    restarts: int = 0
+
+    def add(self, seq: int, log_ns: int) -> None:
+        self.messages += 1
+        self.first_log_ns = self.first_log_ns or log_ns
+        self.last_log_ns = log_ns
+        if self.last_seq is not None:
+            if seq > self.last_seq + 1:
+                self.seq_gaps += seq - self.last_seq - 1
+            elif seq <= self.last_seq:
+                self.restarts += 1  # the publisher restarted: its seq began again
+        self.last_seq = seq
+
+
+@dataclass
+class _Scan:
+    topics: dict[str, _TopicStats] = field(default_factory=dict)
+    counts: dict | None = None  # the recorder's own: final, else the last periodic
+    final: bool = False
+    recovered: list[dict] = field(default_factory=list)
+
+
+def session_info(path: str | Path) -> dict:
+    """Everything `info` reports, from one pass over the session (images not decoded)."""
+    session_dir, _ = resolve(path)
+    session = Session(session_dir, partial_ok=session_is_live(session_dir))
+    scan, indexer = _Scan(), FrameIndexer()
+
+    def on_record(_path: Path, record: object) -> None:
+        if isinstance(record, Metadata) and record.name == fmt.META_COUNTS:
+            scan.counts, scan.final = json.loads(record.metadata["counts"]), True
+        elif isinstance(record, Metadata) and record.name == fmt.META_RECOVERED:
+            scan.recovered.append(dict(record.metadata))
+
+    size = sum(p.stat().st_size for p in session.segments)
+    with progress(size, f"reading {session.name}") as bar:
+        for topic, msg in walk_session(session.segments, session.partial_ok, on_record, bar.update):
+            indexer.feed(topic, msg)
+            if topic == fmt.STATS_TOPIC:
+                if not scan.final:
+                    scan.counts = json.loads(msg.data)["topics"]
+                continue
+            scan.topics.setdefault(topic, _TopicStats()).add(msg.sequence, msg.log_time)
+    session._frames = indexer.frames()
+    info = _info_dict(session, scan, size)
+    info["resent_duplicates"] = indexer.duplicates
+    return info
+
+
+def _info_dict(session: Session, scan: _Scan, size: int) -> dict:
+    frames = session.frames()
+    stamps = np.array([f.stamp_ns for f in frames], dtype=np.int64)
+    intervals = np.diff(stamps) if len(stamps) > 1 else np.zeros(0, np.int64)
+    period = float(np.median(intervals)) if len(intervals) else 0.0
+    gap_idx = np.nonzero(intervals > GAP_FACTOR * period)[0] if period > 0 else []
+    gaps = [
+        {"at_s": round((stamps[i] - stamps[0]) / 1e9, 3), "length_s": round(intervals[i] / 1e9, 3)}
+        for i in gap_idx
+    ]
+    left = scan.topics.get(fmt.LEFT_TOPIC, _TopicStats())
+    stereo_counts = (scan.counts or {}).get("camera/stereo", {})
+    counted_drops = stereo_counts.get("skipped", 0) + stereo_counts.get("dropped", 0)
+    hist, edges = np.histogram([f.steering for f in frames], bins=HISTOGRAM_BINS, range=(-1.0, 1.0))
+    wall_s = (left.last_log_ns - left.first_log_ns) / 1e9 if left.messages > 1 else 0.0
+    return {
+        "session": session.name,
+        "path": str(session.path),
+        "status": "live" if session.partial_ok else "ok",
+        "segments": len(session.segments),
+        "size_bytes": size,
+        "duration_s": round(session.duration_s, 3),
+        "wall_s": round(wall_s, 3),
+        "stereo_pairs": len(frames),
+        "training_pairs": len(session),
+        "dropped_frames": max(left.seq_gaps, counted_drops),
+        "frame_seq_gaps": left.seq_gaps,
+        "camera_restarts": left.restarts,
+        "bytes_per_min": round(size / (session.duration_s / 60)) if session.duration_s else 0,
+        "frame_period_ms": round(period / 1e6, 3),
+        "gaps": gaps,
+        "topics": [
+            {
+                "topic": topic,
+                "messages": t.messages,
+                "rate_hz": round((t.messages - 1) / ((t.last_log_ns - t.first_log_ns) / 1e9), 2)
+                if t.messages > 1 and t.last_log_ns > t.first_log_ns
+                else 0.0,
+                "seq_gaps": t.seq_gaps,
+                "restarts": t.restarts,
+            }
+            for topic, t in sorted(scan.topics.items())
+        ],
+        "recorder_counts": scan.counts or {},
+        "command_source": dict(Counter(f.command for f in frames)),
+        "steering_histogram": {"edges": edges.round(2).tolist(), "counts": hist.tolist()},
+        "trims": [asdict(t) for t in session.trims],
+        "recovered": scan.recovered,
+        "software": session.metadata["software"],
+        "camera": session.metadata["camera"],
+    }
+
+
+@dataclass
+class SegmentCheck:
+    """The verdict on one segment."""
+
+    path: Path
+    messages: int = 0
+    pairs: int = 0
+    problems: list[str] = field(default_factory=list)
+    live: bool = False
+
+
+def verify(path: str | Path, decode: bool = False) -> list[SegmentCheck]:
+    """Read every record and message of the session (or segment); note every problem."""
+    session_dir, segments = resolve(path)
+    live = session_is_live(session_dir)
+    checks = []
+    size = sum(p.stat().st_size for p in segments)
+    with progress(size, "verifying") as bar:
+        for p in segments:
+            check = SegmentCheck(p, live=live and p == fmt.segment_paths(session_dir)[-1])
+            _verify_segment(check, decode, bar.update)
+            checks.append(check)
+    return checks
+
+
+def _verify_segment(check: SegmentCheck, decode: bool, on_bytes) -> None:
+    states: list[seg.WalkState] = []
+    per_topic: Counter[str] = Counter()
+    segment_meta: dict = {}
+
+    def on_record(_path: Path, record: object) -> None:
+        if isinstance(record, Metadata) and record.name == fmt.META_SEGMENT:
+            segment_meta.update(record.metadata)
+
+    for topic, msg in walk_session([check.path], True, on_record, on_bytes, states):
+        per_topic[topic] += 1
+        problem = _check_message(topic, msg.data, decode)
+        if problem:
+            check.problems.append(f"{topic} message {msg.sequence}: {problem}")
+    state = states[0]
+    check.messages = sum(per_topic.values())
+    check.pairs = min(per_topic[fmt.LEFT_TOPIC], per_topic[fmt.RIGHT_TOPIC])
+    for d in state.damage:
+        if check.live and d.torn_tail:
+            continue  # the recorder is still writing it
+        lost = f", {state.torn_bytes} bytes unreadable" if d.torn_tail and state.torn_bytes else ""
+        check.problems.append(f"damaged at byte {d.offset}: {d.reason}{lost}")
+    if per_topic[fmt.LEFT_TOPIC] != per_topic[fmt.RIGHT_TOPIC] and state.complete:
+        check.problems.append(
+            f"{per_topic[fmt.LEFT_TOPIC]} left but {per_topic[fmt.RIGHT_TOPIC]} right images"
+        )
+    if segment_meta and int(segment_meta["frames"]) != check.pairs:
+        check.problems.append(
+            f"the recorder wrote {segment_meta['frames']} frames but {check.pairs} are readable"
+        )
+    if state.complete:
+        _check_statistics(check, per_topic)
+
+
+def _check_message(topic: str, data: bytes, decode: bool) -> str | None:
+    if topic in fmt.IMAGE_TOPICS:
+        try:
+            jpeg = CompressedImage.FromString(data).data
+        except DecodeError:
+            return "not a foxglove.CompressedImage"
+        if jpeg[:2] != b"\xff\xd8" or jpeg[-2:] != b"\xff\xd9":
+            return "its JPEG data is cut or corrupt"
+        if decode:
+            try:
+                decode_jpeg(jpeg)
+            except DataError:
+                return "its JPEG data does not decode"
+        return None
+    try:
+        json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return "not valid JSON"
+    return None
+
+
+def _check_statistics(check: SegmentCheck, per_topic: Counter[str]) -> None:
+    with open(check.path, "rb") as f:
+        summary = SeekingReader(f).get_summary()
+    if summary is None or summary.statistics is None:
+        check.problems.append("its index has no statistics record")
+        return
+    indexed = Counter()
+    for cid, n in summary.statistics.channel_message_counts.items():
+        indexed[summary.channels[cid].topic] += n
+    if indexed != per_topic:
+        check.problems.append(f"its index counts {dict(indexed)} but {dict(per_topic)} were read")
+
+
+def trim(
+    path: str | Path,
+    from_s: float | None = None,
+    to_s: float | None = None,
+    frames: tuple[int, int] | None = None,
+    reason: str = "",
+) -> TrimSpan:
+    """Exclude a span (seconds from the first frame, or frame indices [a, b)) from training."""
+    session = Session(resolve(path)[0])
+    infos = session.frames()
+    if not infos:
+        raise DataError(f"{session.path} has no frames to trim")
+    first = infos[0].stamp_ns
+    if frames is not None:
+        a, b = frames
+        if not 0 <= a < b <= len(infos):
+            raise RoverError(f"--frames {a}:{b}: give A:B with 0 <= A < B <= {len(infos)}")
+        start_ns, end_ns = infos[a].stamp_ns, infos[b - 1].stamp_ns
+        from_s, to_s = (start_ns - first) / 1e9, (end_ns - first) / 1e9
+    else:
+        from_s = 0.0 if from_s is None else from_s
+        to_s = session.duration_s if to_s is None else to_s
+        if not 0 <= from_s < to_s:
+            raise RoverError(f"--from {from_s} --to {to_s}: give 0 <= FROM < TO (seconds)")
+        # matched to the millisecond, as times are shown: "--from 0.5" includes frame 0.4999999
+        start_ns = first + round(from_s * 1e9) - 500_000
+        end_ns = first + round(to_s * 1e9) + 500_000
+    return add_trim(session.path, start_ns, end_ns, from_s, to_s, reason)
+
+
+def untrim(path: str | Path, span_id: int | None = None) -> TrimSpan:
+    """Undo a trim (the newest by default)."""
+    return undo_trim(resolve(path)[0], span_id)
