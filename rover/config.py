@@ -22,6 +22,7 @@ SECTIONS: dict[str, str] = {
     "motor": "drivers.serial_link:SerialConfig",
     "camera": "drivers.camera:CameraConfig",
     "control": "rover.control:ControlConfig",
+    "teleop": "rover.teleop:TeleopConfig",
 }
 
 
@@ -85,8 +86,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def _apply_override(raw: dict, item: str) -> None:
     key, sep, value = item.partition("=")
-    section, dot, field = key.partition(".")
-    if not sep or not dot:
+    path = key.split(".")
+    if not sep or len(path) < 2 or not all(path):
         raise ConfigError(
             f"override {item!r}: write SECTION.KEY=VALUE, e.g. motor.port=/dev/ttyACM0"
         )
@@ -94,7 +95,12 @@ def _apply_override(raw: dict, item: str) -> None:
         parsed = tomllib.loads(f"v = {value}")["v"]
     except tomllib.TOMLDecodeError:
         parsed = value  # a bare word: take it as a string
-    raw.setdefault(section, {})[field] = parsed
+    table = raw
+    for name in path[:-1]:
+        table = table.setdefault(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"override {item!r}: {name} is a value, not a table")
+    table[path[-1]] = parsed
 
 
 def dataclass_from_dict(cls: type, raw: dict, section: str):

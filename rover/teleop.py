@@ -428,6 +428,37 @@ def _mapping_for(device_index: int, joystick: Any) -> GamepadMapping:
     return preset_for(joystick.get_name(), joystick.get_numhats())
 
 
+@dataclass(frozen=True)
+class TeleopConfig:
+    """The [teleop] section: ``[teleop.keyboard]`` feel and ``[teleop.gamepad]`` mapping."""
+
+    keyboard: KeyboardConfig = KeyboardConfig()
+    gamepad: GamepadMapping | None = None  # None: SDL's database, else a preset by pad name
+    use_gamepad: bool = True
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> TeleopConfig:
+        unknown = set(raw) - {"keyboard", "gamepad", "use_gamepad"}
+        if unknown:
+            raise ConfigError(
+                f"[teleop] unknown key(s) {sorted(unknown)}: valid keys are "
+                "keyboard, gamepad, use_gamepad"
+            )
+        use = raw.get("use_gamepad", True)
+        if not isinstance(use, bool):
+            raise ConfigError(f"[teleop] use_gamepad = {use!r}: expected true or false")
+        pad = raw.get("gamepad")
+        return cls(
+            KeyboardConfig.from_dict(raw.get("keyboard", {})),
+            GamepadMapping.from_dict(pad) if pad is not None else None,
+            use,
+        )
+
+    def build(self) -> Teleop:
+        """The input logic this config describes."""
+        return Teleop(self.keyboard, self.gamepad, self.use_gamepad)
+
+
 class Teleop:
     """Keyboard and gamepad together: one set of latches; whichever is being used drives."""
 

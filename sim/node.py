@@ -23,6 +23,7 @@ import numpy as np
 from drivers.emulator import EmulatorConfig, PtyEmulator
 from rover import bus, topics
 from rover import messages as m
+from rover.config import load_config
 from rover.node import RateKeeper, Shutdown, node_argparser, node_config, run_main
 from rover.stack import motor_port_for_sim
 from sim.expert import Expert
@@ -182,12 +183,11 @@ class SimView:
     """The window (or its off-screen twin, for --snapshot) and the keyboard/gamepad teleop."""
 
     def __init__(self, sim: Simulation, args, bus_cfg: topics.BusConfig, headless: bool):
-        from rover.teleop import Teleop
         from sim.window import SimWindow
 
         self.sim = sim
         self.window = SimWindow(sim.world, headless=headless)
-        self.teleop = Teleop()
+        self.teleop = load_config(args.config, args.set).teleop.build()
         self.teleop.latches.autopilot = args.mode == "drive"  # the human can take over
         self.autopilot_name = args.policy or "autopilot"
         self.teleop_pub = None if headless else bus.Publisher(topics.TELEOP_COMMAND, bus_cfg)

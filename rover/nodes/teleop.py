@@ -11,7 +11,7 @@ import time
 
 from rover import bus, topics
 from rover.node import RateKeeper, Shutdown, node_argparser, node_config, run_main
-from rover.teleop import KEYBOARD_HELP, Teleop, TeleopState
+from rover.teleop import KEYBOARD_HELP, TeleopState
 
 RATE_HZ = 50.0
 
@@ -50,7 +50,7 @@ def main() -> None:
     parser = node_argparser(__doc__)
     parser.add_argument("--headless", action="store_true", help="gamepad only, no window")
     args = parser.parse_args()
-    _, bus_cfg = node_config(args)
+    cfg, bus_cfg = node_config(args)
     headless = args.headless or not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     if headless:
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
@@ -59,7 +59,7 @@ def main() -> None:
     pg.display.init()  # never pygame.init(): the audio mixer breaks headless machines
     pg.joystick.init()
     window = TeleopWindow(pg, headless)
-    teleop = Teleop()
+    teleop = cfg.teleop.build()
     pub = bus.Publisher(topics.TELEOP_COMMAND, bus_cfg)
     stop = Shutdown()
     rate = RateKeeper(RATE_HZ)
