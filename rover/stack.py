@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 from rover.config import load_config
@@ -89,24 +90,40 @@ def run_stack(args: argparse.Namespace) -> int:
     return 1
 
 
+def sim_drive_args(
+    scenario: str,
+    model: str,
+    metrics_out: Path,
+    *,
+    headless: bool = True,
+    lockstep: bool = True,
+    duration: float | None = None,
+    seed: int | None = None,
+) -> argparse.Namespace:
+    """The arguments of `rover drive --sim ...` for a run started from code (demo, bench)."""
+    return argparse.Namespace(
+        mode="drive",
+        sim=scenario,
+        model=model,
+        seed=seed,
+        headless=headless,
+        lockstep=lockstep,
+        duration=duration,
+        metrics_out=str(metrics_out),
+        snapshot=None,
+        config=None,
+        set=[],
+        namespace=f"run{os.getpid()}x{uuid.uuid4().hex[:6]}",
+    )
+
+
 def run_demo(args: argparse.Namespace) -> int:
     """The simulator driven by the bundled autopilot, in a window or headless with a summary."""
     headless = args.headless or not has_display()
     duration = args.duration  # None: until the goal (or the scenario's time limit)
     metrics = Path(tempfile.mkdtemp(prefix="rover-demo-")) / "metrics.json"
-    stack = argparse.Namespace(
-        mode="drive",
-        sim=args.sim,
-        model="expert",
-        seed=None,
-        headless=headless,
-        lockstep=headless,
-        duration=duration,
-        metrics_out=str(metrics),
-        snapshot=None,
-        config=None,
-        set=[],
-        namespace=f"demo{os.getpid()}",
+    stack = sim_drive_args(
+        args.sim, "expert", metrics, headless=headless, lockstep=headless, duration=duration
     )
     print(
         f"rover demo: {args.sim} scenario, expert autopilot, "

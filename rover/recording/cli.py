@@ -2,7 +2,7 @@
 
 rover recordings list [ROOT...]              sessions with duration, pairs, size, status
 rover recordings info SESSION [--json]       counts, rates, drops, gaps, steering histogram
-rover recordings verify PATH... [--decode]   read every message; exit 1 on damage
+rover recordings verify PATH... [--decode]   read every message; non-zero exit on damage
 rover recordings recover PATH [--out DIR]    rebuild segments cut short by a crash
 rover recordings trim SESSION --from S --to S | --frames A:B | --undo [ID] | --list
 rover recordings export SESSION [--from S] [--to S] --mp4 FILE | --png DIR
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from rover.errors import DataError, RoverError
@@ -253,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     except RoverError as exc:
         print(f"rover: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # `... | head`: the reader left, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -33,7 +33,10 @@ class Recovery:
     path: Path
     rebuilt: bool  # False: it was intact and left alone (or copied)
     messages: int = 0
-    pairs: int = 0
+    frames: int = 0  # images per eye
+    pairs: int = 0  # distinct captures
+    first_stamp_ns: int = 0
+    last_stamp_ns: int = 0
     lost_bytes: int = 0
     last_log_ns: int = 0
     reason: str = ""
@@ -86,6 +89,17 @@ def _rebuild(src: Path, dst: Path) -> Recovery:
             writer.start(profile=header.profile, library=header.library)
             _copy_records(src, state, writer, result)
             writer.add_metadata(
+                fmt.META_SEGMENT,
+                {
+                    "index": str(fmt.segment_index(src)),
+                    "pairs": str(result.pairs),
+                    "frames": str(result.frames),
+                    "first_stamp_ns": str(result.first_stamp_ns),
+                    "last_stamp_ns": str(result.last_stamp_ns),
+                    "closed_unix_ns": str(time.time_ns()),
+                },
+            )
+            writer.add_metadata(
                 fmt.META_RECOVERED,
                 {
                     "recovered_unix_ns": str(time.time_ns()),
@@ -122,8 +136,12 @@ def _copy_records(src: Path, state: seg.WalkState, writer: Writer, result: Recov
             sequence=record.sequence,
         )
         result.messages += 1
-        result.pairs += eyes.get(record.channel_id) == fmt.LEFT_TOPIC
         result.last_log_ns = max(result.last_log_ns, record.log_time)
+        if eyes.get(record.channel_id) == fmt.LEFT_TOPIC:
+            result.frames += 1
+            result.pairs += record.publish_time != result.last_stamp_ns  # re-sent: once
+            result.first_stamp_ns = result.first_stamp_ns or record.publish_time
+            result.last_stamp_ns = record.publish_time
 
     for record in seg.walk(src, state, validate_crcs=True, tolerant=True):
         if isinstance(record, Schema):
@@ -149,8 +167,8 @@ def _copy_records(src: Path, state: seg.WalkState, writer: Writer, result: Recov
                 for message in held:
                     add(message)
                 held.clear()
-        elif isinstance(record, Metadata):
-            writer.add_metadata(record.name, dict(record.metadata))
+        elif isinstance(record, Metadata) and record.name != fmt.META_SEGMENT:
+            writer.add_metadata(record.name, dict(record.metadata))  # its own is rewritten
         elif isinstance(record, Attachment):
             writer.add_attachment(
                 record.create_time, record.log_time, record.name, record.media_type, record.data

@@ -282,7 +282,7 @@ def _verify_segment(check: SegmentCheck, decode: bool, on_bytes) -> None:
         check.problems.append(
             f"{per_topic[fmt.LEFT_TOPIC]} left but {per_topic[fmt.RIGHT_TOPIC]} right images"
         )
-    if segment_meta and int(segment_meta["frames"]) != check.pairs:
+    if "frames" in segment_meta and int(segment_meta["frames"]) != check.pairs:
         check.problems.append(
             f"the recorder wrote {segment_meta['frames']} frames but {check.pairs} are readable"
         )
