@@ -54,6 +54,13 @@ def _add_stack_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--metrics-out", metavar="PATH", help="write the run's metrics JSON here")
     p.add_argument("--snapshot", metavar="PATH", help="save a PNG of the window at the end")
+    p.add_argument(
+        "--record",
+        nargs="?",
+        const="recordings",
+        metavar="DIR",
+        help="record a session to MCAP under DIR (default: recordings/)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,6 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=3.0, help="how long to listen")
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
     p.set_defaults(func=_cmd_topics)
+
+    p = sub.add_parser(
+        "recordings",
+        add_help=False,
+        help="list, inspect, verify, recover, trim and export recordings",
+    )
+    p.set_defaults(
+        func=_cmd_delegate, module="rover.recording.cli", entry="run", prog="rover recordings"
+    )
 
     p = sub.add_parser(
         "calibrate", add_help=False, help="stereo calibration from checkerboard image pairs"

@@ -23,6 +23,7 @@ SECTIONS: dict[str, str] = {
     "camera": "drivers.camera:CameraConfig",
     "control": "rover.control:ControlConfig",
     "teleop": "rover.teleop:TeleopConfig",
+    "recorder": "rover.recording.writer:RecorderConfig",
 }
 
 

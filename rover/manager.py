@@ -60,6 +60,7 @@ class NodeSpec:
 NODES: tuple[NodeSpec, ...] = (
     NodeSpec("camera", "rover.nodes.camera", lambda o: o.sim is None),
     NodeSpec("sim", "sim.node", lambda o: o.sim is not None, primary=True),
+    NodeSpec("recorder", "rover.nodes.recorder", lambda o: o.record is not None),
     NodeSpec(
         "control",
         "rover.nodes.control",

@@ -68,6 +68,15 @@ def build_options(args: argparse.Namespace) -> RunOptions:
     if args.mode == "drive":
         overrides.append("control.autopilot_without_teleop=true")
     load_config(args.config, overrides)  # fail here, once, in one line: not in every node
+    node_args = {"sim": sim_args}
+    record_dir = None
+    if getattr(args, "record", None) is not None:
+        from rover.recording.format import new_session_dir
+
+        record_dir = str(new_session_dir(args.record))  # once: a restarted recorder appends
+        node_args["recorder"] = ["--out", record_dir]
+        sim_args += ["--wait-ready", "recorder"]  # not one frame before the recorder hears
+        print(f"recording to {record_dir}")
     return RunOptions(
         mode=args.mode,
         sim=args.sim,
@@ -75,7 +84,8 @@ def build_options(args: argparse.Namespace) -> RunOptions:
         config=args.config,
         namespace=args.namespace,
         overrides=tuple(overrides),
-        node_args={"sim": sim_args},
+        record=record_dir,
+        node_args=node_args,
     )
 
 

@@ -25,6 +25,7 @@ from rover import bus, topics
 from rover import messages as m
 from rover.config import load_config
 from rover.node import RateKeeper, Shutdown, node_argparser, node_config, run_main
+from rover.ready import all_ready
 from rover.stack import motor_port_for_sim
 from sim.expert import Expert
 from sim.policies import RandomSteer, Straight
@@ -52,6 +53,7 @@ class SimNode:
 
     def __init__(self, args, bus_cfg: topics.BusConfig):
         self.args = args
+        self.bus_cfg = bus_cfg
         self.sim = Simulation(args.scenario, args.seed)
         self.period_ns = int(self.sim.dt_s * 1e9)
         self.emulator = PtyEmulator(
@@ -105,23 +107,38 @@ class SimNode:
         self._last_images = (left, right)
         return frame
 
+    def warm_up(self) -> None:
+        """Slow joiner: re-send the first frame until the nodes we wait for hear the bus, and
+        (lock-step) until the stack answers; only then does simulated time start."""
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        waiting = list(self.args.wait_ready)
+        answered = not self.args.lockstep
+        while not (answered and all_ready(self.bus_cfg, waiting)):
+            frame = self.publish_frame()
+            until = time.monotonic() + WARMUP_REPUBLISH_S
+            while not answered and (left := until - time.monotonic()) > 0:
+                cmd = self.commands.receive(timeout_ms=left * 1000)
+                answered = cmd is not None and cmd.frame_seq == frame.seq
+            if answered and not all_ready(self.bus_cfg, waiting):
+                time.sleep(WARMUP_REPUBLISH_S)  # re-send pacing while others connect
+            if time.monotonic() > deadline:
+                missing = [n for n in waiting if not all_ready(self.bus_cfg, [n])]
+                raise TimeoutError(
+                    f"the stack never became ready (waiting for {missing or 'the control node'})"
+                )
+        self.commands.drain()
+        self.started = True
+
     def wait_answer(self, frame: m.StereoImage) -> None:
         """Lock-step: block until the command answering `frame` reached the motors."""
         sent_ns = time.monotonic_ns()
-        timeout_s = STARTUP_TIMEOUT_S if not self.started else self.args.lockstep_timeout
-        deadline = time.monotonic() + timeout_s
-        republish_at = time.monotonic() + WARMUP_REPUBLISH_S
+        deadline = time.monotonic() + self.args.lockstep_timeout
         while True:
-            cmd = self.commands.receive(timeout_ms=10)
+            left_ms = (deadline - time.monotonic()) * 1000
+            cmd = self.commands.receive(timeout_ms=max(0.0, left_ms))
             if cmd is not None and cmd.frame_seq == frame.seq:
                 break
-            now = time.monotonic()
-            if not self.started and now > republish_at:
-                frame = self.publish_frame()  # nobody listened yet: say it again
-                republish_at = now + WARMUP_REPUBLISH_S
-            if now > deadline:
-                if not self.started:
-                    raise TimeoutError("the stack never answered the first frame")
+            if left_ms <= 0:
                 self.stats.late_frames += 1
                 return
         try:
@@ -131,7 +148,6 @@ class SimNode:
         except TimeoutError:
             self.stats.late_frames += 1
             return
-        self.started = True
         self.stats.answer_ms.append((time.monotonic_ns() - sent_ns) / 1e6)
 
     def step(self) -> None:
@@ -140,9 +156,10 @@ class SimNode:
         self.clock_ns += self.period_ns
 
     def run(self, stop: Shutdown) -> dict:
+        duration = self.args.duration
+        self.warm_up()
         rate = RateKeeper(1.0 / self.sim.dt_s)
         t0 = time.monotonic()
-        duration = self.args.duration
         while not stop.requested and not self.sim.done:
             if duration is not None and self.sim.state.time_s >= duration - 1e-9:
                 break
@@ -272,6 +289,13 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=None)
     parser.add_argument("--metrics-out", default=None)
     parser.add_argument("--snapshot", default=None)
+    parser.add_argument(
+        "--wait-ready",
+        action="append",
+        default=[],
+        metavar="NODE",
+        help="before starting, wait until NODE marked itself ready",
+    )
     args = parser.parse_args()
     _, bus_cfg = node_config(args)
     stop = Shutdown()

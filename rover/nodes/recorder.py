@@ -18,6 +18,7 @@ import cv2
 
 from rover import bus, topics
 from rover.node import Shutdown, node_argparser, node_config, run_main
+from rover.ready import clear_ready, mark_ready
 from rover.recording import format as fmt
 from rover.recording.recorder import Recorder, RecorderConfig
 
@@ -32,6 +33,9 @@ class RecorderNode:
 
     def __init__(self, recorder: Recorder, bus_cfg: topics.BusConfig):
         self.recorder = recorder
+        self.bus_cfg = bus_cfg
+        self.ready = False
+        clear_ready(bus_cfg, "recorder")
         self.subs = [
             bus.Subscriber(
                 t,
@@ -49,6 +53,9 @@ class RecorderNode:
             for msg in sub.drain():
                 self.recorder.submit(sub.topic, msg)
                 moved += 1
+            if not self.ready and sub.topic is topics.CAMERA_STEREO and moved:
+                mark_ready(self.bus_cfg, "recorder")  # lock-step may start now
+                self.ready = True
             self.recorder.note_bus_stats(sub.topic, sub.stats.skipped, sub.stats.malformed)
         self.recorder.raise_if_failed()
         return moved
@@ -59,6 +66,7 @@ class RecorderNode:
             pass
         for sub in self.subs:
             sub.close()
+        clear_ready(self.bus_cfg, "recorder")
         self.recorder.close()
 
 

@@ -174,7 +174,9 @@ def _recover(args: argparse.Namespace) -> int:
 
     for r in recover(args.path, args.out):
         if r.rebuilt:
-            lost = f"lost {_size(r.lost_bytes)} of torn tail" if r.lost_bytes else "lost no data"
+            lost = (
+                f"dropped a torn tail of {_size(r.lost_bytes)}" if r.lost_bytes else "no torn tail"
+            )
             print(
                 f"{r.path.name}: rebuilt, kept {r.messages} messages ({r.pairs} pairs), "
                 f"{lost} ({r.reason})"

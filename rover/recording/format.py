@@ -176,7 +176,7 @@ def clock_offset_ns() -> int:
 def flatten_config(raw: dict[str, dict]) -> dict[str, str]:
     """A robot config as MCAP metadata: `section.key` -> JSON value."""
     return {
-        f"{section}.{key}": json.dumps(value)
+        f"{section}.{key}": json.dumps(value, default=str)
         for section, values in raw.items()
         for key, value in values.items()
     }

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from drivers.emulator import PtyEmulator
 from rover import bus, topics
 from rover import messages as m
 
@@ -41,7 +42,15 @@ def test_help_lists_the_commands():
     ],
 )
 def test_bad_setup_gives_one_clear_line(args, needle, bus_cfg):
-    result = rover("teleop", "--namespace", bus_cfg.namespace, *args)
+    with PtyEmulator() as mcu:  # a working motor controller: only the bad part may fail
+        result = rover(
+            "teleop",
+            "--namespace",
+            bus_cfg.namespace,
+            "--set",
+            f"motor.port={mcu.device_path}",
+            *args,
+        )
     assert needle in _one_error_line(result)
 
 

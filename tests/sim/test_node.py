@@ -84,3 +84,27 @@ def test_realtime_sim_publishes_camera_and_motor_state_like_the_robot(tmp_path):
     rate = (got - 1) / ((last_ns - first_ns) / 1e9)
     assert 27 <= rate <= 33, rate  # real-time mode runs at the camera rate
     assert state is not None and state.connected and state.armed
+
+
+def test_drive_with_record_writes_every_lockstep_frame(tmp_path):
+    drive(
+        tmp_path,
+        "--sim",
+        "open",
+        "--model",
+        "expert",
+        "--lockstep",
+        "--duration",
+        "3",
+        "--record",
+        str(tmp_path / "recs"),
+    )
+    (session,) = (tmp_path / "recs").iterdir()
+    info = subprocess.run(
+        [sys.executable, "-m", "rover.cli", "recordings", "info", "--json", str(session)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    report = json.loads(info.stdout.strip().splitlines()[-1])
+    assert report["stereo_pairs"] == 90 and report["dropped_frames"] == 0

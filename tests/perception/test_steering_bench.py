@@ -1,0 +1,45 @@
+"""`rover bench infer` and `rover bench train`: a table, then flat figures with their floors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from rover.bench import infer, train
+
+
+def _args(module, argv):
+    parser = argparse.ArgumentParser()
+    module.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def _flat(result: dict) -> None:
+    json.dumps(result)
+    assert all(not isinstance(v, (dict, list)) for v in result.values())
+
+
+@pytest.mark.slow
+def test_bench_train_compares_the_loop_with_bare_forward_backward(capsys):
+    argv = ["--arch", "dave", "--batch-size", "8", "--batches", "4", "--repeats", "1"]
+    result = train.run(_args(train, [*argv, "--workers", "1", "--threads", "1"]))
+    _flat(result)
+    assert result["samples_per_s"] > 0 and result["floor_samples_per_s"] > 0
+    assert result["efficiency_pct"] == pytest.approx(
+        100 * result["samples_per_s"] / result["floor_samples_per_s"], rel=0.01
+    )
+    assert "training loop" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_bench_infer_times_the_node_against_the_bare_forward(capsys):
+    result = infer.run(_args(infer, ["--arch", "dave", "--frames", "15", "--model", ""]))
+    _flat(result)
+    for key in ("p50_ms", "p99_ms", "floor_p50_ms", "predict_p50_ms"):
+        assert result[key] > 0, key
+    # the node adds the bus and Python around the same forward: never faster than the floor
+    assert result["p50_ms"] > result["floor_p50_ms"], result
+    assert result["drops"] <= 1, result  # a 1 s stall on a shared machine: not a bug
+    assert "node: frame published" in capsys.readouterr().out

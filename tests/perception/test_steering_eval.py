@@ -1,0 +1,121 @@
+"""`rover eval`: pooled figures, regression verdicts, the report, and a real full-stack run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+import torch
+
+from perception.infer import save_checkpoint
+from perception.steering import evaluate
+from perception.steering.model import SteeringModelConfig, build_model
+from perception.steering.report import aggregate, compare, targets, write_html
+
+
+def run(driver="model", distance=50.0, collisions=0, elapsed=30.0, held_out=False, **kw):
+    base = {
+        "scenario": kw.pop("scenario", "forest_201"),
+        "seed": 201,
+        "driver": driver,
+        "held_out": held_out,
+        "run": "forest_201-s201",
+        "distance_m": distance,
+        "collisions": collisions,
+        "elapsed_s": elapsed,
+        "goal_progress": 1.0,
+        "reached_goal": True,
+        "min_clearance_m": 0.3,
+        "steering_smoothness": 0.5,
+        "late_frames": 0,
+        "trajectory_png": None,
+    }
+    return base | kw
+
+
+LIMITS = argparse.Namespace(max_autonomy_drop=2.0, max_mdbc_drop_pct=20.0, max_extra_collisions=1)
+
+
+def test_aggregate_pools_distance_collisions_and_time():
+    fig = aggregate([run(distance=60, collisions=1, elapsed=30), run(distance=40, elapsed=30)])
+    assert fig["distance_m"] == 100 and fig["collisions"] == 1
+    assert fig["mean_distance_between_collisions_m"] == 100
+    assert fig["autonomy_pct"] == pytest.approx(90.0)  # 1 intervention = 6 s of 60 s
+    failed = aggregate([run(), {"driver": "model", "error": "boom"}])
+    assert failed["runs"] == 1 and failed["failed_runs"] == 1
+
+
+def _report(model_runs, expert_runs=()):
+    runs = list(model_runs) + list(expert_runs)
+    report = {
+        "model": "m.pt",
+        "model_arch": "dave",
+        "suite": "regression",
+        "seeds_per_scenario": 1,
+        "created": "now",
+        "overall": {
+            "model": aggregate(list(model_runs)),
+            "expert": aggregate(list(expert_runs)),
+        },
+        "held_out": {"model": aggregate([r for r in model_runs if r["held_out"]])},
+        "scenarios": {"forest_201": {"held_out": False, "model": aggregate(list(model_runs))}},
+        "runs": runs,
+    }
+    report["targets"] = targets(report)
+    return report
+
+
+def test_targets_are_judged_on_held_out_scenarios_only():
+    clean = _report([run(distance=250, held_out=True), run(collisions=5)])
+    assert clean["targets"]["met"]
+    crashy = _report([run(distance=250, collisions=2, held_out=True)])
+    assert not crashy["targets"]["met"]
+
+
+def test_a_regression_beyond_the_threshold_is_reported():
+    old = _report([run(elapsed=300), run(elapsed=300)])
+    # one collision in 10 minutes: autonomy -1 point, MDBC unchanged: within the limits
+    same = _report([run(collisions=1, elapsed=300), run(elapsed=300)])
+    worse = _report([run(collisions=3, elapsed=300), run(elapsed=300)])
+    assert compare(same, old, LIMITS) == []
+    problems = compare(worse, old, LIMITS)
+    assert any(p.startswith("overall collisions") for p in problems)
+    assert any(p.startswith("overall autonomy_pct") for p in problems)
+
+
+def test_html_page_has_the_table_and_every_picture(tmp_path):
+    png = tmp_path / "runs" / "model" / "forest_201-s201.png"
+    png.parent.mkdir(parents=True)
+    png.write_bytes(b"\x89PNG")
+    report = _report([run(trajectory_png=str(png))], [run(driver="expert")])
+    page = write_html(report, tmp_path / "report.html").read_text()
+    assert "<table>" in page and "MDBC m" in page
+    assert 'src="runs/model/forest_201-s201.png"' in page
+
+
+def test_extra_worlds_come_from_the_reserved_range():
+    seeds = evaluate.extra_seeds(201, 3)
+    assert seeds[0] == 201 and all(s >= 90_000 for s in seeds[1:]) and len(set(seeds)) == 3
+
+
+@pytest.mark.slow
+def test_eval_runs_the_full_stack_and_writes_the_report(tmp_path):
+    torch.manual_seed(0)
+    model = save_checkpoint(
+        tmp_path / "m.pt", build_model(SteeringModelConfig(arch="dave")), 0.6, {}
+    )
+    out = tmp_path / "eval"
+    argv = ["--model", str(model), "--only", "open_101", "--duration", "2", "--out", str(out)]
+    code = evaluate.main([*argv, "--quiet"])
+    report = json.loads((out / "report.json").read_text())
+    assert code == 0, report["runs"]
+    for driver in ("model", "expert"):
+        fig = report["overall"][driver]
+        assert fig["runs"] == 1 and fig["distance_m"] > 0
+        for key in ("collisions", "mean_distance_between_collisions_m", "autonomy_pct"):
+            assert key in fig and key in report["scenarios"]["open_101"][driver]
+    assert (out / "report.html").is_file()
+    assert all(r["trajectory_png"] for r in report["runs"])
+    # the same model against its own report: no regression
+    assert evaluate.main([*argv, "--quiet", "--baseline", str(out / "report.json")]) == 0

@@ -1,0 +1,130 @@
+"""Loading steering checkpoints safely, and running them on frames."""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from perception.infer import (
+    SteeringPredictor,
+    load_checkpoint,
+    pick_device,
+    save_checkpoint,
+)
+from perception.steering.model import build_model
+from rover.errors import DataError
+from tests.perception.steering_fakes import bar_frames, tiny_config
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    torch.manual_seed(0)
+    return save_checkpoint(tmp_path / "m.pt", build_model(tiny_config()), 0.55, {"note": "x"})
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def _one_line(exc: pytest.ExceptionInfo) -> str:
+    text = str(exc.value)
+    assert "\n" not in text
+    return text
+
+
+def test_checkpoint_round_trips_config_weights_and_provenance(checkpoint):
+    ckpt = load_checkpoint(checkpoint)
+    assert ckpt.config == tiny_config()
+    assert ckpt.cruise_throttle == pytest.approx(0.55)
+    assert ckpt.info["software"]["torch"] == str(torch.__version__)
+    assert ckpt.info["note"] == "x"
+    model = ckpt.build()
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                 ckpt.state_dict.values(), strict=True))  # fmt: skip
+
+
+def test_missing_file_says_so(tmp_path):
+    with pytest.raises(DataError, match="does not exist") as exc:
+        load_checkpoint(tmp_path / "nope.pt")
+    _one_line(exc)
+
+
+def test_garbage_file_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "junk.pt"
+    path.write_bytes(os.urandom(2048))
+    with pytest.raises(DataError, match="not a readable torch checkpoint") as exc:
+        load_checkpoint(path)
+    _one_line(exc)
+
+
+def test_file_with_code_is_refused_not_run(tmp_path, capfd):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "rover-steering-cnn", "x": _Payload()}, path)
+    with pytest.raises(DataError, match="refusing to load") as exc:
+        load_checkpoint(path)
+    _one_line(exc)
+    assert "pwned" not in capfd.readouterr().out
+
+
+def test_foreign_torch_file_is_refused(tmp_path):
+    path = tmp_path / "resnet.pt"
+    torch.save(torch.nn.Linear(3, 2).state_dict(), path)
+    with pytest.raises(DataError, match="not a rover steering model") as exc:
+        load_checkpoint(path)
+    _one_line(exc)
+
+
+def test_weights_of_another_shape_are_refused(tmp_path, checkpoint):
+    raw = torch.load(checkpoint, weights_only=True)
+    raw["model_config"]["arch"] = "pilotnet"
+    path = tmp_path / "mixed.pt"
+    torch.save(raw, path)
+    with pytest.raises(DataError, match="do not fit") as exc:
+        load_checkpoint(path).build()
+    _one_line(exc)
+
+
+def test_predictor_gives_clamped_floats_and_cruise_throttle_without_a_throttle_head(tmp_path):
+    path = save_checkpoint(tmp_path / "s.pt", build_model(tiny_config(throttle=False)), 0.6, {})
+    predictor = SteeringPredictor(path, device="cpu")
+    left, right = bar_frames(0.3, np.random.default_rng(0))
+    pred = predictor.predict(left, right)
+    assert isinstance(pred.steering, float) and -1.0 <= pred.steering <= 1.0
+    assert pred.throttle == pytest.approx(0.6)
+
+
+def test_predictor_refuses_frames_of_another_camera(checkpoint):
+    predictor = SteeringPredictor(checkpoint, device="cpu")
+    frame = np.zeros((240, 320, 3), np.uint8)
+    with pytest.raises(DataError, match="expects 128x128 RGB frames, the camera gives 320x240"):
+        predictor.predict(frame, frame)
+
+
+def test_smoothing_eases_steering_by_the_frame_stamps(checkpoint):
+    rng = np.random.default_rng(0)
+    frames = [bar_frames(x, rng) for x in (0.1, 0.9)]
+    raw = SteeringPredictor(checkpoint, device="cpu")
+    targets = [raw.predict(*f).steering for f in frames]
+    smooth = SteeringPredictor(checkpoint, device="cpu", smoothing_s=0.1)
+    first = smooth.predict(*frames[0], stamp_ns=1_000_000_000).steering
+    second = smooth.predict(*frames[1], stamp_ns=1_033_333_333).steering
+    assert first == pytest.approx(targets[0])
+    alpha = 1 - np.exp(-1 / 3)
+    assert second == pytest.approx(targets[0] + alpha * (targets[1] - targets[0]), abs=1e-5)
+
+
+def test_device_pick_falls_back_to_cpu_here():
+    expected = "cuda" if torch.cuda.is_available() else None
+    device = pick_device("auto")
+    assert device.type == (expected or device.type)
+    assert pick_device("cpu").type == "cpu"
+
+
+def test_pickle_module_is_what_refusal_relies_on():
+    # torch raises pickle.UnpicklingError for objects it will not load: keep the contract
+    assert issubclass(pickle.UnpicklingError, Exception)

@@ -1,0 +1,79 @@
+"""The steering CNN: preprocessing inside the model, sizes, and bad configs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from perception.steering.model import (
+    SteeringModelConfig,
+    build_model,
+    count_macs,
+    count_parameters,
+    prepare,
+    summary_rows,
+)
+from rover.errors import ConfigError
+
+
+def test_prepare_crops_pools_and_rounds_like_the_obvious_numpy():
+    cfg = SteeringModelConfig()
+    rng = np.random.default_rng(0)
+    left = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    right = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    got = prepare(torch.from_numpy(left)[None], torch.from_numpy(right)[None], cfg)[0].numpy()
+    both = np.concatenate([left, right], axis=2)[cfg.crop_top_px : 240 - cfg.crop_bottom_px]
+    pooled = both.reshape(64, 2, 160, 2, 6).astype(np.int64).sum(axis=(1, 3))
+    want = ((pooled + 2) // 4).astype(np.uint8).transpose(2, 0, 1)
+    assert got.shape == (6, 64, 160)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_model_takes_raw_camera_frames_and_gives_one_value_per_output():
+    for throttle, outputs in ((True, 2), (False, 1)):
+        model = build_model(SteeringModelConfig(arch="dave", predict_throttle=throttle)).eval()
+        frames = torch.zeros(3, 240, 320, 3, dtype=torch.uint8)
+        with torch.no_grad():
+            out = model(frames, frames)
+        assert out.shape == (3, outputs)
+        assert torch.isfinite(out).all()
+
+
+def test_per_image_normalisation_ignores_a_global_exposure_change():
+    # a camera with a different exposure gives the same answer: no unit mismatch possible
+    model = build_model(SteeringModelConfig(arch="dave")).eval()
+    rng = np.random.default_rng(1)
+    left = rng.integers(40, 120, (1, 240, 320, 3), dtype=np.uint8)
+    right = rng.integers(40, 120, (1, 240, 320, 3), dtype=np.uint8)
+    brighter = [torch.from_numpy(2 * a) for a in (left, right)]
+    with torch.no_grad():
+        a = model(torch.from_numpy(left), torch.from_numpy(right))
+        b = model(*brighter)
+    np.testing.assert_allclose(a.numpy(), b.numpy(), atol=2e-3)
+
+
+def test_sizes_are_dave_like_and_pilotnet_like():
+    rows = {r["arch"]: r for r in summary_rows()}
+    assert 60_000 < rows["dave"]["params"] < 120_000
+    assert 180_000 < rows["pilotnet"]["params"] < 300_000
+    assert rows["dave"]["macs"] < rows["pilotnet"]["macs"] < 50e6
+    model = build_model(SteeringModelConfig(arch="dave"))
+    assert count_parameters(model) == rows["dave"]["params"]
+    assert count_macs(model) == rows["dave"]["macs"]
+
+
+@pytest.mark.parametrize(
+    "raw, needle",
+    [
+        ({"arch": "resnet"}, "arch"),
+        ({"normalise": "zscore"}, "normalise"),
+        ({"crop_top_px": 230}, "crop"),
+        ({"downsample": 3}, "divisible"),
+        ({"wheels": 4}, "wheels"),
+        ({"image_height_px": 100, "crop_top_px": 0, "crop_bottom_px": 0}, "too small"),
+    ],
+)
+def test_bad_model_config_names_the_key(raw, needle):
+    with pytest.raises(ConfigError, match=needle):
+        SteeringModelConfig.from_dict(raw)

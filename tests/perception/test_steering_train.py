@@ -1,0 +1,156 @@
+"""Training for real on a tiny dataset: it learns, checkpoints, resumes, and runs under DDP."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from perception.dataset import AugmentConfig, DataConfig, collect, save_frames, split
+from perception.infer import SteeringPredictor, load_checkpoint
+from perception.steering.trainer import TrainConfig, Trainer
+from perception.train_steering import main as train_main
+from tests.perception.steering_fakes import bar_frames, bar_session, bar_steering, tiny_config
+
+# flips and shifts are label-correct for real driving; the bar signal has no yaw geometry
+LIGHT_AUGMENT = AugmentConfig(shift_px=0, shadow=0.0)
+TINY_MODEL_ARGS = [
+    f"--model-set={k}={v}"
+    for k, v in tiny_config().to_dict().items()
+    if k in ("image_height_px", "image_width_px", "crop_top_px", "crop_bottom_px")
+]
+
+
+@pytest.fixture(scope="module")
+def frames():
+    sessions = [bar_session(120, f"s{i}", seed=i) for i in range(5)]
+    return collect([s for session in sessions for s in session], tiny_config())
+
+
+def _trainer(frames, out, epochs=4, **train):
+    cfg = TrainConfig(
+        epochs=epochs, batch_size=32, lr=3e-3, workers=0, threads=1, patience=5, **train
+    )
+    data_cfg = DataConfig(val_fraction=0.2)
+    return Trainer(
+        frames, split(frames, data_cfg), tiny_config(), data_cfg, LIGHT_AUGMENT, cfg, out,
+        progress=False, log=lambda _: None,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_training_learns_to_steer_away_from_the_obstacle(frames, tmp_path):
+    trainer = _trainer(frames, tmp_path / "m.pt", epochs=6)
+    before = trainer.validate()
+    result = trainer.fit()
+    history = result["history"]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    constant_mae = np.abs(frames.steering - frames.steering.mean()).mean()
+    assert result["best_val_mae"] < 0.6 * constant_mae
+    assert result["best_val_mae"] < before["val_mae"]
+    # the saved model is not a constant: it turns the way the bar says
+    predictor = SteeringPredictor(tmp_path / "m.pt", device="cpu")
+    rng = np.random.default_rng(9)
+    for x in (0.15, 0.85):
+        assert np.sign(predictor.predict(*bar_frames(x, rng)).steering) == np.sign(bar_steering(x))
+
+
+def test_a_few_steps_already_reduce_the_loss(frames, tmp_path):
+    trainer = _trainer(frames, tmp_path / "m.pt")
+    images, targets = next(iter(trainer.train_loader))
+    first = trainer.step(images, targets)
+    for _ in range(15):
+        last = trainer.step(images, targets)
+    assert last < 0.5 * first
+
+
+def test_checkpoint_embeds_config_preprocessing_data_and_version(frames, tmp_path):
+    _trainer(frames, tmp_path / "m.pt", epochs=1).fit()
+    info = load_checkpoint(tmp_path / "m.pt").info
+    assert info["format"] == "rover-steering-cnn"
+    assert "YUV" in info["preprocessing"]["inside_model"]
+    assert info["data"]["sessions"] == [f"s{i}" for i in range(5)]
+    assert info["train"]["batch_size"] == 32
+    assert info["software"]["rover"]
+    assert 0 <= info["metrics"]["val_sign_pct"] <= 100
+
+
+def test_training_resumes_where_it_stopped(frames, tmp_path):
+    out = tmp_path / "m.pt"
+    _trainer(frames, out, epochs=1).fit()
+    assert out.with_name("m.pt.resume.pt").is_file()
+    resumed = _trainer(frames, out, epochs=2)
+    result = resumed.fit(resume=True)
+    assert [h["epoch"] for h in result["history"]] == [1, 2]
+
+
+def test_cli_without_data_or_with_missing_recordings_is_one_line(tmp_path, capsys):
+    assert train_main(["--out", str(tmp_path / "m.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no data" in err
+    assert train_main([str(tmp_path / "nope"), "--out", str(tmp_path / "m.pt")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "nope" in err
+
+
+def test_cli_help_lists_architecture_sizes(capsys):
+    with pytest.raises(SystemExit):
+        train_main(["--help"])
+    out = capsys.readouterr().out
+    assert "pilotnet" in out and "MACs" in out
+
+
+@pytest.mark.slow
+def test_ddp_with_two_cpu_processes_trains_one_model(frames, tmp_path):
+    cache = save_frames(frames, tmp_path / "cache.npz")
+    out = tmp_path / "ddp.pt"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    cmd += ["-m", "perception.train_steering", "--cache", str(cache), "--out", str(out)]
+    cmd += ["--arch", "dave", "--epochs", "2", "--batch-size", "16", "--workers", "0"]
+    cmd += ["--threads", "1", "--quiet", *TINY_MODEL_ARGS]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=_root())
+    assert result.returncode == 0, result.stderr[-2000:]
+    info = load_checkpoint(out).info
+    assert info["train"]["world_size"] == 2
+    assert len(info["history"]) == 2
+    assert "world size 2" in result.stdout
+
+
+def _root() -> str:
+    from pathlib import Path
+
+    return str(Path(__file__).resolve().parents[2])
+
+
+def test_cli_trains_on_real_recordings(tmp_path):
+    recorder = pytest.importorskip("rover.recording.recorder")
+    from rover import messages as m
+    from rover import topics
+
+    sessions = []
+    for k in range(2):
+        path = tmp_path / f"2025-01-01_10-00-0{k}"
+        rec = recorder.Recorder(path, recorder.RecorderConfig(fsync=False), {}, "test")
+        for s in bar_session(60, path.name, seed=k):
+            stamp = 1_000_000_000 + s.stamp_ns
+            rec.submit(topics.CAMERA_STEREO, m.StereoImage(
+                seq=s.index, stamp_ns=stamp, left=s.left, right=s.right,
+                left_stamp_ns=stamp, right_stamp_ns=stamp))  # fmt: skip
+            rec.submit(topics.CONTROL_COMMAND, m.ControlCommand(
+                seq=s.index, stamp_ns=stamp, frame_seq=s.index, steering=s.steering,
+                throttle=s.throttle))  # fmt: skip
+        rec.close()
+        sessions.append(str(path))
+    out = tmp_path / "m.pt"
+    argv = [*sessions, "--out", str(out), "--arch", "dave", "--epochs", "1", "--workers", "0"]
+    assert train_main([*argv, "--threads", "1", "--quiet", *TINY_MODEL_ARGS]) == 0
+    data = load_checkpoint(out).info["data"]
+    assert data["sessions"] == [p.rsplit("/", 1)[-1] for p in sessions]
+    assert data["frames"] == 120
+    # labels are the recorded commands (JPEG leaves the steering untouched)
+    assert data["steering_std"] == pytest.approx(
+        float(np.std([s.steering for k in range(2) for s in bar_session(60, "x", seed=k)])),
+        rel=1e-3,
+    )
