@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import random
 import select
 import shutil
 import signal
@@ -43,6 +44,8 @@ class EmulatorConfig:
 
     watchdog_ms: int = 250
     baud: int | None = None
+    loss_prob: float = 0.0  # chance that a chunk of received bytes is garbled (line noise)
+    loss_seed: int = 0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EmulatorConfig:
@@ -52,6 +55,8 @@ class EmulatorConfig:
             value = getattr(config, key)
             if value is not None and value <= 0:
                 raise ConfigError(f"[emulator] {key} = {value}: expected a positive number")
+        if not 0 <= config.loss_prob < 1:
+            raise ConfigError(f"[emulator] loss_prob = {config.loss_prob}: use [0, 1)")
         return config
 
 
@@ -199,6 +204,7 @@ class PtyEmulator:
         self.device_path = link_path or os.path.join(self._tmpdir or "", "rover-mcu")
         self.tx_dropped = 0  # replies lost because the host did not read its port
         self._emu = FirmwareEmulator(self.config)
+        self._loss_rng = random.Random(self.config.loss_seed)
         self._wire = WireModel(self.config.baud) if self.config.baud else None
         # Re-entrant, so a KeyboardInterrupt landing mid-wait in the owner's thread cannot
         # release the lock while the serving thread holds it.
@@ -380,6 +386,8 @@ class PtyEmulator:
             data = os.read(master, 4096)
         except BlockingIOError:
             return
+        if self.config.loss_prob and self._loss_rng.random() < self.config.loss_prob:
+            data = _garble(data, self._loss_rng)
         reply = self._emu.feed(data, now_ns)
         due_ns = self._wire.reply_due_ns(now_ns, len(data), len(reply)) if self._wire else now_ns
         if reply:
@@ -396,6 +404,16 @@ class PtyEmulator:
             if sent < len(data):
                 self._outbox.appendleft((due_ns, data[sent:]))
                 return
+
+
+def _garble(data: bytes, rng: random.Random) -> bytes:
+    """Flip one non-delimiter byte: the frame it falls in then fails its CRC (and is counted)."""
+    positions = [i for i, b in enumerate(data) if b]
+    if not positions:
+        return data
+    i = rng.choice(positions)
+    flipped = data[i] ^ (1 << rng.randrange(8)) or 0xFF
+    return data[:i] + bytes([flipped]) + data[i + 1 :]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -54,6 +54,24 @@ def _add_stack_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--metrics-out", metavar="PATH", help="write the run's metrics JSON here")
     p.add_argument("--snapshot", metavar="PATH", help="save a PNG of the window at the end")
+    faults = p.add_argument_group("fault injection (simulator only)")
+    faults.add_argument(
+        "--camera-latency-ms", type=float, default=0.0, help="delay every camera frame by this much"
+    )
+    faults.add_argument(
+        "--frame-drop",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="drop each camera frame with probability P",
+    )
+    faults.add_argument(
+        "--serial-loss",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="garble serial data reaching the motor controller with probability P",
+    )
     p.add_argument(
         "--record",
         nargs="?",

@@ -59,6 +59,10 @@ def build_options(args: argparse.Namespace) -> RunOptions:
         ):
             if value is not None:
                 sim_args += [flag, str(value)]
+        for flag in ("camera_latency_ms", "frame_drop", "serial_loss"):
+            value = getattr(args, flag, 0.0)
+            if value:
+                sim_args += [f"--{flag.replace('_', '-')}", str(value)]
         if args.lockstep:
             sim_args.append("--lockstep")
         if model in SIM_POLICIES:

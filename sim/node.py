@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,8 +57,10 @@ class SimNode:
         self.bus_cfg = bus_cfg
         self.sim = Simulation(args.scenario, args.seed)
         self.period_ns = int(self.sim.dt_s * 1e9)
+        self.faults = random.Random(self.sim.world.seed)  # injected faults, reproducible
         self.emulator = PtyEmulator(
-            EmulatorConfig(), link_path=motor_port_for_sim(bus_cfg.namespace)
+            EmulatorConfig(loss_prob=args.serial_loss, loss_seed=self.sim.world.seed),
+            link_path=motor_port_for_sim(bus_cfg.namespace),
         )
         self.frames = bus.Publisher(topics.CAMERA_STEREO, bus_cfg)
         self.truth = bus.Publisher(topics.SIM_TRUTH, bus_cfg)
@@ -70,10 +73,17 @@ class SimNode:
         self.clock_ns = time.monotonic_ns()  # lock-step: virtual capture time
         self.started = False
 
-    def publish_frame(self) -> m.StereoImage:
-        """Render and publish the current view, its ground truth and the policy's answer."""
+    def publish_frame(self) -> m.StereoImage | None:
+        """Render and publish the current view, its ground truth and the policy's answer;
+        None when an injected fault dropped the frame (a seq gap, as a real camera makes)."""
         left, right, _ = self.sim.render()
         stamp = self.clock_ns if self.args.lockstep else time.monotonic_ns()
+        self._last_images = (left, right)
+        if self.started and self.faults.random() < self.args.frame_drop:
+            self.frames.seq += 1
+            return None
+        if self.args.camera_latency_ms > 0:
+            time.sleep(self.args.camera_latency_ms / 1000)  # the injected transport delay
         frame = self.frames.publish(
             m.StereoImage(
                 stamp_ns=stamp, left=left, right=right, left_stamp_ns=stamp, right_stamp_ns=stamp
@@ -104,7 +114,6 @@ class SimNode:
                     source=self.args.policy,
                 )
             )
-        self._last_images = (left, right)
         return frame
 
     def warm_up(self) -> None:
@@ -114,7 +123,7 @@ class SimNode:
         waiting = list(self.args.wait_ready)
         answered = not self.args.lockstep
         while not (answered and all_ready(self.bus_cfg, waiting)):
-            frame = self.publish_frame()
+            frame = self.publish_frame()  # never dropped: faults start with the run
             until = time.monotonic() + WARMUP_REPUBLISH_S
             while not answered and (left := until - time.monotonic()) > 0:
                 cmd = self.commands.receive(timeout_ms=left * 1000)
@@ -143,7 +152,8 @@ class SimNode:
                 return
         try:
             self.emulator.wait_outputs(
-                lambda o: ((o.seq - cmd.drive_seq) & 0xFFFF) < 0x8000, timeout_s=1.0
+                lambda o: ((o.seq - cmd.drive_seq) & 0xFFFF) < 0x8000,
+                timeout_s=self.args.lockstep_timeout,
             )
         except TimeoutError:
             self.stats.late_frames += 1
@@ -164,7 +174,7 @@ class SimNode:
             if duration is not None and self.sim.state.time_s >= duration - 1e-9:
                 break
             frame = self.publish_frame()
-            if self.args.lockstep:
+            if self.args.lockstep and frame is not None:
                 self.wait_answer(frame)
             if self.window is not None and not self._draw_window():
                 break
@@ -289,6 +299,26 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=None)
     parser.add_argument("--metrics-out", default=None)
     parser.add_argument("--snapshot", default=None)
+    parser.add_argument(
+        "--camera-latency-ms",
+        type=float,
+        default=0.0,
+        help="inject this delay between capture and publication",
+    )
+    parser.add_argument(
+        "--frame-drop",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="inject: drop each camera frame with probability P",
+    )
+    parser.add_argument(
+        "--serial-loss",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="inject: garble each chunk the motor controller receives with P",
+    )
     parser.add_argument(
         "--wait-ready",
         action="append",

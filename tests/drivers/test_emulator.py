@@ -305,3 +305,20 @@ def test_standalone_cli_serves_a_device_until_interrupted(tmp_path: Path) -> Non
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
     assert not link.exists()
+
+
+def test_injected_serial_loss_garbles_frames_that_are_counted_not_applied() -> None:
+    config = EmulatorConfig(loss_prob=0.5, loss_seed=7)
+    with PtyEmulator(config) as emu, serial.Serial(emu.device_path, timeout=0.05) as port:
+        for seq in range(1, 41):
+            port.write(encode_drive(DriveCommand(seq=seq, steering=0.1, throttle=0.2, arm=True)))
+            port.flush()
+            port.read(18)  # a STATE for an accepted DRIVE; nothing for a garbled one
+        out = emu.outputs
+    assert 0 < out.seq <= 40 and out.throttle == pytest.approx(0.2)
+    assert 5 <= emu._emu.bad_frames <= 35  # about half of them, each counted as bad
+
+
+def test_loss_probability_is_validated() -> None:
+    with pytest.raises(ConfigError, match="loss_prob"):
+        EmulatorConfig.from_dict({"loss_prob": 1.5})

@@ -108,3 +108,24 @@ def test_drive_with_record_writes_every_lockstep_frame(tmp_path):
     )
     report = json.loads(info.stdout.strip().splitlines()[-1])
     assert report["stereo_pairs"] == 90 and report["dropped_frames"] == 0
+
+
+def test_stack_keeps_driving_through_injected_faults(tmp_path):
+    run = drive(
+        tmp_path,
+        "--sim",
+        "open",
+        "--model",
+        "expert",
+        "--lockstep",
+        "--duration",
+        "4",
+        "--frame-drop",
+        "0.2",
+        "--serial-loss",
+        "0.2",
+        "--camera-latency-ms",
+        "2",
+    )
+    assert run["steps"] == 120 and run["collisions"] == 0
+    assert run["distance_m"] > 4  # dropped frames and garbled DRIVEs: it still gets through
