@@ -7,6 +7,7 @@ name and the stack's namespace, so several stacks run side by side without cross
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tempfile
 from dataclasses import dataclass
@@ -56,6 +57,13 @@ DEFAULT_NAMESPACE = "default"
 _IPC_PATH_MAX = 100  # sockaddr_un holds 108 bytes; keep a margin
 
 
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 @dataclass(frozen=True)
 class BusConfig:
     """Where a stack's topics live: ipc under a per-namespace folder, or tcp on one host."""
@@ -77,6 +85,12 @@ class BusConfig:
         cfg = cls(**raw)
         if cfg.transport not in ("ipc", "tcp"):
             raise ConfigError(f"[bus] transport = {cfg.transport!r}: use 'ipc' or 'tcp'")
+        if cfg.transport == "tcp" and not _loopback(cfg.host):
+            raise ConfigError(
+                f"[bus] host = {cfg.host!r} would let other machines send motor commands "
+                "unauthenticated (ZeroMQ CURVE is not supported yet): keep 127.0.0.1 and "
+                "reach the robot through an SSH tunnel"
+            )
         if not cfg.namespace.replace("-", "").replace("_", "").isalnum():
             raise ConfigError(f"[bus] namespace = {cfg.namespace!r}: use letters, digits, - and _")
         return cfg

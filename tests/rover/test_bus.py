@@ -106,3 +106,13 @@ def test_liveness_and_rate_from_registry(bus_cfg):
     assert sub.alive()
     assert not sub.alive(max_age_s=-1)
     assert not sub.rate_ok()  # one message is no rate
+
+
+def test_bus_refuses_to_listen_beyond_this_machine_unauthenticated():
+    import pytest
+
+    from rover.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unauthenticated"):
+        topics.BusConfig.from_dict({"transport": "tcp", "host": "0.0.0.0"})
+    assert topics.BusConfig.from_dict({"transport": "tcp", "host": "127.0.0.2"}).host
