@@ -16,6 +16,17 @@ BENCHES = {
     "bus": "rover.bench.bus",
     "serial": "rover.bench.serial",
     "sim": "rover.bench.sim",
+    "infer": "rover.bench.infer",
+    "train": "rover.bench.train",
+    "traversability": "rover.bench.traversability",
+}
+# `rover COMMAND KIND ...` -> module with add_arguments(parser) and run(args) -> int
+KINDS = {
+    "train": {
+        "steering": "perception.train_steering",
+        "traversability": "perception.traversability.train",
+    },
+    "eval": {"steering": "perception.steering.evaluate", "traversability": "perception.trav_eval"},
 }
 
 
@@ -118,6 +129,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_topics)
 
     p = sub.add_parser(
+        "train",
+        add_help=False,
+        help="train a model: rover train steering|traversability REC... --out M",
+    )
+    p.set_defaults(func=_cmd_kind, kinds=KINDS["train"], prog="rover train")
+
+    p = sub.add_parser(
+        "eval",
+        add_help=False,
+        help="closed-loop evaluation: rover eval --model M --suite DIR "
+        "(or rover eval traversability ...)",
+    )
+    p.set_defaults(func=_cmd_kind, kinds=KINDS["eval"], prog="rover eval", default="steering")
+
+    p = sub.add_parser(
+        "export", add_help=False, help="export a steering model to ONNX/TorchScript (for TensorRT)"
+    )
+    p.set_defaults(func=_cmd_delegate, module="perception.export", entry="run", prog="rover export")
+
+    p = sub.add_parser(
         "recordings",
         add_help=False,
         help="list, inspect, verify, recover, trim and export recordings",
@@ -144,6 +175,23 @@ def build_parser() -> argparse.ArgumentParser:
             func=_cmd_delegate, module=module, entry="run", prog=f"rover bench {name}", bench=True
         )
     return parser
+
+
+def _cmd_kind(args: argparse.Namespace) -> int:
+    """`rover train KIND ...` / `rover eval [KIND] ...`: pick the module by its first word."""
+    rest = list(args.rest)
+    kind = rest[0] if rest and rest[0] in args.kinds else getattr(args, "default", None)
+    if kind is None:
+        print(
+            f"usage: {args.prog} {{{','.join(args.kinds)}}} ... (--help after the kind)",
+            file=sys.stderr,
+        )
+        return 2
+    if rest and rest[0] == kind:
+        rest = rest[1:]
+    args.module, args.entry, args.rest = args.kinds[kind], "run", rest
+    args.prog = f"{args.prog} {kind}"
+    return _cmd_delegate(args)
 
 
 def _cmd_delegate(args: argparse.Namespace) -> int:
@@ -181,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     # delegated commands (bench, calibrate) parse their own options, loaded on demand
     args, rest = parser.parse_known_args(argv)
-    if args.func is _cmd_delegate:
+    if args.func in (_cmd_delegate, _cmd_kind):
         args.rest = rest
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")

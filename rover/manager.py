@@ -60,6 +60,9 @@ class NodeSpec:
 NODES: tuple[NodeSpec, ...] = (
     NodeSpec("camera", "rover.nodes.camera", lambda o: o.sim is None),
     NodeSpec("sim", "sim.node", lambda o: o.sim is not None, primary=True),
+    NodeSpec(
+        "steering", "rover.nodes.steering", lambda o: o.model is not None and not o.sim_policy
+    ),
     NodeSpec("recorder", "rover.nodes.recorder", lambda o: o.record is not None),
     NodeSpec(
         "control",

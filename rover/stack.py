@@ -35,17 +35,13 @@ def has_display() -> bool:
 def build_options(args: argparse.Namespace) -> RunOptions:
     """Check the request and derive each node's arguments."""
     model = getattr(args, "model", None)
-    if args.sim is None:
-        if args.mode == "drive":
-            raise ConfigError(
-                "rover drive on the robot needs a trained steering model node, "
-                "which this version does not have yet: use --sim SCENARIO "
-                "with --model expert|straight|random"
-            )
-        if model in SIM_POLICIES:
-            raise ConfigError(f"--model {model} is a simulator policy: add --sim SCENARIO")
-    elif args.mode == "drive" and model not in SIM_POLICIES:
-        raise ConfigError(f"--model {model!r}: in this version use expert, straight or random")
+    if args.mode == "drive" and model not in SIM_POLICIES and not os.path.isfile(model or ""):
+        raise ConfigError(
+            f"--model {model!r} is not a file: give a checkpoint from "
+            "`rover train steering`, or in the simulator expert|straight|random"
+        )
+    if args.sim is None and model in SIM_POLICIES:
+        raise ConfigError(f"--model {model} is a simulator policy: add --sim SCENARIO")
     overrides = list(args.set)
     sim_args: list[str] = []
     if args.sim is not None:
@@ -73,6 +69,8 @@ def build_options(args: argparse.Namespace) -> RunOptions:
         overrides.append("control.autopilot_without_teleop=true")
     load_config(args.config, overrides)  # fail here, once, in one line: not in every node
     node_args = {"sim": sim_args}
+    if model is not None and model not in SIM_POLICIES:
+        node_args["steering"] = ["--model", model]
     record_dir = None
     if getattr(args, "record", None) is not None:
         from rover.recording.format import new_session_dir
