@@ -12,7 +12,6 @@ from typing import ClassVar
 
 import numpy as np
 
-from perception.traversability.polar import PolarSummary
 from rover import messages as m
 from rover.topics import Topic
 
@@ -30,8 +29,10 @@ class TraversabilityMap(m.Message):
     latency_ms: float = 0.0  # processing time of this frame
     model: str = ""  # the segmenter's file hash, empty when stereo only
 
-    def polar(self) -> PolarSummary:
-        """The arcs as the guard reads them."""
+    def polar(self):
+        """The arcs as the guard reads them (a `perception.traversability.polar.PolarSummary`)."""
+        from perception.traversability.polar import PolarSummary
+
         arcs = np.asarray(self.arcs, np.float32).reshape(2, -1)
         return PolarSummary(arcs[0].copy(), arcs[1].copy())
 

@@ -23,7 +23,9 @@ STAGES = ("disparity", "labels", "segmenter", "fuse", "online", "total")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The bench's options."""
-    parser.add_argument("--model", default="", help="segmenter file (omit: stereo only)")
+    parser.add_argument(
+        "--model", default="bundled", help="segmenter file; 'bundled' (default); '' stereo only"
+    )
     parser.add_argument("--scenario", default="forest", help="scenario name or .toml path")
     parser.add_argument("--frames", type=int, default=200, help="frames per repeat")
     parser.add_argument("--repeats", type=int, default=3, help="passes over the frames")
@@ -89,7 +91,7 @@ def run(args: argparse.Namespace) -> dict:
     print(
         f"traversability node work, {args.scenario}, 320x240, {len(frames)} frames x "
         f"{args.repeats}, {args.threads} thread(s), model {args.model or 'none (stereo only)'}, "
-        f"online {'off' if args.no_online or not args.model else 'on'}"
+        f"online {'on' if pipe.online is not None and pipe.online.cfg.enabled else 'off'}"
     )
     rows = [["floor: bare SGBM 3-way", f"{fl['p50_ms']:.2f}", f"{fl['p99_ms']:.2f}", "1.00"]]
     for s in STAGES:
@@ -101,7 +103,7 @@ def run(args: argparse.Namespace) -> dict:
         "frames": len(frames) * args.repeats,
         "threads": args.threads,
         "model": args.model,
-        "online": bool(args.model) and not args.no_online,
+        "online": pipe.online is not None and pipe.online.cfg.enabled,
     }
     for s in STAGES:
         result[f"{s}_p50_ms"] = round(summary[s]["p50_ms"], 3)

@@ -49,11 +49,11 @@ class TraversabilityNode:
         frame = self.frames.receive(timeout_ms)
         if frame is None:
             return None
-        result = self.pipeline.process(frame.left, frame.right)
+        result = self.pipeline.process(frame.left, frame.right, learn=False)
         plane = result.stereo.labels.plane
         polar = result.polar
         online = self.pipeline.online
-        return self.pub.publish(
+        sent = self.pub.publish(
             TraversabilityMap(
                 stamp_ns=frame.stamp_ns,
                 frame_seq=frame.seq,
@@ -66,6 +66,8 @@ class TraversabilityNode:
                 model=self.model_tag or "",
             )
         )
+        self.pipeline.learn()  # after publishing: learning adds no latency to the answer
+        return sent
 
     def close(self) -> None:
         self.frames.close()

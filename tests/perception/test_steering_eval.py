@@ -47,8 +47,10 @@ def test_aggregate_pools_distance_collisions_and_time():
 
 
 def _report(model_runs, expert_runs=()):
+    model_runs = [r | {"seed": i} for i, r in enumerate(model_runs)]
     runs = list(model_runs) + list(expert_runs)
     report = {
+        "duration_s": None,
         "model": "m.pt",
         "model_arch": "dave",
         "suite": "regression",
@@ -80,8 +82,16 @@ def test_a_regression_beyond_the_threshold_is_reported():
     worse = _report([run(collisions=3, elapsed=300), run(elapsed=300)])
     assert compare(same, old, LIMITS) == []
     problems = compare(worse, old, LIMITS)
-    assert any(p.startswith("overall collisions") for p in problems)
-    assert any(p.startswith("overall autonomy_pct") for p in problems)
+    assert any(p.startswith("common runs collisions") for p in problems)
+    assert any(p.startswith("common runs autonomy_pct") for p in problems)
+
+
+def test_a_short_suite_is_compared_on_the_runs_it_shares_with_the_baseline():
+    full = _report([run(elapsed=300), run(collisions=4, elapsed=300)])
+    first_only = _report([run(elapsed=300)])  # same (scenario, seed) as full's first run
+    assert compare(first_only, full, LIMITS) == []
+    other = dict(first_only, duration_s=20.0)
+    assert "not comparable" in compare(other, full, LIMITS)[0]
 
 
 def test_html_page_has_the_table_and_every_picture(tmp_path):

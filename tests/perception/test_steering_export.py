@@ -37,6 +37,14 @@ def test_onnx_export_gives_the_same_outputs_as_the_model(model_path, frames, tmp
     assert inputs == ["left", "right"]
 
 
+def test_binned_model_exports_its_decoding_too(tmp_path, frames):
+    torch.manual_seed(1)
+    cfg = SteeringModelConfig(arch="dave", steering_bins=21)
+    path = save_checkpoint(tmp_path / "binned.pt", build_model(cfg), 0.6, {})
+    out = export.export_onnx(path, tmp_path / "binned.onnx")
+    assert export.check_export(path, out, *frames) < export.TOLERANCE
+
+
 def test_torchscript_export_gives_the_same_outputs_as_the_model(model_path, frames, tmp_path):
     out = export.export_torchscript(model_path, tmp_path / "steering.ts")
     assert export.check_export(model_path, out, *frames) < export.TOLERANCE

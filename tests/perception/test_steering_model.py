@@ -12,6 +12,7 @@ from perception.steering.model import (
     count_macs,
     count_parameters,
     prepare,
+    soft_bin_targets,
     summary_rows,
 )
 from rover.errors import ConfigError
@@ -77,3 +78,21 @@ def test_sizes_are_dave_like_and_pilotnet_like():
 def test_bad_model_config_names_the_key(raw, needle):
     with pytest.raises(ConfigError, match=needle):
         SteeringModelConfig.from_dict(raw)
+
+
+def test_binned_steering_reads_the_mode_not_the_mean_of_two_ways_around():
+    # half the demonstrations pass left, half right: the mean would drive straight into it
+    cfg = SteeringModelConfig(arch="dave", steering_bins=21)
+    model = build_model(cfg).eval()
+    logits = torch.full((1, 21), -10.0)
+    logits[0, 3] = logits[0, 17] = 2.0  # -0.7 and +0.7, equally likely
+    logits[0, 17] += 0.1
+    out = model.decode(torch.cat([logits, torch.tensor([[0.5]])], dim=1))
+    assert out[0, 0].item() == pytest.approx(0.7, abs=0.01)
+    assert out[0, 1].item() == pytest.approx(0.5)
+
+
+def test_soft_bin_targets_peak_at_the_label():
+    targets = soft_bin_targets(torch.tensor([-1.0, 0.0, 0.33]), 21)
+    assert torch.allclose(targets.sum(1), torch.ones(3))
+    assert targets.argmax(1).tolist() == [0, 10, 13]

@@ -214,3 +214,43 @@ def test_stereo_config_names_the_bad_key():
         stereo.StereoConfig.from_dict({"num_disparities": 50})
     with pytest.raises(Exception, match="bogus"):
         stereo.StereoConfig.from_dict({"bogus": 1})
+
+
+def rig_calibration(camera: CameraModel):
+    """The calibration `rover calibrate` would write for the simulator's (ideal) rig."""
+    from drivers.calibration import StereoCalibration
+
+    k = camera.intrinsics()
+    fb = camera.fx_px * camera.baseline_m
+    p1 = np.hstack([k, np.zeros((3, 1))])
+    p2 = p1.copy()
+    p2[0, 3] = -fb
+    q = np.eye(4)
+    return StereoCalibration(
+        (camera.width_px, camera.height_px),
+        k,
+        np.zeros((1, 5)),
+        k,
+        np.zeros((1, 5)),
+        np.eye(3),
+        np.array([[-camera.baseline_m], [0.0], [0.0]]),
+        np.eye(3),
+        np.eye(3),
+        p1,
+        p2,
+        q,
+        0.1,
+    )
+
+
+def test_geometry_from_a_recorded_calibration():
+    meta = {
+        "calibration": rig_calibration(CameraModel()).to_yaml(),
+        "robot_config": {"traversability": {"camera_height_m": 0.3}},
+    }
+    geom, source = stereo.StereoGeometry.from_metadata(meta)
+    assert "calibration" in source
+    assert geom.fx_px == pytest.approx(GEOM.fx_px) and geom.cy_px == pytest.approx(GEOM.cy_px)
+    assert geom.baseline_m == pytest.approx(0.12) and geom.height_m == 0.3
+    with pytest.raises(DataError, match="recorded calibration"):
+        stereo.StereoGeometry.from_metadata({"calibration": "not yaml at all: ["})

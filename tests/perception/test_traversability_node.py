@@ -60,7 +60,7 @@ def test_node_answers_the_newest_frame_with_a_map_and_arcs():
     bus_cfg = topics.BusConfig(namespace=f"t{uuid.uuid4().hex[:10]}")
     left, right, _ = scene([tree(3.15, 0.0, radius=0.2)]).render()
     camera = bus.Publisher(topics.CAMERA_STEREO, bus_cfg)
-    node = TraversabilityNode(TraversabilityConfig(), bus_cfg, GEOM)
+    node = TraversabilityNode(TraversabilityConfig(model=""), bus_cfg, GEOM)
     out = bus.Subscriber(PERCEPTION_TRAVERSABILITY, bus_cfg)
     try:
         deadline = time.monotonic() + 10.0

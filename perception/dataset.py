@@ -1,0 +1,490 @@
+"""Steering datasets from demonstrations: prepare, split, rebalance, augment.
+
+Samples come from recordings (``rover.recording.reader``) or from the simulator in-process
+(``perception.steering.demos``); both give objects with ``left``, ``right`` (RGB uint8),
+``steering``, ``throttle``, ``stamp_ns``, ``frame_seq``, ``session`` and ``index``.
+
+- Each frame is cropped and pooled once by the model's own ``prepare`` and kept as uint8
+  (h, w, 6): 20 minutes of 30 Hz stereo is ~2.2 GB instead of ~17 GB of raw frames.
+- Validation holds whole sessions, or contiguous blocks with guard gaps, so no validation
+  frame neighbours a training frame (neighbours are near-copies and flatter the score).
+- Straight driving dominates demonstrations; sampling weights flatten the steering histogram.
+- Augmentations keep labels honest: a mirrored pair swaps eyes and negates steering; a small
+  yaw shift corrects steering; light, colour and shadows change appearance only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from perception.steering.model import SteeringModelConfig, prepare
+from rover.errors import ConfigError, DataError
+
+MIN_FRAMES = 3000  # below ~2 minutes of 30 Hz driving the model cannot generalise
+SIGN_DEADBAND = 0.05  # |steering| below this has no meaningful sign
+_EYE_SWAP = np.array([3, 4, 5, 0, 1, 2])
+
+
+class DataWarning(UserWarning):
+    """The data look degenerate: training will run but the model will likely be poor."""
+
+
+class SampleLike(Protocol):
+    """One demonstration frame (the recording reader's ``Sample`` has these fields)."""
+
+    left: np.ndarray
+    right: np.ndarray
+    steering: float
+    throttle: float
+    stamp_ns: int
+    frame_seq: int
+    session: str
+    index: int
+
+
+def _from_dict(cls: Any, raw: dict[str, Any], what: str) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(raw) - names
+    if unknown:
+        raise ConfigError(f"{what}: unknown key(s) {sorted(unknown)}; valid keys: {sorted(names)}")
+    try:
+        return cls(**raw)
+    except TypeError as exc:
+        raise ConfigError(f"{what}: {exc}; check the value types") from None
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How demonstrations become training examples."""
+
+    latency_frames: int = 0  # label = the command this many frames later (actuation latency)
+    drop_reverse: bool = True  # backing out of dead ends is not learnable from a forward camera
+    val_fraction: float = 0.15
+    block_frames: int = 300  # contiguous validation blocks of 10 s at 30 Hz ...
+    guard_frames: int = 30  # ... with 1 s of unused frames on each side
+    balance_bins: int = 15  # steering histogram bins for rebalancing
+    balance_max_weight: float = 8.0  # cap: a rare bin is drawn at most this much more often
+
+    def __post_init__(self) -> None:
+        if self.latency_frames < 0 or self.guard_frames < 0 or self.block_frames < 10:
+            raise ConfigError("data: latency_frames, guard_frames >= 0 and block_frames >= 10")
+        if not 0.0 < self.val_fraction < 0.5:
+            raise ConfigError(f"data val_fraction = {self.val_fraction}: use (0, 0.5)")
+        if self.balance_bins < 1 or self.balance_max_weight < 1.0:
+            raise ConfigError("data: balance_bins >= 1 and balance_max_weight >= 1")
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> DataConfig:
+        """Build from a dict; unknown keys raise ConfigError."""
+        return _from_dict(cls, raw, "data config")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training-time augmentation; every amount is a +/- range or a probability."""
+
+    flip: float = 0.5  # mirror the pair: swap eyes, negate steering
+    shift_px: int = 6  # horizontal shift of both eyes (prepared pixels): a small yaw ...
+    shift_steering_per_px: float = 0.0125  # ... answered by this steering per pixel
+    brightness: float = 0.25  # added, as a fraction of full scale
+    contrast: float = 0.4
+    colour: float = 0.3  # per-channel gain, the same for both eyes
+    channel_shuffle: float = 0.5  # probability of permuting R, G, B: unseen hues
+    grayscale: float = 0.2
+    invert: float = 0.15  # probability of a photographic negative: light obstacles, dark ground
+    shadow: float = 0.3  # probability of a slanted shadow band across both eyes
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> AugmentConfig:
+        """Build from a dict; unknown keys raise ConfigError."""
+        return _from_dict(cls, raw, "augment config")
+
+
+@dataclass
+class FrameSet:
+    """Prepared demonstrations: images (N, h, w, 6) uint8 and their labels, in time order."""
+
+    images: np.ndarray
+    steering: np.ndarray  # float32 (N,)
+    throttle: np.ndarray  # float32 (N,)
+    session: np.ndarray  # int32 (N,): index into `sessions`
+    sessions: list[str]
+    image_hw: tuple[int, int]  # camera frame size the images came from
+    dropped_reverse: int = 0
+
+    def __len__(self) -> int:
+        return len(self.steering)
+
+
+def collect(
+    samples: Iterable[SampleLike],
+    model_cfg: SteeringModelConfig,
+    progress: bool = False,
+    batch: int = 64,
+) -> FrameSet:
+    """Prepare every sample with the model's own ``prepare``, in order; labels as recorded."""
+    chunks: list[np.ndarray] = []
+    steer, throttle, session_idx, names = [], [], [], {}
+    frames_l: list[np.ndarray] = []
+    frames_r: list[np.ndarray] = []
+    expected = (model_cfg.image_height_px, model_cfg.image_width_px, 3)
+    skipped_shape: dict[tuple, int] = {}
+    bar = tqdm(samples, desc="preparing frames", unit="frame", disable=not progress)
+    for s in bar:
+        if s.left.shape != expected or s.right.shape != expected:
+            skipped_shape[s.left.shape] = skipped_shape.get(s.left.shape, 0) + 1
+            continue
+        frames_l.append(s.left)
+        frames_r.append(s.right)
+        steer.append(float(s.steering))
+        throttle.append(float(s.throttle))
+        session_idx.append(names.setdefault(s.session, len(names)))
+        if len(frames_l) == batch:
+            chunks.append(_prepare_chunk(frames_l, frames_r, model_cfg))
+            frames_l, frames_r = [], []
+    if frames_l:
+        chunks.append(_prepare_chunk(frames_l, frames_r, model_cfg))
+    for shape, count in skipped_shape.items():
+        warnings.warn(
+            f"skipped {count} frames of size {shape[1]}x{shape[0]}: the model expects "
+            f"{expected[1]}x{expected[0]} (recordings from a different camera setup?)",
+            DataWarning,
+            stacklevel=2,
+        )
+    if not chunks:
+        raise DataError("no usable frames in the recordings: record some driving first")
+    return FrameSet(
+        images=np.concatenate(chunks),
+        steering=np.asarray(steer, np.float32),
+        throttle=np.asarray(throttle, np.float32),
+        session=np.asarray(session_idx, np.int32),
+        sessions=list(names),
+        image_hw=expected[:2],
+    )
+
+
+def _prepare_chunk(lefts, rights, cfg: SteeringModelConfig) -> np.ndarray:
+    left = torch.from_numpy(np.stack(lefts))
+    right = torch.from_numpy(np.stack(rights))
+    return prepare(left, right, cfg).permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def relabel(frames: FrameSet, cfg: DataConfig) -> FrameSet:
+    """Label each frame with the command `latency_frames` later in its session; drop reverse."""
+    keep = np.ones(len(frames), bool)
+    steering, throttle = frames.steering.copy(), frames.throttle.copy()
+    k = cfg.latency_frames
+    for sid in range(len(frames.sessions)):
+        idx = np.flatnonzero(frames.session == sid)
+        if k:
+            steering[idx[:-k]] = frames.steering[idx[k:]]
+            throttle[idx[:-k]] = frames.throttle[idx[k:]]
+            keep[idx[-k:]] = False
+    reverse = throttle < 0 if cfg.drop_reverse else np.zeros(len(frames), bool)
+    keep &= ~reverse
+    return FrameSet(
+        images=frames.images[keep],
+        steering=steering[keep],
+        throttle=throttle[keep],
+        session=frames.session[keep],
+        sessions=frames.sessions,
+        image_hw=frames.image_hw,
+        dropped_reverse=int(reverse.sum()),
+    )
+
+
+def split(frames: FrameSet, cfg: DataConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Train and validation indices: whole sessions when there are enough, else blocks."""
+    cfg = cfg or DataConfig()
+    sizes = np.bincount(frames.session, minlength=len(frames.sessions))
+    target = cfg.val_fraction * len(frames)
+    if len(frames.sessions) >= 3 and sizes.max() <= 2 * target:
+        # every k-th session (by name) until the share is reached: deterministic, spread out
+        order = sorted(range(len(sizes)), key=lambda i: frames.sessions[i])
+        step = max(1, round(1 / cfg.val_fraction))
+        val_sessions, total = [], 0
+        for i in order[step // 2 :: step] + order:
+            if total >= target:
+                break
+            if i not in val_sessions and sizes[i]:
+                val_sessions.append(i)
+                total += sizes[i]
+        is_val = np.isin(frames.session, val_sessions)
+        return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+    return _block_split(frames, cfg)
+
+
+def _block_split(frames: FrameSet, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+    period = max(2, round(1 / cfg.val_fraction))
+    role = np.zeros(len(frames), np.int8)  # 0 train, 1 val, 2 guard (unused)
+    for sid in range(len(frames.sessions)):
+        idx = np.flatnonzero(frames.session == sid)
+        # a short session still gets a couple of validation blocks
+        size = max(10, min(cfg.block_frames, len(idx) // (2 * period)))
+        guard_frames = min(cfg.guard_frames, size // 2)
+        block = np.arange(len(idx)) // size
+        val = block % period == period // 2
+        role[idx[val]] = 1
+        edges = np.flatnonzero(np.diff(val.astype(np.int8)))  # last index before a change
+        for e in edges:
+            lo, hi = max(0, e + 1 - guard_frames), min(len(idx), e + 1 + guard_frames)
+            guard = np.arange(lo, hi)
+            role[idx[guard[~val[guard]]]] = 2
+    return np.flatnonzero(role == 0), np.flatnonzero(role == 1)
+
+
+def balance_weights(steering: np.ndarray, cfg: DataConfig | None = None) -> np.ndarray:
+    """Sampling weights that flatten the steering histogram (capped), mean 1."""
+    cfg = cfg or DataConfig()
+    bins = np.linspace(-1.0, 1.0, cfg.balance_bins + 1)
+    which = np.clip(np.digitize(steering, bins) - 1, 0, cfg.balance_bins - 1)
+    counts = np.bincount(which, minlength=cfg.balance_bins).astype(np.float64)
+    weight = np.where(counts > 0, counts.max() / np.maximum(counts, 1), 0.0)
+    weight = np.minimum(weight, cfg.balance_max_weight)[which]
+    return (weight / weight.mean()).astype(np.float64)
+
+
+def check_degenerate(frames: FrameSet) -> list[str]:
+    """Plain-language reasons the data look degenerate (also issued as DataWarning)."""
+    problems = []
+    minutes = len(frames) / 30.0 / 60.0
+    if len(frames) < MIN_FRAMES:
+        problems.append(
+            f"only {len(frames)} frames (~{minutes:.1f} min at 30 Hz): record at least "
+            f"{MIN_FRAMES} (~2 min), ideally 20 min, of driving"
+        )
+    steer = frames.steering
+    if len(steer) and (steer.std() < 0.05 or np.mean(np.abs(steer) < SIGN_DEADBAND) > 0.9):
+        problems.append(
+            f"steering is nearly constant (std {steer.std():.3f}, "
+            f"{100 * np.mean(np.abs(steer) < SIGN_DEADBAND):.0f}% near zero): the model will "
+            "only learn to go straight; record driving that steers around obstacles"
+        )
+    for text in problems:
+        warnings.warn(text, DataWarning, stacklevel=2)
+    return problems
+
+
+class SteeringDataset(torch.utils.data.Dataset):
+    """Training or validation view of a FrameSet; yields whole batches via ``__getitems__``.
+
+    A batch is ``(images, targets)``: uint8 (B, 6, h, w) channels_last and float32 (B, k)
+    (steering, and throttle when ``targets == 2``).
+    """
+
+    def __init__(
+        self,
+        frames: FrameSet,
+        indices: np.ndarray,
+        augment: AugmentConfig | None = None,
+        targets: int = 2,
+    ):
+        self.frames = frames
+        self.indices = np.asarray(indices, np.int64)
+        self.augment = augment
+        self.targets = targets
+        self._rng: np.random.Generator | None = None
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        images, targets = self.__getitems__([i])
+        return images[0], targets[0]
+
+    def __getitems__(self, positions: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = self.indices[np.asarray(positions, np.int64)]
+        images = self.frames.images[rows]  # a copy: safe to modify in place
+        steering = self.frames.steering[rows].copy()
+        if self.augment is not None:
+            if self._rng is None:  # per worker: torch seeds each worker differently
+                self._rng = np.random.default_rng(torch.initial_seed() % 2**63)
+            steering = augment_batch(images, steering, self.augment, self._rng)
+        labels = [steering, self.frames.throttle[rows]][: self.targets]
+        x = torch.from_numpy(images).permute(0, 3, 1, 2)  # channels_last strides
+        return x, torch.from_numpy(np.stack(labels, axis=1).astype(np.float32))
+
+
+def augment_batch(
+    images: np.ndarray, steering: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator
+) -> np.ndarray:
+    """Augment prepared images (B, h, w, 6) in place; returns the corrected steering."""
+    steering = steering.astype(np.float32).copy()
+    for b in range(len(images)):
+        img = images[b]
+        if rng.random() < cfg.flip:
+            img = img[:, ::-1][..., _EYE_SWAP]
+            steering[b] = -steering[b]
+        if cfg.shift_px:
+            dx = int(rng.integers(-cfg.shift_px, cfg.shift_px + 1))
+            img = _shift(img, dx)
+            # content moving right = the camera yawed left: steer right to recover
+            steering[b] -= dx * cfg.shift_steering_per_px
+        img = _appearance(img, cfg, rng)
+        if rng.random() < cfg.shadow:
+            img = _shadow(img, rng)
+        images[b] = img
+    return np.clip(steering, -1.0, 1.0)
+
+
+def _shift(img: np.ndarray, dx: int) -> np.ndarray:
+    if dx == 0:
+        return img
+    out = np.empty_like(img)
+    if dx > 0:
+        out[:, dx:] = img[:, :-dx]
+        out[:, :dx] = img[:, :1]
+    else:
+        out[:, :dx] = img[:, -dx:]
+        out[:, dx:] = img[:, -1:]
+    return out
+
+
+def _appearance(img: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """Brightness, contrast and per-channel gain as one lookup table; shuffle; grayscale."""
+    if rng.random() < cfg.channel_shuffle:
+        perm = rng.permutation(3)
+        img = img[..., np.concatenate([perm, perm + 3])]
+    if rng.random() < cfg.invert:
+        img = 255 - img
+    if rng.random() < cfg.grayscale:
+        grey = img.reshape(*img.shape[:2], 2, 3).mean(axis=3, keepdims=True)
+        img = np.repeat(grey, 3, axis=3).reshape(img.shape).astype(np.uint8)
+    gain = 1.0 + rng.uniform(-cfg.colour, cfg.colour, 3)
+    contrast = 1.0 + rng.uniform(-cfg.contrast, cfg.contrast)
+    offset = 255.0 * rng.uniform(-cfg.brightness, cfg.brightness)
+    levels = np.arange(256, dtype=np.float32)[:, None]
+    lut = (levels - 128.0) * contrast + 128.0 + offset
+    lut = np.clip(lut * np.tile(gain, 2)[None, :], 0, 255).astype(np.uint8)
+    return cv2.LUT(np.ascontiguousarray(img), lut[None])
+
+
+def _shadow(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    h, w = img.shape[:2]
+    x0, x1 = sorted(rng.uniform(-0.2 * w, 1.2 * w, 2))
+    slant = rng.uniform(-0.5, 0.5) * w
+    poly = np.array([[x0, 0], [x1, 0], [x1 + slant, h], [x0 + slant, h]], np.int32)
+    mask = np.zeros((h, w), np.uint8)
+    cv2.fillConvexPoly(mask, poly, 1)
+    factor = rng.uniform(0.45, 0.8)
+    out = img.copy()
+    out[mask.astype(bool)] = (out[mask.astype(bool)] * factor).astype(np.uint8)
+    return out
+
+
+class BalancedSampler(torch.utils.data.Sampler[int]):
+    """Draws positions with replacement by weight; shards them across DDP ranks.
+
+    Every rank draws the same sequence (same seed and epoch) and keeps every world-th item, so
+    ranks see disjoint draws without talking to each other.
+    """
+
+    def __init__(
+        self,
+        weights: np.ndarray,
+        num_samples: int,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+    ):
+        self.weights = torch.as_tensor(weights, dtype=torch.float64)
+        self.num_samples = num_samples - num_samples % world_size
+        self.rank, self.world_size, self.seed = rank, world_size, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw a different sequence each epoch."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_samples // self.world_size
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        # torch.multinomial takes at most 2^24 categories: fine for hours of 30 Hz data
+        drawn = torch.multinomial(self.weights, self.num_samples, replacement=True, generator=g)
+        return iter(drawn[self.rank :: self.world_size].tolist())
+
+
+def describe(frames: FrameSet, train_idx: np.ndarray, val_idx: np.ndarray) -> dict[str, Any]:
+    """A JSON-ready summary of the data a model was trained on (stored in the checkpoint)."""
+    steer = frames.steering
+    return {
+        "frames": len(frames),
+        "minutes": round(len(frames) / 30.0 / 60.0, 2),
+        "sessions": list(frames.sessions),
+        "train_frames": len(train_idx),
+        "val_frames": len(val_idx),
+        "dropped_reverse_frames": frames.dropped_reverse,
+        "image_hw": list(frames.image_hw),
+        "steering_std": round(float(steer.std()), 4) if len(steer) else 0.0,
+        "steering_abs_mean": round(float(np.abs(steer).mean()), 4) if len(steer) else 0.0,
+        "cruise_throttle": round(cruise_throttle(frames), 4),
+    }
+
+
+def cruise_throttle(frames: FrameSet) -> float:
+    """The demonstrations' cruising throttle: the 90th percentile of forward throttle."""
+    forward = frames.throttle[frames.throttle > 0]
+    return float(np.percentile(forward, 90)) if len(forward) else 0.5
+
+
+def sign_accuracy(pred: np.ndarray, label: np.ndarray) -> tuple[int, int]:
+    """(right, counted): frames with |label| >= SIGN_DEADBAND whose predicted sign matches."""
+    counted = np.abs(label) >= SIGN_DEADBAND
+    right = np.sign(pred[counted]) == np.sign(label[counted])
+    return int(right.sum()), int(counted.sum())
+
+
+def save_frames(frames: FrameSet, path: str | Path) -> Path:
+    """Cache prepared frames (an uncompressed .npz: fast to write and to read back)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(
+        tmp,
+        images=frames.images,
+        steering=frames.steering,
+        throttle=frames.throttle,
+        session=frames.session,
+        sessions=np.asarray(frames.sessions),
+        image_hw=np.asarray(frames.image_hw),
+        dropped_reverse=np.asarray(frames.dropped_reverse),
+    )
+    tmp.replace(path)
+    return path
+
+
+def load_frames(path: str | Path, model_cfg: SteeringModelConfig) -> FrameSet:
+    """Read a cache written by `save_frames`; DataError if it does not fit this model."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            frames = FrameSet(
+                images=z["images"],
+                steering=z["steering"],
+                throttle=z["throttle"],
+                session=z["session"],
+                sessions=[str(s) for s in z["sessions"]],
+                image_hw=(int(z["image_hw"][0]), int(z["image_hw"][1])),
+                dropped_reverse=int(z["dropped_reverse"]),
+            )
+    except (OSError, KeyError, ValueError) as exc:
+        raise DataError(f"frame cache {path} is unreadable ({exc}): delete it to rebuild") from None
+    h, w = model_cfg.input_hw
+    if frames.images.shape[1:] != (h, w, 6):
+        raise DataError(
+            f"frame cache {path} holds {frames.images.shape[1:]} images, the model takes "
+            f"{(h, w, 6)}: delete the cache or use the same crop and downsample"
+        )
+    return frames

@@ -1,0 +1,242 @@
+"""Load a steering checkpoint safely and run it on stereo pairs: device pick, fp16 on CUDA.
+
+A checkpoint is a plain dict of tensors and primitive values, loaded with
+``torch.load(..., weights_only=True)``: a file from the internet cannot run code. A missing,
+corrupt or foreign file raises DataError in one line that says what to do.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import subprocess
+import zipfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from perception.steering.model import (
+    SteeringModelConfig,
+    SteeringNet,
+    build_model,
+    prepare,
+)
+from rover.errors import ConfigError, DataError
+
+CHECKPOINT_FORMAT = "rover-steering-cnn"
+CHECKPOINT_VERSION = 1
+DEVICES = ("auto", "cpu", "cuda", "mps")
+_MEMORY_NS = 500_000_000  # the last answer guides the next one only if it is this recent
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA when present, else Apple MPS, else CPU; or the device named."""
+    if name not in DEVICES:
+        raise ConfigError(f"device {name!r}: use one of {', '.join(DEVICES)}")
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device cuda: no CUDA GPU visible to torch; use --device cpu or auto")
+    return torch.device(name)
+
+
+def software_version() -> dict[str, str]:
+    """rover's package version, its git commit when run from a checkout, and torch's."""
+    try:
+        rover_version = metadata.version("rover")
+    except metadata.PackageNotFoundError:
+        rover_version = "unknown"
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {"rover": rover_version, "git": commit, "torch": str(torch.__version__)}
+
+
+def plain(value: Any) -> Any:
+    """Nested dicts/lists of str, int, float, bool, None only: what weights_only loads back."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, (bool, type(None))):
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded steering checkpoint: config, weights and what it was trained on."""
+
+    path: Path
+    config: SteeringModelConfig
+    state_dict: dict[str, torch.Tensor]
+    cruise_throttle: float
+    info: dict[str, Any]  # software, data, training settings, metrics
+
+    def build(self) -> SteeringNet:
+        """The model with these weights, in training layout (unfused)."""
+        model = build_model(self.config)
+        try:
+            model.load_state_dict(self.state_dict)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise DataError(
+                f"{self.path}: weights do not fit the {self.config.arch} model ({first}); "
+                "the file is damaged or from another version: retrain or re-download it"
+            ) from None
+        return model
+
+
+def checkpoint_dict(
+    model: SteeringNet, cruise_throttle: float, info: dict[str, Any]
+) -> dict[str, Any]:
+    """What `save_checkpoint` writes: only tensors and primitive values."""
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_VERSION,
+        "model_config": model.cfg.to_dict(),
+        "state_dict": state,
+        "cruise_throttle": float(cruise_throttle),
+        "software": software_version(),
+        **plain(info),
+    }
+
+
+def save_checkpoint(
+    path: str | Path, model: SteeringNet, cruise_throttle: float, info: dict[str, Any]
+) -> Path:
+    """Write a checkpoint atomically (a crash never leaves half a file under `path`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(checkpoint_dict(model, cruise_throttle, info), tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a steering checkpoint with ``weights_only=True``; DataError on anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"model file {path} does not exist: check the path or train one first")
+    if not zipfile.is_zipfile(path):  # torch.save has written zip archives since torch 1.6
+        raise DataError(
+            f"{path} is not a readable torch checkpoint (not a zip archive): "
+            "pass a model written by `rover train steering`"
+        )
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except (zipfile.BadZipFile, EOFError, RuntimeError, ValueError) as exc:
+        raise DataError(
+            f"{path} is not a readable torch checkpoint ({type(exc).__name__}): "
+            "pass a model written by `rover train steering`"
+        ) from None
+    except pickle.UnpicklingError:
+        raise DataError(
+            f"{path} holds code or objects, not just weights: refusing to load it; "
+            "pass a model written by `rover train steering`"
+        ) from None
+    if not isinstance(raw, dict) or raw.get("format") != CHECKPOINT_FORMAT:
+        raise DataError(
+            f"{path} is a torch file but not a rover steering model: "
+            "pass a model written by `rover train steering`"
+        )
+    if raw.get("format_version") != CHECKPOINT_VERSION:
+        raise DataError(
+            f"{path} is steering checkpoint format {raw.get('format_version')}, this rover "
+            f"reads {CHECKPOINT_VERSION}: retrain it or use the matching rover version"
+        )
+    try:
+        config = SteeringModelConfig.from_dict(raw["model_config"])
+    except (ConfigError, KeyError, TypeError) as exc:
+        raise DataError(f"{path}: bad model config in checkpoint ({exc}): retrain it") from None
+    info = {k: v for k, v in raw.items() if k not in ("model_config", "state_dict")}
+    return Checkpoint(path, config, raw["state_dict"], float(raw.get("cruise_throttle", 0.5)), info)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The model's answer to one stereo pair, in the bus's normalised units."""
+
+    steering: float
+    throttle: float
+
+
+class SteeringPredictor:
+    """Runs a checkpoint on stereo pairs: eval mode, channels_last, fp16 on CUDA.
+
+    ``smoothing_s`` eases the steering output (exponential, on the frames' stamps) against
+    frame-to-frame jitter; 0 leaves it raw.
+    """
+
+    def __init__(
+        self, checkpoint: Checkpoint | str | Path, device: str = "auto", smoothing_s: float = 0.0
+    ):
+        self.checkpoint = (
+            checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+        )
+        self.config = self.checkpoint.config
+        self.device = pick_device(device)
+        self.half = self.device.type == "cuda"
+        model = self.checkpoint.build().eval()
+        self.model = (model.half() if self.half else model).to(self.device)
+        self.smoothing_s = smoothing_s
+        self._steering: float | None = None
+        self._stamp_ns = 0
+        cfg = self.config
+        self.frame_shape = (cfg.image_height_px, cfg.image_width_px, 3)
+
+    def check_frame(self, left: np.ndarray, right: np.ndarray) -> None:
+        """DataError when the cameras' frames are not what the model was trained on."""
+        if left.shape != self.frame_shape or right.shape != self.frame_shape:
+            h, w = self.frame_shape[:2]
+            raise DataError(
+                f"model {self.checkpoint.path.name} expects {w}x{h} RGB frames, the camera "
+                f"gives {left.shape[1]}x{left.shape[0]}: set the camera to {w}x{h} "
+                "or train a model on recordings from this camera"
+            )
+
+    @torch.inference_mode()
+    def raw(self, left: np.ndarray, right: np.ndarray, previous: float | None = None) -> np.ndarray:
+        """Model outputs for one pair (float32, one per output), unsmoothed and unclamped;
+        ``previous`` steering lets a binned model keep to the way it chose."""
+        self.check_frame(left, right)
+        lt = torch.from_numpy(np.ascontiguousarray(left)).unsqueeze(0).to(self.device)
+        rt = torch.from_numpy(np.ascontiguousarray(right)).unsqueeze(0).to(self.device)
+        raw = self.model.forward_raw(prepare(lt, rt, self.config))
+        prior = None if previous is None else torch.tensor([previous], device=self.device)
+        return self.model.decode(raw, prior)[0].float().cpu().numpy()
+
+    def predict(self, left: np.ndarray, right: np.ndarray, stamp_ns: int = 0) -> Prediction:
+        """Steering and throttle in [-1, 1] for one stereo pair captured at ``stamp_ns``."""
+        fresh = self._steering is not None and 0 < stamp_ns - self._stamp_ns < _MEMORY_NS
+        out = self.raw(left, right, self._steering if fresh else None)
+        steering = float(np.clip(out[0], -1.0, 1.0))
+        if self.smoothing_s > 0 and fresh:
+            alpha = 1.0 - math.exp(-(stamp_ns - self._stamp_ns) / 1e9 / self.smoothing_s)
+            steering = self._steering + alpha * (steering - self._steering)
+        self._steering, self._stamp_ns = steering, stamp_ns
+        if self.config.predict_throttle:
+            throttle = float(np.clip(out[1], -1.0, 1.0))
+        else:
+            throttle = self.checkpoint.cruise_throttle
+        return Prediction(steering, throttle)

@@ -1,0 +1,233 @@
+"""Expert demonstrations and closed-loop drives in-process: the simulator without the bus.
+
+The fast path for experiments and tests. ``expert_samples`` yields frames shaped like the
+recording reader's samples (so the same dataset code takes both); ``drive_in_process`` runs a
+steering model in closed loop through the control node's own arbitration logic.
+
+Demonstrations use only the training scenario families (forest, open, corridor) with world
+seeds below ``sim.scenario.RESERVED_SEED_MIN`` and away from the regression suite's seeds, so
+evaluation never scores a world the model has seen. With ``randomise`` a share of the worlds
+repaints the family's obstacles, borders, ground and sky with other materials of the training
+families (domain randomisation): a model that cannot rely on "trunks are brown" has to learn
+shapes and stereo. Materials reserved for held-out scenarios are never used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rover import messages as m
+from rover.control import ControlConfig, Controller
+from sim.expert import Expert, ExpertConfig
+from sim.scenario import RESERVED_SEED_MIN, Scenario, load_scenario
+from sim.simulation import Simulation
+
+TRAINING_FAMILIES = ("forest", "open", "corridor")
+FRAME_RATE_HZ = 30.0
+_FIRST_DEMO_SEED = 1000  # regression-suite worlds use seeds 101-302
+
+
+@dataclass(frozen=True)
+class DemoSample:
+    """One demonstration frame, with the fields of the recording reader's ``Sample``."""
+
+    left: np.ndarray
+    right: np.ndarray
+    steering: float
+    throttle: float
+    stamp_ns: int
+    frame_seq: int
+    session: str
+    index: int
+
+
+@dataclass(frozen=True)
+class MaterialPools:
+    """Every material the training families use, by role."""
+
+    obstacle: tuple[str, ...]
+    ground: tuple[str, ...]
+    sky: tuple[str, ...]
+
+
+@cache
+def training_materials(families: tuple[str, ...] = TRAINING_FAMILIES) -> MaterialPools:
+    """The training families' own materials: nothing a held-out scenario alone shows."""
+    scenarios = [load_scenario(f) for f in families]
+    obstacle = set().union(*(s.obstacle_materials() for s in scenarios))
+    ground = set().union(*(set(s.ground.materials) | {s.ground.trail} for s in scenarios))
+    sky = set().union(*(set(s.lighting.sky) for s in scenarios))
+    return MaterialPools(tuple(sorted(obstacle)), tuple(sorted(ground)), tuple(sorted(sky)))
+
+
+def repaint(scenario: Scenario, rng: np.random.Generator) -> Scenario:
+    """The same layouts with materials drawn from the training pools (one per family)."""
+    pools = training_materials()
+
+    def pick(pool: tuple[str, ...], k: int = 1) -> tuple[str, ...]:
+        return tuple(str(x) for x in rng.choice(pool, size=min(k, len(pool)), replace=False))
+
+    obstacles = tuple(
+        dataclasses.replace(f, materials=pick(pools.obstacle)) for f in scenario.obstacles
+    )
+    ground = dataclasses.replace(
+        scenario.ground, materials=pick(pools.ground, 2), trail=pick(pools.ground)[0]
+    )
+    corridor = scenario.corridor
+    if corridor is not None:
+        corridor = dataclasses.replace(corridor, wall_materials=pick(pools.obstacle))
+    return dataclasses.replace(
+        scenario,
+        name=f"{scenario.name}-repainted",
+        obstacles=obstacles,
+        ground=ground,
+        corridor=corridor,
+        border=dataclasses.replace(scenario.border, materials=pick(pools.obstacle)),
+        lighting=dataclasses.replace(scenario.lighting, sky=pick(pools.sky)),
+    )
+
+
+def demo_worlds(count: int, seed: int = 0, families=TRAINING_FAMILIES) -> list[tuple[str, int]]:
+    """(family, world seed) pairs: families in turn, seeds drawn from the training range."""
+    rng = np.random.default_rng(seed)
+    seeds = rng.choice(np.arange(_FIRST_DEMO_SEED, RESERVED_SEED_MIN), size=count, replace=False)
+    return [(families[i % len(families)], int(s)) for i, s in enumerate(seeds)]
+
+
+def expert_samples(
+    minutes: float,
+    seed: int = 0,
+    families=TRAINING_FAMILIES,
+    perturb_rate_hz: float = 0.3,
+    perturb_steering: float = 0.5,
+    max_episode_s: float | None = None,
+    randomise: float = 0.0,
+) -> Iterator[DemoSample]:
+    """The expert driving world after world until ``minutes`` of frames; one session each.
+
+    With perturbations the expert drifts off its line now and then (DART): the label is its
+    clean command, so the data show how to recover, not how to drift. ``randomise`` is the
+    share of worlds repainted with other training materials (see `repaint`).
+    """
+    total = int(minutes * 60 * FRAME_RATE_HZ)
+    produced = 0
+    period_ns = int(1e9 / FRAME_RATE_HZ)
+    for episode, (family, world_seed) in enumerate(demo_worlds(10_000, seed, families)):
+        scenario = load_scenario(family)
+        paint = np.random.default_rng(world_seed)
+        if paint.random() < randomise:
+            scenario = repaint(scenario, paint)
+        sim = Simulation(scenario, world_seed)
+        expert = Expert(
+            ExpertConfig(
+                perturb_rate_hz=perturb_rate_hz,
+                perturb_steering=perturb_steering,
+                seed=seed * 10_000 + episode,
+            )
+        )
+        name = f"sim-{scenario.name}-{world_seed}"
+        step = 0
+        while not sim.done and produced < total:
+            if max_episode_s is not None and sim.state.time_s >= max_episode_s:
+                break
+            left, right, _ = sim.render()
+            command = expert.act(sim.observation())
+            steering, throttle = expert.label
+            yield DemoSample(left, right, steering, throttle, step * period_ns, step, name, step)
+            sim.step(*command)
+            step += 1
+            produced += 1
+        if produced >= total:
+            return
+
+
+def corrected_samples(
+    predictor: Any,
+    minutes: float,
+    seed: int = 1,
+    families=TRAINING_FAMILIES,
+    randomise: float = 0.0,
+    takeover_clearance_m: float = 0.35,
+    takeover_s: float = 1.0,
+) -> Iterator[DemoSample]:
+    """The model drives, the expert labels every frame and takes over near trouble (DAgger
+    with a safety driver, as a person at the keyboard would).
+
+    Demonstrations only show the expert's own states; a model's small errors lead it where the
+    expert never was (facing a wall, an obstacle dead ahead) and it has no example of what to
+    do. These frames are exactly those states, labelled with the expert's clean command. The
+    expert takes the wheel for ``takeover_s`` when its planned clearance drops below
+    ``takeover_clearance_m`` or after a collision, so a run never loops on one mistake.
+    """
+    total = int(minutes * 60 * FRAME_RATE_HZ)
+    produced, period_ns = 0, int(1e9 / FRAME_RATE_HZ)
+    worlds = demo_worlds(10_000, seed + 7919, families)  # other worlds than the demos'
+    for episode, (family, world_seed) in enumerate(worlds):
+        scenario = load_scenario(family)
+        paint = np.random.default_rng(world_seed)
+        if paint.random() < randomise:
+            scenario = repaint(scenario, paint)
+        sim = Simulation(scenario, world_seed)
+        expert = Expert(ExpertConfig(seed=seed * 10_000 + episode))
+        controller = Controller(ControlConfig(autopilot_without_teleop=True))
+        name, step, expert_until_s = f"dagger-{scenario.name}-{world_seed}", 0, -1.0
+        while not sim.done and produced < total:
+            stamp = step * period_ns
+            left, right, _ = sim.render()
+            command = expert.act(sim.observation())
+            yield DemoSample(left, right, *expert.label, stamp, step, name, step)
+            state, plan = sim.state, expert.plan
+            if state.collided or (plan is not None and plan.clearance_m < takeover_clearance_m):
+                expert_until_s = state.time_s + takeover_s
+            pred = predictor.predict(left, right, stamp)
+            est = m.SteeringEstimate(
+                stamp_ns=stamp, frame_seq=step, steering=pred.steering, throttle=pred.throttle
+            )
+            controller.on_estimate(est, stamp)
+            out = controller.output(stamp)
+            sim.step(*(command if state.time_s < expert_until_s else (out.steering, out.throttle)))
+            step += 1
+            produced += 1
+        if produced >= total:
+            return
+
+
+def drive_in_process(
+    predictor: Any,
+    scenario: str | Path,
+    seed: int | None = None,
+    control: ControlConfig | None = None,
+    trajectory_png: str | Path | None = None,
+    duration_s: float | None = None,
+) -> dict[str, Any]:
+    """Run a predictor (``predict(left, right, stamp_ns)``) closed-loop on one scenario.
+
+    Commands pass through the control node's arbitration and slew limits, stamped one frame
+    apart, as in a lock-step run of the full stack; returns the simulator's metrics.
+    ``duration_s`` stops the run early (simulated seconds).
+    """
+    sim = Simulation(scenario, seed)
+    controller = Controller(control or ControlConfig(autopilot_without_teleop=True))
+    period_ns = int(sim.dt_s * 1e9)
+    step = 0
+    while not sim.done and (duration_s is None or sim.state.time_s < duration_s - 1e-9):
+        stamp = step * period_ns
+        left, right, _ = sim.render()
+        pred = predictor.predict(left, right, stamp)
+        est = m.SteeringEstimate(
+            stamp_ns=stamp, frame_seq=step, steering=pred.steering, throttle=pred.throttle
+        )
+        controller.on_estimate(est, stamp)
+        out = controller.output(stamp)
+        sim.step(out.steering, out.throttle)
+        step += 1
+    if trajectory_png is not None:
+        sim.write_trajectory_png(trajectory_png)
+    return sim.metrics()

@@ -1,0 +1,305 @@
+"""`rover eval --model MODEL --suite DIR`: closed-loop regression test through the full stack.
+
+Every scenario of the suite runs as ``rover drive --sim S --model M --lockstep --headless
+--metrics-out ...`` in its own bus namespace, several at once in worker processes, for the
+model and for the simulator's expert (and, with ``--straight``, the straight-ahead baseline).
+The report (``report.json`` and ``report.html``) has, overall, for the held-out scenarios and
+per scenario: distance, collisions, mean distance between collisions and autonomy for each
+driver, and a trajectory picture per run. Given ``--baseline REPORT`` it exits 1 when a
+figure of the model regressed beyond its threshold.
+
+With zero collisions the mean distance between collisions is the distance driven: a lower
+bound. ``--seeds K`` adds K-1 worlds per scenario from the reserved (never trained on) seed
+range, for more kilometres and a tighter figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from perception.steering.report import aggregate, compare, targets, write_html
+from rover.errors import ConfigError, DataError
+from sim.scenario import RESERVED_SEED_MIN, list_suite, load_scenario
+
+JOB_TIMEOUT_S = 900.0
+REPORT_KEYS = (
+    "distance_m",
+    "collisions",
+    "mean_distance_between_collisions_m",
+    "autonomy_pct",
+    "goal_progress",
+    "reached_goal",
+    "min_clearance_m",
+    "steering_smoothness",
+    "elapsed_s",
+    "late_frames",
+)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One closed-loop run: a driver on one world of one scenario."""
+
+    scenario: str  # scenario name
+    path: Path  # its .toml
+    seed: int
+    held_out: bool
+    driver: str  # "model", "expert" or "straight"
+    model: str  # checkpoint path, or the simulator policy's name
+    metrics_out: Path
+
+    @property
+    def run_name(self) -> str:
+        return f"{self.scenario}-s{self.seed}"
+
+
+def extra_seeds(seed: int, count: int) -> list[int]:
+    """The scenario's own seed, then `count - 1` seeds from the reserved held-out range."""
+    return [seed] + [RESERVED_SEED_MIN + 1000 * i + seed % 1000 for i in range(1, count)]
+
+
+def plan_jobs(
+    model: str, suite: str, out_dir: Path, drivers: list[str], only: str | None, seeds: int
+) -> list[Job]:
+    """Every (scenario, seed, driver) of the suite, model runs first."""
+    jobs = []
+    for path in list_suite(suite):
+        scenario = load_scenario(path)
+        if only and not fnmatch(scenario.name, only):
+            continue
+        for seed in extra_seeds(scenario.seed, seeds):
+            for driver in drivers:
+                target = model if driver == "model" else driver
+                out = out_dir / "runs" / driver / f"{scenario.name}-s{seed}.json"
+                jobs.append(Job(scenario.name, path, seed, scenario.held_out, driver, target, out))
+    if not jobs:
+        raise ConfigError(f"no scenario in suite {suite!r} matches --only {only!r}")
+    return sorted(jobs, key=lambda j: j.driver != "model")
+
+
+def stack_is_wired() -> bool:
+    """True once the manager runs the steering node for `rover drive --model PATH`."""
+    from rover.manager import NODES
+
+    return any(spec.name == "steering" for spec in NODES)
+
+
+def drive_command(job: Job, namespace: str, duration: float | None) -> list[str]:
+    """The full-stack command for one job (see `_drive_unwired` until the CLI is wired)."""
+    common = ["--sim", str(job.path), "--seed", str(job.seed), "--model", job.model]
+    common += ["--metrics-out", str(job.metrics_out), "--namespace", namespace]
+    if duration is not None:
+        common += ["--duration", str(duration)]
+    if job.driver != "model" or stack_is_wired():
+        return [sys.executable, "-m", "rover.cli", "drive", "--lockstep", "--headless", *common]
+    return [sys.executable, "-m", "perception.steering.evaluate", "_drive", *common]
+
+
+def run_job(job: Job, duration: float | None) -> dict[str, Any]:
+    """Run one job to the end; its metrics, or an ``error`` entry saying why it failed."""
+    job.metrics_out.parent.mkdir(parents=True, exist_ok=True)
+    job.metrics_out.unlink(missing_ok=True)
+    namespace = f"eval{os.getpid()}{uuid.uuid4().hex[:6]}"
+    env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(
+            drive_command(job, namespace, duration),
+            capture_output=True,
+            text=True,
+            timeout=JOB_TIMEOUT_S,
+            env=env,
+        )
+        failure = None if proc.returncode == 0 else _last_line(proc.stderr, proc.returncode)
+    except subprocess.TimeoutExpired:
+        failure = f"no result after {JOB_TIMEOUT_S:.0f} s"
+    result: dict[str, Any] = {"scenario": job.scenario, "seed": job.seed}
+    result |= {"driver": job.driver, "held_out": job.held_out, "run": job.run_name}
+    result["wall_s"] = round(time.monotonic() - started, 1)
+    if failure is None and job.metrics_out.is_file():
+        metrics = json.loads(job.metrics_out.read_text())
+        result |= {k: metrics.get(k) for k in REPORT_KEYS}
+        png = job.metrics_out.with_suffix(".png")
+        result["trajectory_png"] = str(png) if png.is_file() else None
+    else:
+        result["error"] = failure or "the run wrote no metrics"
+    return result
+
+
+def _last_line(stderr: str, code: int) -> str:
+    lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else f"exited with code {code}"
+
+
+def run_suite(args: argparse.Namespace) -> dict[str, Any]:
+    """Run every job in `args.workers` parallel stacks; returns the report (not yet written)."""
+    model = args.model
+    if not Path(model).is_file():
+        raise DataError(f"model file {model} does not exist: check the path or train one")
+    out_dir = Path(args.out)
+    drivers = ["model"] + (["expert"] if not args.no_expert else [])
+    drivers += ["straight"] if args.straight else []
+    jobs = plan_jobs(model, args.suite, out_dir, drivers, args.only, args.seeds)
+    runs: list[dict[str, Any]] = []
+    with ThreadPoolExecutor(max_workers=max(1, args.workers)) as pool:
+        futures = [pool.submit(run_job, job, args.duration) for job in jobs]
+        bar = tqdm(total=len(jobs), desc="eval", unit="run", disable=args.quiet)
+        for future in futures:
+            runs.append(future.result())
+            bar.update(1)
+            bar.set_postfix(last=runs[-1]["run"][:24])
+        bar.close()
+    return build_report(model, args, runs)
+
+
+def build_report(model: str, args: argparse.Namespace, runs: list[dict]) -> dict[str, Any]:
+    """The JSON report: settings, overall / held-out / per-scenario figures, every run."""
+    from perception.infer import load_checkpoint, software_version
+
+    ckpt = load_checkpoint(model)
+    drivers = sorted({r["driver"] for r in runs}, key=["model", "expert", "straight"].index)
+    scenarios: dict[str, Any] = {}
+    for name in dict.fromkeys(r["scenario"] for r in runs):
+        mine = [r for r in runs if r["scenario"] == name]
+        scenarios[name] = {"held_out": mine[0]["held_out"]}
+        scenarios[name] |= {d: aggregate([r for r in mine if r["driver"] == d]) for d in drivers}
+    held = [r for r in runs if r["held_out"]]
+    report = {
+        "model": str(model),
+        "model_arch": ckpt.config.arch,
+        "suite": str(args.suite),
+        "seeds_per_scenario": args.seeds,
+        "duration_s": args.duration,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "software": software_version(),
+        "overall": {d: aggregate([r for r in runs if r["driver"] == d]) for d in drivers},
+        "held_out": {d: aggregate([r for r in held if r["driver"] == d]) for d in drivers},
+        "scenarios": scenarios,
+        "runs": runs,
+    }
+    report["targets"] = targets(report)
+    return report
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command's options."""
+    parser.add_argument("--model", required=True, help="checkpoint to evaluate")
+    parser.add_argument("--suite", default="regression", help="folder of scenario .toml files")
+    parser.add_argument("--out", default="eval-report", help="folder for the report and runs")
+    parser.add_argument("--baseline", help="an earlier report.json to compare with")
+    parser.add_argument("--workers", type=int, default=2, help="stacks running at once")
+    parser.add_argument("--only", help="only scenarios whose name matches this glob")
+    parser.add_argument("--seeds", type=int, default=1, help="worlds per scenario (1 + reserved)")
+    parser.add_argument("--duration", type=float, help="cap each run at this simulated time")
+    parser.add_argument("--no-expert", action="store_true", help="skip the expert's runs")
+    parser.add_argument("--straight", action="store_true", help="add the straight baseline")
+    parser.add_argument("--max-autonomy-drop", type=float, default=2.0, help="points")
+    parser.add_argument("--max-mdbc-drop-pct", type=float, default=20.0, help="percent")
+    parser.add_argument("--max-extra-collisions", type=int, default=1)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the suite, write report.json and report.html; 1 when a figure regressed."""
+    if args.seeds < 1 or args.workers < 1:
+        raise ConfigError("--seeds and --workers must be at least 1")
+    report = run_suite(args)
+    failed = [r for r in report["runs"] if "error" in r]
+    if args.baseline:
+        path = Path(args.baseline)
+        if not path.is_file():
+            raise DataError(f"baseline report {path} does not exist: check the path")
+        report["baseline"] = {"path": str(path)}
+        report["regressions"] = compare(report, json.loads(path.read_text()), args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    write_html(report, out / "report.html")
+    _print_summary(report, out)
+    for r in failed:
+        print(f"run {r['driver']} {r['run']} failed: {r['error']}", file=sys.stderr)
+    return 1 if report.get("regressions") or failed else 0
+
+
+def _print_summary(report: dict[str, Any], out: Path) -> None:
+    rows = [("overall", report["overall"]), ("held out", report["held_out"])]
+    print(f"{'':10}{'driver':<10}{'dist m':>9}{'coll':>6}{'MDBC m':>9}{'auton %':>9}{'goal':>7}")
+    for label, group in rows:
+        for driver, fig in group.items():
+            if not fig.get("runs"):
+                continue
+            print(
+                f"{label:<10}{driver:<10}{fig['distance_m']:>9.1f}{fig['collisions']:>6}"
+                f"{fig['mean_distance_between_collisions_m']:>9.1f}{fig['autonomy_pct']:>9.1f}"
+                f"{fig['goal_progress']:>7.2f}"
+            )
+    for line in report.get("regressions", []):
+        print(f"REGRESSION: {line}")
+    print(f"report: {out / 'report.json'}, {out / 'report.html'}")
+
+
+def _drive_unwired(argv: list[str]) -> int:
+    """`rover drive --model PATH` before the CLI and manager know the steering node.
+
+    The same stack (simulator, steering node, control node) through the same Manager, with
+    the steering node's row added here. Remove once `rover drive --model PATH` is wired.
+    """
+    import dataclasses
+
+    from rover.manager import NODES, Manager, NodeSpec
+    from rover.stack import build_options
+
+    p = argparse.ArgumentParser()
+    for flag in ("--sim", "--model", "--metrics-out", "--namespace"):
+        p.add_argument(flag, required=True)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--duration", type=float)
+    a = p.parse_args(argv)
+    ns = argparse.Namespace(mode="drive", sim=a.sim, model="expert", seed=a.seed, headless=True)
+    ns.__dict__ |= {"lockstep": True, "duration": a.duration, "metrics_out": a.metrics_out}
+    ns.__dict__ |= {"snapshot": None, "config": None, "set": [], "namespace": a.namespace}
+    opts = build_options(ns)
+    sim_args = [x for x in opts.node_args["sim"] if x not in ("--policy", "expert")]
+    opts = dataclasses.replace(
+        opts, model=a.model, node_args={"sim": sim_args, "steering": ["--model", a.model]}
+    )
+    steering = NodeSpec("steering", "rover.nodes.steering", lambda o: not o.sim_policy)
+    reason = Manager(opts, nodes=(*NODES, steering)).run()
+    if reason in ("sim finished", "stopped", "interrupted"):
+        return 0
+    print(f"rover: error: {reason}", file=sys.stderr)
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m perception.steering.evaluate``: `rover eval` alone."""
+    from rover.errors import RoverError
+
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        if argv[:1] == ["_drive"]:
+            return _drive_unwired(argv[1:])
+        parser = argparse.ArgumentParser(prog="rover eval", description=__doc__)
+        add_arguments(parser)
+        return run(parser.parse_args(argv))
+    except RoverError as exc:
+        print(f"rover eval: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Record, train, correct, evaluate: the bundled steering model from scratch, in one command.
+
+    python -m perception.steering.pipeline --out runs/steering            # record, train, eval
+    python -m perception.steering.pipeline --out runs/steering --bundle   # and ship it
+
+1. record: the simulator's expert drives training-family worlds (forest, open, corridor; seeds
+   outside the regression suite and the reserved held-out range), 60% of them repainted with
+   other training materials, with recoverable perturbations and clean labels
+   (``--demo-minutes``, default 15);
+2. train `rover train steering` on them (``--epochs``);
+3. correct, ``--rounds`` times: the model drives new worlds while the expert labels every
+   frame and takes the wheel near trouble (``--correction-minutes`` each, default 2.5), then
+   training continues on everything (``--correction-epochs``). 15 + 2 x 2.5 = 20 minutes of
+   expert-labelled driving in all;
+4. evaluate with `rover eval` on the regression suite through the full stack (``OUT/eval``);
+5. ``--bundle``: copy the model and its report into ``perception/steering/bundled/``.
+
+Prepared frames are cached in OUT (``demos.npz``, ``corrections-N.npz``) and reused by a rerun.
+Everything is seeded: the same command gives the same data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from perception import train_steering
+from perception.dataset import collect, save_frames
+from perception.steering import evaluate
+from perception.steering.bundled import BUNDLED_MODEL, BUNDLED_REPORT
+from perception.steering.demos import corrected_samples
+
+RANDOMISE = 0.6  # share of worlds repainted with other training materials
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The pipeline's options."""
+    parser.add_argument("--out", default="runs/steering", help="folder for data, models, eval")
+    parser.add_argument("--demo-minutes", type=float, default=15.0)
+    parser.add_argument("--rounds", type=int, default=2, help="correction rounds")
+    parser.add_argument("--correction-minutes", type=float, default=2.5)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the worlds")
+    parser.add_argument("--arch", default="pilotnet")
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--correction-epochs", type=int, default=2)
+    parser.add_argument("--model-set", action="append", default=["steering_bins=21"])
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: auto)")
+    parser.add_argument("--suite", default="regression")
+    parser.add_argument("--seeds", type=int, default=1, help="worlds per eval scenario")
+    parser.add_argument("--workers", type=int, default=2, help="parallel eval stacks")
+    parser.add_argument("--skip-eval", action="store_true")
+    parser.add_argument("--bundle", action="store_true", help="ship the result as bundled")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _train(args, out: Path, caches: list[Path], init: Path | None, epochs: int, lr: float):
+    argv = ["--cache", str(caches[0]), "--out", str(out), "--arch", args.arch]
+    argv += ["--epochs", str(epochs), "--lr", str(lr), "--threads", str(args.threads)]
+    argv += [f"--extra-cache={c}" for c in caches[1:]]
+    argv += [f"--model-set={item}" for item in args.model_set]
+    argv += ["--sim-minutes", str(args.demo_minutes), "--sim-seed", str(args.seed)]
+    argv += ["--sim-randomise", str(RANDOMISE)]
+    argv += ["--init", str(init)] if init else []
+    argv += ["--quiet"] if args.quiet else []
+    code = train_steering.main(argv)
+    if code:
+        raise SystemExit(code)
+
+
+def _corrections(model: Path, cache: Path, minutes: float, seed: int, quiet: bool) -> Path:
+    if cache.is_file():
+        return cache
+    import torch
+
+    from perception.infer import SteeringPredictor
+
+    torch.set_num_threads(1)  # batch-1 inference: more threads only add overhead here
+    predictor = SteeringPredictor(model, device="cpu")
+    samples = corrected_samples(predictor, minutes, seed=seed, randomise=RANDOMISE)
+    return save_frames(collect(samples, predictor.config, progress=not quiet), cache)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the steps; returns eval's exit code (0 without a regression)."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    caches = [out / "demos.npz"]
+    model = out / "steering-r0.pt"
+    print(f"[record + train] {args.demo_minutes:g} min of expert driving, {args.arch}")
+    _train(args, model, caches, None, args.epochs, 2e-3)
+    for r in range(1, args.rounds + 1):
+        print(f"[correct {r}/{args.rounds}] {args.correction_minutes:g} min driven by the model")
+        cache = out / f"corrections-{r}.npz"
+        caches.append(
+            _corrections(model, cache, args.correction_minutes, args.seed + r, args.quiet)
+        )
+        previous, model = model, out / f"steering-r{r}.pt"
+        _train(args, model, caches, previous, args.correction_epochs, 1e-3)
+    final = out / "steering.pt"
+    shutil.copyfile(model, final)
+    print(f"trained {final} in {(time.monotonic() - t0) / 60:.1f} min")
+    code = 0
+    if not args.skip_eval:
+        print(f"[evaluate] {args.suite} through the full stack")
+        eval_argv = ["--model", str(final), "--suite", args.suite, "--out", str(out / "eval")]
+        eval_argv += ["--seeds", str(args.seeds), "--workers", str(args.workers), "--straight"]
+        code = evaluate.main(eval_argv + (["--quiet"] if args.quiet else []))
+    if args.bundle:
+        shutil.copyfile(final, BUNDLED_MODEL)
+        if not args.skip_eval:
+            shutil.copyfile(out / "eval" / "report.json", BUNDLED_REPORT)
+        print(f"bundled: {BUNDLED_MODEL}")
+    print(f"pipeline: {(time.monotonic() - t0) / 60:.1f} min in all")
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m perception.steering.pipeline``."""
+    parser = argparse.ArgumentParser(prog="steering pipeline", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

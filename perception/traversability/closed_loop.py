@@ -1,0 +1,192 @@
+"""Collisions per km with degraded steering, with and without the traversability guard.
+
+In-process and deterministic: the simulator, the expert with its steering degraded by
+Ornstein-Uhlenbeck noise (slowly wandering, like a policy that is wrong for a while rather than
+jittery), `rover.control.Controller` (slew limits, as the control node runs it) and, when on,
+the traversability pipeline feeding `GuardedController`: the proposed change to
+rover/control.py, written as a subclass so that what is measured is what is proposed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from perception.traversability.guard import GuardConfig, TraversabilityGuard, stopping_distance_m
+from perception.traversability.pipeline import TraversabilityConfig, TraversabilityPipeline
+from perception.traversability.polar import PolarSummary
+from rover import messages as m
+from rover.control import ControlConfig, Controller, ControlOutput
+
+
+class GuardedController(Controller):
+    """Controller + traversability guard (to merge into `rover.control.Controller`).
+
+    The autopilot's steering target is biased toward a freer nearby arc before the slew limit;
+    the throttle is capped after it, so braking is immediate. A summary older than the guard's
+    ``stale_ms`` (the traversability node stalled) caps the speed to a crawl.
+    """
+
+    def __init__(self, config: ControlConfig | None = None, guard: GuardConfig | None = None):
+        super().__init__(config)
+        self.guard = TraversabilityGuard(guard)
+        self.polar: PolarSummary | None = None
+        self.polar_recv_ns = 0
+        self.limited_steps = self.biased_steps = 0  # how often it braked / steered
+
+    def on_traversability(self, polar: PolarSummary, recv_ns: int) -> None:
+        """A new summary from perception/traversability."""
+        self.polar, self.polar_recv_ns = polar, recv_ns
+
+    def _fresh_polar(self, now_ns: int) -> PolarSummary | None:
+        if self.polar is None or not self.guard.cfg.enabled:
+            return None
+        if (now_ns - self.polar_recv_ns) / 1e6 > self.guard.cfg.stale_ms:
+            room = stopping_distance_m(self.guard.cfg.stale_crawl_mps, self.guard.cfg)
+            return PolarSummary(self.polar.steering, np.full_like(self.polar.free_m, room))
+        return self.polar
+
+    def on_estimate(self, est: m.SteeringEstimate, recv_ns: int) -> None:
+        polar = self._fresh_polar(recv_ns)
+        if polar is not None and self._active() == "autopilot":
+            decision = self.guard.apply(polar, est.steering, est.throttle, True)
+            self.biased_steps += decision.biased
+            steering = decision.steering
+            est = m.SteeringEstimate(
+                seq=est.seq,
+                stamp_ns=est.stamp_ns,
+                frame_seq=est.frame_seq,
+                steering=steering,
+                throttle=est.throttle,
+                source=est.source,
+            )
+        super().on_estimate(est, recv_ns)
+
+    def output(self, now_ns: int) -> ControlOutput:
+        out = super().output(now_ns)
+        polar = self._fresh_polar(now_ns)
+        if polar is None:
+            return out
+        decision = self.guard.apply(polar, out.steering, out.throttle, autopilot=False)
+        if decision.throttle >= out.throttle:
+            return out
+        self._throttle.value = decision.throttle  # brake now, not after the slew ramp
+        self.limited_steps += 1
+        return ControlOutput(
+            out.steering,
+            decision.throttle,
+            out.arm,
+            out.estop,
+            out.stale,
+            out.source,
+            out.frame_seq,
+        )
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    """Steering noise: stationary std ``sigma`` (normalised units), correlation time ``tau_s``."""
+
+    sigma: float = 0.8
+    tau_s: float = 0.7
+    seed: int = 0
+
+
+class NoisySteering:
+    """Wraps a policy; adds Ornstein-Uhlenbeck noise to its steering."""
+
+    def __init__(self, policy, cfg: NoiseConfig):
+        self.policy, self.cfg = policy, cfg
+        self.rng = np.random.default_rng(cfg.seed)
+        self.noise = 0.0
+
+    def act(self, observation) -> tuple[float, float]:
+        steering, throttle = self.policy.act(observation)
+        dt, c = observation.dt_s, self.cfg
+        keep = math.exp(-dt / c.tau_s)
+        self.noise = keep * self.noise + c.sigma * math.sqrt(1 - keep * keep) * self.rng.normal()
+        return float(np.clip(steering + self.noise, -1.0, 1.0)), throttle
+
+
+def drive(
+    scenario,
+    noise: NoiseConfig,
+    pipeline: TraversabilityPipeline | None,
+    guard_cfg: GuardConfig | None = None,
+    max_steps: int | None = None,
+    policy=None,
+) -> dict:
+    """One episode of ``scenario`` (a name, path or a ready `Simulation`); ``pipeline`` None
+    drives without the guard; ``policy`` defaults to the expert. Returns the run's metrics
+    plus how often the guard capped throttle or moved steering."""
+    from sim.expert import Expert
+    from sim.simulation import Simulation
+
+    sim = scenario if isinstance(scenario, Simulation) else Simulation(scenario)
+    policy = NoisySteering(policy or Expert(), noise)
+    control_cfg = ControlConfig(autopilot_without_teleop=True)
+    if pipeline is None:
+        controller = Controller(control_cfg)
+    else:
+        controller = GuardedController(control_cfg, guard_cfg)
+    stamp_ns, period_ns = 1_000_000_000, int(sim.dt_s * 1e9)
+    steps = 0
+    while not sim.done and (max_steps is None or steps < max_steps):
+        if pipeline is not None:
+            left, right, _ = sim.render()
+            controller.on_traversability(pipeline.process(left, right).polar, stamp_ns)
+        steering, throttle = policy.act(sim.observation())
+        controller.on_estimate(
+            m.SteeringEstimate(stamp_ns=stamp_ns, steering=steering, throttle=throttle), stamp_ns
+        )
+        out = controller.output(stamp_ns)
+        sim.step(out.steering, out.throttle)
+        stamp_ns += period_ns
+        steps += 1
+    metrics = sim.metrics()
+    km = max(metrics["distance_m"], 1e-9) / 1000.0
+    metrics.update(
+        collisions_per_km=round(metrics["collisions"] / km, 2),
+        guard_limited_steps=getattr(controller, "limited_steps", 0),
+        guard_biased_steps=getattr(controller, "biased_steps", 0),
+        steps=steps,
+    )
+    return metrics
+
+
+def compare(
+    scenarios: list[Path],
+    noise: NoiseConfig,
+    trav_cfg: TraversabilityConfig,
+    guard_cfg: GuardConfig | None = None,
+    max_steps: int | None = None,
+) -> dict:
+    """Collisions per km over ``scenarios`` with the guard off and on (pooled distance)."""
+    runs: dict[str, list[dict]] = {"off": [], "on": []}
+    for path in scenarios:
+        runs["off"].append(drive(path, noise, None, guard_cfg, max_steps))
+        pipeline = TraversabilityPipeline.from_config(trav_cfg)
+        runs["on"].append(drive(path, noise, pipeline, guard_cfg, max_steps))
+    out: dict = {"noise_sigma": noise.sigma, "noise_tau_s": noise.tau_s}
+    for key, rs in runs.items():
+        dist = sum(r["distance_m"] for r in rs)
+        hits = sum(r["collisions"] for r in rs)
+        out[f"collisions_{key}"] = hits
+        out[f"distance_{key}_m"] = round(dist, 1)
+        out[f"collisions_per_km_{key}"] = round(hits / max(dist / 1000.0, 1e-9), 2)
+        out[f"goal_reached_{key}"] = sum(bool(r["reached_goal"]) for r in rs)
+    out["per_scenario"] = [
+        {
+            "scenario": off["scenario"],
+            "collisions_off": off["collisions"],
+            "collisions_on": on["collisions"],
+            "distance_off_m": off["distance_m"],
+            "distance_on_m": on["distance_m"],
+            "guard_limited_steps": on["guard_limited_steps"],
+        }
+        for off, on in zip(runs["off"], runs["on"], strict=True)
+    ]
+    return out
