@@ -24,6 +24,8 @@ SECTIONS: dict[str, str] = {
     "control": "rover.control:ControlConfig",
     "teleop": "rover.teleop:TeleopConfig",
     "recorder": "rover.recording.writer:RecorderConfig",
+    "traversability": "perception.traversability.pipeline:TraversabilityConfig",
+    "guard": "perception.traversability.guard:GuardConfig",
 }
 
 

@@ -117,9 +117,38 @@ class SimTruth(Message):
     distance_m: float = 0.0
 
 
+@dataclass(frozen=True, kw_only=True)
+class TraversabilityMap(Message):
+    """One camera frame's traversability: cost map, free distance per arc, plane, timing."""
+
+    TYPE_ID: ClassVar[int] = 7
+    cost: np.ndarray = field(repr=False)  # (h, w) uint8, left camera image space
+    arcs: np.ndarray = field(repr=False)  # (2, K) float32: steering of each arc; free metres
+    plane_height_m: float = 0.0  # camera height over the fitted ground plane
+    plane_fitted: bool = False  # False: the calibrated plane stood in this frame
+    online_updates: int = 0  # online head updates so far (0: off or no model)
+    latency_ms: float = 0.0  # processing time of this frame
+    model: str = ""  # the segmenter's file hash, empty when stereo only
+
+    def polar(self):
+        """The arcs as the guard reads them (a `perception.traversability.polar.PolarSummary`)."""
+        from perception.traversability.polar import PolarSummary
+
+        arcs = np.asarray(self.arcs, np.float32).reshape(2, -1)
+        return PolarSummary(arcs[0].copy(), arcs[1].copy())
+
+
 MESSAGE_TYPES: dict[int, type[Message]] = {
     cls.TYPE_ID: cls
-    for cls in (StereoImage, TeleopCommand, SteeringEstimate, ControlCommand, MotorState, SimTruth)
+    for cls in (
+        StereoImage,
+        TeleopCommand,
+        SteeringEstimate,
+        ControlCommand,
+        MotorState,
+        SimTruth,
+        TraversabilityMap,
+    )
 }
 
 

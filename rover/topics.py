@@ -41,6 +41,11 @@ TELEOP_COMMAND = Topic("teleop/command", m.TeleopCommand, 50.0, recorded=True)
 PERCEPTION_STEERING = Topic("perception/steering", m.SteeringEstimate, 30.0, recorded=True)
 CONTROL_COMMAND = Topic("control/command", m.ControlCommand, 50.0, recorded=True)
 MOTOR_STATE = Topic("motor/state", m.MotorState, 50.0, recorded=True)
+# the traversability map is for the control loop and the window; not recorded (the recorder
+# stores camera, commands and state, from which the map can be recomputed)
+PERCEPTION_TRAVERSABILITY = Topic(
+    "perception/traversability", m.TraversabilityMap, 30.0, recorded=False
+)
 SIM_TRUTH = Topic("sim/truth", m.SimTruth, 30.0, recorded=True, sim_only=True)
 
 ALL_TOPICS: tuple[Topic, ...] = (
@@ -50,6 +55,7 @@ ALL_TOPICS: tuple[Topic, ...] = (
     CONTROL_COMMAND,
     MOTOR_STATE,
     SIM_TRUTH,
+    PERCEPTION_TRAVERSABILITY,
 )
 BY_NAME: dict[str, Topic] = {t.name: t for t in ALL_TOPICS}
 

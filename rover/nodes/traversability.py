@@ -15,8 +15,9 @@ import numpy as np
 from perception.stereo import StereoGeometry
 from perception.traversability.pipeline import TraversabilityConfig, TraversabilityPipeline
 from rover import bus, topics
+from rover.messages import TraversabilityMap
 from rover.node import Shutdown, node_argparser, node_config, run_main
-from rover.trav_messages import PERCEPTION_TRAVERSABILITY, TraversabilityMap
+from rover.topics import PERCEPTION_TRAVERSABILITY
 
 log = logging.getLogger("rover.traversability")
 

@@ -20,8 +20,9 @@ from rover import bus, topics
 from rover import messages as m
 from rover.bench import traversability as bench
 from rover.errors import ConfigError, DataError
+from rover.messages import TraversabilityMap
 from rover.nodes.traversability import TraversabilityNode
-from rover.trav_messages import PERCEPTION_TRAVERSABILITY, TraversabilityMap
+from rover.topics import PERCEPTION_TRAVERSABILITY
 from sim.policies import Straight
 from sim.simulation import Simulation
 from tests.perception.test_stereo import GEOM, scene, tree
