@@ -145,6 +145,9 @@ def make_loader(
         collate_fn=_identity,
         worker_init_fn=_worker_init if workers else None,
         persistent_workers=workers > 0,
+        # not fork: a forked worker inherits OpenCV's and torch's thread pools mid-state and can
+        # hang on their locks; forkserver workers start from a clean single-threaded process
+        multiprocessing_context="forkserver" if workers else None,
         prefetch_factor=4 if workers else None,
         pin_memory=pin,
         drop_last=sampler is not None,
