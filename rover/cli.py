@@ -65,6 +65,12 @@ def _add_stack_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--metrics-out", metavar="PATH", help="write the run's metrics JSON here")
     p.add_argument("--snapshot", metavar="PATH", help="save a PNG of the window at the end")
+    p.add_argument(
+        "--traversability",
+        action="store_true",
+        help="run the traversability node: the control node then slows and stops "
+        "for obstacles on the arc it drives ([guard] in the config)",
+    )
     faults = p.add_argument_group("fault injection (simulator only)")
     faults.add_argument(
         "--camera-latency-ms", type=float, default=0.0, help="delay every camera frame by this much"

@@ -35,6 +35,7 @@ class RunOptions:
     sim: str | None = None
     model: str | None = None
     record: str | None = None
+    traversability: bool = False
     config: str | None = None
     namespace: str = "default"
     overrides: tuple[str, ...] = ()
@@ -63,6 +64,7 @@ NODES: tuple[NodeSpec, ...] = (
     NodeSpec(
         "steering", "rover.nodes.steering", lambda o: o.model is not None and not o.sim_policy
     ),
+    NodeSpec("traversability", "rover.nodes.traversability", lambda o: o.traversability),
     NodeSpec("recorder", "rover.nodes.recorder", lambda o: o.record is not None),
     NodeSpec(
         "control",

@@ -87,6 +87,7 @@ def build_options(args: argparse.Namespace) -> RunOptions:
         namespace=args.namespace,
         overrides=tuple(overrides),
         record=record_dir,
+        traversability=bool(getattr(args, "traversability", False)),
         node_args=node_args,
     )
 

@@ -11,9 +11,10 @@ import time
 
 from drivers.protocol import DriveCommand
 from drivers.serial_link import SerialMotorLink
+from perception.traversability.closed_loop import GuardedController
 from rover import bus, topics
 from rover import messages as m
-from rover.control import Controller, ControlOutput
+from rover.control import ControlOutput
 from rover.node import RateKeeper, Shutdown, node_argparser, node_config, run_main
 
 
@@ -21,10 +22,12 @@ class ControlNode:
     """Wires the Controller to the bus and the motor link."""
 
     def __init__(self, cfg, bus_cfg: topics.BusConfig):
-        self.controller = Controller(cfg.control)
+        # the traversability guard acts only while perception/traversability is published
+        self.controller = GuardedController(cfg.control, cfg.guard)
         self.link = SerialMotorLink(cfg.motor)
         self.teleop = bus.Subscriber(topics.TELEOP_COMMAND, bus_cfg)
         self.autopilot = bus.Subscriber(topics.PERCEPTION_STEERING, bus_cfg)
+        self.trav = bus.Subscriber(topics.PERCEPTION_TRAVERSABILITY, bus_cfg)
         self.command_pub = bus.Publisher(topics.CONTROL_COMMAND, bus_cfg)
         self.state_pub = bus.Publisher(topics.MOTOR_STATE, bus_cfg)
         self.rate = RateKeeper(cfg.control.rate_hz)
@@ -74,11 +77,14 @@ class ControlNode:
     def spin_once(self) -> None:
         """Wait for input until the next tick; forward new inputs at once, then keep the rate."""
         timeout_ms = max(0.0, self.rate.remaining_s() * 1000)
-        for sub in bus.wait_any([self.teleop, self.autopilot], timeout_ms):
+        for sub in bus.wait_any([self.teleop, self.autopilot, self.trav], timeout_ms):
             msg = sub.receive()
             if msg is None:
                 continue
             now = time.monotonic_ns()
+            if sub is self.trav:
+                self.controller.on_traversability(msg.polar(), now)
+                continue
             if sub is self.teleop:
                 self.controller.on_teleop(msg, now)
             else:

@@ -26,6 +26,8 @@ log = logging.getLogger("rover.recorder")
 HWM_SECONDS = 5.0  # per-topic socket buffer, in seconds of the topic's nominal rate
 FRAME_HWM = 300  # at most ~140 MB of raw 320x240 pairs: covers lock-step bursts too
 REPORT_S = 10.0
+# ready once both arrive: a frame whose answering command was missed would lose its label
+READY_TOPICS = {topics.CAMERA_STEREO, topics.CONTROL_COMMAND}
 
 
 class RecorderNode:
@@ -35,6 +37,7 @@ class RecorderNode:
         self.recorder = recorder
         self.bus_cfg = bus_cfg
         self.ready = False
+        self.heard: set = set()
         clear_ready(bus_cfg, "recorder")
         self.subs = [
             bus.Subscriber(
@@ -53,9 +56,11 @@ class RecorderNode:
             for msg in sub.drain():
                 self.recorder.submit(sub.topic, msg)
                 moved += 1
-            if not self.ready and sub.topic is topics.CAMERA_STEREO and moved:
-                mark_ready(self.bus_cfg, "recorder")  # lock-step may start now
-                self.ready = True
+            if not self.ready and moved:
+                self.heard.add(sub.topic)
+                if self.heard >= READY_TOPICS:  # frames and commands both flow in
+                    mark_ready(self.bus_cfg, "recorder")  # lock-step may start now
+                    self.ready = True
             self.recorder.note_bus_stats(sub.topic, sub.stats.skipped, sub.stats.malformed)
         self.recorder.raise_if_failed()
         return moved
