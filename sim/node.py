@@ -218,6 +218,9 @@ class SimView:
         self.teleop.latches.autopilot = args.mode == "drive"  # the human can take over
         self.autopilot_name = args.policy or "autopilot"
         self.teleop_pub = None if headless else bus.Publisher(topics.TELEOP_COMMAND, bus_cfg)
+        # the traversability map, tinted on the left eye when that node runs
+        self.trav = bus.Subscriber(topics.PERCEPTION_TRAVERSABILITY, bus_cfg)
+        self.trav_geom = None
         self.last_s = time.monotonic()
         self.wall_t0 = self.last_s
 
@@ -231,12 +234,13 @@ class SimView:
         self.last_s = now
         if self.teleop_pub is not None:
             self.teleop_pub.publish(state.command(0, time.monotonic_ns()))
+        left = self._overlay(images[0])
         s, log = self.sim.state, self.sim.log
         wall = now - self.wall_t0
         self.window.draw(
             WindowView(
                 pose=(s.x_m, s.y_m, s.yaw_rad),
-                left=images[0],
+                left=left,
                 right=images[1],
                 vehicle_length_m=self.sim.vehicle.length_m,
                 vehicle_width_m=self.sim.vehicle.width_m,
@@ -258,6 +262,17 @@ class SimView:
         if events.snapshot:
             self.window.snapshot(f"rover-snapshot-{int(time.time())}.png")
         return not events.quit
+
+    def _overlay(self, left: np.ndarray) -> np.ndarray:
+        self.trav.receive()
+        msg = self.trav.last
+        if msg is None or self.trav.age_s() > 0.5:
+            return left
+        from perception.stereo import StereoGeometry
+        from perception.traversability.overlay import draw_overlay
+
+        self.trav_geom = self.trav_geom or StereoGeometry.from_camera_model(self.sim.camera)
+        return draw_overlay(left, msg.cost, msg.polar(), self.trav_geom)
 
     def snapshot(self, path: str) -> None:
         self.window.snapshot(path)

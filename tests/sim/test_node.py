@@ -129,3 +129,22 @@ def test_stack_keeps_driving_through_injected_faults(tmp_path):
     )
     assert run["steps"] == 120 and run["collisions"] == 0
     assert run["distance_m"] > 4  # dropped frames and garbled DRIVEs: it still gets through
+
+
+@pytest.mark.slow
+def test_traversability_node_and_guard_run_in_the_stack(tmp_path):
+    snap = tmp_path / "window.png"
+    run = drive(
+        tmp_path,
+        "--sim",
+        "forest",
+        "--model",
+        "expert",
+        "--duration",
+        "3",
+        "--traversability",
+        "--snapshot",
+        str(snap),
+    )
+    assert run["collisions"] == 0 and run["distance_m"] > 2
+    assert snap.stat().st_size > 10_000  # the window, with the map tinted on the left eye
