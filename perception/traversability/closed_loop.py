@@ -10,7 +10,7 @@ rover/control.py, written as a subclass so that what is measured is what is prop
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -54,15 +54,7 @@ class GuardedController(Controller):
         if polar is not None and self._active() == "autopilot":
             decision = self.guard.apply(polar, est.steering, est.throttle, True)
             self.biased_steps += decision.biased
-            steering = decision.steering
-            est = m.SteeringEstimate(
-                seq=est.seq,
-                stamp_ns=est.stamp_ns,
-                frame_seq=est.frame_seq,
-                steering=steering,
-                throttle=est.throttle,
-                source=est.source,
-            )
+            est = replace(est, steering=decision.steering)
         super().on_estimate(est, recv_ns)
 
     def output(self, now_ns: int) -> ControlOutput:
@@ -75,15 +67,7 @@ class GuardedController(Controller):
             return out
         self._throttle.value = decision.throttle  # brake now, not after the slew ramp
         self.limited_steps += 1
-        return ControlOutput(
-            out.steering,
-            decision.throttle,
-            out.arm,
-            out.estop,
-            out.stale,
-            out.source,
-            out.frame_seq,
-        )
+        return replace(out, throttle=decision.throttle)
 
 
 @dataclass(frozen=True)
