@@ -27,3 +27,19 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
         if i == 0:
             print("  ".join("-" * w for w in widths))
+
+
+def expert_frames(scenario: str, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`count` stereo pairs rendered along the simulator expert's drive (benchmark inputs)."""
+    from sim.expert import Expert
+    from sim.simulation import Simulation
+
+    sim, expert, pairs = Simulation(scenario), Expert(), []
+    while len(pairs) < count:
+        if sim.done:
+            sim.reset()
+            expert.reset()
+        left, right, _ = sim.render()
+        pairs.append((left, right))
+        sim.step(*expert.act(sim.observation()))
+    return pairs

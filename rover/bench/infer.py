@@ -23,11 +23,9 @@ import time
 import uuid
 from pathlib import Path
 
-import numpy as np
-
 from rover import bus, topics
 from rover import messages as m
-from rover.bench.common import latency_summary, print_table
+from rover.bench.common import expert_frames, latency_summary, print_table
 from rover.topics import BusConfig
 
 _WARMUP = 20
@@ -57,21 +55,6 @@ def _model_path(args: argparse.Namespace, tmp: Path) -> Path:
     path = tmp / "untrained.pt"
     save_checkpoint(path, build_model(SteeringModelConfig(arch=args.arch)), 0.5, {})
     return path
-
-
-def _frames(scenario: str, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    from sim.expert import Expert
-    from sim.simulation import Simulation
-
-    sim, expert, pairs = Simulation(scenario), Expert(), []
-    while len(pairs) < count:
-        if sim.done:
-            sim.reset()
-            expert.reset()
-        left, right, _ = sim.render()
-        pairs.append((left, right))
-        sim.step(*expert.act(sim.observation()))
-    return pairs
 
 
 def measure_floor(model_path: Path, pairs, threads: int) -> tuple[list[float], list[float]]:
@@ -162,7 +145,7 @@ def run(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         model_path = _model_path(args, Path(tmp))
         ckpt = load_checkpoint(model_path)
-        pairs = _frames(args.scenario, args.frames)
+        pairs = expert_frames(args.scenario, args.frames)
         forward_ms, predict_ms = measure_floor(model_path, pairs, args.threads)
         node_ms, lost = measure_node(model_path, pairs, args.threads)
     net = ckpt.build()

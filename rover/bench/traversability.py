@@ -14,9 +14,8 @@ import argparse
 import time
 
 import cv2
-import numpy as np
 
-from rover.bench.common import latency_summary, print_table
+from rover.bench.common import expert_frames, latency_summary, print_table
 
 STAGES = ("disparity", "labels", "segmenter", "fuse", "online", "total")
 
@@ -31,21 +30,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="passes over the frames")
     parser.add_argument("--threads", type=int, default=1, help="torch and OpenCV threads")
     parser.add_argument("--no-online", action="store_true", help="online adaptation off")
-
-
-def _frames(scenario: str, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    from sim.expert import Expert
-    from sim.simulation import Simulation
-
-    sim, expert, frames = Simulation(scenario), Expert(), []
-    while len(frames) < count:
-        if sim.done:
-            sim.reset()
-            expert.reset()
-        left, right, _ = sim.render()
-        frames.append((left, right))
-        sim.step(*expert.act(sim.observation()))
-    return frames
 
 
 def measure_floor(frames) -> list[float]:
@@ -70,7 +54,7 @@ def run(args: argparse.Namespace) -> dict:
     threads_before = cv2.getNumThreads()
     cv2.setNumThreads(args.threads)
     try:
-        frames = _frames(args.scenario, args.frames)
+        frames = expert_frames(args.scenario, args.frames)
         cfg = TraversabilityConfig(model=args.model, threads=args.threads)
         cfg = cfg.with_overrides(online=not args.no_online)
         pipe = TraversabilityPipeline.from_config(cfg)
