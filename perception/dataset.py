@@ -22,17 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from perception.steering.augment import AugmentConfig, augment_batch
 from perception.steering.model import SteeringModelConfig, prepare
 from rover.errors import ConfigError, DataError
 
 MIN_FRAMES = 3000  # below ~2 minutes of 30 Hz driving the model cannot generalise
 SIGN_DEADBAND = 0.05  # |steering| below this has no meaningful sign
-_EYE_SWAP = np.array([3, 4, 5, 0, 1, 2])
 
 
 class DataWarning(UserWarning):
@@ -87,27 +86,6 @@ class DataConfig:
     def from_dict(cls, raw: dict[str, Any]) -> DataConfig:
         """Build from a dict; unknown keys raise ConfigError."""
         return _from_dict(cls, raw, "data config")
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Training-time augmentation; every amount is a +/- range or a probability."""
-
-    flip: float = 0.5  # mirror the pair: swap eyes, negate steering
-    shift_px: int = 6  # horizontal shift of both eyes (prepared pixels): a small yaw ...
-    shift_steering_per_px: float = 0.0125  # ... answered by this steering per pixel
-    brightness: float = 0.25  # added, as a fraction of full scale
-    contrast: float = 0.4
-    colour: float = 0.3  # per-channel gain, the same for both eyes
-    channel_shuffle: float = 0.5  # probability of permuting R, G, B: unseen hues
-    grayscale: float = 0.2
-    invert: float = 0.15  # probability of a photographic negative: light obstacles, dark ground
-    shadow: float = 0.3  # probability of a slanted shadow band across both eyes
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> AugmentConfig:
-        """Build from a dict; unknown keys raise ConfigError."""
-        return _from_dict(cls, raw, "augment config")
 
 
 @dataclass
@@ -313,73 +291,6 @@ class SteeringDataset(torch.utils.data.Dataset):
         labels = [steering, self.frames.throttle[rows]][: self.targets]
         x = torch.from_numpy(images).permute(0, 3, 1, 2)  # channels_last strides
         return x, torch.from_numpy(np.stack(labels, axis=1).astype(np.float32))
-
-
-def augment_batch(
-    images: np.ndarray, steering: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator
-) -> np.ndarray:
-    """Augment prepared images (B, h, w, 6) in place; returns the corrected steering."""
-    steering = steering.astype(np.float32).copy()
-    for b in range(len(images)):
-        img = images[b]
-        if rng.random() < cfg.flip:
-            img = img[:, ::-1][..., _EYE_SWAP]
-            steering[b] = -steering[b]
-        if cfg.shift_px:
-            dx = int(rng.integers(-cfg.shift_px, cfg.shift_px + 1))
-            img = _shift(img, dx)
-            # content moving right = the camera yawed left: steer right to recover
-            steering[b] -= dx * cfg.shift_steering_per_px
-        img = _appearance(img, cfg, rng)
-        if rng.random() < cfg.shadow:
-            img = _shadow(img, rng)
-        images[b] = img
-    return np.clip(steering, -1.0, 1.0)
-
-
-def _shift(img: np.ndarray, dx: int) -> np.ndarray:
-    if dx == 0:
-        return img
-    out = np.empty_like(img)
-    if dx > 0:
-        out[:, dx:] = img[:, :-dx]
-        out[:, :dx] = img[:, :1]
-    else:
-        out[:, :dx] = img[:, -dx:]
-        out[:, dx:] = img[:, -1:]
-    return out
-
-
-def _appearance(img: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
-    """Brightness, contrast and per-channel gain as one lookup table; shuffle; grayscale."""
-    if rng.random() < cfg.channel_shuffle:
-        perm = rng.permutation(3)
-        img = img[..., np.concatenate([perm, perm + 3])]
-    if rng.random() < cfg.invert:
-        img = 255 - img
-    if rng.random() < cfg.grayscale:
-        grey = img.reshape(*img.shape[:2], 2, 3).mean(axis=3, keepdims=True)
-        img = np.repeat(grey, 3, axis=3).reshape(img.shape).astype(np.uint8)
-    gain = 1.0 + rng.uniform(-cfg.colour, cfg.colour, 3)
-    contrast = 1.0 + rng.uniform(-cfg.contrast, cfg.contrast)
-    offset = 255.0 * rng.uniform(-cfg.brightness, cfg.brightness)
-    levels = np.arange(256, dtype=np.float32)[:, None]
-    lut = (levels - 128.0) * contrast + 128.0 + offset
-    lut = np.clip(lut * np.tile(gain, 2)[None, :], 0, 255).astype(np.uint8)
-    return cv2.LUT(np.ascontiguousarray(img), lut[None])
-
-
-def _shadow(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    h, w = img.shape[:2]
-    x0, x1 = sorted(rng.uniform(-0.2 * w, 1.2 * w, 2))
-    slant = rng.uniform(-0.5, 0.5) * w
-    poly = np.array([[x0, 0], [x1, 0], [x1 + slant, h], [x0 + slant, h]], np.int32)
-    mask = np.zeros((h, w), np.uint8)
-    cv2.fillConvexPoly(mask, poly, 1)
-    factor = rng.uniform(0.45, 0.8)
-    out = img.copy()
-    out[mask.astype(bool)] = (out[mask.astype(bool)] * factor).astype(np.uint8)
-    return out
 
 
 class BalancedSampler(torch.utils.data.Sampler[int]):

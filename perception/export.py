@@ -2,8 +2,10 @@
 
 Exports the inference model (fp32; TensorRT picks fp16 itself) with its
 preprocessing inside: inputs ``left`` and ``right`` are camera frames, uint8 (N, H, W, 3) RGB;
-the output ``controls`` is (N, k): steering, then throttle when the model predicts it. Each
-export is run back on real frames and compared with the PyTorch model before it is kept.
+output ``controls`` is (N, k): steering, then throttle when the model predicts it; output
+``raw`` is the head before decoding (steering-bin logits, then throttle) for a runtime that
+applies the node's keep-to-the-chosen-way decoding (`SteeringNet.decode` with ``previous``).
+Each export is run back on real frames and compared with the PyTorch model before it is kept.
 
 On a Jetson: ``trtexec --onnx=steering.onnx --fp16 --saveEngine=steering.plan``.
 """
@@ -19,7 +21,7 @@ import numpy as np
 import torch
 
 from perception.infer import load_checkpoint
-from perception.steering.model import SteeringNet
+from perception.steering.model import SteeringNet, prepare
 from rover.errors import ConfigError, DataError
 
 ONNX_OPSET = 17
@@ -32,6 +34,18 @@ def _example(model: SteeringNet, batch: int = 1) -> tuple[torch.Tensor, torch.Te
     g = torch.Generator().manual_seed(0)
     left = torch.randint(0, 256, shape, dtype=torch.uint8, generator=g)
     return left, torch.roll(left, 3, dims=2)
+
+
+class _Exported(torch.nn.Module):
+    """Both outputs: decoded controls and the raw head."""
+
+    def __init__(self, net: SteeringNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, left: torch.Tensor, right: torch.Tensor):
+        raw = self.net.forward_raw(prepare(left, right, self.net.cfg))
+        return self.net.decode(raw), raw
 
 
 def inference_model(model_path: str | Path) -> SteeringNet:
@@ -50,18 +64,19 @@ def export_onnx(model_path: str | Path, out: str | Path) -> Path:
     model, out = inference_model(model_path), Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     batch = {0: "batch"}
+    exported = _Exported(model).eval()
     with warnings.catch_warnings():
         # the TorchScript-based exporter works without onnxscript; its deprecation is noise
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
-            model,
+            exported,
             _example(model),
             str(out),
             dynamo=False,
             opset_version=ONNX_OPSET,
             input_names=["left", "right"],
-            output_names=["controls"],
-            dynamic_axes={"left": batch, "right": batch, "controls": batch},
+            output_names=["controls", "raw"],
+            dynamic_axes={"left": batch, "right": batch, "controls": batch, "raw": batch},
         )
     proto = onnx.load(str(out))
     meta = {
@@ -77,12 +92,13 @@ def export_onnx(model_path: str | Path, out: str | Path) -> Path:
 
 
 def export_torchscript(model_path: str | Path, out: str | Path) -> Path:
-    """Write a traced TorchScript file (loads in C++ with torch::jit::load)."""
+    """Write a traced TorchScript file (loads in C++ with torch::jit::load); it returns the
+    (controls, raw) pair."""
     model, out = inference_model(model_path), Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        traced = torch.jit.trace(model, _example(model))
+        traced = torch.jit.trace(_Exported(model).eval(), _example(model))
     traced.save(str(out))
     return out
 
@@ -95,9 +111,9 @@ def run_onnx(path: str | Path, left: np.ndarray, right: np.ndarray) -> np.ndarra
     except ImportError:
         from onnx.reference import ReferenceEvaluator
 
-        return ReferenceEvaluator(str(path)).run(None, feeds)[0]
+        return ReferenceEvaluator(str(path)).run(["controls"], feeds)[0]
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, feeds)[0]
+    return session.run(["controls"], feeds)[0]
 
 
 def check_export(
@@ -115,7 +131,7 @@ def check_export(
             warnings.simplefilter("ignore", DeprecationWarning)
             traced = torch.jit.load(str(path))
         with torch.no_grad():
-            got = traced(torch.from_numpy(left), torch.from_numpy(right)).numpy()
+            got = traced(torch.from_numpy(left), torch.from_numpy(right))[0].numpy()
     return float(np.abs(np.asarray(got) - want).max())
 
 

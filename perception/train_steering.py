@@ -19,6 +19,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from perception.dataset import (
     AugmentConfig,
     DataConfig,
@@ -188,14 +190,12 @@ def gather_frames(args: argparse.Namespace, model_cfg: SteeringModelConfig) -> F
         )
     parts = [collect(src, model_cfg, progress=not args.quiet) for src in sources]
     frames = parts[0] if len(parts) == 1 else _concat(parts)
-    if args.cache:
+    if args.cache and os.environ.get("RANK", "0") == "0":  # one writer in a DDP job
         save_frames(frames, args.cache)
     return _concat([frames, *extra]) if extra else frames
 
 
 def _concat(parts: list[FrameSet]) -> FrameSet:
-    import numpy as np
-
     sessions, offset, ids = [], 0, []
     for p in parts:
         ids.append(p.session + offset)

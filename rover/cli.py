@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stack_args(p)
     p.set_defaults(func=_cmd_stack, mode="teleop", model=None)
 
-    p = sub.add_parser("demo", help="the simulator driven by the bundled autopilot")
+    p = sub.add_parser("demo", help="the simulator driven by the bundled steering CNN")
     p.add_argument("--headless", action="store_true", help="no window, even with a display")
     p.add_argument(
         "--duration",

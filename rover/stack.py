@@ -131,15 +131,20 @@ def sim_drive_args(
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """The simulator driven by the bundled autopilot, in a window or headless with a summary."""
+    """The simulator driven by the bundled steering CNN (else the expert), in a window or headless with a summary."""
     headless = args.headless or not has_display()
     duration = args.duration  # None: until the goal (or the scenario's time limit)
     metrics = Path(tempfile.mkdtemp(prefix="rover-demo-")) / "metrics.json"
+    from perception.steering.bundled import bundled_model_path
+
+    bundled = bundled_model_path()  # a checkout without it still demos with the expert
+    model = str(bundled) if bundled else "expert"
     stack = sim_drive_args(
-        args.sim, "expert", metrics, headless=headless, lockstep=headless, duration=duration
+        args.sim, model, metrics, headless=headless, lockstep=headless, duration=duration
     )
     print(
-        f"rover demo: {args.sim} scenario, expert autopilot, "
+        f"rover demo: {args.sim} scenario, "
+        f"{'bundled steering CNN' if bundled else 'expert'} autopilot, "
         f"{'headless' if headless else 'window'}"
         + (f", {duration:g} s simulated" if duration else ", until the goal")
         + ("" if headless else " (Esc or close the window to stop)")

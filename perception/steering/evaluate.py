@@ -133,8 +133,9 @@ def run_job(job: Job, duration: float | None) -> dict[str, Any]:
     if failure is None and job.metrics_out.is_file():
         metrics = json.loads(job.metrics_out.read_text())
         result |= {k: metrics.get(k) for k in REPORT_KEYS}
-        png = job.metrics_out.with_suffix(".png")
-        result["trajectory_png"] = str(png) if png.is_file() else None
+        png = job.metrics_out.with_suffix(".png")  # OUT/runs/DRIVER/RUN.png
+        rel = png.relative_to(job.metrics_out.parents[2])  # relative: the report can move
+        result["trajectory_png"] = str(rel) if png.is_file() else None
     else:
         result["error"] = failure or "the run wrote no metrics"
     return result

@@ -6,7 +6,7 @@ convolution lives in the model: crop (sky and bonnet), integer downsampling, rou
 uint8 (the dataset caches exactly that), RGB -> YUV and normalisation. Training and inference
 therefore cannot disagree on units, colour order or scaling.
 
-Two sizes: ``dave`` (~70k parameters, DAVE 2005) and ``pilotnet`` (~220k, PilotNet 2016).
+Two sizes: ``dave`` (~76k parameters, DAVE 2005) and ``pilotnet`` (~222k, PilotNet 2016).
 ``python -m perception.steering.model`` prints their parameter counts and MACs.
 """
 
@@ -33,7 +33,7 @@ class ArchSpec:
 
 ARCHS: dict[str, ArchSpec] = {
     "dave": ArchSpec(
-        convs=((16, 5, 2), (24, 5, 2), (32, 5, 2), (48, 3, 1), (48, 3, 1)), fcs=(50, 10)
+        convs=((16, 5, 2), (24, 5, 2), (32, 5, 2), (40, 3, 1), (32, 3, 1)), fcs=(50, 10)
     ),
     "pilotnet": ArchSpec(
         convs=((24, 5, 2), (36, 5, 2), (48, 5, 2), (64, 3, 1), (64, 3, 1)), fcs=(100, 50, 10)
@@ -68,7 +68,7 @@ class SteeringModelConfig:
     # > 0: steering is classified into this many bins over [-1, 1] and read back as the mode.
     # Around an obstacle dead ahead, demonstrations pass left or right: a regression averages
     # the two into "straight on"; the mode picks one. 0: plain regression (PilotNet).
-    steering_bins: int = 0
+    steering_bins: int = 21
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:

@@ -6,12 +6,12 @@
 1. record: the simulator's expert drives training-family worlds (forest, open, corridor; seeds
    outside the regression suite and the reserved held-out range), 60% of them repainted with
    other training materials, with recoverable perturbations and clean labels
-   (``--demo-minutes``, default 15);
+   (``--demo-minutes``, default 20);
 2. train `rover train steering` on them (``--epochs``);
 3. correct, ``--rounds`` times: the model drives new worlds while the expert labels every
-   frame and takes the wheel near trouble (``--correction-minutes`` each, default 2.5), then
-   training continues on everything (``--correction-epochs``). 15 + 2 x 2.5 = 20 minutes of
-   expert-labelled driving in all;
+   frame and takes the wheel near trouble (``--correction-minutes`` each, default 5), then
+   training continues on everything (``--correction-epochs``): 20 minutes of demonstrations
+   plus 2 x 5 minutes of corrections;
 4. evaluate with `rover eval` on the regression suite through the full stack (``OUT/eval``);
 5. ``--bundle``: copy the model and its report into ``perception/steering/bundled/``.
 
@@ -39,14 +39,14 @@ RANDOMISE = 0.6  # share of worlds repainted with other training materials
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The pipeline's options."""
     parser.add_argument("--out", default="runs/steering", help="folder for data, models, eval")
-    parser.add_argument("--demo-minutes", type=float, default=15.0)
+    parser.add_argument("--demo-minutes", type=float, default=20.0)
     parser.add_argument("--rounds", type=int, default=2, help="correction rounds")
-    parser.add_argument("--correction-minutes", type=float, default=2.5)
+    parser.add_argument("--correction-minutes", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=0, help="seed of the worlds")
     parser.add_argument("--arch", default="pilotnet")
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--correction-epochs", type=int, default=2)
-    parser.add_argument("--model-set", action="append", default=["steering_bins=21"])
+    parser.add_argument("--model-set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: auto)")
     parser.add_argument("--suite", default="regression")
     parser.add_argument("--seeds", type=int, default=1, help="worlds per eval scenario")

@@ -149,7 +149,7 @@ def write_html(report: dict[str, Any], path: Path) -> Path:
             pictures.append(f"<figure><figcaption>{html.escape(caption)}: failed, ")
             pictures[-1] += f"{html.escape(run['error'])}</figcaption></figure>"
         elif png:
-            rel = os.path.relpath(png, path.parent)
+            rel = os.path.relpath(png, path.parent) if os.path.isabs(png) else png
             pictures.append(
                 f'<figure><img src="{html.escape(rel)}" alt="{html.escape(caption)}">'
                 f"<figcaption>{html.escape(caption)}</figcaption></figure>"

@@ -128,22 +128,20 @@ def _identity(batch):
     return batch
 
 
-def _worker_init(_: int) -> None:
-    cv2.setNumThreads(1)  # the worker is one process among few cores: no thread fan-out
-    torch.set_num_threads(1)
-
-
 def make_loader(
     dataset: SteeringDataset, batch_size: int, sampler, workers: int, pin: bool
 ) -> torch.utils.data.DataLoader:
     """Batches assembled (and augmented) in worker processes, a few batches ahead."""
+    if workers:
+        # workers are forked: an OpenCV thread pool inherited mid-use deadlocks the child
+        # (seen after rendering in the same process); single-threaded OpenCV has no pool
+        cv2.setNumThreads(1)
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
         num_workers=workers,
         collate_fn=_identity,
-        worker_init_fn=_worker_init if workers else None,
         persistent_workers=workers > 0,
         # not fork: a forked worker inherits OpenCV's and torch's thread pools mid-state and can
         # hang on their locks; forkserver workers start from a clean single-threaded process

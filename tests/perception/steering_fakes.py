@@ -16,8 +16,9 @@ from perception.steering.model import SteeringModelConfig
 TINY_HW = (128, 128)
 
 
-def tiny_config(arch: str = "dave", throttle: bool = True) -> SteeringModelConfig:
-    """128x128 camera frames, pooled to 64x64 per eye: the smallest size the nets take."""
+def tiny_config(arch: str = "dave", throttle: bool = True, bins: int = 0) -> SteeringModelConfig:
+    """128x128 camera frames, pooled to 64x64 per eye: the smallest size the nets take.
+    Plain regression by default: its answers depend on the frame only, not on the last one."""
     return SteeringModelConfig(
         arch=arch,
         image_height_px=TINY_HW[0],
@@ -27,6 +28,7 @@ def tiny_config(arch: str = "dave", throttle: bool = True) -> SteeringModelConfi
         downsample=2,
         predict_throttle=throttle,
         dropout=0.0,
+        steering_bins=bins,
     )
 
 

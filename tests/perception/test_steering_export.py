@@ -18,7 +18,8 @@ from rover.errors import ConfigError
 def model_path(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("export") / "steering.pt"
-    return save_checkpoint(path, build_model(SteeringModelConfig(arch="dave")), 0.6, {})
+    cfg = SteeringModelConfig(arch="dave", steering_bins=0)
+    return save_checkpoint(path, build_model(cfg), 0.6, {})
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +34,9 @@ def test_onnx_export_gives_the_same_outputs_as_the_model(model_path, frames, tmp
 
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert meta["rover_outputs"] == "steering,throttle"
-    inputs = [i.name for i in onnx.load(str(out)).graph.input]
-    assert inputs == ["left", "right"]
+    graph = onnx.load(str(out)).graph
+    assert [i.name for i in graph.input] == ["left", "right"]
+    assert [o.name for o in graph.output] == ["controls", "raw"]
 
 
 def test_binned_model_exports_its_decoding_too(tmp_path, frames):

@@ -128,3 +128,26 @@ def test_device_pick_falls_back_to_cpu_here():
 def test_pickle_module_is_what_refusal_relies_on():
     # torch raises pickle.UnpicklingError for objects it will not load: keep the contract
     assert issubclass(pickle.UnpicklingError, Exception)
+
+
+def test_binned_predictor_keeps_its_way_around_only_while_frames_are_fresh(tmp_path):
+    import dataclasses
+
+    cfg = dataclasses.replace(tiny_config(), steering_bins=21)
+    path = save_checkpoint(tmp_path / "binned.pt", build_model(cfg), 0.6, {})
+    predictor = SteeringPredictor(path, device="cpu")
+    last = predictor.model.head[-1]
+    torch.nn.init.zeros_(last.weight)  # the answer no longer depends on the image
+
+    def favour(left: float, right: float) -> None:
+        with torch.no_grad():
+            last.bias.fill_(-10.0)
+            last.bias[3], last.bias[17], last.bias[21] = left, right, 0.5
+
+    frame = bar_frames(0.5, np.random.default_rng(0))
+    favour(4.0, 2.0)
+    assert predictor.predict(*frame, stamp_ns=10**9).steering == pytest.approx(-0.7, abs=0.01)
+    favour(2.0, 2.3)  # now right is slightly more likely
+    assert predictor.predict(*frame, stamp_ns=10**9 + 33_333_333).steering < -0.6
+    # after a pause the old choice no longer holds
+    assert predictor.predict(*frame, stamp_ns=3 * 10**9).steering > 0.6

@@ -47,10 +47,11 @@ def test_per_image_normalisation_ignores_a_global_exposure_change():
     rng = np.random.default_rng(1)
     left = rng.integers(40, 120, (1, 240, 320, 3), dtype=np.uint8)
     right = rng.integers(40, 120, (1, 240, 320, 3), dtype=np.uint8)
+    cfg = model.cfg
     brighter = [torch.from_numpy(2 * a) for a in (left, right)]
     with torch.no_grad():
-        a = model(torch.from_numpy(left), torch.from_numpy(right))
-        b = model(*brighter)
+        a = model.forward_raw(prepare(torch.from_numpy(left), torch.from_numpy(right), cfg))
+        b = model.forward_raw(prepare(*brighter, cfg))
     np.testing.assert_allclose(a.numpy(), b.numpy(), atol=2e-3)
 
 
@@ -90,6 +91,19 @@ def test_binned_steering_reads_the_mode_not_the_mean_of_two_ways_around():
     out = model.decode(torch.cat([logits, torch.tensor([[0.5]])], dim=1))
     assert out[0, 0].item() == pytest.approx(0.7, abs=0.01)
     assert out[0, 1].item() == pytest.approx(0.5)
+
+
+def test_binned_steering_keeps_to_the_way_it_chose():
+    # two ways around, right slightly favoured: having chosen left, one frame does not flip it
+    model = build_model(SteeringModelConfig(arch="dave", steering_bins=21)).eval()
+    logits = torch.full((1, 22), -10.0)
+    logits[0, 3], logits[0, 17], logits[0, 21] = 2.0, 2.3, 0.5
+    assert model.decode(logits)[0, 0].item() == pytest.approx(0.7, abs=0.01)
+    kept = model.decode(logits, previous=torch.tensor([-0.6]))[0, 0].item()
+    assert kept == pytest.approx(-0.7, abs=0.01)
+    # a clear preference still wins over the previous choice
+    logits[0, 17] = 6.0
+    assert model.decode(logits, previous=torch.tensor([-0.6]))[0, 0].item() > 0.6
 
 
 def test_soft_bin_targets_peak_at_the_label():
