@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 VENV_FLAGS ?=
 HEADLESS := SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy
 
-.PHONY: demo test test-fast lint format bench clean
+.PHONY: demo test test-fast lint format bench model clean
 
 $(BIN)/rover-installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
@@ -39,6 +39,11 @@ bench: $(BIN)/rover-installed
 	$(HEADLESS) $(BIN)/rover bench bus
 	$(HEADLESS) $(BIN)/rover bench serial
 	$(HEADLESS) $(BIN)/rover bench sim
+
+# The bundled steering model from nothing: record 20 min of expert driving, train, 2 correction
+# rounds, evaluate on the regression suite, copy into perception/steering/bundled/ (~15-25 min).
+model: $(BIN)/rover-installed
+	$(HEADLESS) $(BIN)/python -m perception.steering.pipeline --out runs/steering --bundle
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

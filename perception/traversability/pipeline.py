@@ -33,7 +33,8 @@ _NESTED = {"stereo": stereo.StereoConfig, "online": OnlineConfig, "arcs": ArcCon
 @dataclass(frozen=True)
 class _Flat:
     model: str = "bundled"  # segmenter file; "bundled": the one shipped; "": stereo only
-    threads: int = 1
+    threads: int = 1  # torch threads: several processes share the cores
+    opencv_threads: int = 0  # SGBM's threads; 0: OpenCV's default (every core)
     map_width_px: int = 80
     map_height_px: int = 60
     camera_height_m: float = 0.25  # over flat ground; used with a real camera calibration
@@ -67,8 +68,10 @@ class TraversabilityConfig(_Flat):
         flat = dataclass_from_dict(
             _Flat, {k: v for k, v in raw.items() if k not in _NESTED}, "traversability"
         )
-        if flat.threads < 1 or flat.map_width_px < 8 or flat.map_height_px < 8:
-            raise ConfigError("[traversability] use threads >= 1 and a map of at least 8x8")
+        if flat.threads < 1 or flat.opencv_threads < 0:
+            raise ConfigError("[traversability] use threads >= 1 and opencv_threads >= 0")
+        if flat.map_width_px < 8 or flat.map_height_px < 8:
+            raise ConfigError("[traversability] use a map of at least 8x8")
         if not 0.02 <= flat.camera_height_m <= 5.0:
             raise ConfigError(
                 f"[traversability] camera_height_m = {flat.camera_height_m}: measure the lens "
@@ -136,6 +139,8 @@ class TraversabilityPipeline:
     ):
         self.cfg = cfg = cfg or TraversabilityConfig()
         self.geom = geom or stereo.StereoGeometry.from_camera_model()
+        if cfg.opencv_threads:
+            cv2.setNumThreads(cfg.opencv_threads)
         self.labeler = stereo.StereoLabeler(self.geom, cfg.stereo)
         self.arcs = ArcCaster(self.geom, cfg.arcs)
         self.net = net

@@ -6,6 +6,10 @@ offline head), fuse (fusion and arcs), online (adapted head's learning step), an
 The floor, measured in the same run on the same frames, is the bare OpenCV StereoSGBM 3-way
 call (64 disparities) the design notes quote at 3.5-5 ms on this machine: a loaded machine
 inflates both, so read the total as a ratio to the floor.
+
+Threads default to the node's: one torch thread (several processes share the cores) and
+OpenCV's default for SGBM (every core); `--threads N` sets both, as `--opencv-threads` does
+OpenCV's alone. The floor runs with the same OpenCV threads.
 """
 
 from __future__ import annotations
@@ -28,7 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenario", default="forest", help="scenario name or .toml path")
     parser.add_argument("--frames", type=int, default=200, help="frames per repeat")
     parser.add_argument("--repeats", type=int, default=3, help="passes over the frames")
-    parser.add_argument("--threads", type=int, default=1, help="torch and OpenCV threads")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch and OpenCV threads (default: 1 and all)"
+    )
+    parser.add_argument(
+        "--opencv-threads", type=int, default=None, help="OpenCV's threads (SGBM) alone"
+    )
     parser.add_argument("--no-online", action="store_true", help="online adaptation off")
 
 
@@ -52,10 +61,14 @@ def run(args: argparse.Namespace) -> dict:
     from perception.traversability.pipeline import TraversabilityConfig, TraversabilityPipeline
 
     threads_before = cv2.getNumThreads()
-    cv2.setNumThreads(args.threads)
+    torch_threads = args.threads or 1
+    cv_threads = args.opencv_threads or args.threads or threads_before
+    cv2.setNumThreads(cv_threads)
     try:
         frames = expert_frames(args.scenario, args.frames)
-        cfg = TraversabilityConfig(model=args.model, threads=args.threads)
+        cfg = TraversabilityConfig(
+            model=args.model, threads=torch_threads, opencv_threads=cv_threads
+        )
         cfg = cfg.with_overrides(online=not args.no_online)
         pipe = TraversabilityPipeline.from_config(cfg)
         for left, right in frames[:10]:  # warm-up: allocators, torch kernels
@@ -74,7 +87,7 @@ def run(args: argparse.Namespace) -> dict:
     fl = latency_summary(floor)
     print(
         f"traversability node work, {args.scenario}, 320x240, {len(frames)} frames x "
-        f"{args.repeats}, {args.threads} thread(s), model {args.model or 'none (stereo only)'}, "
+        f"{args.repeats}, torch {torch_threads} / OpenCV {cv_threads} thread(s), model {args.model or 'none (stereo only)'}, "
         f"online {'on' if pipe.online is not None and pipe.online.cfg.enabled else 'off'}"
     )
     rows = [["floor: bare SGBM 3-way", f"{fl['p50_ms']:.2f}", f"{fl['p99_ms']:.2f}", "1.00"]]
@@ -85,7 +98,8 @@ def run(args: argparse.Namespace) -> dict:
     result = {
         "scenario": args.scenario,
         "frames": len(frames) * args.repeats,
-        "threads": args.threads,
+        "threads": torch_threads,
+        "opencv_threads": cv_threads,
         "model": args.model,
         "online": pipe.online is not None and pipe.online.cfg.enabled,
     }

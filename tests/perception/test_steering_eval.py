@@ -129,3 +129,19 @@ def test_eval_runs_the_full_stack_and_writes_the_report(tmp_path):
     assert all(r["trajectory_png"] for r in report["runs"])
     # the same model against its own report: no regression
     assert evaluate.main([*argv, "--quiet", "--baseline", str(out / "report.json")]) == 0
+
+
+@pytest.mark.slow
+def test_bundled_model_drives_the_held_out_scenarios_without_regressing(tmp_path):
+    """CI's short suite: the shipped model, full stack, against the report shipped with it."""
+    from perception.steering.bundled import BUNDLED_REPORT, bundled_model_path
+
+    model = bundled_model_path()
+    assert model is not None, "perception/steering/bundled/steering.pt is missing"
+    out = tmp_path / "eval"
+    argv = ["--model", str(model), "--only", "heldout_*", "--no-expert", "--out", str(out)]
+    code = evaluate.main([*argv, "--quiet", "--baseline", str(BUNDLED_REPORT)])
+    report = json.loads((out / "report.json").read_text())
+    assert code == 0, report.get("regressions")
+    held = report["held_out"]["model"]
+    assert held["runs"] == 3 and held["goals_reached"] == 3, report["runs"]
