@@ -186,7 +186,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also drive the suite with noisy expert steering, guard off and on: collisions/km",
     )
-    parser.add_argument("--noise", type=float, default=0.8, help="steering noise std (closed loop)")
+    parser.add_argument(
+        "--noise",
+        type=float,
+        default=None,
+        help="steering noise std in the closed loop (default 0.8 for the expert, 0 for --steering)",
+    )
+    parser.add_argument(
+        "--steering",
+        metavar="MODEL",
+        help="closed loop: a steering checkpoint drives, not the expert",
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=1, help="closed loop: worlds per scenario (1 + reserved)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -198,7 +211,8 @@ def run(args: argparse.Namespace) -> int:
     report = evaluate_suite(suite, args.model, cfg, args.held_out)
     print_report(report)
     if args.closed_loop:
-        report["closed_loop"] = closed_loop_report(suite, args.model, args.noise, args.max_steps)
+        noise = args.noise if args.noise is not None else (0.0 if args.steering else 0.8)
+        report["closed_loop"] = closed_loop_report(suite, args, noise)
     text = json.dumps(report)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
@@ -206,22 +220,33 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def closed_loop_report(suite: Path, model: str, noise: float, max_steps: int | None) -> dict:
-    """Collisions per km over the whole suite with noisy steering, guard off and on."""
+def closed_loop_report(suite: Path, args: argparse.Namespace, noise: float) -> dict:
+    """Collisions per km over the suite (or its held-out scenarios), guard off and on."""
     from perception.traversability.closed_loop import NoiseConfig, compare
-    from sim.scenario import list_suite
+    from sim.scenario import list_suite, load_scenario
 
+    paths = list_suite(suite)
+    if args.held_out:
+        paths = [p for p in paths if load_scenario(p).held_out]
     result = compare(
-        list_suite(suite),
+        paths,
         NoiseConfig(sigma=noise),
-        TraversabilityConfig(model=model),
+        TraversabilityConfig(model=args.model),
         None,
-        max_steps,
+        args.max_steps,
+        steering=args.steering,
+        seeds=args.seeds,
     )
+    result["steering"] = args.steering or "expert"
     print(
-        f"closed loop, steering noise {noise}: collisions/km "
-        f"{result['collisions_per_km_off']} without the guard, "
-        f"{result['collisions_per_km_on']} with it"
+        f"closed loop, {result['steering']} steering, noise {noise}, "
+        f"{len(result['per_scenario'])} runs: collisions/km "
+        f"{result['collisions_per_km_off']} without the guard "
+        f"({result['collisions_off']} in {result['distance_off_m']} m, "
+        f"{result['goal_reached_off']} goals), "
+        f"{result['collisions_per_km_on']} with it "
+        f"({result['collisions_on']} in {result['distance_on_m']} m, "
+        f"{result['goal_reached_on']} goals)"
     )
     return result
 

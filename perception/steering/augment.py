@@ -8,14 +8,13 @@ Runs in the data loader's worker processes, one batch at a time.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
 
-from rover.errors import ConfigError
+from rover.config import dataclass_from_dict
 
 
 @dataclass(frozen=True)
@@ -36,16 +35,7 @@ class AugmentConfig:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> AugmentConfig:
         """Build from a dict; unknown keys raise ConfigError."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(raw) - names
-        if unknown:
-            raise ConfigError(
-                f"augment config: unknown key(s) {sorted(unknown)}; valid keys: {sorted(names)}"
-            )
-        try:
-            return cls(**raw)
-        except TypeError as exc:
-            raise ConfigError(f"augment config: {exc}; check the value types") from None
+        return dataclass_from_dict(cls, raw, "augment")
 
 
 def augment_batch(

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rover.config import dataclass_from_dict
 from rover.errors import ConfigError
 
 
@@ -104,16 +105,7 @@ class SteeringModelConfig:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> SteeringModelConfig:
         """Build from a dict (a checkpoint's or a user's); unknown keys raise ConfigError."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(raw) - names
-        if unknown:
-            raise ConfigError(
-                f"model config: unknown key(s) {sorted(unknown)}; valid keys: {sorted(names)}"
-            )
-        try:
-            return cls(**raw)
-        except TypeError as exc:
-            raise ConfigError(f"model config: {exc}; check the value types") from None
+        return dataclass_from_dict(cls, raw, "model")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (ints, strs, floats, bools): safe for `torch.load(weights_only=True)`."""

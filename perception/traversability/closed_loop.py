@@ -95,6 +95,25 @@ class NoisySteering:
         return float(np.clip(steering + self.noise, -1.0, 1.0)), throttle
 
 
+class ModelSteering:
+    """A steering checkpoint as a policy: the CNN drives from the rendered stereo pair."""
+
+    needs_images = True
+
+    def __init__(self, model: str | Path):
+        import torch
+
+        from perception.infer import SteeringPredictor
+
+        torch.set_num_threads(1)  # batch-1 inference, as the steering node runs it
+        self.predictor = SteeringPredictor(model, device="cpu")
+
+    def act(self, observation) -> tuple[float, float]:
+        stamp_ns = 1_000_000_000 + int(round(observation.state.time_s * 1e9))
+        pred = self.predictor.predict(observation.left, observation.right, stamp_ns)
+        return pred.steering, pred.throttle
+
+
 def drive(
     scenario,
     noise: NoiseConfig,
@@ -104,8 +123,9 @@ def drive(
     policy=None,
 ) -> dict:
     """One episode of ``scenario`` (a name, path or a ready `Simulation`); ``pipeline`` None
-    drives without the guard; ``policy`` defaults to the expert. Returns the run's metrics
-    plus how often the guard capped throttle or moved steering."""
+    drives without the guard; ``policy`` defaults to the expert (a `ModelSteering` gets the
+    rendered pair). Returns the run's metrics plus how often the guard capped throttle or
+    moved steering."""
     from sim.expert import Expert
     from sim.simulation import Simulation
 
@@ -118,11 +138,15 @@ def drive(
         controller = GuardedController(control_cfg, guard_cfg)
     stamp_ns, period_ns = 1_000_000_000, int(sim.dt_s * 1e9)
     steps = 0
+    images = getattr(policy.policy, "needs_images", False)
     while not sim.done and (max_steps is None or steps < max_steps):
-        if pipeline is not None:
+        observation = sim.observation()
+        if pipeline is not None or images:
             left, right, _ = sim.render()
+            observation = replace(observation, left=left, right=right)
+        if pipeline is not None:
             controller.on_traversability(pipeline.process(left, right).polar, stamp_ns)
-        steering, throttle = policy.act(sim.observation())
+        steering, throttle = policy.act(observation)
         controller.on_estimate(
             m.SteeringEstimate(stamp_ns=stamp_ns, steering=steering, throttle=throttle), stamp_ns
         )
@@ -147,13 +171,26 @@ def compare(
     trav_cfg: TraversabilityConfig,
     guard_cfg: GuardConfig | None = None,
     max_steps: int | None = None,
+    steering: str | Path | None = None,
+    seeds: int = 1,
 ) -> dict:
-    """Collisions per km over ``scenarios`` with the guard off and on (pooled distance)."""
+    """Collisions per km over ``scenarios`` with the guard off and on (pooled distance).
+
+    ``steering``: a steering checkpoint drives instead of the expert (add ``noise`` to it or
+    not); ``seeds``: worlds per scenario, the extra ones from the reserved range.
+    """
+    from perception.steering.evaluate import extra_seeds
+    from sim.scenario import load_scenario
+    from sim.simulation import Simulation
+
     runs: dict[str, list[dict]] = {"off": [], "on": []}
     for path in scenarios:
-        runs["off"].append(drive(path, noise, None, guard_cfg, max_steps))
-        pipeline = TraversabilityPipeline.from_config(trav_cfg)
-        runs["on"].append(drive(path, noise, pipeline, guard_cfg, max_steps))
+        for seed in extra_seeds(load_scenario(path).seed, seeds):
+            for key in runs:
+                pipeline = TraversabilityPipeline.from_config(trav_cfg) if key == "on" else None
+                policy = ModelSteering(steering) if steering else None
+                sim = Simulation(path, seed)
+                runs[key].append(drive(sim, noise, pipeline, guard_cfg, max_steps, policy))
     out: dict = {"noise_sigma": noise.sigma, "noise_tau_s": noise.tau_s}
     for key, rs in runs.items():
         dist = sum(r["distance_m"] for r in rs)
@@ -165,6 +202,7 @@ def compare(
     out["per_scenario"] = [
         {
             "scenario": off["scenario"],
+            "seed": off["seed"],
             "collisions_off": off["collisions"],
             "collisions_on": on["collisions"],
             "distance_off_m": off["distance_m"],

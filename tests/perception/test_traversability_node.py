@@ -126,6 +126,28 @@ def test_eval_cli_prints_a_table_and_the_json_keys(tmp_path, capsys):
         trav_eval.run(parse(trav_eval, ["--suite", str(tmp_path / "nope")]))
 
 
+def test_closed_loop_drives_a_steering_checkpoint_over_extra_worlds(tmp_path, capsys):
+    """`--steering MODEL --seeds 2`: the CNN drives the held-out world and one reserved world,
+    guard off and on, and the report names it."""
+    from perception.infer import save_checkpoint
+    from perception.steering.model import SteeringModelConfig, build_model
+
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    shutil.copy(REGRESSION / "heldout_birch_snow_90001.toml", suite)
+    steering = save_checkpoint(
+        tmp_path / "s.pt", build_model(SteeringModelConfig(arch="dave")), 0.6, {}
+    )
+    args = ["--model", "", "--suite", str(suite), "--max-steps", "20", "--closed-loop"]
+    args += ["--steering", str(steering), "--seeds", "2"]
+    assert trav_eval.run(parse(trav_eval, args)) == 0
+    loop = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["closed_loop"]
+    assert loop["steering"] == str(steering) and loop["noise_sigma"] == 0.0
+    assert [r["seed"] for r in loop["per_scenario"]][0] == 90001
+    assert len({r["seed"] for r in loop["per_scenario"]}) == 2
+    assert loop["distance_off_m"] > 0 and loop["distance_on_m"] > 0
+
+
 def test_train_cli_from_the_simulator_writes_a_loadable_model(tmp_path, capsys):
     out = tmp_path / "trav.pt"
     argv = ["--sim", "open", "--sim-seeds", "4", "--sim-steps", "24"]
