@@ -69,6 +69,8 @@ def build_options(args: argparse.Namespace) -> RunOptions:
         overrides.append("control.autopilot_without_teleop=true")
     load_config(args.config, overrides)  # fail here, once, in one line: not in every node
     node_args = {"sim": sim_args}
+    if getattr(args, "lockstep", False) and getattr(args, "traversability", False):
+        node_args["control"] = ["--lockstep-maps"]  # the guard sees frame N's map, reproducibly
     if model is not None and model not in SIM_POLICIES:
         node_args["steering"] = ["--model", model]
     record_dir = None

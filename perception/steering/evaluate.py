@@ -61,6 +61,7 @@ class Job:
     driver: str  # "model", "expert" or "straight"
     model: str  # checkpoint path, or the simulator policy's name
     metrics_out: Path
+    guard: bool = False  # run the traversability node: the control node's guard acts
 
     @property
     def run_name(self) -> str:
@@ -73,9 +74,16 @@ def extra_seeds(seed: int, count: int) -> list[int]:
 
 
 def plan_jobs(
-    model: str, suite: str, out_dir: Path, drivers: list[str], only: str | None, seeds: int
+    model: str,
+    suite: str,
+    out_dir: Path,
+    drivers: list[str],
+    only: str | None,
+    seeds: int,
+    guard: bool = False,
 ) -> list[Job]:
-    """Every (scenario, seed, driver) of the suite, model runs first."""
+    """Every (scenario, seed, driver) of the suite, model runs first; ``guard``: the model's
+    runs have the traversability guard on."""
     jobs = []
     for path in list_suite(suite):
         scenario = load_scenario(path)
@@ -85,7 +93,18 @@ def plan_jobs(
             for driver in drivers:
                 target = model if driver == "model" else driver
                 out = out_dir / "runs" / driver / f"{scenario.name}-s{seed}.json"
-                jobs.append(Job(scenario.name, path, seed, scenario.held_out, driver, target, out))
+                jobs.append(
+                    Job(
+                        scenario.name,
+                        path,
+                        seed,
+                        scenario.held_out,
+                        driver,
+                        target,
+                        out,
+                        guard and driver == "model",
+                    )
+                )
     if not jobs:
         raise ConfigError(f"no scenario in suite {suite!r} matches --only {only!r}")
     return sorted(jobs, key=lambda j: j.driver != "model")
@@ -104,6 +123,8 @@ def drive_command(job: Job, namespace: str, duration: float | None) -> list[str]
     common += ["--metrics-out", str(job.metrics_out), "--namespace", namespace]
     if duration is not None:
         common += ["--duration", str(duration)]
+    if job.guard:
+        common.append("--traversability")
     if job.driver != "model" or stack_is_wired():
         return [sys.executable, "-m", "rover.cli", "drive", "--lockstep", "--headless", *common]
     return [sys.executable, "-m", "perception.steering.evaluate", "_drive", *common]
@@ -154,7 +175,9 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
     out_dir = Path(args.out)
     drivers = ["model"] + (["expert"] if not args.no_expert else [])
     drivers += ["straight"] if args.straight else []
-    jobs = plan_jobs(model, args.suite, out_dir, drivers, args.only, args.seeds)
+    jobs = plan_jobs(
+        model, args.suite, out_dir, drivers, args.only, args.seeds, args.traversability
+    )
     runs: list[dict[str, Any]] = []
     with ThreadPoolExecutor(max_workers=max(1, args.workers)) as pool:
         futures = [pool.submit(run_job, job, args.duration) for job in jobs]
@@ -184,6 +207,7 @@ def build_report(model: str, args: argparse.Namespace, runs: list[dict]) -> dict
         "model_arch": ckpt.config.arch,
         "suite": str(args.suite),
         "seeds_per_scenario": args.seeds,
+        "traversability_guard": bool(getattr(args, "traversability", False)),
         "duration_s": args.duration,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "software": software_version(),
@@ -208,6 +232,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, help="cap each run at this simulated time")
     parser.add_argument("--no-expert", action="store_true", help="skip the expert's runs")
     parser.add_argument("--straight", action="store_true", help="add the straight baseline")
+    parser.add_argument(
+        "--traversability",
+        action="store_true",
+        help="the model drives with the traversability node and the control node's guard",
+    )
     parser.add_argument("--max-autonomy-drop", type=float, default=2.0, help="points")
     parser.add_argument("--max-mdbc-drop-pct", type=float, default=20.0, help="percent")
     parser.add_argument("--max-extra-collisions", type=int, default=1)

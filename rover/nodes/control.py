@@ -3,6 +3,11 @@
 A new input is forwarded at once (lowest latency) and the DRIVE is repeated at `rate_hz`
 whether or not inputs change, so the firmware's watchdog trips only when something is wrong.
 On shutdown it sends a last zero-throttle, disarmed DRIVE.
+
+`--lockstep-maps` (the stack passes it for a lock-step simulator run with the traversability
+node): an estimate for frame N waits until the map of frame N arrived (or `MAP_WAIT_MS`
+passed), so the guard judges the same frame as the CNN and a run is reproducible. In real time
+the node never waits: the newest map is the best there is.
 """
 
 from __future__ import annotations
@@ -17,11 +22,13 @@ from rover import messages as m
 from rover.control import ControlOutput
 from rover.node import RateKeeper, Shutdown, node_argparser, node_config, run_main
 
+MAP_WAIT_MS = 300.0  # lock-step: longest wait for the map of an estimate's frame
+
 
 class ControlNode:
     """Wires the Controller to the bus and the motor link."""
 
-    def __init__(self, cfg, bus_cfg: topics.BusConfig):
+    def __init__(self, cfg, bus_cfg: topics.BusConfig, lockstep_maps: bool = False):
         # the traversability guard acts only while perception/traversability is published
         self.controller = GuardedController(cfg.control, cfg.guard)
         self.link = SerialMotorLink(cfg.motor)
@@ -32,6 +39,9 @@ class ControlNode:
         self.state_pub = bus.Publisher(topics.MOTOR_STATE, bus_cfg)
         self.rate = RateKeeper(cfg.control.rate_hz)
         self.drive_seq = 0
+        self.lockstep_maps = lockstep_maps
+        self.map_frame = m.NO_FRAME  # frame_seq of the newest traversability map
+        self.pending: tuple[m.SteeringEstimate, int] | None = None  # waiting for its map
 
     def send(self, out: ControlOutput) -> None:
         self.drive_seq = (self.drive_seq + 1) & 0xFFFF
@@ -77,6 +87,8 @@ class ControlNode:
     def spin_once(self) -> None:
         """Wait for input until the next tick; forward new inputs at once, then keep the rate."""
         timeout_ms = max(0.0, self.rate.remaining_s() * 1000)
+        if self.pending is not None:
+            timeout_ms = min(timeout_ms, 1.0)
         for sub in bus.wait_any([self.teleop, self.autopilot, self.trav], timeout_ms):
             msg = sub.receive()
             if msg is None:
@@ -84,16 +96,31 @@ class ControlNode:
             now = time.monotonic_ns()
             if sub is self.trav:
                 self.controller.on_traversability(msg.polar(), now)
-                continue
-            if sub is self.teleop:
+                self.map_frame = msg.frame_seq
+            elif sub is self.teleop:
                 self.controller.on_teleop(msg, now)
+                self.send(self.controller.output(now))
+            elif self.lockstep_maps and msg.frame_seq > self.map_frame:
+                self.pending = (msg, now)
             else:
                 self.controller.on_estimate(msg, now)
-            self.send(self.controller.output(now))
+                self.send(self.controller.output(now))
+        self._release_pending()
         if self.rate.remaining_s() <= 0:
             self.send(self.controller.output(time.monotonic_ns()))
             self.rate.keep_time()
         self.forward_states()
+
+    def _release_pending(self) -> None:
+        """Lock-step: answer the held estimate once its frame's map is in (or waited enough)."""
+        if self.pending is None:
+            return
+        est, received = self.pending
+        now = time.monotonic_ns()
+        if self.map_frame >= est.frame_seq or (now - received) / 1e6 >= MAP_WAIT_MS:
+            self.pending = None
+            self.controller.on_estimate(est, received)
+            self.send(self.controller.output(now))
 
     def close(self) -> None:
         self.link.send(
@@ -109,10 +136,14 @@ class ControlNode:
 
 
 def main() -> None:
-    args = node_argparser(__doc__).parse_args()
+    parser = node_argparser(__doc__)
+    parser.add_argument(
+        "--lockstep-maps", action="store_true", help="answer frame N only with its map in"
+    )
+    args = parser.parse_args()
     cfg, bus_cfg = node_config(args)
     stop = Shutdown()
-    node = ControlNode(cfg, bus_cfg)
+    node = ControlNode(cfg, bus_cfg, lockstep_maps=args.lockstep_maps)
     try:
         while not stop.requested:
             node.spin_once()

@@ -148,3 +148,15 @@ def test_traversability_node_and_guard_run_in_the_stack(tmp_path):
     )
     assert run["collisions"] == 0 and run["distance_m"] > 2
     assert snap.stat().st_size > 10_000  # the window, with the map tinted on the left eye
+
+
+@pytest.mark.slow
+def test_lockstep_guard_turns_a_straight_drivers_crashes_into_driving(tmp_path):
+    """In lock-step the control node answers frame N only with frame N's map: the guard
+    steers the straight-ahead driver around the forest, every frame on time."""
+    args = ("--sim", "forest", "--seed", "5", "--model", "straight", "--lockstep")
+    blind = drive(tmp_path, *args, "--duration", "10", name="blind")
+    guarded = drive(tmp_path, *args, "--duration", "10", "--traversability", name="guarded")
+    assert blind["collisions"] >= 3
+    assert guarded["collisions"] == 0 and guarded["distance_m"] > 10
+    assert guarded["late_frames"] == 0 and guarded["steps"] == 300
