@@ -151,6 +151,39 @@ def collect(
     )
 
 
+def concat_frames(parts: list[FrameSet]) -> FrameSet:
+    """One FrameSet from several, in order; session indices renumbered."""
+    sessions, offset, ids = [], 0, []
+    for p in parts:
+        ids.append(p.session + offset)
+        sessions += p.sessions
+        offset += len(p.sessions)
+    return FrameSet(
+        images=np.concatenate([p.images for p in parts]),
+        steering=np.concatenate([p.steering for p in parts]),
+        throttle=np.concatenate([p.throttle for p in parts]),
+        session=np.concatenate(ids),
+        sessions=sessions,
+        image_hw=parts[0].image_hw,
+        dropped_reverse=sum(p.dropped_reverse for p in parts),
+    )
+
+
+def head(frames: FrameSet, n: int) -> FrameSet:
+    """The first ``n`` frames (and only the sessions they use)."""
+    if n >= len(frames):
+        return frames
+    used = int(frames.session[:n].max()) + 1 if n else 0
+    return dataclasses.replace(
+        frames,
+        images=frames.images[:n],
+        steering=frames.steering[:n],
+        throttle=frames.throttle[:n],
+        session=frames.session[:n],
+        sessions=frames.sessions[:used],
+    )
+
+
 def _prepare_chunk(lefts, rights, cfg: SteeringModelConfig) -> np.ndarray:
     left = torch.from_numpy(np.stack(lefts))
     right = torch.from_numpy(np.stack(rights))

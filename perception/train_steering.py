@@ -19,8 +19,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from perception.dataset import (
     AugmentConfig,
     DataConfig,
@@ -28,6 +26,7 @@ from perception.dataset import (
     FrameSet,
     check_degenerate,
     collect,
+    concat_frames,
     load_frames,
     relabel,
     save_frames,
@@ -56,6 +55,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=0.0,
         help="share of simulated worlds repainted with other training materials",
+    )
+    parser.add_argument(
+        "--sim-workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes driving the simulated demonstrations (default: one per core)",
     )
     parser.add_argument("--cache", help="prepared-frames .npz: written once, then reused")
     parser.add_argument(
@@ -176,39 +181,23 @@ def gather_frames(args: argparse.Namespace, model_cfg: SteeringModelConfig) -> F
     extra = [load_frames(p, model_cfg) for p in args.extra_cache]
     if args.cache and Path(args.cache).is_file():
         frames = load_frames(args.cache, model_cfg)
-        return _concat([frames, *extra]) if extra else frames
+        return concat_frames([frames, *extra]) if extra else frames
     if not args.recordings and args.sim_minutes <= 0 and not extra:
         raise ConfigError("no data: pass recordings (REC...) or --sim-minutes M")
-    sources = []
+    parts = []
     if args.recordings:
-        sources.append(recording_samples(args.recordings))
+        parts.append(collect(recording_samples(args.recordings), model_cfg, not args.quiet))
     if args.sim_minutes > 0:
-        from perception.steering.demos import expert_samples
+        from perception.steering.demos import EpisodeSpec, collect_demos
 
-        sources.append(
-            expert_samples(args.sim_minutes, seed=args.sim_seed, randomise=args.sim_randomise)
+        spec = EpisodeSpec(seed=args.sim_seed, randomise=args.sim_randomise)
+        parts.append(
+            collect_demos(args.sim_minutes, model_cfg, spec, args.sim_workers, not args.quiet)
         )
-    parts = [collect(src, model_cfg, progress=not args.quiet) for src in sources]
-    frames = parts[0] if len(parts) == 1 else _concat(parts)
+    frames = parts[0] if len(parts) == 1 else concat_frames(parts)
     if args.cache and os.environ.get("RANK", "0") == "0":  # one writer in a DDP job
         save_frames(frames, args.cache)
-    return _concat([frames, *extra]) if extra else frames
-
-
-def _concat(parts: list[FrameSet]) -> FrameSet:
-    sessions, offset, ids = [], 0, []
-    for p in parts:
-        ids.append(p.session + offset)
-        sessions += p.sessions
-        offset += len(p.sessions)
-    return FrameSet(
-        images=np.concatenate([p.images for p in parts]),
-        steering=np.concatenate([p.steering for p in parts]),
-        throttle=np.concatenate([p.throttle for p in parts]),
-        session=np.concatenate(ids),
-        sessions=sessions,
-        image_hw=parts[0].image_hw,
-    )
+    return concat_frames([frames, *extra]) if extra else frames
 
 
 def train_model(args: argparse.Namespace) -> dict[str, Any]:

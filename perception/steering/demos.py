@@ -15,13 +15,17 @@ shapes and stereo. Materials reserved for held-out scenarios are never used.
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from rover import messages as m
 from rover.control import ControlConfig, Controller
@@ -101,6 +105,11 @@ def demo_worlds(count: int, seed: int = 0, families=TRAINING_FAMILIES) -> list[t
     return [(families[i % len(families)], int(s)) for i, s in enumerate(seeds)]
 
 
+@cache
+def _episode_worlds(seed: int, families: tuple[str, ...]) -> list[tuple[str, int]]:
+    return demo_worlds(10_000, seed, families)
+
+
 def expert_samples(
     minutes: float,
     seed: int = 0,
@@ -118,34 +127,106 @@ def expert_samples(
     """
     total = int(minutes * 60 * FRAME_RATE_HZ)
     produced = 0
-    period_ns = int(1e9 / FRAME_RATE_HZ)
-    for episode, (family, world_seed) in enumerate(demo_worlds(10_000, seed, families)):
-        scenario = load_scenario(family)
-        paint = np.random.default_rng(world_seed)
-        if paint.random() < randomise:
-            scenario = repaint(scenario, paint)
-        sim = Simulation(scenario, world_seed)
-        expert = Expert(
-            ExpertConfig(
-                perturb_rate_hz=perturb_rate_hz,
-                perturb_steering=perturb_steering,
-                seed=seed * 10_000 + episode,
-            )
-        )
-        name = f"sim-{scenario.name}-{world_seed}"
-        step = 0
-        while not sim.done and produced < total:
-            if max_episode_s is not None and sim.state.time_s >= max_episode_s:
-                break
-            left, right, _ = sim.render()
-            command = expert.act(sim.observation())
-            steering, throttle = expert.label
-            yield DemoSample(left, right, steering, throttle, step * period_ns, step, name, step)
-            sim.step(*command)
-            step += 1
+    spec = EpisodeSpec(seed, families, perturb_rate_hz, perturb_steering, max_episode_s, randomise)
+    for episode in range(10_000):
+        for sample in episode_samples(spec, episode, limit=total - produced):
+            yield sample
             produced += 1
         if produced >= total:
             return
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    """What makes one demonstration episode: everything but its index."""
+
+    seed: int = 0
+    families: tuple[str, ...] = TRAINING_FAMILIES
+    perturb_rate_hz: float = 0.3
+    perturb_steering: float = 0.5
+    max_episode_s: float | None = None
+    randomise: float = 0.0
+
+
+def episode_samples(spec: EpisodeSpec, episode: int, limit: int | None = None):
+    """The frames of demonstration episode ``episode`` (at most ``limit``): its world, paint
+    and expert depend only on the spec and the index, so episodes can run in any process."""
+    family, world_seed = _episode_worlds(spec.seed, tuple(spec.families))[episode]
+    scenario = load_scenario(family)
+    paint = np.random.default_rng(world_seed)
+    if paint.random() < spec.randomise:
+        scenario = repaint(scenario, paint)
+    sim = Simulation(scenario, world_seed)
+    expert = Expert(
+        ExpertConfig(
+            perturb_rate_hz=spec.perturb_rate_hz,
+            perturb_steering=spec.perturb_steering,
+            seed=spec.seed * 10_000 + episode,
+        )
+    )
+    name = f"sim-{scenario.name}-{world_seed}"
+    period_ns = int(1e9 / FRAME_RATE_HZ)
+    step = 0
+    while not sim.done and (limit is None or step < limit):
+        if spec.max_episode_s is not None and sim.state.time_s >= spec.max_episode_s:
+            break
+        left, right, _ = sim.render()
+        command = expert.act(sim.observation())
+        steering, throttle = expert.label
+        yield DemoSample(left, right, steering, throttle, step * period_ns, step, name, step)
+        sim.step(*command)
+        step += 1
+
+
+def _prepare_episode(spec: EpisodeSpec, episode: int, model_cfg) -> Any:
+    from perception.dataset import collect
+
+    return collect(episode_samples(spec, episode), model_cfg)
+
+
+def collect_demos(
+    minutes: float, model_cfg, spec: EpisodeSpec, workers: int = 1, progress: bool = False
+):
+    """`expert_samples` prepared into a FrameSet, episodes driven in ``workers`` processes.
+
+    The same frames, labels and sessions in the same order as the serial stream: each worker
+    drives whole episodes, this process keeps them in order and cuts the last one at
+    ``minutes``. At most ``workers`` episodes run ahead of the one awaited.
+    """
+    from perception.dataset import collect, concat_frames, head
+
+    if workers <= 1:
+        samples = expert_samples(
+            minutes,
+            spec.seed,
+            spec.families,
+            spec.perturb_rate_hz,
+            spec.perturb_steering,
+            spec.max_episode_s,
+            spec.randomise,
+        )
+        return collect(samples, model_cfg, progress)
+    total = int(minutes * 60 * FRAME_RATE_HZ)
+    parts, have, episode = [], 0, 0
+    # forkserver: a forked child can inherit OpenCV's or torch's thread-pool locks mid-use
+    context = multiprocessing.get_context("forkserver")
+    with (
+        ProcessPoolExecutor(workers, mp_context=context) as pool,
+        tqdm(total=total, desc="driving demonstrations", unit="frame", disable=not progress) as bar,
+    ):
+        running: deque = deque()
+        while have < total:
+            while len(running) < workers:
+                running.append(pool.submit(_prepare_episode, spec, episode, model_cfg))
+                episode += 1
+            part = running.popleft().result()
+            take = min(len(part), total - have)
+            parts.append(head(part, take))
+            have += take
+            bar.update(take)
+        for future in running:
+            future.cancel()
+    return concat_frames(parts)
 
 
 def corrected_samples(

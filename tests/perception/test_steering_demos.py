@@ -74,3 +74,19 @@ def test_drive_in_process_scores_a_policy_through_the_control_logic():
     assert metrics["elapsed_s"] == pytest.approx(3.0)
     # the control node's throttle slew: 0.6 is reached after 0.2 s, ~1.7 m/s after ~1 s
     assert 3.0 < metrics["distance_m"] < 6.0
+
+
+@pytest.mark.slow
+def test_demonstrations_driven_in_two_processes_match_the_serial_stream():
+    from perception.steering.demos import EpisodeSpec, collect_demos
+    from perception.steering.model import SteeringModelConfig
+
+    cfg = SteeringModelConfig(arch="dave")
+    spec = EpisodeSpec(seed=3, randomise=0.6, max_episode_s=1.0)
+    serial = collect_demos(0.1, cfg, spec, workers=1)  # 180 frames over several episodes
+    parallel = collect_demos(0.1, cfg, spec, workers=2)
+    assert len(serial) == len(parallel) == 180 and len(serial.sessions) >= 5
+    assert serial.sessions == parallel.sessions
+    assert np.array_equal(serial.session, parallel.session)
+    assert np.array_equal(serial.images, parallel.images)
+    assert np.array_equal(serial.steering, parallel.steering)
