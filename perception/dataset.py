@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from perception.steering.augment import AugmentConfig, augment_batch
 from perception.steering.model import SteeringModelConfig, prepare
+from rover.config import dataclass_from_dict
 from rover.errors import ConfigError, DataError
 
 MIN_FRAMES = 3000  # below ~2 minutes of 30 Hz driving the model cannot generalise
@@ -49,17 +50,6 @@ class SampleLike(Protocol):
     frame_seq: int
     session: str
     index: int
-
-
-def _from_dict(cls: Any, raw: dict[str, Any], what: str) -> Any:
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(raw) - names
-    if unknown:
-        raise ConfigError(f"{what}: unknown key(s) {sorted(unknown)}; valid keys: {sorted(names)}")
-    try:
-        return cls(**raw)
-    except TypeError as exc:
-        raise ConfigError(f"{what}: {exc}; check the value types") from None
 
 
 @dataclass(frozen=True)
@@ -85,7 +75,7 @@ class DataConfig:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> DataConfig:
         """Build from a dict; unknown keys raise ConfigError."""
-        return _from_dict(cls, raw, "data config")
+        return dataclass_from_dict(cls, raw, "data config")
 
 
 @dataclass

@@ -270,16 +270,12 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m perception.train_steering``: the command alone (also what torchrun runs)."""
-    from rover.errors import RoverError
+    from rover.errors import run_command
 
     parser = argparse.ArgumentParser(prog="rover train steering", description=__doc__)
     add_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except RoverError as exc:
-        print(f"rover train steering: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    return run_command("rover train steering", lambda: run(args))
 
 
 if __name__ == "__main__":

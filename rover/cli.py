@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 
-from rover.errors import RoverError
+from rover.errors import run_command
 
 # `rover bench NAME` -> module with add_arguments(parser) and run(args) -> dict
 BENCHES = {
@@ -243,10 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s"
     )
     try:
-        return args.func(args)
-    except RoverError as exc:
-        print(f"rover: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return run_command("rover", lambda: args.func(args))
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

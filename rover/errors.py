@@ -4,6 +4,9 @@ The CLI prints ``rover: error: <message>`` and exits non-zero for any RoverError
 traceback; everything else is a bug and keeps its traceback.
 """
 
+import sys
+from collections.abc import Callable
+
 
 class RoverError(Exception):
     """A problem the user can fix; the message says what and how."""
@@ -25,3 +28,13 @@ class DataError(RoverError):
     """A recording, calibration or model file is missing, corrupt or foreign."""
 
     exit_code = 4
+
+
+def run_command(prog: str, command: Callable[[], int]) -> int:
+    """Run a command line's body: a RoverError becomes one line on stderr (``prog: error:
+    ...``) and its exit code, never a traceback."""
+    try:
+        return command()
+    except RoverError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code

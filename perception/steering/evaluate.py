@@ -317,18 +317,15 @@ def _drive_unwired(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m perception.steering.evaluate``: `rover eval` alone."""
-    from rover.errors import RoverError
+    from rover.errors import run_command
 
     argv = sys.argv[1:] if argv is None else argv
-    try:
-        if argv[:1] == ["_drive"]:
-            return _drive_unwired(argv[1:])
-        parser = argparse.ArgumentParser(prog="rover eval", description=__doc__)
-        add_arguments(parser)
-        return run(parser.parse_args(argv))
-    except RoverError as exc:
-        print(f"rover eval: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    if argv[:1] == ["_drive"]:
+        return run_command("rover eval", lambda: _drive_unwired(argv[1:]))
+    parser = argparse.ArgumentParser(prog="rover eval", description=__doc__)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    return run_command("rover eval", lambda: run(args))
 
 
 if __name__ == "__main__":

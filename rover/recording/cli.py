@@ -15,7 +15,7 @@ import json
 import os
 import sys
 
-from rover.errors import DataError, RoverError
+from rover.errors import DataError, RoverError, run_command
 
 DEFAULT_ROOT = "recordings"
 
@@ -252,10 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        return run(args)
-    except RoverError as exc:
-        print(f"rover: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return run_command("rover", lambda: run(args))
     except BrokenPipeError:  # `... | head`: the reader left, nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

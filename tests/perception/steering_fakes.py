@@ -7,10 +7,9 @@ that learns anything at all must read the bar's position.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from perception.steering.demos import DemoSample
 from perception.steering.model import SteeringModelConfig
 
 TINY_HW = (128, 128)
@@ -32,20 +31,6 @@ def tiny_config(arch: str = "dave", throttle: bool = True, bins: int = 0) -> Ste
     )
 
 
-@dataclass(frozen=True)
-class FakeSample:
-    """The recording reader's Sample fields."""
-
-    left: np.ndarray
-    right: np.ndarray
-    steering: float
-    throttle: float
-    stamp_ns: int
-    frame_seq: int
-    session: str
-    index: int
-
-
 def bar_frames(x_frac: float, rng: np.random.Generator, hw=TINY_HW):
     """Left and right frames with a bar centred at `x_frac` of the width."""
     h, w = hw
@@ -63,7 +48,7 @@ def bar_steering(x_frac: float) -> float:
     return float(np.clip(-1.6 * (0.5 - x_frac), -1.0, 1.0))
 
 
-def bar_session(n: int, name: str, seed: int = 0, hw=TINY_HW) -> list[FakeSample]:
+def bar_session(n: int, name: str, seed: int = 0, hw=TINY_HW) -> list[DemoSample]:
     """`n` frames of one session; the bar wanders smoothly, as in driving."""
     rng = np.random.default_rng(seed)
     x = np.clip(0.5 + np.cumsum(rng.normal(0, 0.04, n)), 0.05, 0.95)
@@ -71,5 +56,5 @@ def bar_session(n: int, name: str, seed: int = 0, hw=TINY_HW) -> list[FakeSample
     for i, xf in enumerate(x):
         left, right = bar_frames(float(xf), rng, hw)
         throttle = 0.4 + 0.2 * abs(xf - 0.5)
-        out.append(FakeSample(left, right, bar_steering(xf), throttle, i * 33_333_333, i, name, i))
+        out.append(DemoSample(left, right, bar_steering(xf), throttle, i * 33_333_333, i, name, i))
     return out

@@ -23,8 +23,9 @@ from perception.dataset import (
     save_frames,
     split,
 )
+from perception.steering.demos import DemoSample
 from rover.errors import DataError
-from tests.perception.steering_fakes import FakeSample, bar_session, tiny_config
+from tests.perception.steering_fakes import bar_session, tiny_config
 
 NO_AUGMENT = AugmentConfig(
     flip=0.0,
@@ -70,7 +71,7 @@ def test_collect_prepares_frames_with_the_models_own_preprocessing():
 def test_frames_from_another_camera_are_skipped_with_a_warning():
     cfg = tiny_config()
     good = bar_session(20, "a")
-    odd = [FakeSample(np.zeros((240, 320, 3), np.uint8), s.right, 0.0, 0.5, 0, 0, "b", 0)
+    odd = [DemoSample(np.zeros((240, 320, 3), np.uint8), s.right, 0.0, 0.5, 0, 0, "b", 0)
            for s in good[:5]]  # fmt: skip
     with pytest.warns(DataWarning, match="different camera setup"):
         frames = collect(good + odd, cfg)
