@@ -229,6 +229,7 @@ def train_model(args: argparse.Namespace) -> dict[str, Any]:
     if args.init:
         trainer.init_from(args.init)
     result = trainer.fit(resume=args.resume)
+    trainer.close()
     if trainer.dist.main and Path(args.out).is_file():
         trainer.log(f"wrote {args.out} (best val MAE {result['best_val_mae']:.4f})")
     return result
@@ -279,4 +280,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # A torchrun rank skips interpreter shutdown: a gloo worker thread may still be
+        # releasing the last all-reduce, whose tensors need the GIL, and a thread that asks
+        # for it during shutdown aborts the process (SIGABRT) after a good run (1 in ~60 here;
+        # pytorch/pytorch#179291). Everything is written and the group destroyed by now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

@@ -200,6 +200,12 @@ class Trainer:
         )
         self.epoch, self.best, self.bad_epochs, self.history = 0, math.inf, 0, []
 
+    def close(self) -> None:
+        """Leave the torchrun job once every rank is done (call it after a good ``fit``)."""
+        if self.dist.world_size > 1 and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
     def _build_loaders(self) -> None:
         targets = len(self.model_cfg.outputs)
         weights = balance_weights(self.frames.steering[self.train_idx], self.data_cfg)
