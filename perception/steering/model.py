@@ -13,6 +13,8 @@ Two sizes: ``dave`` (~76k parameters, DAVE 2005) and ``pilotnet`` (~222k, PilotN
 from __future__ import annotations
 
 import dataclasses
+import functools
+import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,10 +135,13 @@ def prepare(left: torch.Tensor, right: torch.Tensor, cfg: SteeringModelConfig) -
     rows = slice(cfg.crop_top_px, cfg.image_height_px - cfg.crop_bottom_px)
     x = torch.cat([left[:, rows], right[:, rows]], dim=-1)  # (N, h, W, 6)
     k = cfg.downsample
-    if k > 1:
-        x = x.float()
-        total = sum(x[:, i::k, j::k] for i in range(k) for j in range(k))
-        x = torch.floor((total + (k * k // 2)) / (k * k)).to(torch.uint8)
+    if k > 1:  # rows first, then columns: each sum reads whole contiguous rows
+        n, h, w, c = x.shape
+        x = x.float().reshape(n, h // k, k, w * c)
+        x = functools.reduce(operator.add, [x[:, :, i] for i in range(k)])
+        x = x.reshape(n, h // k, w // k, k, c)
+        x = functools.reduce(operator.add, [x[:, :, :, j] for j in range(k)])
+        x = torch.floor((x + (k * k // 2)) / (k * k)).to(torch.uint8)
     return x.permute(0, 3, 1, 2)  # channels_last strides: no copy
 
 

@@ -18,16 +18,24 @@ from perception.steering.model import (
 from rover.errors import ConfigError
 
 
-def test_prepare_crops_pools_and_rounds_like_the_obvious_numpy():
-    cfg = SteeringModelConfig()
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        SteeringModelConfig(),
+        SteeringModelConfig(image_width_px=324, crop_top_px=0, crop_bottom_px=0, downsample=3),
+    ],
+)
+def test_prepare_crops_pools_and_rounds_like_the_obvious_numpy(cfg):
     rng = np.random.default_rng(0)
-    left = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
-    right = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
-    got = prepare(torch.from_numpy(left)[None], torch.from_numpy(right)[None], cfg)[0].numpy()
-    both = np.concatenate([left, right], axis=2)[cfg.crop_top_px : 240 - cfg.crop_bottom_px]
-    pooled = both.reshape(64, 2, 160, 2, 6).astype(np.int64).sum(axis=(1, 3))
-    want = ((pooled + 2) // 4).astype(np.uint8).transpose(2, 0, 1)
-    assert got.shape == (6, 64, 160)
+    h, w, k = cfg.image_height_px, cfg.image_width_px, cfg.downsample
+    left = rng.integers(0, 256, (2, h, w, 3), dtype=np.uint8)
+    right = rng.integers(0, 256, (2, h, w, 3), dtype=np.uint8)
+    got = prepare(torch.from_numpy(left), torch.from_numpy(right), cfg).numpy()
+    both = np.concatenate([left, right], axis=3)[:, cfg.crop_top_px : h - cfg.crop_bottom_px]
+    rows = both.shape[1] // k
+    pooled = both.reshape(2, rows, k, w // k, k, 6).astype(np.int64).sum(axis=(2, 4))
+    want = ((pooled + k * k // 2) // (k * k)).astype(np.uint8).transpose(0, 3, 1, 2)
+    assert got.shape == (2, 6, rows, w // k)
     np.testing.assert_array_equal(got, want)
 
 
