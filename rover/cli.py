@@ -66,6 +66,14 @@ def _add_stack_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics-out", metavar="PATH", help="write the run's metrics JSON here")
     p.add_argument("--snapshot", metavar="PATH", help="save a PNG of the window at the end")
     p.add_argument(
+        "--safety-driver",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="after a collision the expert drives for S seconds from the put-back pose, then "
+        "hands back: a safety driver's takeover (0: put back only)",
+    )
+    p.add_argument(
         "--traversability",
         action="store_true",
         help="run the traversability node: the control node then slows and stops "

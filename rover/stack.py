@@ -42,6 +42,11 @@ def build_options(args: argparse.Namespace) -> RunOptions:
         )
     if args.sim is None and model in SIM_POLICIES:
         raise ConfigError(f"--model {model} is a simulator policy: add --sim SCENARIO")
+    safety_driver = getattr(args, "safety_driver", 0.0)
+    if safety_driver and args.sim is None:
+        raise ConfigError("--safety-driver is for the simulator: add --sim SCENARIO")
+    if not 0.0 <= safety_driver <= 30.0:
+        raise ConfigError(f"--safety-driver {safety_driver:g}: give 0 to 30 seconds")
     overrides = list(args.set)
     sim_args: list[str] = []
     if args.sim is not None:
@@ -59,6 +64,8 @@ def build_options(args: argparse.Namespace) -> RunOptions:
             value = getattr(args, flag, 0.0)
             if value:
                 sim_args += [f"--{flag.replace('_', '-')}", str(value)]
+        if safety_driver:
+            sim_args += ["--safety-driver-s", str(safety_driver)]
         if args.lockstep:
             sim_args.append("--lockstep")
         if model in SIM_POLICIES:

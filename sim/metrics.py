@@ -33,7 +33,8 @@ class RunLog:
     throttle: list[float] = field(default_factory=list)
     clearance_m: list[float] = field(default_factory=list)
     collision_xy: list[tuple[float, float]] = field(default_factory=list)
-    distance_m: float = 0.0
+    distance_m: float = 0.0  # driven by the policy
+    takeover_m: float = 0.0  # driven by the safety driver after collisions
     reached_goal: bool = False
 
     def append(
@@ -68,6 +69,7 @@ def compute_metrics(log: RunLog, world: World) -> dict[str, Any]:
         "distance_m": round(log.distance_m, 4),
         "collisions": collisions,
         "mean_distance_between_collisions_m": round(log.distance_m / max(1, collisions), 4),
+        "takeover_m": round(log.takeover_m, 4),
         "autonomy_pct": round(max(0.0, autonomy), 3),
         "goal_progress": round(progress, 4),
         "reached_goal": log.reached_goal,

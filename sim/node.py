@@ -55,7 +55,7 @@ class SimNode:
     def __init__(self, args, bus_cfg: topics.BusConfig):
         self.args = args
         self.bus_cfg = bus_cfg
-        self.sim = Simulation(args.scenario, args.seed)
+        self.sim = Simulation(args.scenario, args.seed, safety_driver_s=args.safety_driver_s)
         self.period_ns = int(self.sim.dt_s * 1e9)
         self.faults = random.Random(self.sim.world.seed)  # injected faults, reproducible
         self.emulator = PtyEmulator(
@@ -314,6 +314,14 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=None)
     parser.add_argument("--metrics-out", default=None)
     parser.add_argument("--snapshot", default=None)
+    parser.add_argument(
+        "--safety-driver-s",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="after a collision the expert drives for S seconds from the put-back pose, then "
+        "hands back: a safety driver's takeover (0: put back only)",
+    )
     parser.add_argument(
         "--camera-latency-ms",
         type=float,

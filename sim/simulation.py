@@ -47,6 +47,7 @@ class SimState:
     goal_progress: float
     reached_goal: bool
     timed_out: bool
+    takeover: bool = False  # the safety driver (the expert) drives this step, not the policy
 
     @property
     def done(self) -> bool:
@@ -86,6 +87,7 @@ class Simulation:
         camera: CameraModel | None = None,
         dt_s: float = FRAME_DT_S,
         reset_back_m: float = 1.0,
+        safety_driver_s: float = 0.0,
     ) -> None:
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         self.vehicle = vehicle or VehicleConfig()
@@ -95,7 +97,11 @@ class Simulation:
         if not 0 < reset_back_m <= 20.0:
             raise ConfigError(f"reset_back_m must be in (0, 20] metres; got {reset_back_m}")
         self.dt_s = dt_s
+        if not 0 <= safety_driver_s <= 30.0:
+            raise ConfigError(f"safety_driver_s must be in [0, 30] seconds; got {safety_driver_s}")
         self.reset_back_m = reset_back_m
+        self.safety_driver_s = float(safety_driver_s)
+        self._safety_driver: Any = None
         self._seed = self.scenario.seed if seed is None else int(seed)
         self._world = generate_world(self.scenario, self._seed)
         self._renderer: StereoRenderer | None = None
@@ -144,6 +150,7 @@ class Simulation:
         self._trail_distance = 0.0
         self._steps = 0
         self._time_s = 0.0
+        self._takeover_until_s = -1.0
         self.log = RunLog()
         clearance = self._clearance(self._vehicle_state)
         self._state = self._make_state((0.0, 0.0), False, clearance, clearance)
@@ -154,18 +161,25 @@ class Simulation:
         if self._state.done:
             raise RuntimeError("the episode is over (goal or time limit); call reset()")
         dt = self.dt_s if dt_s is None else float(dt_s)
+        takeover = self._time_s < self._takeover_until_s - 1e-9
+        if takeover:
+            steering, throttle = self._safety_driver.act(self.observation())
         command = (clamp_unit(steering), clamp_unit(throttle))
         before = self._vehicle_state
         after = step_vehicle(self.vehicle, before, command[0], command[1], dt)
         half_l, half_w = self.vehicle.length_m / 2, self.vehicle.width_m / 2
         hit = self.world.shapes.footprint_hits(after.x_m, after.y_m, after.yaw_rad, half_l, half_w)
         moved = math.hypot(after.x_m - before.x_m, after.y_m - before.y_m)
-        self.log.distance_m += moved
+        if takeover:
+            self.log.takeover_m += moved
+        else:
+            self.log.distance_m += moved
         self._trail_distance += moved
         collided = hit.size > 0
         if collided:
             self.log.collision_xy.append((after.x_m, after.y_m))
             after = self._intervene(after)
+            self._take_over(self._time_s + dt)
         else:
             self._extend_trail(after)
         self._vehicle_state = after
@@ -173,7 +187,7 @@ class Simulation:
         self._time_s += dt
         clearance = 0.0 if collided else self._clearance(after)
         min_clearance = min(self._state.min_clearance_m, clearance)
-        self._state = self._make_state(command, collided, clearance, min_clearance)
+        self._state = self._make_state(command, collided, clearance, min_clearance, takeover)
         self.log.reached_goal = self._state.reached_goal
         pose = (after.x_m, after.y_m, after.yaw_rad)
         self.log.append(self._time_s, pose, after.speed_mps, command, clearance)
@@ -208,7 +222,9 @@ class Simulation:
         """Top-down picture of the run so far."""
         return write_trajectory_png(path, self.world, self.log, px_per_m)
 
-    def _make_state(self, command, collided: bool, clearance: float, min_clearance: float):
+    def _make_state(
+        self, command, collided: bool, clearance: float, min_clearance: float, takeover=False
+    ):
         v = self._vehicle_state
         return SimState(
             step=self._steps,
@@ -228,6 +244,7 @@ class Simulation:
             goal_progress=1.0 if self.log.reached_goal else self.world.goal_progress(v.x_m),
             reached_goal=self.log.reached_goal or self.world.reached_goal(v.x_m),
             timed_out=self._time_s >= self.scenario.task.time_limit_s - 1e-9,
+            takeover=takeover,
         )
 
     def _clearance(self, v: VehicleState) -> float:
@@ -258,6 +275,19 @@ class Simulation:
         del self._trail[i + 1 :]
         self._trail_distance = self._trail[i][3]
         return VehicleState(x_m=x, y_m=y, yaw_rad=yaw)
+
+    def _take_over(self, now_s: float) -> None:
+        """A safety driver's intervention: the expert drives for ``safety_driver_s`` from the
+        put-back pose, then hands back (PilotNet's protocol; off at 0)."""
+        if self.safety_driver_s <= 0:
+            return
+        if self._safety_driver is None:
+            from sim.expert import Expert  # sim.expert imports this module
+
+            self._safety_driver = Expert()
+        if now_s >= self._takeover_until_s:
+            self._safety_driver.reset()
+        self._takeover_until_s = now_s + self.safety_driver_s
 
     def _index_at(self, distance_m: float) -> int:
         dists = [p[3] for p in self._trail]

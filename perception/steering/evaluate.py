@@ -36,10 +36,12 @@ from rover.errors import ConfigError, DataError
 from sim.scenario import RESERVED_SEED_MIN, list_suite, load_scenario
 
 JOB_TIMEOUT_S = 900.0
+SAFETY_DRIVER_S = 3.0  # a takeover: steer past the obstacle, then hand back
 REPORT_KEYS = (
     "distance_m",
     "collisions",
     "mean_distance_between_collisions_m",
+    "takeover_m",
     "autonomy_pct",
     "goal_progress",
     "reached_goal",
@@ -62,6 +64,7 @@ class Job:
     model: str  # checkpoint path, or the simulator policy's name
     metrics_out: Path
     guard: bool = False  # run the traversability node: the control node's guard acts
+    safety_driver_s: float = 0.0  # after a collision the expert drives this long
 
     @property
     def run_name(self) -> str:
@@ -81,9 +84,10 @@ def plan_jobs(
     only: str | None,
     seeds: int,
     guard: bool = False,
+    safety_driver_s: float = 0.0,
 ) -> list[Job]:
     """Every (scenario, seed, driver) of the suite, model runs first; ``guard``: the model's
-    runs have the traversability guard on."""
+    runs have the traversability guard on; every driver gets the same safety driver."""
     jobs = []
     for path in list_suite(suite):
         scenario = load_scenario(path)
@@ -103,6 +107,7 @@ def plan_jobs(
                         target,
                         out,
                         guard and driver == "model",
+                        safety_driver_s,
                     )
                 )
     if not jobs:
@@ -110,24 +115,17 @@ def plan_jobs(
     return sorted(jobs, key=lambda j: j.driver != "model")
 
 
-def stack_is_wired() -> bool:
-    """True once the manager runs the steering node for `rover drive --model PATH`."""
-    from rover.manager import NODES
-
-    return any(spec.name == "steering" for spec in NODES)
-
-
 def drive_command(job: Job, namespace: str, duration: float | None) -> list[str]:
-    """The full-stack command for one job (see `_drive_unwired` until the CLI is wired)."""
+    """The full-stack command for one job: `rover drive --lockstep --headless ...`."""
     common = ["--sim", str(job.path), "--seed", str(job.seed), "--model", job.model]
     common += ["--metrics-out", str(job.metrics_out), "--namespace", namespace]
     if duration is not None:
         common += ["--duration", str(duration)]
     if job.guard:
         common.append("--traversability")
-    if job.driver != "model" or stack_is_wired():
-        return [sys.executable, "-m", "rover.cli", "drive", "--lockstep", "--headless", *common]
-    return [sys.executable, "-m", "perception.steering.evaluate", "_drive", *common]
+    if job.safety_driver_s:
+        common += ["--safety-driver", str(job.safety_driver_s)]
+    return [sys.executable, "-m", "rover.cli", "drive", "--lockstep", "--headless", *common]
 
 
 def run_job(job: Job, duration: float | None) -> dict[str, Any]:
@@ -176,7 +174,14 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
     drivers = ["model"] + (["expert"] if not args.no_expert else [])
     drivers += ["straight"] if args.straight else []
     jobs = plan_jobs(
-        model, args.suite, out_dir, drivers, args.only, args.seeds, args.traversability
+        model,
+        args.suite,
+        out_dir,
+        drivers,
+        args.only,
+        args.seeds,
+        args.traversability,
+        args.safety_driver,
     )
     runs: list[dict[str, Any]] = []
     with ThreadPoolExecutor(max_workers=max(1, args.workers)) as pool:
@@ -208,6 +213,7 @@ def build_report(model: str, args: argparse.Namespace, runs: list[dict]) -> dict
         "suite": str(args.suite),
         "seeds_per_scenario": args.seeds,
         "traversability_guard": bool(getattr(args, "traversability", False)),
+        "safety_driver_s": getattr(args, "safety_driver", 0.0),
         "duration_s": args.duration,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "software": software_version(),
@@ -237,6 +243,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="the model drives with the traversability node and the control node's guard",
     )
+    parser.add_argument(
+        "--safety-driver",
+        type=float,
+        default=SAFETY_DRIVER_S,
+        metavar="S",
+        help="after a collision the expert drives for S seconds, then hands back, as a "
+        "safety driver does (PilotNet); 0: the vehicle is only put back 1 m along its trail, "
+        "and a policy that repeats its mistake collides there again and again "
+        f"(default {SAFETY_DRIVER_S:g})",
+    )
     parser.add_argument("--max-autonomy-drop", type=float, default=2.0, help="points")
     parser.add_argument("--max-mdbc-drop-pct", type=float, default=20.0, help="percent")
     parser.add_argument("--max-extra-collisions", type=int, default=1)
@@ -247,6 +263,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the suite, write report.json and report.html; 1 when a figure regressed."""
     if args.seeds < 1 or args.workers < 1:
         raise ConfigError("--seeds and --workers must be at least 1")
+    if not 0.0 <= args.safety_driver <= 30.0:
+        raise ConfigError(f"--safety-driver {args.safety_driver:g}: give 0 to 30 seconds")
     report = run_suite(args)
     failed = [r for r in report["runs"] if "error" in r]
     if args.baseline:
@@ -282,46 +300,10 @@ def _print_summary(report: dict[str, Any], out: Path) -> None:
     print(f"report: {out / 'report.json'}, {out / 'report.html'}")
 
 
-def _drive_unwired(argv: list[str]) -> int:
-    """`rover drive --model PATH` before the CLI and manager know the steering node.
-
-    The same stack (simulator, steering node, control node) through the same Manager, with
-    the steering node's row added here. Remove once `rover drive --model PATH` is wired.
-    """
-    import dataclasses
-
-    from rover.manager import NODES, Manager, NodeSpec
-    from rover.stack import build_options
-
-    p = argparse.ArgumentParser()
-    for flag in ("--sim", "--model", "--metrics-out", "--namespace"):
-        p.add_argument(flag, required=True)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--duration", type=float)
-    a = p.parse_args(argv)
-    ns = argparse.Namespace(mode="drive", sim=a.sim, model="expert", seed=a.seed, headless=True)
-    ns.__dict__ |= {"lockstep": True, "duration": a.duration, "metrics_out": a.metrics_out}
-    ns.__dict__ |= {"snapshot": None, "config": None, "set": [], "namespace": a.namespace}
-    opts = build_options(ns)
-    sim_args = [x for x in opts.node_args["sim"] if x not in ("--policy", "expert")]
-    opts = dataclasses.replace(
-        opts, model=a.model, node_args={"sim": sim_args, "steering": ["--model", a.model]}
-    )
-    steering = NodeSpec("steering", "rover.nodes.steering", lambda o: not o.sim_policy)
-    reason = Manager(opts, nodes=(*NODES, steering)).run()
-    if reason in ("sim finished", "stopped", "interrupted"):
-        return 0
-    print(f"rover: error: {reason}", file=sys.stderr)
-    return 1
-
-
 def main(argv: list[str] | None = None) -> int:
     """``python -m perception.steering.evaluate``: `rover eval` alone."""
     from rover.errors import run_command
 
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["_drive"]:
-        return run_command("rover eval", lambda: _drive_unwired(argv[1:]))
     parser = argparse.ArgumentParser(prog="rover eval", description=__doc__)
     add_arguments(parser)
     args = parser.parse_args(argv)

@@ -33,6 +33,7 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "distance_m": round(distance, 3),
         "collisions": collisions,
         "mean_distance_between_collisions_m": round(distance / max(1, collisions), 3),
+        "takeover_m": round(sum(r.get("takeover_m") or 0.0 for r in ok), 3),
         "autonomy_pct": round(max(0.0, autonomy), 3),
         "goal_progress": round(sum(r["goal_progress"] for r in ok) / len(ok), 4) if ok else 0.0,
         "goals_reached": sum(bool(r["reached_goal"]) for r in ok),
@@ -70,6 +71,11 @@ def compare(report: dict[str, Any], baseline: dict[str, Any], limits: Any) -> li
         return [
             f"baseline ran with duration {baseline.get('duration_s')}, this run with "
             f"{report.get('duration_s')}: not comparable; rerun with the same --duration"
+        ]
+    if report.get("safety_driver_s", 0.0) != baseline.get("safety_driver_s", 0.0):
+        return [
+            f"baseline ran with --safety-driver {baseline.get('safety_driver_s', 0.0):g}, this "
+            f"run with {report.get('safety_driver_s', 0.0):g}: not comparable; rerun with the same"
         ]
     new_runs = _model_runs(report)
     old_runs = _model_runs(baseline)

@@ -42,6 +42,8 @@ def test_aggregate_pools_distance_collisions_and_time():
     assert fig["distance_m"] == 100 and fig["collisions"] == 1
     assert fig["mean_distance_between_collisions_m"] == 100
     assert fig["autonomy_pct"] == pytest.approx(90.0)  # 1 intervention = 6 s of 60 s
+    assert fig["takeover_m"] == 0.0
+    assert aggregate([run(takeover_m=4.5), run(takeover_m=1.5)])["takeover_m"] == 6.0
     failed = aggregate([run(), {"driver": "model", "error": "boom"}])
     assert failed["runs"] == 1 and failed["failed_runs"] == 1
 
@@ -92,6 +94,10 @@ def test_a_short_suite_is_compared_on_the_runs_it_shares_with_the_baseline():
     assert compare(first_only, full, LIMITS) == []
     other = dict(first_only, duration_s=20.0)
     assert "not comparable" in compare(other, full, LIMITS)[0]
+    # a report from before the safety driver (none) against one with it: refused too
+    rescued = dict(first_only, safety_driver_s=3.0)
+    assert "--safety-driver" in compare(rescued, full, LIMITS)[0]
+    assert compare(dict(full, safety_driver_s=0.0), full, LIMITS) == []
 
 
 def test_html_page_has_the_table_and_every_picture(tmp_path):
@@ -127,6 +133,8 @@ def test_eval_runs_the_full_stack_and_writes_the_report(tmp_path):
             assert key in fig and key in report["scenarios"]["open_101"][driver]
     assert (out / "report.html").is_file()
     assert all(r["trajectory_png"] for r in report["runs"])
+    assert report["safety_driver_s"] == evaluate.SAFETY_DRIVER_S
+    assert all("takeover_m" in r for r in report["runs"])
     # the same model against its own report: no regression
     assert evaluate.main([*argv, "--quiet", "--baseline", str(out / "report.json")]) == 0
 

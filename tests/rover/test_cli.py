@@ -39,6 +39,8 @@ def test_help_lists_the_commands():
         (["--set", "camera.calibration=/nonexistent/calib.yaml"], "calib"),
         (["--set", "control.max_throttle=3"], "max_throttle"),
         (["--config", "/nonexistent/robot.toml"], "does not exist"),
+        (["--safety-driver", "3"], "add --sim"),
+        (["--sim", "open", "--safety-driver", "99"], "0 to 30 seconds"),
     ],
 )
 def test_bad_setup_gives_one_clear_line(args, needle, bus_cfg):

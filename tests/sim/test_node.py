@@ -160,3 +160,16 @@ def test_lockstep_guard_turns_a_straight_drivers_crashes_into_driving(tmp_path):
     assert blind["collisions"] >= 3
     assert guarded["collisions"] == 0 and guarded["distance_m"] > 10
     assert guarded["late_frames"] == 0 and guarded["steps"] == 300
+
+
+@pytest.mark.slow
+def test_a_safety_driver_takes_over_after_each_collision_in_the_stack(tmp_path):
+    """`--safety-driver S`: after a collision the expert drives for S seconds, then the stack
+    drives again; the straight-ahead driver's crashes in a row become one each."""
+    args = ("--sim", "forest", "--seed", "5", "--model", "straight", "--lockstep")
+    blind = drive(tmp_path, *args, "--duration", "10", name="blind")
+    rescued = drive(tmp_path, *args, "--duration", "10", "--safety-driver", "3", name="rescued")
+    assert blind["takeover_m"] == 0.0
+    assert 1 <= rescued["collisions"] < blind["collisions"]
+    assert rescued["takeover_m"] > 2.0  # the expert's metres, not counted as the driver's
+    assert rescued["late_frames"] == 0 and rescued["steps"] == 300

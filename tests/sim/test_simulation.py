@@ -63,6 +63,42 @@ def test_collision_is_an_intervention_that_puts_the_vehicle_back_on_its_trail():
     assert metrics["mean_distance_between_collisions_m"] == pytest.approx(metrics["distance_m"] / 2)
 
 
+def test_a_safety_driver_takes_over_after_a_collision_so_one_mistake_counts_once():
+    trunk = [tree(5.0, 0.0, radius=0.3)]
+    rewind = sim_in(world_with(trunk))
+    takeover = Simulation.from_world(world_with(trunk), safety_driver_s=3.0)
+    for sim in (rewind, takeover):
+        while sim.state.time_s < 20.0 and not sim.done:
+            sim.step(0.0, sim.vehicle.cruise_throttle)  # a policy that never steers
+    # Put back on its trail, the policy drives into the same trunk again and again ...
+    assert rewind.state.collisions >= 3 and rewind.metrics()["takeover_m"] == 0.0
+    # ... while the expert, for 3 s, steers it past the trunk: the mistake counts once.
+    assert takeover.state.collisions == 1 and takeover.state.x_m > 5.5
+    log, metrics = takeover.log, takeover.metrics()
+    crash = next(i for i in range(1, len(log.x_m)) if log.x_m[i] < log.x_m[i - 1] - 0.5)
+    driven = np.hypot(np.diff(log.x_m), np.diff(log.y_m))
+    handed_back = crash + round(3.0 / FRAME_DT_S)
+    assert metrics["takeover_m"] == pytest.approx(driven[crash:handed_back].sum(), rel=0.05)
+    assert metrics["takeover_m"] > 2.0
+    # The policy's own metres, not the safety driver's, make the distance between collisions.
+    assert metrics["distance_m"] == pytest.approx(
+        driven[: crash - 1].sum() + driven[handed_back:].sum(), rel=0.05
+    )
+    assert metrics["mean_distance_between_collisions_m"] == metrics["distance_m"]
+    assert not takeover.state.takeover
+
+
+def test_safety_driver_takeover_shows_in_the_state_while_it_lasts():
+    sim = Simulation.from_world(world_with([tree(5.0, 0.0, radius=0.3)]), safety_driver_s=1.0)
+    while not sim.state.collided:
+        assert not sim.step(0.0, sim.vehicle.cruise_throttle).takeover or sim.state.collided
+    flags = [sim.step(0.0, 0.0).takeover for _ in range(round(1.5 / FRAME_DT_S))]
+    assert flags[: round(1.0 / FRAME_DT_S) - 1] == [True] * (round(1.0 / FRAME_DT_S) - 1)
+    assert not any(flags[round(1.0 / FRAME_DT_S) + 1 :])
+    with pytest.raises(ConfigError, match="safety_driver_s"):
+        Simulation("open", safety_driver_s=-1.0)
+
+
 def test_intervention_heading_follows_a_curved_trail():
     def steer(t: float) -> float:
         return 0.0 if t < 1.0 else 0.25
