@@ -128,6 +128,7 @@ _COLUMNS = (
     ("mean_distance_between_collisions_m", "MDBC m", "{:.1f}"),
     ("autonomy_pct", "autonomy %", "{:.1f}"),
     ("goal_progress", "goal", "{:.2f}"),
+    ("takeover_m", "safety driver m", "{:.1f}"),
 )
 
 
@@ -170,7 +171,8 @@ figure{{display:inline-block;margin:8px}} img{{max-width:480px}}</style></head><
 <h1>rover eval</h1>
 <p>model <code>{html.escape(report["model"])}</code> ({html.escape(report["model_arch"])}),
 suite <code>{html.escape(report["suite"])}</code>, {report["seeds_per_scenario"]} world(s) per
-scenario, {html.escape(report["created"])}</p>
+scenario, safety driver {report.get("safety_driver_s", 0.0):g} s after each collision,
+{html.escape(report["created"])}</p>
 <p>targets on held-out scenarios: MDBC {t["held_out_mdbc_m"]:.1f} m (target
 {t["target_mdbc_m"]:.0f}), autonomy {t["held_out_autonomy_pct"]:.1f}% (target
 {t["target_autonomy_pct"]:.0f}): <b>{verdict}</b></p>
