@@ -8,6 +8,8 @@ per scenario: distance, collisions, mean distance between collisions and autonom
 driver, and a trajectory picture per run. Given ``--baseline REPORT`` it exits 1 when a
 figure of the model regressed beyond its threshold.
 
+After each collision a safety driver (the expert) drives for ``--safety-driver`` seconds, then
+hands back, as on PilotNet's test car; its metres are ``takeover_m``, apart from the driver's.
 With zero collisions the mean distance between collisions is the distance driven: a lower
 bound. ``--seeds K`` adds K-1 worlds per scenario from the reserved (never trained on) seed
 range, for more kilometres and a tighter figure.
