@@ -287,6 +287,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_summary(report: dict[str, Any], out: Path) -> None:
     rows = [("overall", report["overall"]), ("held out", report["held_out"])]
+    print(f"safety driver: {report['safety_driver_s']:g} s after each collision")
     print(f"{'':10}{'driver':<10}{'dist m':>9}{'coll':>6}{'MDBC m':>9}{'auton %':>9}{'goal':>7}")
     for label, group in rows:
         for driver, fig in group.items():
