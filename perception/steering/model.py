@@ -133,16 +133,18 @@ def prepare(left: torch.Tensor, right: torch.Tensor, cfg: SteeringModelConfig) -
     float keeps the exported graph free of int16, which TensorRT does not take.
     """
     rows = slice(cfg.crop_top_px, cfg.image_height_px - cfg.crop_bottom_px)
-    x = torch.cat([left[:, rows], right[:, rows]], dim=-1)  # (N, h, W, 6)
+    # eyes stacked on a new axis: whole cropped frames copied as blocks, no RGB interleaving
+    x = torch.stack([left[:, rows], right[:, rows]], dim=1)  # (N, 2, h, W, 3)
+    n, eyes, h, w, c = x.shape
     k = cfg.downsample
     if k > 1:  # rows first, then columns: each sum reads whole contiguous rows
-        n, h, w, c = x.shape
-        x = x.float().reshape(n, h // k, k, w * c)
-        x = functools.reduce(operator.add, [x[:, :, i] for i in range(k)])
-        x = x.reshape(n, h // k, w // k, k, c)
-        x = functools.reduce(operator.add, [x[:, :, :, j] for j in range(k)])
+        x = x.float().reshape(n, eyes, h // k, k, w * c)
+        x = functools.reduce(operator.add, [x[:, :, :, i] for i in range(k)])
+        x = x.reshape(n, eyes, h // k, w // k, k, c)
+        x = functools.reduce(operator.add, [x[..., j, :] for j in range(k)])
         x = torch.floor((x + (k * k // 2)) / (k * k)).to(torch.uint8)
-    return x.permute(0, 3, 1, 2)  # channels_last strides: no copy
+    # (N, 6, h, w) contiguous: the layout `SteeringNet.normalise` reads without another copy
+    return x.permute(0, 1, 4, 2, 3).reshape(n, eyes * c, h // k, w // k)
 
 
 class SteeringNet(nn.Module):
@@ -182,8 +184,13 @@ class SteeringNet(nn.Module):
         return self.decode(self.forward_raw(x))
 
     def forward_raw(self, x: torch.Tensor) -> torch.Tensor:
-        """What training fits: regression outputs, or steering-bin logits then throttle."""
-        return self.head(self.features(self.normalise(x)).flatten(1))
+        """What training fits: regression outputs, or steering-bin logits then throttle.
+
+        Preprocessing runs in fp32; the convolutions and the head in their weights' dtype
+        (fp32 in training, bf16 or fp16 where the predictor reduced them).
+        """
+        y = self.normalise(x).to(self.head[-1].weight.dtype)
+        return self.head(self.features(y).flatten(1))
 
     def decode(
         self, raw: torch.Tensor, previous: torch.Tensor | None = None, commitment: float = 0.5
@@ -196,7 +203,7 @@ class SteeringNet(nn.Module):
         """
         bins = self.cfg.steering_bins
         if not bins:
-            return raw
+            return raw.float()
         prob = torch.softmax(raw[:, :bins].float(), dim=1)
         score = prob
         if previous is not None:
@@ -208,7 +215,7 @@ class SteeringNet(nn.Module):
         steering = (weight * self.bin_centres[window]).sum(1, keepdim=True) / weight.sum(
             1, keepdim=True
         )
-        return torch.cat([steering.to(raw.dtype), raw[:, bins:]], dim=1)
+        return torch.cat([steering, raw[:, bins:].float()], dim=1)
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 RGB (N, 6, h, w) -> YUV per eye, normalised; channels_last for the convs."""
