@@ -1,4 +1,4 @@
-"""Load a steering checkpoint safely and run it on stereo pairs: device pick, fp16 on CUDA.
+"""Load a steering checkpoint safely and run it on stereo pairs: device and precision pick.
 
 A checkpoint is a plain dict of tensors and primitive values, loaded with
 ``torch.load(..., weights_only=True)``: a file from the internet cannot run code. A missing,
@@ -26,10 +26,11 @@ from perception.steering.model import (
     prepare,
 )
 from rover.errors import ConfigError, DataError
+from rover.nodes.steering import DEVICES, PRECISIONS
 
 CHECKPOINT_FORMAT = "rover-steering-cnn"
 CHECKPOINT_VERSION = 1
-DEVICES = ("auto", "cpu", "cuda", "mps")
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _MEMORY_NS = 500_000_000  # the last answer guides the next one only if it is this recent
 
 
@@ -45,6 +46,41 @@ def pick_device(name: str = "auto") -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device cuda: no CUDA GPU visible to torch; use --device cpu or auto")
     return torch.device(name)
+
+
+def cpu_has_bf16() -> bool:
+    """True when this CPU computes bfloat16 natively (x86 AVX512-BF16 or AMX)."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    for name in checks:  # private in torch.cpu; absent on other builds: then no
+        check = getattr(torch.cpu, name, None)
+        try:
+            if check is not None and check():
+                return True
+        except RuntimeError:
+            pass
+    return False
+
+
+def pick_precision(name: str, device: torch.device) -> torch.dtype:
+    """The dtype the network's weighted layers run in; preprocessing and decoding stay fp32.
+
+    ``auto``: fp16 on CUDA, else fp32. ``bf16`` on a CPU that computes it natively
+    (`cpu_has_bf16`) takes ~0.3 ms off the pilotnet forward here, but it is opt-in: the
+    rounding moves an answer by ~0.004 on average and that was enough to change where the
+    bundled model wandered in one open held-out world (docs/steering.md). Training is fp32.
+    """
+    if name == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if name not in PRECISIONS:
+        raise ConfigError(f"precision {name!r}: use one of {', '.join(PRECISIONS)}")
+    if name == "fp16" and device.type == "cpu":
+        raise ConfigError("precision fp16 runs on CUDA or MPS only: use bf16 or fp32 on a CPU")
+    return _DTYPES[name]
+
+
+def precision_name(dtype: torch.dtype) -> str:
+    """``torch.bfloat16`` -> ``"bf16"``."""
+    return next(k for k, v in _DTYPES.items() if v == dtype)
 
 
 def software_version() -> dict[str, str]:
@@ -182,23 +218,31 @@ class Prediction:
 
 
 class SteeringPredictor:
-    """Runs a checkpoint on stereo pairs: eval mode, channels_last, fp16 on CUDA.
+    """Runs a checkpoint on stereo pairs: eval mode, channels_last, reduced precision where
+    the hardware has it (`pick_precision`).
 
     ``smoothing_s`` eases the steering output (exponential, on the frames' stamps) against
     frame-to-frame jitter; 0 leaves it raw.
     """
 
     def __init__(
-        self, checkpoint: Checkpoint | str | Path, device: str = "auto", smoothing_s: float = 0.0
+        self,
+        checkpoint: Checkpoint | str | Path,
+        device: str = "auto",
+        smoothing_s: float = 0.0,
+        precision: str = "auto",
     ):
         self.checkpoint = (
             checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
         )
         self.config = self.checkpoint.config
         self.device = pick_device(device)
-        self.half = self.device.type == "cuda"
-        model = self.checkpoint.build().eval()
-        self.model = (model.half() if self.half else model).to(self.device)
+        self.dtype = pick_precision(precision, self.device)
+        self.precision = precision_name(self.dtype)
+        model = self.checkpoint.build().eval().to(self.device)
+        model.features.to(self.dtype)  # the weighted layers; `forward_raw` casts their input
+        model.head.to(self.dtype)
+        self.model = model
         self.smoothing_s = smoothing_s
         self._steering: float | None = None
         self._stamp_ns = 0

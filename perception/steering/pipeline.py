@@ -78,7 +78,8 @@ def _corrections(model: Path, cache: Path, minutes: float, seed: int, quiet: boo
     from perception.infer import SteeringPredictor
 
     torch.set_num_threads(1)  # batch-1 inference: more threads only add overhead here
-    predictor = SteeringPredictor(model, device="cpu")
+    # fp32 whatever the CPU: the same command gives the same data on every machine
+    predictor = SteeringPredictor(model, device="cpu", precision="fp32")
     samples = corrected_samples(predictor, minutes, seed=seed, randomise=RANDOMISE)
     return save_frames(collect(samples, predictor.config, progress=not quiet), cache)
 

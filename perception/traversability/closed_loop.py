@@ -106,7 +106,8 @@ class ModelSteering:
         from perception.infer import SteeringPredictor
 
         torch.set_num_threads(1)  # batch-1 inference, as the steering node runs it
-        self.predictor = SteeringPredictor(model, device="cpu")
+        # fp32 whatever the CPU: the in-process figures are the same on every machine
+        self.predictor = SteeringPredictor(model, device="cpu", precision="fp32")
 
     def act(self, observation) -> tuple[float, float]:
         stamp_ns = 1_000_000_000 + int(round(observation.state.time_s * 1e9))

@@ -4,7 +4,7 @@
   camera/stereo and times until the node's estimate for that frame arrives (frame over ipc,
   inference, estimate back), one frame at a time;
 - floor, measured in the same run: the model's forward alone on the same frames, in this
-  process, with the same thread count (no bus, no numpy conversion);
+  process, with the node's thread count and precision (no bus, no numpy conversion);
 - predict: the node's per-frame Python path (numpy in, clamped floats out), in this process.
 
 Without ``--model`` it times the bundled model, or an untrained one of ``--arch``: latency
@@ -38,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", default="pilotnet", help="untrained model when none exists")
     parser.add_argument("--frames", type=int, default=300, help="frames per measurement")
     parser.add_argument("--threads", type=int, default=1, help="torch threads, node and floor")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        help="of the node and the floor (auto: the node's default on this machine)",
+    )
     parser.add_argument("--scenario", default="forest", help="where the frames come from")
 
 
@@ -57,14 +63,16 @@ def _model_path(args: argparse.Namespace, tmp: Path) -> Path:
     return path
 
 
-def measure_floor(model_path: Path, pairs, threads: int) -> tuple[list[float], list[float]]:
+def measure_floor(
+    model_path: Path, pairs, threads: int, precision: str = "auto"
+) -> tuple[list[float], list[float]]:
     """Milliseconds of the bare forward and of the predictor's whole call, per frame."""
     import torch
 
     from perception.infer import SteeringPredictor
 
     torch.set_num_threads(threads)
-    predictor = SteeringPredictor(model_path, device="cpu")
+    predictor = SteeringPredictor(model_path, device="cpu", precision=precision)
     model = predictor.model
     tensors = [(torch.from_numpy(lt)[None], torch.from_numpy(rt)[None]) for lt, rt in pairs]
     forward_ms, predict_ms = [], []
@@ -82,7 +90,9 @@ def measure_floor(model_path: Path, pairs, threads: int) -> tuple[list[float], l
     return forward_ms, predict_ms
 
 
-def measure_node(model_path: Path, pairs, threads: int) -> tuple[list[float], int]:
+def measure_node(
+    model_path: Path, pairs, threads: int, precision: str = "auto"
+) -> tuple[list[float], int]:
     """Milliseconds from publishing a frame to receiving the node's answer, per frame."""
     bus_cfg = BusConfig(namespace=f"benchinfer{uuid.uuid4().hex[:8]}")
     frames = bus.Publisher(topics.CAMERA_STEREO, bus_cfg)
@@ -90,7 +100,8 @@ def measure_node(model_path: Path, pairs, threads: int) -> tuple[list[float], in
     with tempfile.TemporaryFile() as log:
         node = subprocess.Popen(
             [sys.executable, "-m", "rover.nodes.steering", "--namespace", bus_cfg.namespace]
-            + ["--model", str(model_path), "--threads", str(threads)],
+            + ["--model", str(model_path), "--set", f"steering.threads={threads}"]
+            + ["--set", f"steering.precision={precision}"],
             stderr=log,
             env={**os.environ, "OMP_NUM_THREADS": str(threads)},
         )
@@ -139,22 +150,25 @@ def _wait_ready(node, frames, answers, pair, log) -> None:
 
 def run(args: argparse.Namespace) -> dict:
     """Run the bench, print a table, return the flat result dict."""
-    from perception.infer import load_checkpoint
+    import torch
+
+    from perception.infer import load_checkpoint, pick_precision, precision_name
     from perception.steering.model import count_macs, count_parameters
 
     with tempfile.TemporaryDirectory() as tmp:
         model_path = _model_path(args, Path(tmp))
         ckpt = load_checkpoint(model_path)
         pairs = expert_frames(args.scenario, args.frames)
-        forward_ms, predict_ms = measure_floor(model_path, pairs, args.threads)
-        node_ms, lost = measure_node(model_path, pairs, args.threads)
+        precision = precision_name(pick_precision(args.precision, torch.device("cpu")))
+        forward_ms, predict_ms = measure_floor(model_path, pairs, args.threads, precision)
+        node_ms, lost = measure_node(model_path, pairs, args.threads, precision)
     net = ckpt.build()
     h, w = pairs[0][0].shape[:2]
     floor, predict, node = (latency_summary(v) for v in (forward_ms, predict_ms, node_ms))
     print(
         f"steering inference, {ckpt.config.arch} ({count_parameters(net):,} parameters, "
         f"{count_macs(net) / 1e6:.1f} M MACs), {w}x{h} stereo, {args.frames} frames, "
-        f"{args.threads} thread(s)"
+        f"{args.threads} thread(s), {precision}"
     )
     rows = [
         ["floor: bare model forward", floor],
@@ -172,6 +186,7 @@ def run(args: argparse.Namespace) -> dict:
         "macs": count_macs(net),
         "frames": args.frames,
         "threads": args.threads,
+        "precision": precision,
         "p50_ms": round(node["p50_ms"], 4),
         "p99_ms": round(node["p99_ms"], 4),
         "predict_p50_ms": round(predict["p50_ms"], 4),

@@ -2,8 +2,10 @@
 
 Takes the newest stereo pair (a slow model skips frames rather than queueing them), runs the
 checkpoint given by ``--model`` and publishes the estimate with the frame's ``frame_seq`` and
-capture ``stamp_ns``, so glass-to-motor latency can be traced through the graph. The thread
-count is explicit: this is one process among several on a small computer.
+capture ``stamp_ns``, so glass-to-motor latency can be traced through the graph. Device,
+precision, threads and smoothing come from the robot config's ``[steering]`` section
+(`SteeringNodeConfig`); the thread count is explicit: this is one process among several on a
+small computer.
 """
 
 from __future__ import annotations
@@ -11,14 +13,48 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from rover import bus, topics
 from rover import messages as m
+from rover.config import dataclass_from_dict
+from rover.errors import ConfigError
 from rover.node import Shutdown, node_argparser, node_config, run_main
 
 log = logging.getLogger("rover.steering")
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class SteeringNodeConfig:
+    """[steering] section: where and how the steering node runs its model."""
+
+    device: str = "auto"  # auto (CUDA, else Apple MPS, else CPU), cpu, cuda, mps
+    # of the convolutions and the head; auto: fp16 on CUDA, else fp32. bf16 is faster on a
+    # CPU that computes it natively (AVX512-BF16, AMX). See `perception.infer.pick_precision`.
+    precision: str = "auto"
+    threads: int = 1  # torch threads: the node is one process among several
+    smoothing_s: float = 0.0  # ease the steering over this time constant; 0: raw
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise ConfigError(f"[steering] device = {self.device!r}: use {', '.join(DEVICES)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"[steering] precision = {self.precision!r}: use {', '.join(PRECISIONS)}"
+            )
+        if self.threads < 1 or self.smoothing_s < 0:
+            raise ConfigError("[steering] use threads >= 1 and smoothing_s >= 0")
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> SteeringNodeConfig:
+        """Build from the [steering] table; unknown keys or wrong types raise ConfigError."""
+        return dataclass_from_dict(cls, raw, "steering")
 
 
 class SteeringNode:
@@ -59,27 +95,37 @@ class SteeringNode:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The standard node arguments plus the model's."""
+    """The standard node arguments plus the model's; the rest is the [steering] section."""
     parser = node_argparser(__doc__)
     parser.add_argument("--model", required=True, help="checkpoint from `rover train steering`")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu")
-    parser.add_argument(
-        "--smoothing-s", type=float, default=0.0, help="ease steering over this time constant"
-    )
     return parser
 
 
 def main() -> None:
     args = build_parser().parse_args()
-    _, bus_cfg = node_config(args)
+    cfg, bus_cfg = node_config(args)
+    settings = cfg.steering
     import torch  # lazily: a second of start-up and hundreds of MB, only in this node
 
-    from perception.infer import SteeringPredictor
+    from perception.infer import SteeringPredictor, cpu_has_bf16
 
-    torch.set_num_threads(max(1, args.threads))
+    torch.set_num_threads(settings.threads)
     stop = Shutdown()
-    predictor = SteeringPredictor(args.model, device=args.device, smoothing_s=args.smoothing_s)
+    predictor = SteeringPredictor(
+        args.model,
+        device=settings.device,
+        smoothing_s=settings.smoothing_s,
+        precision=settings.precision,
+    )
+    log.info(
+        "%s on %s, %s, %d thread(s)",
+        predictor.checkpoint.path.name,
+        predictor.device,
+        predictor.precision,
+        settings.threads,
+    )
+    if predictor.precision == "bf16" and predictor.device.type == "cpu" and not cpu_has_bf16():
+        log.warning("this CPU has no native bf16: it is emulated and slower than fp32")
     node = SteeringNode(predictor, bus_cfg)
     node.warm_up()
     started = time.monotonic()

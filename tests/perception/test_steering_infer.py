@@ -11,12 +11,14 @@ import torch
 
 from perception.infer import (
     SteeringPredictor,
+    cpu_has_bf16,
     load_checkpoint,
     pick_device,
+    pick_precision,
     save_checkpoint,
 )
 from perception.steering.model import build_model
-from rover.errors import DataError
+from rover.errors import ConfigError, DataError
 from tests.perception.steering_fakes import bar_frames, tiny_config
 
 
@@ -123,6 +125,33 @@ def test_device_pick_falls_back_to_cpu_here():
     device = pick_device("auto")
     assert device.type == (expected or device.type)
     assert pick_device("cpu").type == "cpu"
+
+
+def test_bf16_runs_the_layers_in_bf16_and_answers_like_fp32(checkpoint):
+    full = SteeringPredictor(checkpoint, device="cpu", precision="fp32")
+    reduced = SteeringPredictor(checkpoint, device="cpu", precision="bf16")
+    assert reduced.precision == "bf16" and full.precision == "fp32"
+    assert reduced.model.features[0].weight.dtype == torch.bfloat16
+    assert reduced.model.colour.dtype == torch.float32  # preprocessing stays exact
+    rng = np.random.default_rng(3)
+    for x in np.linspace(0.1, 0.9, 5):
+        frame = bar_frames(x, rng)
+        a, b = full.predict(*frame), reduced.predict(*frame)
+        assert type(b.steering) is float and type(b.throttle) is float
+        assert b.steering == pytest.approx(a.steering, abs=0.02)
+        assert b.throttle == pytest.approx(a.throttle, abs=0.02)
+
+
+def test_precision_auto_is_fp32_on_a_cpu_bf16_is_opt_in_and_fp16_is_refused_there():
+    cpu = torch.device("cpu")
+    assert pick_precision("auto", cpu) == torch.float32
+    assert pick_precision("bf16", cpu) == torch.bfloat16
+    assert isinstance(cpu_has_bf16(), bool)
+    with pytest.raises(ConfigError, match="fp16 runs on CUDA or MPS only") as exc:
+        pick_precision("fp16", cpu)
+    _one_line(exc)
+    with pytest.raises(ConfigError, match="precision 'fp8'"):
+        pick_precision("fp8", cpu)
 
 
 def test_pickle_module_is_what_refusal_relies_on():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from perception.infer import SteeringPredictor, save_checkpoint
 from perception.steering.model import build_model
 from rover import bus, topics
 from rover import messages as m
+from rover.config import load_config
+from rover.errors import ConfigError
 from rover.topics import BusConfig
 from tests.perception.steering_fakes import bar_frames, tiny_config
 
@@ -30,7 +33,9 @@ def model_path(tmp_path_factory):
 def _start(bus_cfg, model) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "rover.nodes.steering", "--namespace", bus_cfg.namespace]
     return subprocess.Popen(
-        [*cmd, "--model", str(model), "--threads", "1"], stderr=subprocess.PIPE, text=True
+        [*cmd, "--model", str(model), "--set", "steering.threads=1"],
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -60,6 +65,20 @@ def running(model_path):
     assert node.wait(10) == 0
     frames.close()
     answers.close()
+
+
+def test_steering_settings_come_from_the_config_and_bad_ones_fail_in_one_line():
+    cfg = load_config(None, ["steering.precision=fp32", "steering.threads=2"])
+    steering = cfg.steering
+    assert (steering.precision, steering.threads, steering.device) == ("fp32", 2, "auto")
+    for bad, words in (
+        ("steering.precision=fp8", "precision = 'fp8'"),
+        ("steering.device=tpu", "device = 'tpu'"),
+        ("steering.threads=0", "threads >= 1"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(words)) as exc:
+            load_config(None, [bad])
+        assert "\n" not in str(exc.value)
 
 
 def test_node_answers_a_frame_with_its_seq_stamp_and_the_models_output(running, model_path):
