@@ -33,7 +33,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from perception.steering.report import aggregate, compare, targets, write_html
+from perception.steering.report import aggregate, compare, interval_text, targets, write_html
+from rover.config import load_config
 from rover.errors import ConfigError, DataError
 from sim.scenario import RESERVED_SEED_MIN, list_suite, load_scenario
 
@@ -67,6 +68,7 @@ class Job:
     metrics_out: Path
     guard: bool = False  # run the traversability node: the control node's guard acts
     safety_driver_s: float = 0.0  # after a collision the expert drives this long
+    overrides: tuple[str, ...] = ()  # robot-config values (`--set`) of every stack
 
     @property
     def run_name(self) -> str:
@@ -87,6 +89,7 @@ def plan_jobs(
     seeds: int,
     guard: bool = False,
     safety_driver_s: float = 0.0,
+    overrides: tuple[str, ...] = (),
 ) -> list[Job]:
     """Every (scenario, seed, driver) of the suite, model runs first; ``guard``: the model's
     runs have the traversability guard on; every driver gets the same safety driver."""
@@ -110,6 +113,7 @@ def plan_jobs(
                         out,
                         guard and driver == "model",
                         safety_driver_s,
+                        overrides,
                     )
                 )
     if not jobs:
@@ -127,6 +131,8 @@ def drive_command(job: Job, namespace: str, duration: float | None) -> list[str]
         common.append("--traversability")
     if job.safety_driver_s:
         common += ["--safety-driver", str(job.safety_driver_s)]
+    for item in job.overrides:
+        common += ["--set", item]
     return [sys.executable, "-m", "rover.cli", "drive", "--lockstep", "--headless", *common]
 
 
@@ -184,6 +190,7 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
         args.seeds,
         args.traversability,
         args.safety_driver,
+        tuple(args.set),
     )
     runs: list[dict[str, Any]] = []
     with ThreadPoolExecutor(max_workers=max(1, args.workers)) as pool:
@@ -199,9 +206,17 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
 
 def build_report(model: str, args: argparse.Namespace, runs: list[dict]) -> dict[str, Any]:
     """The JSON report: settings, overall / held-out / per-scenario figures, every run."""
-    from perception.infer import load_checkpoint, software_version
+    from perception.infer import (
+        load_checkpoint,
+        pick_device,
+        pick_precision,
+        precision_name,
+        software_version,
+    )
 
     ckpt = load_checkpoint(model)
+    steering = load_config(None, list(getattr(args, "set", []))).steering
+    device = pick_device(steering.device)  # what the stacks' steering nodes picked
     drivers = sorted({r["driver"] for r in runs}, key=["model", "expert", "straight"].index)
     scenarios: dict[str, Any] = {}
     for name in dict.fromkeys(r["scenario"] for r in runs):
@@ -216,6 +231,11 @@ def build_report(model: str, args: argparse.Namespace, runs: list[dict]) -> dict
         "seeds_per_scenario": args.seeds,
         "traversability_guard": bool(getattr(args, "traversability", False)),
         "safety_driver_s": getattr(args, "safety_driver", 0.0),
+        "inference": {
+            "device": device.type,
+            "precision": precision_name(pick_precision(steering.precision, device)),
+        },
+        "overrides": list(getattr(args, "set", [])),
         "duration_s": args.duration,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "software": software_version(),
@@ -255,6 +275,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "and a policy that repeats its mistake collides there again and again "
         f"(default {SAFETY_DRIVER_S:g})",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="a robot-config value for every stack, e.g. --set steering.precision=bf16",
+    )
     parser.add_argument("--max-autonomy-drop", type=float, default=2.0, help="points")
     parser.add_argument("--max-mdbc-drop-pct", type=float, default=20.0, help="percent")
     parser.add_argument("--max-extra-collisions", type=int, default=1)
@@ -267,6 +294,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--seeds and --workers must be at least 1")
     if not 0.0 <= args.safety_driver <= 30.0:
         raise ConfigError(f"--safety-driver {args.safety_driver:g}: give 0 to 30 seconds")
+    load_config(None, args.set)  # a bad --set fails here, once, not in every stack
     report = run_suite(args)
     failed = [r for r in report["runs"] if "error" in r]
     if args.baseline:
@@ -287,7 +315,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_summary(report: dict[str, Any], out: Path) -> None:
     rows = [("overall", report["overall"]), ("held out", report["held_out"])]
-    print(f"safety driver: {report['safety_driver_s']:g} s after each collision")
+    inference = report.get("inference", {})
+    print(
+        f"safety driver: {report['safety_driver_s']:g} s after each collision; steering "
+        f"node on {inference.get('device', '?')} in {inference.get('precision', '?')}"
+    )
     print(f"{'':10}{'driver':<10}{'dist m':>9}{'coll':>6}{'MDBC m':>9}{'auton %':>9}{'goal':>7}")
     for label, group in rows:
         for driver, fig in group.items():
@@ -298,6 +330,13 @@ def _print_summary(report: dict[str, Any], out: Path) -> None:
                 f"{fig['mean_distance_between_collisions_m']:>9.1f}{fig['autonomy_pct']:>9.1f}"
                 f"{fig['goal_progress']:>7.2f}"
             )
+    t = report["targets"]
+    if report["held_out"].get("model", {}).get("runs"):
+        print(
+            f"held-out targets (MDBC >= {t['target_mdbc_m']:.0f} m, autonomy >= "
+            f"{t['target_autonomy_pct']:.0f}%): {t['verdict']}; MDBC "
+            f"{t['held_out_mdbc_m']:.1f} m{interval_text(t['held_out_mdbc_95ci_m'])}"
+        )
     for line in report.get("regressions", []):
         print(f"REGRESSION: {line}")
     print(f"report: {out / 'report.json'}, {out / 'report.html'}")

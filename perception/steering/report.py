@@ -9,6 +9,7 @@ collisions (over 1 when there were none: then it is a lower bound); autonomy is 
 from __future__ import annotations
 
 import html
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -46,17 +47,68 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _poisson_cdf(k: int, mu: float) -> float:
+    term = total = math.exp(-mu)
+    for i in range(1, k + 1):
+        term *= mu / i
+        total += term
+    return total
+
+
+def _solve_mu(k: int, want: float, upper: bool) -> float:
+    """The Poisson mean at which P(X <= k) (upper) or P(X >= k) (lower) equals `want`."""
+    lo, hi = 0.0, 10.0 * k + 50.0
+    for _ in range(100):
+        mu = (lo + hi) / 2
+        p = _poisson_cdf(k, mu) if upper else 1.0 - _poisson_cdf(k - 1, mu)
+        if (p > want) == upper:
+            lo = mu
+        else:
+            hi = mu
+    return (lo + hi) / 2
+
+
+def mdbc_interval(distance_m: float, collisions: int, level: float = 0.95):
+    """Exact (Poisson) confidence interval of the mean distance between collisions, in m:
+    collisions as a Poisson process over the distance driven. No collision: (lower, None)."""
+    tail = (1.0 - level) / 2
+    low = distance_m / _solve_mu(collisions, tail, upper=True)
+    high = distance_m / _solve_mu(collisions, tail, upper=False) if collisions else None
+    return low, high
+
+
+def interval_text(interval) -> str:
+    """``[120.3, 840.0]`` -> ``", 95% interval 120-840 m"``; no upper bound: ``">= 120"``."""
+    if not interval:
+        return ""
+    low, high = interval
+    return f", 95% interval {low:.0f}-{high:.0f} m" if high else f", 95% interval >= {low:.0f} m"
+
+
 def targets(report: dict[str, Any]) -> dict[str, Any]:
-    """The issue's targets on the held-out scenarios, and whether the model meets them."""
+    """The issue's targets on the held-out scenarios, whether the model meets them, and how
+    sure that is: the MDBC's 95% interval, and "too little distance" when no collision
+    happened in fewer metres than the target (the MDBC is then only known to exceed them)."""
     held = report["held_out"].get("model", {})
     mdbc = held.get("mean_distance_between_collisions_m", 0.0)
     autonomy = held.get("autonomy_pct", 0.0)
+    distance, collisions = held.get("distance_m", 0.0), held.get("collisions", 0)
+    met = bool(held.get("runs")) and mdbc >= TARGET_MDBC_M and autonomy >= TARGET_AUTONOMY_PCT
+    if not held.get("runs"):
+        verdict = "no held-out runs"
+    elif not collisions and distance < TARGET_MDBC_M:
+        verdict = f"too little distance to judge: drive more than {TARGET_MDBC_M:.0f} m (--seeds)"
+    else:
+        verdict = "met" if met else "not met"
+    low, high = mdbc_interval(distance, collisions) if distance > 0 else (0.0, None)
     return {
         "held_out_mdbc_m": mdbc,
+        "held_out_mdbc_95ci_m": [round(low, 1), None if high is None else round(high, 1)],
         "target_mdbc_m": TARGET_MDBC_M,
         "held_out_autonomy_pct": autonomy,
         "target_autonomy_pct": TARGET_AUTONOMY_PCT,
-        "met": bool(held.get("runs")) and mdbc >= TARGET_MDBC_M and autonomy >= TARGET_AUTONOMY_PCT,
+        "met": met,
+        "verdict": verdict,
     }
 
 
@@ -162,7 +214,9 @@ def write_html(report: dict[str, Any], path: Path) -> Path:
                 f"<figcaption>{html.escape(caption)}</figcaption></figure>"
             )
     t = report["targets"]
-    verdict = "met" if t["met"] else "not met"
+    verdict = t.get("verdict", "met" if t["met"] else "not met")
+    interval = interval_text(t.get("held_out_mdbc_95ci_m"))
+    inference = " ".join(report.get("inference", {}).values()) or "unrecorded settings"
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>rover eval: {html.escape(report["model"])}</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
@@ -172,8 +226,8 @@ figure{{display:inline-block;margin:8px}} img{{max-width:480px}}</style></head><
 <p>model <code>{html.escape(report["model"])}</code> ({html.escape(report["model_arch"])}),
 suite <code>{html.escape(report["suite"])}</code>, {report["seeds_per_scenario"]} world(s) per
 scenario, safety driver {report.get("safety_driver_s", 0.0):g} s after each collision,
-{html.escape(report["created"])}</p>
-<p>targets on held-out scenarios: MDBC {t["held_out_mdbc_m"]:.1f} m (target
+steering node on {html.escape(inference)}, {html.escape(report["created"])}</p>
+<p>targets on held-out scenarios: MDBC {t["held_out_mdbc_m"]:.1f} m{interval} (target
 {t["target_mdbc_m"]:.0f}), autonomy {t["held_out_autonomy_pct"]:.1f}% (target
 {t["target_autonomy_pct"]:.0f}): <b>{verdict}</b></p>
 {"".join(f"<p><b>regression</b>: {html.escape(r)}</p>" for r in report.get("regressions", []))}

@@ -11,7 +11,7 @@ import torch
 from perception.infer import save_checkpoint
 from perception.steering import evaluate
 from perception.steering.model import SteeringModelConfig, build_model
-from perception.steering.report import aggregate, compare, targets, write_html
+from perception.steering.report import aggregate, compare, mdbc_interval, targets, write_html
 
 
 def run(driver="model", distance=50.0, collisions=0, elapsed=30.0, held_out=False, **kw):
@@ -77,6 +77,23 @@ def test_targets_are_judged_on_held_out_scenarios_only():
     assert not crashy["targets"]["met"]
 
 
+def test_targets_say_when_too_little_distance_was_driven_to_judge():
+    short = _report([run(distance=150, held_out=True)])["targets"]
+    assert not short["met"] and short["verdict"].startswith("too little distance")
+    assert short["held_out_mdbc_95ci_m"][1] is None  # no collision: no upper bound
+    long = _report([run(distance=300, held_out=True)])["targets"]
+    assert long["met"] and long["verdict"] == "met"
+
+
+def test_mdbc_interval_is_the_exact_poisson_one():
+    # textbook exact limits for 6 events: mean in [2.2018, 13.0591]
+    low, high = mdbc_interval(1000.0, 6)
+    assert low == pytest.approx(1000 / 13.0591, rel=1e-3)
+    assert high == pytest.approx(1000 / 2.2018, rel=1e-3)
+    # none: the 95% upper limit of the mean is 3.689 (the "rule of three" for one side: 3.0)
+    assert mdbc_interval(1000.0, 0)[0] == pytest.approx(1000 / 3.6889, rel=1e-3)
+
+
 def test_a_regression_beyond_the_threshold_is_reported():
     old = _report([run(elapsed=300), run(elapsed=300)])
     # one collision in 10 minutes: autonomy -1 point, MDBC unchanged: within the limits
@@ -115,6 +132,17 @@ def test_extra_worlds_come_from_the_reserved_range():
     assert seeds[0] == 201 and all(s >= 90_000 for s in seeds[1:]) and len(set(seeds)) == 3
 
 
+def test_a_bad_config_value_stops_eval_before_any_stack_starts(tmp_path, capsys):
+    model = save_checkpoint(
+        tmp_path / "m.pt", build_model(SteeringModelConfig(arch="dave")), 0.6, {}
+    )
+    argv = ["--model", str(model), "--out", str(tmp_path / "eval"), "--quiet"]
+    assert evaluate.main([*argv, "--set", "steering.precision=fp8"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "precision = 'fp8'" in err[0]
+    assert not (tmp_path / "eval").exists()
+
+
 @pytest.mark.slow
 def test_eval_runs_the_full_stack_and_writes_the_report(tmp_path):
     torch.manual_seed(0)
@@ -123,6 +151,7 @@ def test_eval_runs_the_full_stack_and_writes_the_report(tmp_path):
     )
     out = tmp_path / "eval"
     argv = ["--model", str(model), "--only", "open_101", "--duration", "2", "--out", str(out)]
+    argv += ["--set", "steering.precision=bf16"]  # every stack's steering node gets it
     code = evaluate.main([*argv, "--quiet"])
     report = json.loads((out / "report.json").read_text())
     assert code == 0, report["runs"]
@@ -135,6 +164,7 @@ def test_eval_runs_the_full_stack_and_writes_the_report(tmp_path):
     assert all(r["trajectory_png"] for r in report["runs"])
     assert report["safety_driver_s"] == evaluate.SAFETY_DRIVER_S
     assert all("takeover_m" in r for r in report["runs"])
+    assert report["inference"] == {"device": "cpu", "precision": "bf16"}
     # the same model against its own report: no regression
     assert evaluate.main([*argv, "--quiet", "--baseline", str(out / "report.json")]) == 0
 
