@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from rover.config import load_config
+from rover.errors import RoverError
+from rover.topics import BusConfig
 
 log = logging.getLogger("rover.manager")
 
@@ -138,6 +143,7 @@ class Manager:
             ManagedNode(s, self._argv(s), self.log_dir) for s in nodes if s.runs_when(options)
         ]
         self.failures: list[str] = []
+        self.kept_logs: Path | None = None
         self._stopping = False
 
     def _argv(self, spec: NodeSpec) -> list[str]:
@@ -212,7 +218,22 @@ class Manager:
         finally:
             self.stop()
             signal.signal(signal.SIGTERM, previous)
+            self.clean_up()
         return reason
+
+    def clean_up(self) -> None:
+        """After the run: remove its bus sockets, and its node logs unless a node failed
+        (then they stay, and `kept_logs` says where)."""
+        try:
+            bus = load_config(self.options.config, list(self.options.overrides)).bus
+        except RoverError:
+            bus = BusConfig()
+        BusConfig.from_dict({**bus.__dict__, "namespace": self.options.namespace}).remove_ipc_root()
+        if self.failures:
+            self.kept_logs = self.log_dir
+            log.info("node logs kept in %s", self.log_dir)
+        else:
+            shutil.rmtree(self.log_dir, ignore_errors=True)
 
     def _request_stop(self) -> None:
         self._stopping = True

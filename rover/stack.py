@@ -108,7 +108,8 @@ def run_stack(args: argparse.Namespace) -> int:
     reason = manager.run()
     if reason in ("sim finished", "stopped", "interrupted"):
         return 0
-    print(f"rover: error: {reason}", file=sys.stderr)
+    logs = f" (node logs: {manager.kept_logs})" if manager.kept_logs else ""
+    print(f"rover: error: {reason}{logs}", file=sys.stderr)
     return 1
 
 

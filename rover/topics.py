@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 
@@ -114,7 +115,17 @@ class BusConfig:
         return f"ipc://{path}"
 
     def ipc_root(self) -> str:
-        base = self.ipc_dir or os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
-        root = os.path.join(base, f"rover-{self.namespace}")
+        """The folder of this namespace's sockets (created if missing)."""
+        root = self.ipc_path()
         os.makedirs(root, exist_ok=True)
         return root
+
+    def remove_ipc_root(self) -> None:
+        """Delete this namespace's socket folder once its stack has stopped (ipc only)."""
+        if self.transport == "ipc":
+            shutil.rmtree(self.ipc_path(), ignore_errors=True)
+
+    def ipc_path(self) -> str:
+        """The folder of this namespace's sockets, without creating it."""
+        base = self.ipc_dir or os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+        return os.path.join(base, f"rover-{self.namespace}")

@@ -113,6 +113,7 @@ def measure_node(
             node.wait(10)
             frames.close()
             answers.close()
+            bus_cfg.remove_ipc_root()
     return latencies, lost
 
 

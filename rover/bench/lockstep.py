@@ -11,8 +11,9 @@ from rover.stack import run_stack, sim_drive_args
 
 def measure_lockstep(scenario: str, seed: int | None, seconds: float, model: str = "expert"):
     """Run `rover drive --sim --lockstep` headless; return the simulator's run summary."""
-    out = Path(tempfile.mkdtemp(prefix="rover-bench-")) / "run.json"
-    args = sim_drive_args(scenario, model, out, duration=seconds, seed=seed)
-    if run_stack(args) != 0 or not out.exists():
-        raise RuntimeError("the lock-step stack run failed (see the error above)")
-    return json.loads(out.read_text())
+    with tempfile.TemporaryDirectory(prefix="rover-bench-") as tmp:
+        out = Path(tmp) / "run.json"
+        args = sim_drive_args(scenario, model, out, duration=seconds, seed=seed)
+        if run_stack(args) != 0 or not out.exists():
+            raise RuntimeError("the lock-step stack run failed (see the error above)")
+        return json.loads(out.read_text())

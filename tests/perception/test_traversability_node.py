@@ -81,6 +81,7 @@ def test_node_answers_the_newest_frame_with_a_map_and_arcs():
         node.close()
         camera.close()
         out.close()
+        bus_cfg.remove_ipc_root()
 
 
 def test_guard_turns_a_crash_into_a_stop():

@@ -1,6 +1,7 @@
 """Fault handling with real node processes, a real pty and the firmware emulator."""
 
 import os
+import shutil
 import signal
 import time
 
@@ -65,6 +66,8 @@ def test_control_zeroes_throttle_when_teleop_goes_stale(bus_cfg, emulator):
         assert (out.stamp_ns - last.stamp_ns) / 1e6 < 250
     finally:
         mgr.stop()
+        mgr.clean_up()
+        shutil.rmtree(mgr.log_dir, ignore_errors=True)  # kept for a failed node
 
 
 def test_manager_restarts_a_killed_node_within_two_seconds(bus_cfg, emulator):
@@ -83,12 +86,18 @@ def test_manager_restarts_a_killed_node_within_two_seconds(bus_cfg, emulator):
         assert time.monotonic() - killed < 2.0 + 1.0  # restarted < 2 s, then its imports
     finally:
         mgr.stop()
+        mgr.clean_up()
+        shutil.rmtree(mgr.log_dir, ignore_errors=True)  # kept for a failed node
     assert all(n.proc.poll() is not None for n in mgr.nodes)
 
 
 def test_wrong_serial_port_stops_the_stack_with_one_clear_line(bus_cfg):
     mgr = _manager(bus_cfg, "/dev/ttyUSB-missing")
+    sockets = bus_cfg.ipc_root()
     reason = mgr.run(timeout_s=20)
     assert "(node exited with code 3)" in reason
     assert "serial port /dev/ttyUSB-missing does not exist" in reason
+    assert mgr.kept_logs == mgr.log_dir  # a node failed: its log stays for the user
     assert "Traceback" not in mgr.nodes[0].log_path.read_text()
+    assert not os.path.exists(sockets)  # the stopped stack's sockets do not
+    shutil.rmtree(mgr.kept_logs)

@@ -65,6 +65,7 @@ def running(model_path):
     assert node.wait(10) == 0
     frames.close()
     answers.close()
+    bus_cfg.remove_ipc_root()
 
 
 def test_steering_settings_come_from_the_config_and_bad_ones_fail_in_one_line():

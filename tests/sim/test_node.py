@@ -1,6 +1,7 @@
 """The whole stack against the simulator: real processes, bus, pty serial and emulator."""
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ RUN_KEYS_THAT_VARY = {"wall_s", "steps_per_s"}
 
 def drive(tmp_path, *args: str, name: str = "run") -> dict:
     out = tmp_path / f"{name}.json"
+    namespace = f"t{uuid.uuid4().hex[:10]}"
     cmd = [
         sys.executable,
         "-m",
@@ -22,13 +24,15 @@ def drive(tmp_path, *args: str, name: str = "run") -> dict:
         "drive",
         "--headless",
         "--namespace",
-        f"t{uuid.uuid4().hex[:10]}",
+        namespace,
         "--metrics-out",
         str(out),
         *args,
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+    # a finished run leaves nothing behind: its socket folder (and its logs) are gone
+    assert not os.path.exists(topics.BusConfig(namespace=namespace).ipc_path())
     return json.loads(out.read_text())
 
 
