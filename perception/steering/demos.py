@@ -193,7 +193,7 @@ def collect_demos(
     drives whole episodes, this process keeps them in order and cuts the last one at
     ``minutes``. At most ``workers`` episodes run ahead of the one awaited.
     """
-    from perception.dataset import collect, concat_frames, head
+    from perception.dataset import collect
 
     if workers <= 1:
         samples = expert_samples(
@@ -206,18 +206,26 @@ def collect_demos(
             spec.randomise,
         )
         return collect(samples, model_cfg, progress)
+    return _collect_episodes(_prepare_episode, spec, minutes, model_cfg, workers, progress)
+
+
+def _collect_episodes(job, spec, minutes: float, model_cfg, workers: int, progress: bool):
+    """``job(spec, episode, model_cfg)`` -> FrameSet for episodes 0, 1, ... in ``workers``
+    processes, kept in order, the last cut at ``minutes``; at most ``workers`` run ahead."""
+    from perception.dataset import concat_frames, head
+
     total = int(minutes * 60 * FRAME_RATE_HZ)
     parts, have, episode = [], 0, 0
     # forkserver: a forked child can inherit OpenCV's or torch's thread-pool locks mid-use
     context = multiprocessing.get_context("forkserver")
     with (
         ProcessPoolExecutor(workers, mp_context=context) as pool,
-        tqdm(total=total, desc="driving demonstrations", unit="frame", disable=not progress) as bar,
+        tqdm(total=total, desc="driving", unit="frame", disable=not progress) as bar,
     ):
         running: deque = deque()
         while have < total:
             while len(running) < workers:
-                running.append(pool.submit(_prepare_episode, spec, episode, model_cfg))
+                running.append(pool.submit(job, spec, episode, model_cfg))
                 episode += 1
             part = running.popleft().result()
             take = min(len(part), total - have)
@@ -227,6 +235,19 @@ def collect_demos(
         for future in running:
             future.cancel()
     return concat_frames(parts)
+
+
+@dataclass(frozen=True)
+class CorrectionSpec:
+    """What makes one correction episode but its index and the model (see `corrected_samples`)."""
+
+    seed: int = 1
+    families: tuple[str, ...] = TRAINING_FAMILIES
+    randomise: float = 0.0
+    takeover_clearance_m: float = 0.35
+    takeover_s: float = 1.0
+    max_episode_s: float | None = None
+    model: str = ""  # the checkpoint a worker process loads (`collect_corrections`)
 
 
 def corrected_samples(
@@ -247,37 +268,86 @@ def corrected_samples(
     expert takes the wheel for ``takeover_s`` when its planned clearance drops below
     ``takeover_clearance_m`` or after a collision, so a run never loops on one mistake.
     """
+    spec = CorrectionSpec(seed, tuple(families), randomise, takeover_clearance_m, takeover_s)
+    return _corrections_stream(spec, predictor, minutes)
+
+
+def _corrections_stream(spec: CorrectionSpec, predictor: Any, minutes: float):
     total = int(minutes * 60 * FRAME_RATE_HZ)
-    produced, period_ns = 0, int(1e9 / FRAME_RATE_HZ)
-    worlds = demo_worlds(10_000, seed + 7919, families)  # other worlds than the demos'
-    for episode, (family, world_seed) in enumerate(worlds):
-        scenario = load_scenario(family)
-        paint = np.random.default_rng(world_seed)
-        if paint.random() < randomise:
-            scenario = repaint(scenario, paint)
-        sim = Simulation(scenario, world_seed)
-        expert = Expert(ExpertConfig(seed=seed * 10_000 + episode))
-        controller = Controller(ControlConfig(autopilot_without_teleop=True))
-        name, step, expert_until_s = f"dagger-{scenario.name}-{world_seed}", 0, -1.0
-        while not sim.done and produced < total:
-            stamp = step * period_ns
-            left, right, _ = sim.render()
-            command = expert.act(sim.observation())
-            yield DemoSample(left, right, *expert.label, stamp, step, name, step)
-            state, plan = sim.state, expert.plan
-            if state.collided or (plan is not None and plan.clearance_m < takeover_clearance_m):
-                expert_until_s = state.time_s + takeover_s
-            pred = predictor.predict(left, right, stamp)
-            est = m.SteeringEstimate(
-                stamp_ns=stamp, frame_seq=step, steering=pred.steering, throttle=pred.throttle
-            )
-            controller.on_estimate(est, stamp)
-            out = controller.output(stamp)
-            sim.step(*(command if state.time_s < expert_until_s else (out.steering, out.throttle)))
-            step += 1
+    produced = 0
+    for episode in range(10_000):
+        for sample in correction_samples(spec, predictor, episode, limit=total - produced):
+            yield sample
             produced += 1
         if produced >= total:
             return
+
+
+def correction_samples(spec: CorrectionSpec, predictor: Any, episode: int, limit=None):
+    """The frames of correction episode ``episode`` (at most ``limit``): its world, paint and
+    expert depend only on the spec and the index, and the predictor keeps nothing from one
+    episode to the next (its stamps restart at 0), so episodes can run in any process."""
+    family, world_seed = _episode_worlds(spec.seed + 7919, tuple(spec.families))[episode]
+    scenario = load_scenario(family)  # other worlds than the demonstrations'
+    paint = np.random.default_rng(world_seed)
+    if paint.random() < spec.randomise:
+        scenario = repaint(scenario, paint)
+    sim = Simulation(scenario, world_seed)
+    expert = Expert(ExpertConfig(seed=spec.seed * 10_000 + episode))
+    controller = Controller(ControlConfig(autopilot_without_teleop=True))
+    name, step, expert_until_s = f"dagger-{scenario.name}-{world_seed}", 0, -1.0
+    period_ns = int(1e9 / FRAME_RATE_HZ)
+    while not sim.done and (limit is None or step < limit):
+        if spec.max_episode_s is not None and sim.state.time_s >= spec.max_episode_s:
+            break
+        stamp = step * period_ns
+        left, right, _ = sim.render()
+        command = expert.act(sim.observation())
+        yield DemoSample(left, right, *expert.label, stamp, step, name, step)
+        state, plan = sim.state, expert.plan
+        if state.collided or (plan is not None and plan.clearance_m < spec.takeover_clearance_m):
+            expert_until_s = state.time_s + spec.takeover_s
+        pred = predictor.predict(left, right, stamp)
+        est = m.SteeringEstimate(
+            stamp_ns=stamp, frame_seq=step, steering=pred.steering, throttle=pred.throttle
+        )
+        controller.on_estimate(est, stamp)
+        out = controller.output(stamp)
+        sim.step(*(command if state.time_s < expert_until_s else (out.steering, out.throttle)))
+        step += 1
+
+
+@cache
+def fp32_predictor(model: str):
+    """A checkpoint's predictor on one CPU thread in fp32, once per process: the same answers
+    on every machine, so the same command gives the same correction frames."""
+    import torch
+
+    from perception.infer import SteeringPredictor
+
+    torch.set_num_threads(1)  # batch-1 inference: more threads only add overhead here
+    return SteeringPredictor(model, device="cpu", precision="fp32")
+
+
+def _prepare_correction_episode(spec: CorrectionSpec, episode: int, model_cfg) -> Any:
+    from perception.dataset import collect
+
+    return collect(correction_samples(spec, fp32_predictor(spec.model), episode), model_cfg)
+
+
+def collect_corrections(
+    spec: CorrectionSpec, minutes: float, model_cfg, workers: int = 1, progress: bool = False
+):
+    """`corrected_samples` of the model ``spec.model`` prepared into a FrameSet, episodes
+    driven in ``workers`` processes: the same frames in the same order as one process."""
+    from perception.dataset import collect
+
+    if workers <= 1:
+        stream = _corrections_stream(spec, fp32_predictor(spec.model), minutes)
+        return collect(stream, model_cfg, progress)
+    return _collect_episodes(
+        _prepare_correction_episode, spec, minutes, model_cfg, workers, progress
+    )
 
 
 def drive_in_process(

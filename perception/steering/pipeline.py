@@ -9,7 +9,8 @@
    (``--demo-minutes``, default 20);
 2. train `rover train steering` on them (``--epochs``);
 3. correct, ``--rounds`` times: the model drives new worlds while the expert labels every
-   frame and takes the wheel near trouble (``--correction-minutes`` each, default 5), then
+   frame and takes the wheel near trouble (``--correction-minutes`` each, default 5; episodes
+   in one process per core, the same frames as one process), then
    training continues on everything (``--correction-epochs``): 20 minutes of demonstrations
    plus 2 x 5 minutes of corrections;
 4. evaluate with `rover eval` on the regression suite through the full stack (``OUT/eval``);
@@ -22,16 +23,17 @@ Everything is seeded: the same command gives the same data.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
 from pathlib import Path
 
 from perception import train_steering
-from perception.dataset import collect, save_frames
+from perception.dataset import save_frames
 from perception.steering import evaluate
 from perception.steering.bundled import BUNDLED_MODEL, BUNDLED_REPORT
-from perception.steering.demos import corrected_samples
+from perception.steering.demos import CorrectionSpec, collect_corrections
 
 RANDOMISE = 0.6  # share of worlds repainted with other training materials
 
@@ -73,15 +75,12 @@ def _train(args, out: Path, caches: list[Path], init: Path | None, epochs: int, 
 def _corrections(model: Path, cache: Path, minutes: float, seed: int, quiet: bool) -> Path:
     if cache.is_file():
         return cache
-    import torch
+    from perception.infer import load_checkpoint
 
-    from perception.infer import SteeringPredictor
-
-    torch.set_num_threads(1)  # batch-1 inference: more threads only add overhead here
-    # fp32 whatever the CPU: the same command gives the same data on every machine
-    predictor = SteeringPredictor(model, device="cpu", precision="fp32")
-    samples = corrected_samples(predictor, minutes, seed=seed, randomise=RANDOMISE)
-    return save_frames(collect(samples, predictor.config, progress=not quiet), cache)
+    spec = CorrectionSpec(seed=seed, randomise=RANDOMISE, model=str(model))
+    config = load_checkpoint(model).config
+    workers = os.cpu_count() or 1  # episodes in parallel: the same frames as one process
+    return save_frames(collect_corrections(spec, minutes, config, workers, not quiet), cache)
 
 
 def run(args: argparse.Namespace) -> int:

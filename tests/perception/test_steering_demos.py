@@ -90,3 +90,24 @@ def test_demonstrations_driven_in_two_processes_match_the_serial_stream():
     assert np.array_equal(serial.session, parallel.session)
     assert np.array_equal(serial.images, parallel.images)
     assert np.array_equal(serial.steering, parallel.steering)
+
+
+@pytest.mark.slow
+def test_corrections_driven_in_two_processes_match_the_serial_stream(tmp_path):
+    import torch
+
+    from perception.infer import save_checkpoint
+    from perception.steering.demos import CorrectionSpec, collect_corrections
+    from perception.steering.model import SteeringModelConfig, build_model
+
+    cfg = SteeringModelConfig(arch="dave")
+    torch.manual_seed(0)
+    model = save_checkpoint(tmp_path / "m.pt", build_model(cfg), 0.6, {})
+    spec = CorrectionSpec(seed=2, randomise=0.6, max_episode_s=1.0, model=str(model))
+    serial = collect_corrections(spec, 0.1, cfg, workers=1)  # 180 frames, several episodes
+    parallel = collect_corrections(spec, 0.1, cfg, workers=2)
+    assert len(serial) == len(parallel) == 180 and len(serial.sessions) >= 5
+    assert all(name.startswith("dagger-") for name in serial.sessions)
+    assert serial.sessions == parallel.sessions
+    assert np.array_equal(serial.images, parallel.images)
+    assert np.array_equal(serial.steering, parallel.steering)
