@@ -110,6 +110,16 @@ def _episode_worlds(seed: int, families: tuple[str, ...]) -> list[tuple[str, int
     return demo_worlds(10_000, seed, families)
 
 
+def _episode_world(seed: int, families, randomise: float, episode: int) -> tuple[Scenario, int]:
+    """Episode ``episode``'s scenario (repainted for a ``randomise`` share) and world seed."""
+    family, world_seed = _episode_worlds(seed, tuple(families))[episode]
+    scenario = load_scenario(family)
+    paint = np.random.default_rng(world_seed)
+    if paint.random() < randomise:
+        scenario = repaint(scenario, paint)
+    return scenario, world_seed
+
+
 def expert_samples(
     minutes: float,
     seed: int = 0,
@@ -151,11 +161,7 @@ class EpisodeSpec:
 def episode_samples(spec: EpisodeSpec, episode: int, limit: int | None = None):
     """The frames of demonstration episode ``episode`` (at most ``limit``): its world, paint
     and expert depend only on the spec and the index, so episodes can run in any process."""
-    family, world_seed = _episode_worlds(spec.seed, tuple(spec.families))[episode]
-    scenario = load_scenario(family)
-    paint = np.random.default_rng(world_seed)
-    if paint.random() < spec.randomise:
-        scenario = repaint(scenario, paint)
+    scenario, world_seed = _episode_world(spec.seed, spec.families, spec.randomise, episode)
     sim = Simulation(scenario, world_seed)
     expert = Expert(
         ExpertConfig(
@@ -287,11 +293,8 @@ def correction_samples(spec: CorrectionSpec, predictor: Any, episode: int, limit
     """The frames of correction episode ``episode`` (at most ``limit``): its world, paint and
     expert depend only on the spec and the index, and the predictor keeps nothing from one
     episode to the next (its stamps restart at 0), so episodes can run in any process."""
-    family, world_seed = _episode_worlds(spec.seed + 7919, tuple(spec.families))[episode]
-    scenario = load_scenario(family)  # other worlds than the demonstrations'
-    paint = np.random.default_rng(world_seed)
-    if paint.random() < spec.randomise:
-        scenario = repaint(scenario, paint)
+    # other worlds than the demonstrations'
+    scenario, world_seed = _episode_world(spec.seed + 7919, spec.families, spec.randomise, episode)
     sim = Simulation(scenario, world_seed)
     expert = Expert(ExpertConfig(seed=spec.seed * 10_000 + episode))
     controller = Controller(ControlConfig(autopilot_without_teleop=True))
