@@ -213,6 +213,8 @@ class Trainer:
             weights, len(self.train_idx), self.dist.rank, self.dist.world_size, self.cfg.seed
         )
         train = SteeringDataset(self.frames, self.train_idx, self.augment, targets)
+        if self.cfg.workers and not train.share_images():
+            self.log("/dev/shm is too small for the frames: each loader worker gets a copy")
         pin = self.device.type == "cuda"
         self.train_loader = make_loader(
             train, self.cfg.batch_size, self.sampler, self.cfg.workers, pin

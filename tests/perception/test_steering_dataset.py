@@ -175,6 +175,27 @@ def test_dataset_yields_channels_last_uint8_batches_with_targets():
     assert y.shape == (3, 2)
 
 
+def test_shared_images_reach_a_loader_worker_as_a_handle_and_give_the_same_batches():
+    import pickle
+    from multiprocessing.reduction import ForkingPickler
+
+    import torch
+
+    from perception.steering.trainer import make_loader
+
+    frames = collect(bar_session(12, "a"), tiny_config())
+    plain = SteeringDataset(frames, np.arange(12), targets=2)
+    shared = SteeringDataset(frames, np.arange(12), targets=2)
+    assert shared.share_images()
+    # what goes to a worker: the frames without their images, and a shared-memory handle
+    sent = ForkingPickler.dumps(shared)
+    assert len(sent) < frames.images.nbytes / 4 < len(pickle.dumps(plain))
+    order = torch.utils.data.SequentialSampler(plain)
+    batches = [list(make_loader(ds, 4, order, 1, False)) for ds in (plain, shared)]
+    for (xa, ya), (xb, yb) in zip(*batches, strict=True):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
 def test_degenerate_data_warn_in_plain_words():
     frames = frameset([500])
     with warnings.catch_warnings(record=True) as caught:
