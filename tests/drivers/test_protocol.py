@@ -83,8 +83,9 @@ def test_drive_round_trip_clamps_and_wraps(
     assert len(wire) == 12 and wire.count(0) == 1 and wire.endswith(b"\x00")
     [got] = FrameDecoder().feed(wire)
     assert got.seq == seq % 65536
-    assert got.steering == pytest.approx(max(-1.0, min(1.0, steering)), abs=0.0005)
-    assert got.throttle == pytest.approx(max(-1.0, min(1.0, throttle)), abs=0.0005)
+    half_unit = 0.0005 + 1e-12  # 0.0625 -> 62 (round half to even): exactly half a unit off
+    assert got.steering == pytest.approx(max(-1.0, min(1.0, steering)), abs=half_unit)
+    assert got.throttle == pytest.approx(max(-1.0, min(1.0, throttle)), abs=half_unit)
     assert (got.arm, got.estop) == (arm, estop)
 
 
