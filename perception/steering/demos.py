@@ -22,7 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from tqdm import tqdm
@@ -110,16 +110,6 @@ def _episode_worlds(seed: int, families: tuple[str, ...]) -> list[tuple[str, int
     return demo_worlds(10_000, seed, families)
 
 
-def _episode_world(seed: int, families, randomise: float, episode: int) -> tuple[Scenario, int]:
-    """Episode ``episode``'s scenario (repainted for a ``randomise`` share) and world seed."""
-    family, world_seed = _episode_worlds(seed, tuple(families))[episode]
-    scenario = load_scenario(family)
-    paint = np.random.default_rng(world_seed)
-    if paint.random() < randomise:
-        scenario = repaint(scenario, paint)
-    return scenario, world_seed
-
-
 def expert_samples(
     minutes: float,
     seed: int = 0,
@@ -135,11 +125,23 @@ def expert_samples(
     clean command, so the data show how to recover, not how to drift. ``randomise`` is the
     share of worlds repainted with other training materials (see `repaint`).
     """
+    spec = EpisodeSpec(
+        seed=seed,
+        families=tuple(families),
+        randomise=randomise,
+        max_episode_s=max_episode_s,
+        perturb_rate_hz=perturb_rate_hz,
+        perturb_steering=perturb_steering,
+    )
+    return _frames_for(minutes, lambda episode, limit: episode_samples(spec, episode, limit))
+
+
+def _frames_for(minutes: float, episode_frames) -> Iterator[DemoSample]:
+    """``episode_frames(episode, limit)`` for episodes 0, 1, ... until ``minutes`` of frames."""
     total = int(minutes * 60 * FRAME_RATE_HZ)
     produced = 0
-    spec = EpisodeSpec(seed, families, perturb_rate_hz, perturb_steering, max_episode_s, randomise)
     for episode in range(10_000):
-        for sample in episode_samples(spec, episode, limit=total - produced):
+        for sample in episode_frames(episode, total - produced):
             yield sample
             produced += 1
         if produced >= total:
@@ -147,21 +149,46 @@ def expert_samples(
 
 
 @dataclass(frozen=True)
-class EpisodeSpec:
-    """What makes one demonstration episode: everything but its index."""
+class EpisodeWorlds:
+    """Which world each episode drives: everything but the episode's index. Episode ``i`` gets
+    the same world, paint and seed in any process."""
+
+    WORLD_SEED_OFFSET: ClassVar[int] = 0  # corrections drive other worlds than demonstrations
 
     seed: int = 0
     families: tuple[str, ...] = TRAINING_FAMILIES
+    randomise: float = 0.0  # share of worlds repainted with other training materials
+    max_episode_s: float | None = None
+
+    def world(self, episode: int) -> tuple[Scenario, int]:
+        """Episode ``episode``'s scenario (repainted for a ``randomise`` share), world seed."""
+        worlds = _episode_worlds(self.seed + self.WORLD_SEED_OFFSET, tuple(self.families))
+        family, world_seed = worlds[episode]
+        scenario = load_scenario(family)
+        paint = np.random.default_rng(world_seed)
+        if paint.random() < self.randomise:
+            scenario = repaint(scenario, paint)
+        return scenario, world_seed
+
+    def over(self, sim: Simulation, step: int, limit: int | None) -> bool:
+        """True once the episode is done: goal, time limit, ``max_episode_s`` or ``limit``."""
+        if sim.done or (limit is not None and step >= limit):
+            return True
+        return self.max_episode_s is not None and sim.state.time_s >= self.max_episode_s
+
+
+@dataclass(frozen=True)
+class EpisodeSpec(EpisodeWorlds):
+    """A demonstration episode: its world and the expert's perturbations (DART)."""
+
     perturb_rate_hz: float = 0.3
     perturb_steering: float = 0.5
-    max_episode_s: float | None = None
-    randomise: float = 0.0
 
 
 def episode_samples(spec: EpisodeSpec, episode: int, limit: int | None = None):
     """The frames of demonstration episode ``episode`` (at most ``limit``): its world, paint
     and expert depend only on the spec and the index, so episodes can run in any process."""
-    scenario, world_seed = _episode_world(spec.seed, spec.families, spec.randomise, episode)
+    scenario, world_seed = spec.world(episode)
     sim = Simulation(scenario, world_seed)
     expert = Expert(
         ExpertConfig(
@@ -173,9 +200,7 @@ def episode_samples(spec: EpisodeSpec, episode: int, limit: int | None = None):
     name = f"sim-{scenario.name}-{world_seed}"
     period_ns = int(1e9 / FRAME_RATE_HZ)
     step = 0
-    while not sim.done and (limit is None or step < limit):
-        if spec.max_episode_s is not None and sim.state.time_s >= spec.max_episode_s:
-            break
+    while not spec.over(sim, step, limit):
         left, right, _ = sim.render()
         command = expert.act(sim.observation())
         steering, throttle = expert.label
@@ -244,16 +269,16 @@ def _collect_episodes(job, spec, minutes: float, model_cfg, workers: int, progre
 
 
 @dataclass(frozen=True)
-class CorrectionSpec:
-    """What makes one correction episode but its index and the model (see `corrected_samples`)."""
+class CorrectionSpec(EpisodeWorlds):
+    """A correction episode: its world, when the expert takes the wheel, and the model a
+    worker process loads (`collect_corrections`). See `corrected_samples`."""
+
+    WORLD_SEED_OFFSET: ClassVar[int] = 7919
 
     seed: int = 1
-    families: tuple[str, ...] = TRAINING_FAMILIES
-    randomise: float = 0.0
     takeover_clearance_m: float = 0.35
     takeover_s: float = 1.0
-    max_episode_s: float | None = None
-    model: str = ""  # the checkpoint a worker process loads (`collect_corrections`)
+    model: str = ""
 
 
 def corrected_samples(
@@ -274,35 +299,31 @@ def corrected_samples(
     expert takes the wheel for ``takeover_s`` when its planned clearance drops below
     ``takeover_clearance_m`` or after a collision, so a run never loops on one mistake.
     """
-    spec = CorrectionSpec(seed, tuple(families), randomise, takeover_clearance_m, takeover_s)
+    spec = CorrectionSpec(
+        seed=seed,
+        families=tuple(families),
+        randomise=randomise,
+        takeover_clearance_m=takeover_clearance_m,
+        takeover_s=takeover_s,
+    )
     return _corrections_stream(spec, predictor, minutes)
 
 
 def _corrections_stream(spec: CorrectionSpec, predictor: Any, minutes: float):
-    total = int(minutes * 60 * FRAME_RATE_HZ)
-    produced = 0
-    for episode in range(10_000):
-        for sample in correction_samples(spec, predictor, episode, limit=total - produced):
-            yield sample
-            produced += 1
-        if produced >= total:
-            return
+    return _frames_for(minutes, lambda i, limit: correction_samples(spec, predictor, i, limit))
 
 
 def correction_samples(spec: CorrectionSpec, predictor: Any, episode: int, limit=None):
     """The frames of correction episode ``episode`` (at most ``limit``): its world, paint and
     expert depend only on the spec and the index, and the predictor keeps nothing from one
     episode to the next (its stamps restart at 0), so episodes can run in any process."""
-    # other worlds than the demonstrations'
-    scenario, world_seed = _episode_world(spec.seed + 7919, spec.families, spec.randomise, episode)
+    scenario, world_seed = spec.world(episode)  # other worlds than the demonstrations'
     sim = Simulation(scenario, world_seed)
     expert = Expert(ExpertConfig(seed=spec.seed * 10_000 + episode))
     controller = Controller(ControlConfig(autopilot_without_teleop=True))
     name, step, expert_until_s = f"dagger-{scenario.name}-{world_seed}", 0, -1.0
     period_ns = int(1e9 / FRAME_RATE_HZ)
-    while not sim.done and (limit is None or step < limit):
-        if spec.max_episode_s is not None and sim.state.time_s >= spec.max_episode_s:
-            break
+    while not spec.over(sim, step, limit):
         stamp = step * period_ns
         left, right, _ = sim.render()
         command = expert.act(sim.observation())
