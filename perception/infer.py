@@ -16,6 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
@@ -209,6 +210,48 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     return Checkpoint(path, config, raw["state_dict"], float(raw.get("cruise_throttle", 0.5)), info)
 
 
+class PairPreparer:
+    """`prepare` for one stereo pair of numpy frames, fast, into one reused buffer.
+
+    OpenCV's area resize pools whole pixels with the same round-half-up as `prepare`, 5x
+    faster (0.04 vs 0.21 ms a pair here). It is used only where it gives `prepare`'s exact
+    bits, checked once on random frames at construction (SIMD paths differ between CPUs and
+    OpenCV builds); elsewhere `prepare` runs. Either way the model sees what training saw.
+    The returned tensor is overwritten by the next call.
+    """
+
+    def __init__(self, cfg: SteeringModelConfig):
+        self.cfg = cfg
+        h, w = cfg.input_hw
+        self._rows = slice(cfg.crop_top_px, cfg.image_height_px - cfg.crop_bottom_px)
+        self._out = np.empty((1, 6, h, w), np.uint8)
+        self._tensor = torch.from_numpy(self._out)
+        self.fast = cfg.downsample > 1 and self._opencv_agrees()
+
+    def __call__(self, left: np.ndarray, right: np.ndarray) -> torch.Tensor:
+        """(H, W, 3) uint8 per eye -> (1, 6, h, w) uint8, as `prepare` gives it."""
+        if self.fast:
+            return self._opencv(left, right)
+        return prepare(torch.from_numpy(left)[None], torch.from_numpy(right)[None], self.cfg)
+
+    def _opencv(self, left: np.ndarray, right: np.ndarray) -> torch.Tensor:
+        h, w = self.cfg.input_hw
+        for eye, frame in enumerate((left, right)):
+            small = cv2.resize(frame[self._rows], (w, h), interpolation=cv2.INTER_AREA)
+            self._out[0, 3 * eye : 3 * eye + 3] = small.transpose(2, 0, 1)
+        return self._tensor
+
+    def _opencv_agrees(self) -> bool:
+        rng = np.random.default_rng(0)
+        shape = (self.cfg.image_height_px, self.cfg.image_width_px, 3)
+        for _ in range(4):
+            left, right = (rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(2))
+            want = prepare(torch.from_numpy(left)[None], torch.from_numpy(right)[None], self.cfg)
+            if not torch.equal(self._opencv(left, right), want):
+                return False
+        return True
+
+
 @dataclass(frozen=True)
 class Prediction:
     """The model's answer to one stereo pair, in the bus's normalised units."""
@@ -248,6 +291,7 @@ class SteeringPredictor:
         self._stamp_ns = 0
         cfg = self.config
         self.frame_shape = (cfg.image_height_px, cfg.image_width_px, 3)
+        self._prepare = PairPreparer(cfg)
 
     def check_frame(self, left: np.ndarray, right: np.ndarray) -> None:
         """DataError when the cameras' frames are not what the model was trained on."""
@@ -264,9 +308,8 @@ class SteeringPredictor:
         """Model outputs for one pair (float32, one per output), unsmoothed and unclamped;
         ``previous`` steering lets a binned model keep to the way it chose."""
         self.check_frame(left, right)
-        lt = torch.from_numpy(np.ascontiguousarray(left)).unsqueeze(0).to(self.device)
-        rt = torch.from_numpy(np.ascontiguousarray(right)).unsqueeze(0).to(self.device)
-        raw = self.model.forward_raw(prepare(lt, rt, self.config))
+        x = self._prepare(np.ascontiguousarray(left), np.ascontiguousarray(right))
+        raw = self.model.forward_raw(x.to(self.device))
         prior = None if previous is None else torch.tensor([previous], device=self.device)
         return self.model.decode(raw, prior)[0].float().cpu().numpy()
 

@@ -67,11 +67,13 @@ def measure_floor(
     model_path: Path, pairs, threads: int, precision: str = "auto"
 ) -> tuple[list[float], list[float]]:
     """Milliseconds of the bare forward and of the predictor's whole call, per frame."""
+    import cv2
     import torch
 
     from perception.infer import SteeringPredictor
 
     torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
     predictor = SteeringPredictor(model_path, device="cpu", precision=precision)
     model = predictor.model
     tensors = [(torch.from_numpy(lt)[None], torch.from_numpy(rt)[None]) for lt, rt in pairs]

@@ -105,11 +105,13 @@ def main() -> None:
     args = build_parser().parse_args()
     cfg, bus_cfg = node_config(args)
     settings = cfg.steering
+    import cv2
     import torch  # lazily: a second of start-up and hundreds of MB, only in this node
 
     from perception.infer import SteeringPredictor, cpu_has_bf16
 
     torch.set_num_threads(settings.threads)
+    cv2.setNumThreads(settings.threads)
     stop = Shutdown()
     predictor = SteeringPredictor(
         args.model,

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from perception.infer import (
+    PairPreparer,
     SteeringPredictor,
     cpu_has_bf16,
     load_checkpoint,
@@ -17,7 +18,7 @@ from perception.infer import (
     pick_precision,
     save_checkpoint,
 )
-from perception.steering.model import build_model
+from perception.steering.model import SteeringModelConfig, build_model, prepare
 from rover.errors import ConfigError, DataError
 from tests.perception.steering_fakes import bar_frames, tiny_config
 
@@ -118,6 +119,42 @@ def test_smoothing_eases_steering_by_the_frame_stamps(checkpoint):
     assert first == pytest.approx(targets[0])
     alpha = 1 - np.exp(-1 / 3)
     assert second == pytest.approx(targets[0] + alpha * (targets[1] - targets[0]), abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("size", "crop", "downsample"),
+    [((240, 320), (72, 40), 2), ((240, 324), (0, 0), 3), ((480, 640), (0, 0), 4)],
+)
+def test_inference_prepares_frames_to_the_bit_as_training_did(size, crop, downsample):
+    cfg = SteeringModelConfig(
+        image_height_px=size[0],
+        image_width_px=size[1],
+        crop_top_px=crop[0],
+        crop_bottom_px=crop[1],
+        downsample=downsample,
+    )
+    preparer = PairPreparer(cfg)
+    rng = np.random.default_rng(downsample)
+    frames = [rng.integers(0, 256, (2, *size, 3), dtype=np.uint8) for _ in range(3)]
+    frames += [np.full((2, *size, 3), v, np.uint8) for v in (0, 1, 2, 254, 255)]
+    for left, right in frames:
+        want = prepare(torch.from_numpy(left)[None], torch.from_numpy(right)[None], cfg)
+        assert torch.equal(preparer(left, right), want)
+    if downsample == 2:  # OpenCV's exact round-half-up path: what the steering node runs
+        assert preparer.fast
+
+
+def test_predictor_answers_exactly_like_the_model_on_the_raw_frames(tmp_path):
+    torch.manual_seed(1)
+    cfg = SteeringModelConfig(dropout=0.0)
+    path = save_checkpoint(tmp_path / "full.pt", build_model(cfg), 0.5, {})
+    predictor = SteeringPredictor(path, device="cpu")
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        left, right = rng.integers(0, 256, (2, 240, 320, 3), dtype=np.uint8)
+        with torch.inference_mode():
+            want = predictor.model(torch.from_numpy(left)[None], torch.from_numpy(right)[None])
+        assert np.array_equal(predictor.raw(left, right), want[0].numpy())
 
 
 def test_device_pick_falls_back_to_cpu_here():
