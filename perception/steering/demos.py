@@ -15,7 +15,6 @@ shapes and stereo. Materials reserved for held-out scenarios are never used.
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -244,13 +243,12 @@ def _collect_episodes(job, spec, minutes: float, model_cfg, workers: int, progre
     """``job(spec, episode, model_cfg)`` -> FrameSet for episodes 0, 1, ... in ``workers``
     processes, kept in order, the last cut at ``minutes``; at most ``workers`` run ahead."""
     from perception.dataset import concat_frames, head
+    from perception.workers import worker_context
 
     total = int(minutes * 60 * FRAME_RATE_HZ)
     parts, have, episode = [], 0, 0
-    # forkserver: a forked child can inherit OpenCV's or torch's thread-pool locks mid-use
-    context = multiprocessing.get_context("forkserver")
     with (
-        ProcessPoolExecutor(workers, mp_context=context) as pool,
+        ProcessPoolExecutor(workers, mp_context=worker_context()) as pool,
         tqdm(total=total, desc="driving", unit="frame", disable=not progress) as bar,
     ):
         running: deque = deque()

@@ -41,6 +41,7 @@ from perception.steering.model import (
     build_model,
     soft_bin_targets,
 )
+from perception.workers import worker_context
 from rover.errors import ConfigError, DataError
 
 RESUME_FORMAT = "rover-steering-resume"
@@ -143,9 +144,8 @@ def make_loader(
         num_workers=workers,
         collate_fn=_identity,
         persistent_workers=workers > 0,
-        # not fork: a forked worker inherits OpenCV's and torch's thread pools mid-state and can
-        # hang on their locks; forkserver workers start from a clean single-threaded process
-        multiprocessing_context="forkserver" if workers else None,
+        # not fork, and the heavy imports done once: see perception.workers
+        multiprocessing_context=worker_context() if workers else None,
         prefetch_factor=4 if workers else None,
         pin_memory=pin,
         drop_last=sampler is not None,
