@@ -71,6 +71,7 @@ class SteeringEstimate(Message):
     steering: float = 0.0
     throttle: float = 0.0
     source: str = ""
+    latency_ms: float = 0.0  # processing time of this frame: received -> this answer sent
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,10 +1,13 @@
 """`rover bench infer`: the steering node's latency per frame, against the bare model forward.
 
 - node: a real steering node process; this process publishes a simulator stereo pair on
-  camera/stereo and times until the node's estimate for that frame arrives (frame over ipc,
-  inference, estimate back), one frame at a time;
-- floor, measured in the same run: the model's forward alone on the same frames, in this
-  process, with the node's thread count and precision (no bus, no numpy conversion);
+  camera/stereo and waits for the node's estimate for that frame, one frame at a time. The
+  node's own time per frame (frame received -> estimate sent, timed in the node and carried in
+  the estimate's ``latency_ms``) is the target figure, ``p50_ms``/``p99_ms``; the end-to-end
+  time (frame published -> estimate received here: the bus both ways, ``e2e_*``) beside it;
+- floor, measured in the same run: the network's forward alone on the same frames, prepared
+  (cropped and pooled) beforehand, in this process, with the node's thread count and precision
+  (no bus, no numpy, no preparing);
 - predict: the node's per-frame Python path (numpy in, clamped floats out), in this process.
 
 Without ``--model`` it times the bundled model, or an untrained one of ``--arch``: latency
@@ -66,22 +69,27 @@ def _model_path(args: argparse.Namespace, tmp: Path) -> Path:
 def measure_floor(
     model_path: Path, pairs, threads: int, precision: str = "auto"
 ) -> tuple[list[float], list[float]]:
-    """Milliseconds of the bare forward and of the predictor's whole call, per frame."""
+    """Milliseconds of the bare network forward on a prepared pair (normalisation, layers,
+    decoding: no cropping and pooling, no numpy) and of the predictor's whole call, per frame."""
     import cv2
     import torch
 
     from perception.infer import SteeringPredictor
+    from perception.steering.model import prepare
 
     torch.set_num_threads(threads)
     cv2.setNumThreads(threads)
     predictor = SteeringPredictor(model_path, device="cpu", precision=precision)
     model = predictor.model
-    tensors = [(torch.from_numpy(lt)[None], torch.from_numpy(rt)[None]) for lt, rt in pairs]
+    tensors = [
+        prepare(torch.from_numpy(lt)[None], torch.from_numpy(rt)[None], model.cfg)
+        for lt, rt in pairs
+    ]
     forward_ms, predict_ms = [], []
     with torch.inference_mode():
-        for i, (lt, rt) in enumerate(tensors[:_WARMUP] + tensors):
+        for i, x in enumerate(tensors[:_WARMUP] + tensors):
             start = time.perf_counter_ns()
-            model(lt, rt)
+            model.forward_prepared(x)
             if i >= _WARMUP:
                 forward_ms.append((time.perf_counter_ns() - start) / 1e6)
     for i, (left, right) in enumerate(pairs[:_WARMUP] + pairs):
@@ -94,8 +102,9 @@ def measure_floor(
 
 def measure_node(
     model_path: Path, pairs, threads: int, precision: str = "auto"
-) -> tuple[list[float], int]:
-    """Milliseconds from publishing a frame to receiving the node's answer, per frame."""
+) -> tuple[list[float], list[float], int]:
+    """Per frame: milliseconds from publishing it to receiving the node's answer, and the
+    node's own time (received -> answer sent); and how many frames got no answer."""
     bus_cfg = BusConfig(namespace=f"benchinfer{uuid.uuid4().hex[:8]}")
     frames = bus.Publisher(topics.CAMERA_STEREO, bus_cfg)
     answers = bus.Subscriber(topics.PERCEPTION_STEERING, bus_cfg, newest=False, hwm=1000)
@@ -109,18 +118,18 @@ def measure_node(
         )
         try:
             _wait_ready(node, frames, answers, pairs[0], log)
-            latencies, lost = _time_frames(frames, answers, pairs)
+            latencies, in_node, lost = _time_frames(frames, answers, pairs)
         finally:
             node.terminate()
             node.wait(10)
             frames.close()
             answers.close()
             bus_cfg.remove_ipc_root()
-    return latencies, lost
+    return latencies, in_node, lost
 
 
-def _time_frames(frames, answers, pairs) -> tuple[list[float], int]:
-    latencies, lost = [], 0
+def _time_frames(frames, answers, pairs) -> tuple[list[float], list[float], int]:
+    latencies, in_node, lost = [], [], 0
     for i, (left, right) in enumerate(pairs[:_WARMUP] + pairs):
         sent = frames.publish(m.StereoImage(left=left, right=right))
         start = time.perf_counter_ns()
@@ -132,8 +141,9 @@ def _time_frames(frames, answers, pairs) -> tuple[list[float], int]:
             if est.frame_seq == sent.seq:
                 if i >= _WARMUP:
                     latencies.append((time.perf_counter_ns() - start) / 1e6)
+                    in_node.append(est.latency_ms)
                 break
-    return latencies, lost
+    return latencies, in_node, lost
 
 
 def _wait_ready(node, frames, answers, pair, log) -> None:
@@ -164,19 +174,22 @@ def run(args: argparse.Namespace) -> dict:
         pairs = expert_frames(args.scenario, args.frames)
         precision = precision_name(pick_precision(args.precision, torch.device("cpu")))
         forward_ms, predict_ms = measure_floor(model_path, pairs, args.threads, precision)
-        node_ms, lost = measure_node(model_path, pairs, args.threads, precision)
+        e2e_ms, node_ms, lost = measure_node(model_path, pairs, args.threads, precision)
     net = ckpt.build()
     h, w = pairs[0][0].shape[:2]
-    floor, predict, node = (latency_summary(v) for v in (forward_ms, predict_ms, node_ms))
+    floor, predict, node, e2e = (
+        latency_summary(v) for v in (forward_ms, predict_ms, node_ms, e2e_ms)
+    )
     print(
         f"steering inference, {ckpt.config.arch} ({count_parameters(net):,} parameters, "
         f"{count_macs(net) / 1e6:.1f} M MACs), {w}x{h} stereo, {args.frames} frames, "
         f"{args.threads} thread(s), {precision}"
     )
     rows = [
-        ["floor: bare model forward", floor],
+        ["floor: bare network forward", floor],
         ["predict (numpy in, floats out)", predict],
-        ["node: frame published -> estimate", node],
+        ["node: frame received -> estimate sent", node],
+        ["end to end: published -> estimate back", e2e],
     ]
     print_table(
         ["what", "p50 ms", "p99 ms", "max ms"],
@@ -192,6 +205,8 @@ def run(args: argparse.Namespace) -> dict:
         "precision": precision,
         "p50_ms": round(node["p50_ms"], 4),
         "p99_ms": round(node["p99_ms"], 4),
+        "e2e_p50_ms": round(e2e["p50_ms"], 4),
+        "e2e_p99_ms": round(e2e["p99_ms"], 4),
         "predict_p50_ms": round(predict["p50_ms"], 4),
         "predict_p99_ms": round(predict["p99_ms"], 4),
         "floor_p50_ms": round(floor["p50_ms"], 4),

@@ -2,7 +2,8 @@
 
 Takes the newest stereo pair (a slow model skips frames rather than queueing them), runs the
 checkpoint given by ``--model`` and publishes the estimate with the frame's ``frame_seq`` and
-capture ``stamp_ns``, so glass-to-motor latency can be traced through the graph. Device,
+capture ``stamp_ns``, so glass-to-motor latency can be traced through the graph, and its own
+processing time of the frame (``latency_ms``: received -> answer sent). Device,
 precision, threads and smoothing come from the robot config's ``[steering]`` section
 (`SteeringNodeConfig`); the thread count is explicit: this is one process among several on a
 small computer.
@@ -86,6 +87,7 @@ class SteeringNode:
                 steering=pred.steering,
                 throttle=pred.throttle,
                 source=self.source,
+                latency_ms=(time.monotonic_ns() - self.frames.last_recv_ns) / 1e6,
             )
         )
 
