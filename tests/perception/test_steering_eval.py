@@ -82,7 +82,16 @@ def test_targets_say_when_too_little_distance_was_driven_to_judge():
     assert not short["met"] and short["verdict"].startswith("too little distance")
     assert short["held_out_mdbc_95ci_m"][1] is None  # no collision: no upper bound
     long = _report([run(distance=300, held_out=True)])["targets"]
-    assert long["met"] and long["verdict"] == "met"
+    assert long["met"] and long["verdict"].startswith("met on 300 m, too little to be sure")
+
+
+def test_targets_are_judged_plainly_only_when_the_interval_excludes_the_target():
+    unsure = _report([run(distance=201, collisions=1, held_out=True)])["targets"]
+    assert unsure["verdict"].startswith("not met on 201 m, too little to be sure")
+    sure = _report([run(distance=10_000, collisions=5, held_out=True)])["targets"]
+    assert sure["held_out_mdbc_95ci_m"][0] > 200 and sure["verdict"] in ("met", "not met")
+    bad = _report([run(distance=1000, collisions=20, held_out=True)])["targets"]
+    assert bad["held_out_mdbc_95ci_m"][1] < 200 and bad["verdict"] == "not met"
 
 
 def test_mdbc_interval_is_the_exact_poisson_one():
