@@ -109,29 +109,13 @@ def _episode_worlds(seed: int, families: tuple[str, ...]) -> list[tuple[str, int
     return demo_worlds(10_000, seed, families)
 
 
-def expert_samples(
-    minutes: float,
-    seed: int = 0,
-    families=TRAINING_FAMILIES,
-    perturb_rate_hz: float = 0.3,
-    perturb_steering: float = 0.5,
-    max_episode_s: float | None = None,
-    randomise: float = 0.0,
-) -> Iterator[DemoSample]:
+def expert_samples(spec: EpisodeSpec, minutes: float) -> Iterator[DemoSample]:
     """The expert driving world after world until ``minutes`` of frames; one session each.
 
     With perturbations the expert drifts off its line now and then (DART): the label is its
-    clean command, so the data show how to recover, not how to drift. ``randomise`` is the
-    share of worlds repainted with other training materials (see `repaint`).
+    clean command, so the data show how to recover, not how to drift. ``spec.randomise`` is
+    the share of worlds repainted with other training materials (see `repaint`).
     """
-    spec = EpisodeSpec(
-        seed=seed,
-        families=tuple(families),
-        randomise=randomise,
-        max_episode_s=max_episode_s,
-        perturb_rate_hz=perturb_rate_hz,
-        perturb_steering=perturb_steering,
-    )
     return _frames_for(minutes, lambda episode, limit: episode_samples(spec, episode, limit))
 
 
@@ -226,15 +210,7 @@ def collect_demos(
     from perception.dataset import collect
 
     if workers <= 1:
-        samples = expert_samples(
-            minutes,
-            spec.seed,
-            spec.families,
-            spec.perturb_rate_hz,
-            spec.perturb_steering,
-            spec.max_episode_s,
-            spec.randomise,
-        )
+        samples = expert_samples(spec, minutes)
         return collect(samples, model_cfg, progress)
     return _collect_episodes(_prepare_episode, spec, minutes, model_cfg, workers, progress)
 
@@ -279,35 +255,16 @@ class CorrectionSpec(EpisodeWorlds):
     model: str = ""
 
 
-def corrected_samples(
-    predictor: Any,
-    minutes: float,
-    seed: int = 1,
-    families=TRAINING_FAMILIES,
-    randomise: float = 0.0,
-    takeover_clearance_m: float = 0.35,
-    takeover_s: float = 1.0,
-) -> Iterator[DemoSample]:
+def corrected_samples(spec: CorrectionSpec, predictor: Any, minutes: float) -> Iterator[DemoSample]:
     """The model drives, the expert labels every frame and takes over near trouble (DAgger
     with a safety driver, as a person at the keyboard would).
 
     Demonstrations only show the expert's own states; a model's small errors lead it where the
     expert never was (facing a wall, an obstacle dead ahead) and it has no example of what to
     do. These frames are exactly those states, labelled with the expert's clean command. The
-    expert takes the wheel for ``takeover_s`` when its planned clearance drops below
-    ``takeover_clearance_m`` or after a collision, so a run never loops on one mistake.
+    expert takes the wheel for ``spec.takeover_s`` when its planned clearance drops below
+    ``spec.takeover_clearance_m`` or after a collision, so a run never loops on one mistake.
     """
-    spec = CorrectionSpec(
-        seed=seed,
-        families=tuple(families),
-        randomise=randomise,
-        takeover_clearance_m=takeover_clearance_m,
-        takeover_s=takeover_s,
-    )
-    return _corrections_stream(spec, predictor, minutes)
-
-
-def _corrections_stream(spec: CorrectionSpec, predictor: Any, minutes: float):
     return _frames_for(minutes, lambda i, limit: correction_samples(spec, predictor, i, limit))
 
 
@@ -365,7 +322,7 @@ def collect_corrections(
     from perception.dataset import collect
 
     if workers <= 1:
-        stream = _corrections_stream(spec, fp32_predictor(spec.model), minutes)
+        stream = corrected_samples(spec, fp32_predictor(spec.model), minutes)
         return collect(stream, model_cfg, progress)
     return _collect_episodes(
         _prepare_correction_episode, spec, minutes, model_cfg, workers, progress

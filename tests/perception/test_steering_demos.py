@@ -11,6 +11,8 @@ import pytest
 from perception.infer import Prediction
 from perception.steering.demos import (
     TRAINING_FAMILIES,
+    CorrectionSpec,
+    EpisodeSpec,
     corrected_samples,
     demo_worlds,
     drive_in_process,
@@ -54,7 +56,7 @@ def test_repainting_never_uses_a_held_out_material():
 
 
 def test_expert_samples_are_labelled_frames_in_sessions():
-    samples = list(itertools.islice(expert_samples(0.05, seed=1, randomise=1.0), 90))
+    samples = list(itertools.islice(expert_samples(EpisodeSpec(seed=1, randomise=1.0), 0.05), 90))
     assert len(samples) == 90
     assert samples[0].left.shape == (240, 320, 3) and samples[0].left.dtype == np.uint8
     assert "repainted" in samples[0].session
@@ -63,7 +65,7 @@ def test_expert_samples_are_labelled_frames_in_sessions():
 
 
 def test_corrections_are_expert_labelled_where_the_model_drove():
-    samples = list(corrected_samples(Straight(), 0.1, seed=2))
+    samples = list(corrected_samples(CorrectionSpec(seed=2), Straight(), 0.1))
     assert len(samples) == 180 and samples[0].session.startswith("dagger-")
     steer = np.array([s.steering for s in samples])
     assert np.abs(steer).max() > 0.1  # the expert's labels, not the model's straight line
