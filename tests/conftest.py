@@ -1,0 +1,23 @@
+"""Fixtures every test package may use."""
+
+import os
+import shutil
+
+import pytest
+
+
+@pytest.fixture
+def require_tools():
+    """`require_tools("Xvfb", "xdotool")`: skip where a system tool is missing, but fail in CI
+    (CI=true), where `make test` installs them (`make sysdeps`) and a skip would hide a gap."""
+
+    def _require(*names: str) -> None:
+        missing = [n for n in names if shutil.which(n) is None]
+        if not missing:
+            return
+        message = f"missing system tool(s) {', '.join(missing)}: run `make sysdeps` (Debian, root)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+    return _require
