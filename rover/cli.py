@@ -19,6 +19,7 @@ BENCHES = {
     "infer": "rover.bench.infer",
     "train": "rover.bench.train",
     "traversability": "rover.bench.traversability",
+    "latency": "rover.bench.latency",
 }
 # `rover COMMAND KIND ...` -> module with add_arguments(parser) and run(args) -> int
 KINDS = {
@@ -180,6 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
         entry="run_calibrate",
         prog="rover calibrate",
     )
+
+    for name, module, help_text in (
+        ("rig", "rover.rig", "the robot's hardware stood in for: video cameras, emulated MCU"),
+        ("doctor", "rover.doctor", "check a robot (cameras, serial, firmware, disk, models)"),
+    ):
+        p = sub.add_parser(name, add_help=False, help=help_text)
+        p.set_defaults(func=_cmd_delegate, module=module, entry="run", prog=f"rover {name}")
 
     p = sub.add_parser("bench", help="measure this computer against the budget")
     bench_sub = p.add_subparsers(dest="bench", required=True, metavar="NAME")
