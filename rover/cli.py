@@ -82,7 +82,11 @@ def _add_stack_args(p: argparse.ArgumentParser) -> None:
     )
     faults = p.add_argument_group("fault injection (simulator only)")
     faults.add_argument(
-        "--camera-latency-ms", type=float, default=0.0, help="delay every camera frame by this much"
+        "--camera-latency-ms",
+        type=float,
+        default=None,
+        help="delay every camera frame by this much (default: the robot's capture-to-publish "
+        "time that `rover bench latency` last measured here; 0: none)",
     )
     faults.add_argument(
         "--frame-drop",
@@ -231,6 +235,11 @@ def _cmd_delegate(args: argparse.Namespace) -> int:
 
 def _cmd_stack(args: argparse.Namespace) -> int:
     from rover.stack import run_stack
+
+    if args.camera_latency_ms is None:  # the simulator sees the robot's own camera delay
+        from rover.bench.latency import measured_camera_latency_ms
+
+        args.camera_latency_ms = measured_camera_latency_ms() if args.sim else 0.0
 
     return run_stack(args)
 
