@@ -84,9 +84,9 @@ class Drive:
 class DriveLog:
     """The motor controller's DRIVEs that arrive from now on."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, from_start: bool = False):
         self.path = path
-        self.offset = path.stat().st_size if path.exists() else 0
+        self.offset = path.stat().st_size if path.exists() and not from_start else 0
 
     def drives(self) -> list[Drive]:
         if not self.path.exists():
