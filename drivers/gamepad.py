@@ -27,6 +27,7 @@ from rover.config import dataclass_from_dict
 from rover.errors import ConfigError, DeviceError
 from rover.teleop import (
     KEYBOARD_HELP,
+    TAKEOVER_STICK,
     GamepadTeleop,
     Latches,
     Teleop,
@@ -256,6 +257,9 @@ class ScriptedGamepad:
             self._next += 1
             if step.action:
                 self.latches.apply(step.action)
+            wants = step.deadman and (step.throttle != 0 or abs(step.steering) >= TAKEOVER_STICK)
+            if wants and self.latches.autopilot:
+                self.latches.apply("takeover")  # as a pad's stick or trigger would
             self._current = step
         s = self._current
         held = s.deadman and s.connected and not self._closed
