@@ -125,6 +125,8 @@ class AvrMcu:
         self._tripped = True
         self._tripped_addr = 0
         self._outputs = MotorOutputs(0.0, 0.0, False, False, True, 0, time.monotonic_ns())
+        self._history: deque[MotorOutputs] = deque(maxlen=4096)
+        self._commits = 0
         self.sim_ns = 0
         self.resets = 0
 
@@ -204,10 +206,20 @@ class AvrMcu:
         self, predicate: Callable[[MotorOutputs], bool], timeout_s: float
     ) -> MotorOutputs:
         """Block until the outputs satisfy ``predicate``; TimeoutError after ``timeout_s``."""
+        # The events arrive in bursts: look at every outputs value since the call, not only
+        # the latest, or a short-lived one (a frame before a watchdog trip) could be missed.
         with self._changed:
-            if not self._changed.wait_for(lambda: predicate(self._outputs), timeout_s):
+            start = self._commits
+            found: list[MotorOutputs] = []
+
+            def matched() -> bool:
+                new = list(self._history)[max(0, len(self._history) - (self._commits - start)) :]
+                found[:] = [o for o in [self._outputs, *new] if predicate(o)][:1]
+                return bool(found)
+
+            if not self._changed.wait_for(matched, timeout_s):
                 raise TimeoutError(f"firmware outputs never matched; last: {self._outputs}")
-            return self._outputs
+            return found[0]
 
     def wait_event(self, predicate: Callable[[Event], bool], timeout_s: float) -> Event:
         """Block until an event (already seen or new) satisfies ``predicate``."""
@@ -324,6 +336,8 @@ class AvrMcu:
         )
         if _differs(outputs, self._outputs):
             self._outputs = outputs
+            self._history.append(outputs)
+            self._commits += 1
 
 
 def _differs(a: MotorOutputs, b: MotorOutputs) -> bool:

@@ -280,6 +280,7 @@ int main(int argc, char **argv) {
     avr_irq_register_notify(irq, on_pin, (void *)&watched[i]);
   }
 
+  setvbuf(stdout, NULL, _IOLBF, 0); /* each event reaches the reader at once */
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
   signal(SIGPIPE, SIG_IGN);
