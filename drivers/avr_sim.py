@@ -46,6 +46,8 @@ TRIPPED_OFFSET = 19  # offsetof(rover_mcu_t, tripped): the sketch static_asserts
 NEUTRAL_US = 1500
 HALF_RANGE_US = 500
 _EVENTS_KEPT = 200_000
+BOOTED_NS = 5_000_000
+_PWM_HELD_NS = 3_000_000  # the H-bridge PWM (976 Hz) toggles every ~1 ms unless held at 0/255
 
 
 def elf_path(stage: str) -> Path:
@@ -120,6 +122,7 @@ class AvrMcu:
         self._rise: dict[str, int] = {}
         self._pulses: dict[str, deque[tuple[int, int]]] = {}
         self._duty = 0.0  # H-bridge PWM duty, 0..1, from the last full period
+        self._d5_changed_ns = 0
         self._states: deque[tuple[int, MotorState]] = deque(maxlen=64)
         self._decoder = FrameDecoder(accept=(TYPE_STATE,))
         self._tripped = True
@@ -161,6 +164,13 @@ class AvrMcu:
             raise
         self._reader = threading.Thread(target=self._read_events, name="avr-events", daemon=True)
         self._reader.start()
+        # Bytes sent before setup() has run Serial.begin are lost, as on a board that boots:
+        # hand the port out once the firmware listens (setup takes ~0.2 ms; give it 5).
+        try:
+            self.wait_sim_ns(BOOTED_NS, timeout_s=10.0)
+        except TimeoutError:
+            self.stop()
+            raise DeviceError("the firmware in simavr did not start: see its stderr") from None
         return self
 
     def _read_pty_line(self) -> str:
@@ -203,7 +213,7 @@ class AvrMcu:
             return self._outputs
 
     def wait_outputs(
-        self, predicate: Callable[[MotorOutputs], bool], timeout_s: float
+        self, predicate: Callable[[MotorOutputs], bool], timeout_s: float = 2.0
     ) -> MotorOutputs:
         """Block until the outputs satisfy ``predicate``; TimeoutError after ``timeout_s``."""
         # The events arrive in bursts: look at every outputs value since the call, not only
@@ -239,6 +249,11 @@ class AvrMcu:
         with self._changed:
             if not self._changed.wait_for(lambda: self.sim_ns >= t_ns, timeout_s):
                 raise TimeoutError(f"simulated time stuck at {self.sim_ns} ns")
+
+    def states(self) -> list[tuple[int, MotorState]]:
+        """The last STATE frames the firmware wrote: (simulated ns of their last byte, STATE)."""
+        with self._changed:
+            return list(self._states)
 
     def pulses(self, pin: str) -> list[tuple[int, int]]:
         """Complete pulses seen on ``pin`` (D9, D10, D5): (rise ns, width ns), oldest first."""
@@ -286,6 +301,8 @@ class AvrMcu:
         self._pins[pin] = level
         if previous is None or previous == level:
             return
+        if pin == "D5":
+            self._d5_changed_ns = event.t_ns
         if level:
             if pin == "D5" and pin in self._rise:
                 period = event.t_ns - self._rise[pin]
@@ -314,10 +331,11 @@ class AvrMcu:
         if self.config.stage == "esc_servo":
             return self._width_milli("D10")
         pins = self._pins
-        if pins.get("D5") == 1 and not self._pulses.get("D5"):
-            duty = 1.0  # analogWrite(255) holds the pin high: no edges
-        else:
-            duty = self._duty if pins.get("D7") or pins.get("D8") else 0.0
+        duty = self._duty
+        if self.sim_ns - self._d5_changed_ns > _PWM_HELD_NS:  # analogWrite 0/255: no edges
+            duty = float(pins.get("D5", 0))
+        if not (pins.get("D7") or pins.get("D8")):
+            duty = 0.0
         sign = 1 if pins.get("D7") else (-1 if pins.get("D8") else 0)
         return sign * round(duty * 1000)
 

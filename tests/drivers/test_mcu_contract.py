@@ -119,3 +119,16 @@ def test_random_byte_streams_never_kill_it(mcu) -> None:
             junk = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 40)))
             states = exchange(port, junk + b"\x00" + drive(seq, arm=True))
             assert states and states[-1].seq == seq
+
+
+def test_a_lost_delimiter_costs_only_the_frame_that_lost_it(mcu) -> None:
+    host = FrameDecoder(accept=(TYPE_DRIVE,))
+    with open_port(mcu) as port:
+        lost = drive(1, 0.1, 0.1, arm=True)[:-1]  # line noise ate its 0x00
+        data = lost + drive(2, 0.4, 0.4, arm=True)
+        states = exchange(port, data)
+        assert [s.seq for s in states] == [2]
+        assert states[0].throttle == 0.4
+        # The host decoder sees one bad frame there; so does the MCU (then it finds the DRIVE
+        # in that frame's tail: a DRIVE has a fixed length).
+        assert host.feed(data) == [] and states[0].bad_frames == host.counters.bad_total == 1

@@ -41,6 +41,9 @@
 #endif
 #define SERVO_MIN_US 1000
 #define SERVO_MAX_US 2000
+#if SERVO_MAX_US - SERVO_MIN_US != 1000
+#error "milli_to_us assumes a 1000 us range"
+#endif
 // Pulse channels: 0 steering servo (pin 9), 1 ESC (pin 10).
 #if defined(ROVER_OUTPUT_ESC_SERVO)
 #define PULSE_CHANNELS 2
@@ -89,8 +92,9 @@ static int16_t written_throttle = -32768;
 
 // Thousandths in [-1000, 1000] to a servo pulse: -1000 -> 1000 us, 0 -> 1500 us, 1000 -> 2000 us.
 static int milli_to_us(int16_t milli) {
-  // long: 1000 * 1000 overflows the 16-bit int of an ATmega.
-  return (SERVO_MIN_US + SERVO_MAX_US) / 2 + (int)((long)milli * (SERVO_MAX_US - SERVO_MIN_US) / 2000);
+  // milli * (SERVO_MAX_US - SERVO_MIN_US) / 2000 is milli / 2 (truncated, as C divides):
+  // a 16-bit shift instead of a 32-bit division that costs the AVR ~600 cycles.
+  return (SERVO_MIN_US + SERVO_MAX_US) / 2 + milli / 2;
 }
 
 static void write_throttle(int16_t milli) {
