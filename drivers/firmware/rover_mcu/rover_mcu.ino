@@ -42,7 +42,7 @@
 #define SERVO_MIN_US 1000
 #define SERVO_MAX_US 2000
 #if SERVO_MAX_US - SERVO_MIN_US != 1000
-#error "milli_to_us assumes a 1000 us range"
+#error "milli_to_half_us assumes a 1000 us range"
 #endif
 // Pulse channels: 0 steering servo (pin 9), 1 ESC (pin 10).
 #if defined(ROVER_OUTPUT_ESC_SERVO)
@@ -73,7 +73,10 @@ extern "C" void rover_wdt_off(void) {
 }
 
 static void pulses_begin() { rover_pulse_begin(PULSE_CHANNELS); }
-static void pulse_write_us(uint8_t channel, int us) { rover_pulse_write_us(channel, (uint16_t)us); }
+// Half-microseconds: Timer1's tick, so each thousandth of the command is its own width.
+static void pulse_write(uint8_t channel, int half_us) {
+  rover_pulse_write_half_us(channel, (uint16_t)half_us);
+}
 #else
 static Servo servos[PULSE_CHANNELS];
 static const uint8_t servo_pins[2] = {PIN_STEERING_SERVO, 10};
@@ -84,22 +87,21 @@ static void pulses_begin() {
     servos[i].writeMicroseconds((SERVO_MIN_US + SERVO_MAX_US) / 2);
   }
 }
-static void pulse_write_us(uint8_t channel, int us) { servos[channel].writeMicroseconds(us); }
+static void pulse_write(uint8_t channel, int half_us) {
+  servos[channel].writeMicroseconds(half_us / 2);
+}
 #endif
 // What the pins currently drive; -32768 is outside [-1000, 1000], so the first apply writes.
 static int16_t written_steering = -32768;
 static int16_t written_throttle = -32768;
 
-// Thousandths in [-1000, 1000] to a servo pulse: -1000 -> 1000 us, 0 -> 1500 us, 1000 -> 2000 us.
-static int milli_to_us(int16_t milli) {
-  // milli * (SERVO_MAX_US - SERVO_MIN_US) / 2000 is milli / 2 (truncated, as C divides):
-  // a 16-bit shift instead of a 32-bit division that costs the AVR ~600 cycles.
-  return (SERVO_MIN_US + SERVO_MAX_US) / 2 + milli / 2;
-}
+// Thousandths in [-1000, 1000] to a servo pulse in half-microseconds: -1000 -> 1000 us,
+// 0 -> 1500 us, 1000 -> 2000 us; one thousandth is half a microsecond (no division needed).
+static int milli_to_half_us(int16_t milli) { return SERVO_MIN_US + SERVO_MAX_US + milli; }
 
 static void write_throttle(int16_t milli) {
 #if defined(ROVER_OUTPUT_ESC_SERVO)
-  pulse_write_us(1, milli_to_us(milli));
+  pulse_write(1, milli_to_half_us(milli));
 #else
   // Zero coasts (both inputs low); the sign picks the direction.
   digitalWrite(PIN_HBRIDGE_IN1, milli > 0 ? HIGH : LOW);
@@ -112,7 +114,7 @@ static void write_throttle(int16_t milli) {
 // Push the logic's outputs to the pins, only when they changed (servo writes are not free).
 static void apply_outputs() {
   if (mcu.steering != written_steering) {
-    pulse_write_us(0, milli_to_us(mcu.steering));
+    pulse_write(0, milli_to_half_us(mcu.steering));
     written_steering = mcu.steering;
   }
   if (mcu.throttle != written_throttle) {

@@ -43,11 +43,12 @@ static inline uint16_t rover_pulse_next_edge(volatile rover_pulse_channel_t *c) 
 ISR(TIMER1_COMPA_vect) { OCR1A = rover_pulse_next_edge(&rover_pulse_ch[0]); }
 ISR(TIMER1_COMPB_vect) { OCR1B = rover_pulse_next_edge(&rover_pulse_ch[1]); }
 
-/* Set channel 0 (pin 9) or 1 (pin 10) to width_us (clamped to 1000-2000) from the next frame. */
-static inline void rover_pulse_write_us(uint8_t channel, uint16_t width_us) {
-  if (width_us < 1000) width_us = 1000;
-  if (width_us > 2000) width_us = 2000;
-  uint16_t ticks = (uint16_t)(width_us * ROVER_PULSE_TICKS_PER_US);
+/* Set channel 0 (pin 9) or 1 (pin 10) to width_half_us half-microseconds (clamped to
+ * 2000-4000, i.e. 1000-2000 us) from the next frame: one Timer1 tick each at 16 MHz. */
+static inline void rover_pulse_write_half_us(uint8_t channel, uint16_t width_half_us) {
+  if (width_half_us < 2000) width_half_us = 2000;
+  if (width_half_us > 4000) width_half_us = 4000;
+  uint16_t ticks = (uint16_t)(width_half_us * (uint16_t)ROVER_PULSE_TICKS_PER_US / 2u);
   ATOMIC_BLOCK(ATOMIC_RESTORESTATE) { rover_pulse_ch[channel].width = ticks; }
 }
 
