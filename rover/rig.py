@@ -8,7 +8,8 @@
 - Motor controller: the firmware emulator (``python -m drivers.emulator``) on a pty, as a
   background process (pid in ``DIR/mcu.pid``), its device at the stable path ``DIR/mcu`` (a
   symlink, like /dev/serial/by-id/...). It logs every DRIVE's arrival to ``DIR/mcu-drives.log``
-  (``rover bench latency`` reads it). ``--mcu avr`` is for the real firmware in simavr.
+  (``rover bench latency`` reads it). ``--mcu avr`` runs the compiled firmware in simavr
+  instead (``rover mcu serve --avr``; it keeps no DRIVE log).
 
 ``DIR/rig.toml`` is a robot config for all of it: ``rover teleop --config DIR/rig.toml``,
 ``rover drive --config DIR/rig.toml --model M``, ``rover doctor --config DIR/rig.toml`` run every
@@ -209,14 +210,17 @@ def _start_emulator(spec: RigSpec, files: RigFiles) -> subprocess.Popen:
 
 
 def _start_avr(spec: RigSpec, files: RigFiles) -> subprocess.Popen:
-    try:
-        import rover.mcu  # noqa: F401  (the firmware harness: `rover mcu serve --avr`)
-    except ImportError:
-        raise ConfigError(
-            "--mcu avr runs the compiled firmware in simavr (`rover mcu serve --avr`), which "
-            "this checkout does not have yet: use --mcu emulator"
-        ) from None
-    raise ConfigError("--mcu avr: the rig does not start the AVR harness yet: use --mcu emulator")
+    """The compiled firmware in simavr (`rover mcu serve --avr`); it logs no DRIVE arrivals."""
+    if spec.baud:
+        raise ConfigError("--baud models the emulator's wire: leave it out with --mcu avr")
+    from drivers.avr_sim import build_firmware
+
+    build_firmware()  # here, so a missing toolchain is one line and the start is quick
+    argv = [sys.executable, "-m", "rover.cli", "mcu", "serve", "--avr", "--link", str(files.port)]
+    with open(files.mcu_log, "ab") as log:
+        return subprocess.Popen(
+            argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+        )
 
 
 # `--mcu NAME` -> starts the motor controller on files.port, returns its process
@@ -280,7 +284,7 @@ def start_rig(spec: RigSpec, quiet: bool = False) -> RigFiles:
     files.pidfile.write_text(f"{proc.pid}\n")
     _write_atomic(files.toml, rig_toml(spec, files))
     state = {"spec": _spec_json(spec), "mcu_pid": proc.pid, "port": str(files.port)}
-    state["drive_log"] = str(files.drive_log)
+    state["drive_log"] = str(files.drive_log) if spec.mcu == "emulator" else None
     _write_atomic(files.state, json.dumps(state, indent=1) + "\n")
     if not quiet:
         print(

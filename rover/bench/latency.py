@@ -223,7 +223,13 @@ def rig_for(args: argparse.Namespace, tmp: Path):
                 f"{args.config} is not a rig's rig.toml (no rig.json beside it): start one "
                 "with `rover rig`, or omit --config and the bench starts its own"
             )
-        spec = json.loads(files.state.read_text())["spec"]
+        state = json.loads(files.state.read_text())
+        spec = state["spec"]
+        if not state.get("drive_log"):
+            raise ConfigError(
+                f"the rig in {files.root} runs the {spec['mcu']} motor controller, which logs no "
+                "DRIVE arrivals: start one with `rover rig --mcu emulator`"
+            )
         if args.baud is not None and args.baud != spec.get("baud"):
             raise ConfigError(
                 f"--baud {args.baud}: the rig in {files.root} models "
