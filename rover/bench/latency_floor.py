@@ -58,14 +58,16 @@ def control_costs(count: int = 2000) -> list[float]:
     return out_ms[100:]
 
 
-def measure(toml: Path, model: Path, baud: int | None) -> dict[str, list[float]]:
+def measure(
+    toml: Path, model: Path, baud: int | None, frames: int = FRAMES
+) -> dict[str, list[float]]:
     """Each stage's bare cost in milliseconds (a list of samples per stage)."""
     from rover.bench import bus as bus_bench
     from rover.bench import serial as serial_bench
     from rover.bench.infer import measure_floor as forward_floor
     from rover.bench.latency import DRIVE_BYTES
 
-    reads_ms, pairs = camera_reads(toml)
+    reads_ms, pairs = camera_reads(toml, frames)
     pair_hop = bus_bench._measure("raw", len(reads_ms), 30.0, (320, 240))["lat_ms"]
     small_hop = bus_bench._measure("raw", 200, 100.0, (4, 4))["lat_ms"]
     forward_ms, _ = forward_floor(model, pairs, threads=1)

@@ -57,11 +57,39 @@ def xvfb() -> Iterator[str]:
 
 
 class Keyboard:
-    """xdotool key events on one display, into the teleop window (focused first)."""
+    """xdotool key events on one display, into the teleop window (focused first).
+
+    Key events go through one long-running ``xdotool -`` (it reads commands from stdin), each
+    followed by a query whose answer says the event has been sent: no process start per key.
+    """
 
     def __init__(self, display: str):
         self.env = {**os.environ, "DISPLAY": display}
         self.window = ""
+        self._script: subprocess.Popen | None = None
+
+    def _key(self, command: str) -> None:
+        if self._script is None or self._script.poll() is not None:
+            self._script = subprocess.Popen(
+                ["xdotool", "-"],
+                env=self.env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                bufsize=1,
+            )
+        self._script.stdin.write(f"{command}\ngetmouselocation\n")
+        self._script.stdin.flush()
+        if not self._script.stdout.readline():
+            raise RuntimeError(f"xdotool stopped while sending {command!r}")
+
+    def close(self) -> None:
+        """End the xdotool process (idempotent)."""
+        if self._script is not None:
+            self._script.stdin.close()
+            self._script.wait(5)
+            self._script = None
 
     def _run(self, *argv: str, timeout_s: float = 10.0) -> str:
         done = subprocess.run(
@@ -97,12 +125,12 @@ class Keyboard:
 
     def down(self, key: str) -> None:
         """Press `key` and hold it (an X keysym name: Up, Left, space, r, ...)."""
-        self._run("keydown", key)
+        self._key(f"keydown --delay 0 {key}")
 
     def up(self, key: str) -> None:
         """Release `key`."""
-        self._run("keyup", key)
+        self._key(f"keyup --delay 0 {key}")
 
     def tap(self, key: str) -> None:
         """Press and release `key`."""
-        self._run("key", key)
+        self._key(f"key --delay 0 {key}")
