@@ -92,8 +92,8 @@ def _add_stack_args(p: argparse.ArgumentParser) -> None:
         "--camera-latency-ms",
         type=float,
         default=None,
-        help="delay every camera frame by this much (default: the robot's capture-to-publish "
-        "time that `rover bench latency` last measured here; 0: none)",
+        help="delay every camera frame by this much (default in real time: the robot's "
+        "capture-to-publish time that `rover bench latency` last measured here; 0: none)",
     )
     faults.add_argument(
         "--frame-drop",
@@ -265,10 +265,11 @@ def _cmd_delegate(args: argparse.Namespace) -> int:
 def _cmd_stack(args: argparse.Namespace) -> int:
     from rover.stack import run_stack
 
-    if args.camera_latency_ms is None:  # the simulator sees the robot's own camera delay
+    if args.camera_latency_ms is None:  # a real-time simulator sees the robot's camera delay
         from rover.bench.latency import measured_camera_latency_ms
 
-        args.camera_latency_ms = measured_camera_latency_ms() if args.sim else 0.0
+        real_time = args.sim and not args.lockstep  # lock-step time does not model it
+        args.camera_latency_ms = measured_camera_latency_ms() if real_time else 0.0
 
     return run_stack(args)
 
