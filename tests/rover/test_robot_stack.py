@@ -15,7 +15,7 @@ import pytest
 from drivers.emulator import PtyEmulator
 from rover import bus, topics
 from rover import messages as m
-from rover.manager import NamespaceLock
+from rover.namespace import NamespaceInUse, NamespaceLock
 from tests.rover.robot import (
     group_pids,
     start,
@@ -55,8 +55,9 @@ def _ready(namespace: str) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
 def test_ctrl_c_stops_the_robot_stack_in_2s_with_a_clean_recording_and_motors_stopped(
-    tmp_path, mcu, namespace
+    tmp_path, mcu, namespace, how
 ):
     robot = write_robot(tmp_path, mcu.device_path)
     script = write_script(tmp_path)
@@ -74,7 +75,10 @@ def test_ctrl_c_stops_the_robot_stack_in_2s_with_a_clean_recording_and_motors_st
         heard = []
         wait_for(lambda: heard.extend(cmds.drain()) or len(heard) > 30, 10, "30 commands")
         cmds.close()
-        os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C
+        if how == "ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C
+        else:
+            proc.send_signal(signal.SIGTERM)  # `kill PID` of the rover command alone
         sent = time.monotonic()
         wait_for(lambda: not group_pids(proc.pid), 2.0, "every process to exit", poll_s=0.01)
         gone_s = time.monotonic() - sent
@@ -82,6 +86,7 @@ def test_ctrl_c_stops_the_robot_stack_in_2s_with_a_clean_recording_and_motors_st
     finally:
         stop_group(proc)
     assert gone_s <= 2.0
+    print(f"{how}: all processes gone {gone_s:.2f} s after the signal")
     text = log.read_text()
     assert "restarting" not in text and "Traceback" not in text, text
     last = mcu.last_drive
@@ -134,8 +139,6 @@ def test_a_stale_lock_from_a_killed_stack_is_taken_over(tmp_path, namespace):
     assert holder.stdout.readline().strip() == "locked"
     stale_socket = os.path.join(bus_cfg.ipc_root(), "camera.stereo")
     open(stale_socket, "w").close()
-    from rover.manager import NamespaceInUse
-
     with pytest.raises(NamespaceInUse, match=f"pid {holder.pid}: rover drive"):
         NamespaceLock(bus_cfg).acquire()
     holder.send_signal(signal.SIGKILL)
