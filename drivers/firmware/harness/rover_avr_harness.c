@@ -6,12 +6,13 @@
  * - Loads the ELF into a simulated ATmega328P at 16 MHz.
  * - Bridges UART0 to a pseudo-terminal of its own (no fixed path: parallel runs never
  *   collide) and prints "PTY /dev/pts/N" as its first line. Bytes from the host enter the
- *   simulated UART no faster than its baud rate (simavr's receive pump), as on a wire.
+ *   simulated UART one at a time at its baud rate, as on a wire.
  * - Paces simulated time to the wall clock: simavr runs the firmware's busy loop several times
  *   faster than real time, which would make millis(), and so the 250 ms watchdog, race.
  * - Streams events on stdout, one a line, stamped with simulated time in ns since power-on:
  *     T_NS PIN D9 1         a watched pin changed (D5 D7 D8 D9 D10: PWM and direction pins)
- *     T_NS RX 44            a byte from the host entered the UART (hex)
+ *     T_NS RX 44            a byte from the host started on the wire (hex; in UDR0 a byte
+ *                           time later: 11 us at 1 Mbaud in simavr's model)
  *     T_NS TX 53            the firmware wrote a byte to the UART (hex)
  *     T_NS STALL            --stall-at-ms reached: loop() now spins forever
  *     T_NS RESET            the CPU reset (the AVR watchdog fired); the stall is undone
@@ -155,6 +156,28 @@ static int open_pty(void) {
   return master;
 }
 
+/* simavr's time for one byte at the firmware's UART setting (UBRR0, U2X0), as its UART
+ * model computes it (start + 8 data + parity + stop bits), so bytes enter at the wire's pace. */
+static avr_cycle_count_t uart_cycles_per_byte(void) {
+  uint16_t ubrr = (uint16_t)(avr->data[0xC4] | (avr->data[0xC5] << 8));
+  avr_cycle_count_t per_bit = (avr_cycle_count_t)(ubrr + 1) * 8;
+  if (!(avr->data[0xC0] & 0x02)) per_bit *= 2; /* U2X0 off */
+  return per_bit * 11;
+}
+
+static avr_cycle_count_t next_feed_cycle;
+
+/* One host byte onto the wire when the previous one is through: its RX stamp is then when it
+ * started on the wire, and no byte waits in simavr's FIFO where the firmware cannot see it. */
+static void feed_uart(avr_irq_t *uart_in) {
+  if (rx_len == 0 || uart_xoff || avr->cycle < next_feed_cycle) return;
+  uint8_t byte = rx_buf[rx_head++];
+  rx_len--;
+  printf("%" PRIu64 " RX %02x\n", sim_ns(), byte);
+  avr_raise_irq(uart_in, byte);
+  next_feed_cycle = avr->cycle + uart_cycles_per_byte();
+}
+
 /* Move host bytes into the UART (while its wire FIFO has room) and firmware bytes out. */
 static void pump_pty(avr_irq_t *uart_in) {
   if (rx_len == 0) {
@@ -164,12 +187,7 @@ static void pump_pty(avr_irq_t *uart_in) {
       rx_len = (size_t)n;
     }
   }
-  while (rx_len > 0 && !uart_xoff) {
-    uint8_t byte = rx_buf[rx_head++];
-    rx_len--;
-    printf("%" PRIu64 " RX %02x\n", sim_ns(), byte);
-    avr_raise_irq(uart_in, byte);
-  }
+  feed_uart(uart_in);
   if (tx_len > 0) {
     ssize_t n = write(pty_master, tx_buf, tx_len);
     if (n > 0) {
@@ -301,6 +319,7 @@ int main(int argc, char **argv) {
     state = avr_run(avr);
     if (pins_dirty) report_pins();
     if (n_watch) check_watches();
+    if (rx_len) feed_uart(uart_in);
     if (avr->pc == 0 && avr->cycle > 0) {
       printf("%" PRIu64 " RESET\n", sim_ns());
       pins_dirty_cycle = avr->cycle; /* the reset cleared the port registers */

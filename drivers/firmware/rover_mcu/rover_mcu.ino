@@ -123,6 +123,17 @@ static void apply_outputs() {
   }
 }
 
+// A STATE is 18 bytes against a DRIVE's 12, so commands arriving back to back outrun their
+// replies. Waiting for room in the transmit buffer would stop loop() reading, and the receive
+// buffer would overflow and lose commands; so a reply that does not fit is dropped instead (the
+// host counts it lost) and the newest command is always applied.
+static void send_reply(const uint8_t *reply, size_t n) {
+#if defined(ROVER_TIMER1_PULSES)
+  if ((size_t)Serial.availableForWrite() < n) return;
+#endif
+  Serial.write(reply, n);
+}
+
 void setup() {
   rover_init(&mcu, ROVER_WATCHDOG_MS);
   // An RC ESC arms only after it has seen neutral (1500 us) for a moment: start there.
@@ -141,12 +152,19 @@ void setup() {
 
 void loop() {
   uint8_t reply[ROVER_TX_MAX];
-  while (Serial.available() > 0) {
-    size_t n = rover_feed(&mcu, (uint8_t)Serial.read(), millis(), reply);
+  // One clock reading per pass, not per byte: at 1 Mbaud a byte comes every 160 cycles and the
+  // core's receive interrupt takes half of them, so the per-byte path must stay short.
+  // At most a receive buffer's worth per pass, so a host that floods the port cannot keep
+  // loop() from ticking the watchdogs.
+  uint32_t now_ms = millis();
+  for (uint8_t i = 0; i < 64; i++) {
+    int c = Serial.read();
+    if (c < 0) break;
+    size_t n = rover_feed(&mcu, (uint8_t)c, now_ms, reply);
     if (n > 0) {
       // Outputs first, so the STATE reports what the pins really drive.
       apply_outputs();
-      Serial.write(reply, n);
+      send_reply(reply, n);
     }
   }
   rover_tick(&mcu, millis());
