@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rover.config import load_config
-from rover.errors import RoverError
+from rover.errors import EXIT_DATA, EXIT_DEVICE, EXIT_FAILED, EXIT_USAGE, RoverError
 from rover.topics import BusConfig
 
 log = logging.getLogger("rover.manager")
@@ -28,8 +28,8 @@ log = logging.getLogger("rover.manager")
 # Exit codes of a node that restarting cannot fix (rover.errors: ConfigError, DataError);
 # a DeviceError (3) is fatal only at the first start: a device that was never there is a
 # setup problem, one that vanished mid-run (USB unplug) may come back.
-FATAL_EXIT_CODES = {2, 4}
-DEVICE_EXIT_CODE = 3
+FATAL_EXIT_CODES = {EXIT_USAGE, EXIT_DATA}
+DEVICE_EXIT_CODE = EXIT_DEVICE
 
 
 @dataclass(frozen=True)
@@ -144,6 +144,7 @@ class Manager:
         ]
         self.failures: list[str] = []
         self.kept_logs: Path | None = None
+        self.exit_code = EXIT_FAILED  # of a failed run: the failing node's (rover.errors)
         self._stopping = False
 
     def _argv(self, spec: NodeSpec) -> list[str]:
@@ -174,6 +175,7 @@ class Manager:
                 needed = node.spec.wait_for(self.options)
                 if needed and not os.path.exists(needed):
                     if node.proc is None and now - self._started_at > self.device_timeout_s:
+                        self.exit_code = EXIT_DEVICE
                         return f"node {node.spec.name} never started: {needed} did not appear"
                     continue
                 if now >= node.restart_at:
@@ -189,6 +191,7 @@ class Manager:
             reason = node.failure_reason(code)
             self.failures.append(reason)
             if code in FATAL_EXIT_CODES or (code == DEVICE_EXIT_CODE and node.first_start):
+                self.exit_code = code  # the same code as when the CLI catches it up front
                 return reason
             log.warning("%s; restarting", reason)
             if now - node.started_at > 10 * self.max_backoff_s:

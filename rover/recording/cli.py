@@ -108,6 +108,7 @@ def _print_info(info: dict) -> None:
     from rover.bench.common import print_table
 
     print(f"session   {info['session']}  ({info['status']}, {info['segments']} segment(s))")
+    print(f"labels    {_labels_line(info)}")
     print(
         f"duration  {_duration(info['duration_s'])} of capture time, recorded over "
         f"{_duration(info['wall_s'])} of wall time"
@@ -120,23 +121,41 @@ def _print_info(info: dict) -> None:
     print(f"size      {_size(info['size_bytes'])}, {_size(info['bytes_per_min'])}/min")
     sw = info["software"]
     print(f"software  rover {sw.get('rover_version')} ({sw.get('git')}), format {sw.get('format')}")
+    if info.get("startup_gaps"):
+        print(
+            f"start-up  {info['startup_s']:.2f} s until frames came at the steady rate "
+            f"({info['startup_gaps']} slow interval(s) while the stack started: normal)"
+        )
     if info["gaps"]:
         shown = ", ".join(f"{g['length_s']:.2f} s at {g['at_s']:.1f} s" for g in info["gaps"][:5])
-        print(f"gaps      {len(info['gaps'])}: {shown}")
+        print(f"gaps      {len(info['gaps'])} after start-up: {shown}")
     print()
     print_table(
-        ("channel", "messages", "rate Hz", "seq gaps", "restarts"),
+        ("channel", "messages", "rate Hz", "nominal Hz", "seq gaps", "restarts"),
         [
             (
                 t["topic"],
                 str(t["messages"]),
                 f"{t['rate_hz']:.1f}",
+                "-" if t.get("nominal_hz") is None else f"{t['nominal_hz']:g}",
                 str(t["seq_gaps"]),
                 str(t["restarts"]),
             )
             for t in info["topics"]
         ],
     )
+    speedup = info["duration_s"] / info["wall_s"] if info["wall_s"] > 0 else 1.0
+    fast = [t["topic"] for t in info["topics"] if t["topic"] in FORWARDED and _above(t)]
+    if speedup > 1.2:  # lock-step: the simulator ran as fast as the stack answered
+        print(
+            f"(captured {speedup:.1f}x faster than real time, in lock-step: rates are per "
+            "wall-clock second)"
+        )
+    elif fast:
+        print(
+            f"({' and '.join(fast)} above nominal: the control node sends at its fixed rate "
+            "and also forwards each new input at once, and the motor controller answers each)"
+        )
     hist = info["steering_histogram"]
     peak = max(hist["counts"]) or 1
     print("\nsteering (command in force at each frame)")
@@ -146,6 +165,32 @@ def _print_info(info: dict) -> None:
         print(f"trim {t['id']}: {t['start_s']:.2f}-{t['end_s']:.2f} s {t['reason']}")
     for r in info["recovered"]:
         print(f"recovered segment: kept {r['messages']} messages, lost {r['lost_bytes']} bytes")
+
+
+FORWARDED = ("/control/command", "/motor/state")  # sent at a fixed rate and on each input
+
+
+def _above(topic: dict) -> bool:
+    return bool(topic.get("nominal_hz")) and topic["rate_hz"] > 1.1 * topic["nominal_hz"]
+
+
+def _labels_line(info: dict) -> str:
+    """Whether the frames' steering labels are commands the vehicle followed."""
+    pct = info.get("live_labels_pct", 100.0)
+    line = f"{pct:.1f} % of frames labelled by live commands"
+    if info.get("stale_label_frames"):
+        line += f", {info['stale_label_frames']} by stale ones"
+    if info.get("unlabelled_frames"):
+        line += f", {info['unlabelled_frames']} before the first command (start-up)"
+    if info["status"] == "stale":
+        sources = info.get("control_sources") or {}
+        total = sum(sources.values()) or 1
+        top = ", ".join(f"{k} {100 * v / total:.0f} %" for k, v in list(sources.items())[:3])
+        line += (
+            f"\n          control source: {top}. The vehicle did not follow these labels "
+            "(no live input reached the control node): record again, or trim the stale spans"
+        )
+    return line
 
 
 def _verify(args: argparse.Namespace) -> int:
