@@ -115,8 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stack_args(p)
     p.add_argument(
         "--model",
-        default="expert",
-        help="steering model file, or in the simulator expert/straight/random",
+        default=None,
+        help="steering model file, or in the simulator expert/straight/random "
+        "(default: expert with --sim; required on the robot)",
     )
     p.set_defaults(func=_cmd_stack, mode="drive")
 

@@ -237,6 +237,7 @@ class Manager:
             log.info("node logs kept in %s", self.log_dir)
         else:
             shutil.rmtree(self.log_dir, ignore_errors=True)
+        prune_kept_logs(self.log_dir.parent)
 
     def _request_stop(self) -> None:
         self._stopping = True
@@ -265,6 +266,29 @@ class Manager:
         return any(
             n.spec.name == name and n.proc is not None and n.proc.poll() is None for n in self.nodes
         )
+
+
+KEEP_LOG_FOLDERS = 10  # of failed runs; older ones go once they are a while old
+KEEP_LOG_MIN_AGE_S = 600.0  # never touch a folder a run (or a test) may still be reading
+
+
+def prune_kept_logs(root: Path, keep: int = KEEP_LOG_FOLDERS) -> list[Path]:
+    """Remove the node logs of all but the newest ``keep`` failed runs (those older than
+    KEEP_LOG_MIN_AGE_S), so they do not pile up in the temp folder; returns what went."""
+    folders = sorted(root.glob("rover-*-logs-*"), key=_mtime, reverse=True)
+    now, removed = time.time(), []
+    for folder in folders[keep:]:
+        if folder.is_dir() and now - _mtime(folder) > KEEP_LOG_MIN_AGE_S:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def node_pid_alive(pid: int) -> bool:

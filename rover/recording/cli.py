@@ -80,9 +80,9 @@ def _list(args: argparse.Namespace) -> int:
         [
             (
                 r["session"],
-                _duration(r["duration_s"]),
+                duration_text(r["duration_s"]),
                 str(r["stereo_pairs"]),
-                _size(r["size_bytes"]),
+                size_text(r["size_bytes"]),
                 str(r["segments"]),
                 str(r["trims"]),
                 r["status"] + (": run recover" if r["status"] == "damaged" else ""),
@@ -110,15 +110,15 @@ def _print_info(info: dict) -> None:
     print(f"session   {info['session']}  ({info['status']}, {info['segments']} segment(s))")
     print(f"labels    {_labels_line(info)}")
     print(
-        f"duration  {_duration(info['duration_s'])} of capture time, recorded over "
-        f"{_duration(info['wall_s'])} of wall time"
+        f"duration  {duration_text(info['duration_s'])} of capture time, recorded over "
+        f"{duration_text(info['wall_s'])} of wall time"
     )
     print(
         f"pairs     {info['stereo_pairs']} stereo pairs, {info['training_pairs']} for training "
         f"({len(info['trims'])} trim(s))"
     )
     print(f"drops     {info['dropped_frames']} frame(s); camera restarts {info['camera_restarts']}")
-    print(f"size      {_size(info['size_bytes'])}, {_size(info['bytes_per_min'])}/min")
+    print(f"size      {size_text(info['size_bytes'])}, {size_text(info['bytes_per_min'])}/min")
     sw = info["software"]
     print(f"software  rover {sw.get('rover_version')} ({sw.get('git')}), format {sw.get('format')}")
     if info.get("startup_gaps"):
@@ -220,7 +220,7 @@ def _recover(args: argparse.Namespace) -> int:
     for r in recover(args.path, args.out):
         if r.rebuilt:
             lost = (
-                f"dropped a torn tail of {_size(r.lost_bytes)}" if r.lost_bytes else "no torn tail"
+                f"dropped a torn tail of {size_text(r.lost_bytes)}" if r.lost_bytes else "no torn tail"
             )
             print(
                 f"{r.path.name}: rebuilt, kept {r.messages} messages ({r.pairs} pairs), "
@@ -278,12 +278,12 @@ VERBS = {
 }
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
     minutes, secs = divmod(seconds, 60)
     return f"{int(minutes)}:{secs:04.1f}" if minutes else f"{secs:.1f} s"
 
 
-def _size(n: float) -> str:
+def size_text(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

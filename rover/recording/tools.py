@@ -107,6 +107,21 @@ def list_sessions(roots: list[str | Path]) -> list[dict]:
     return rows
 
 
+def recording_summary(session_dir: str | Path) -> dict:
+    """What a finished recording holds, from its indexes (no scan): stereo pairs, duration,
+    size, and the frames the recorder's final counts say were lost (skipped + dropped)."""
+    (row,) = list_sessions([session_dir])
+    drops = None
+    segments = fmt.segment_paths(Path(session_dir))
+    if segments and seg.is_complete(segments[-1]):
+        with open(segments[-1], "rb") as f:
+            meta = {m.name: m.metadata for m in SeekingReader(f).iter_metadata()}
+        counts = json.loads(meta.get(fmt.META_COUNTS, {}).get("counts", "null") or "null")
+        stereo = (counts or {}).get("camera/stereo")
+        drops = None if stereo is None else stereo.get("skipped", 0) + stereo.get("dropped", 0)
+    return {**row, "dropped_frames": drops}
+
+
 def _segment_summary(path: Path) -> dict:
     with open(path, "rb") as f:
         reader = SeekingReader(f)
