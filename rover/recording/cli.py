@@ -18,6 +18,7 @@ import sys
 from rover.errors import DataError, RoverError, run_command
 
 DEFAULT_ROOT = "recordings"
+SESSION_HELP = "a session folder (`rover recordings list` shows them), or one of its segments"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,11 +27,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     p = sub.add_parser("list", help="sessions with duration, stereo pairs, size and status")
-    p.add_argument("roots", nargs="*", default=[DEFAULT_ROOT], metavar="ROOT")
+    p.add_argument(
+        "roots",
+        nargs="*",
+        default=[DEFAULT_ROOT],
+        metavar="ROOT",
+        help=f"a folder of sessions, or a session (default: {DEFAULT_ROOT}/)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
 
-    p = sub.add_parser("info", help="per-topic counts and rates, drops, gaps, steering")
-    p.add_argument("session", metavar="SESSION")
+    p = sub.add_parser(
+        "info", help="labels (live or stale), per-topic counts and rates, drops, gaps, steering"
+    )
+    p.add_argument("session", metavar="SESSION", help=SESSION_HELP)
     p.add_argument("--json", action="store_true", help="one JSON object instead of text")
 
     p = sub.add_parser("verify", help="read every message; exit non-zero on damage")
@@ -42,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="DIR", help="write a recovered copy here (default: in place)")
 
     p = sub.add_parser("trim", help="exclude a span from training (data kept), or undo it")
-    p.add_argument("session", metavar="SESSION")
+    p.add_argument("session", metavar="SESSION", help=SESSION_HELP)
     p.add_argument("--from", dest="from_s", type=float, metavar="S", help="start, seconds")
     p.add_argument("--to", dest="to_s", type=float, metavar="S", help="end, seconds")
     p.add_argument("--frames", metavar="A:B", help="frame indices A (included) to B (excluded)")
@@ -51,12 +60,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--list", action="store_true", help="show the session's trims")
 
     p = sub.add_parser("export", help="a span to MP4 and/or PNG frames with a steering overlay")
-    p.add_argument("session", metavar="SESSION")
+    p.add_argument("session", metavar="SESSION", help=SESSION_HELP)
     p.add_argument("--from", dest="from_s", type=float, default=0.0, metavar="S")
     p.add_argument("--to", dest="to_s", type=float, default=None, metavar="S")
     p.add_argument("--mp4", metavar="FILE", help="write an MP4 video")
     p.add_argument("--png", metavar="DIR", help="write one PNG per frame")
     p.add_argument("--no-overlay", action="store_true", help="the raw pair, no steering strip")
+    for verb in sub._choices_actions:  # each verb's --help opens with its line of the list
+        sub.choices[verb.dest].description = f"rover recordings {verb.dest}: {verb.help}."
 
 
 def run(args: argparse.Namespace) -> int:
@@ -220,7 +231,9 @@ def _recover(args: argparse.Namespace) -> int:
     for r in recover(args.path, args.out):
         if r.rebuilt:
             lost = (
-                f"dropped a torn tail of {size_text(r.lost_bytes)}" if r.lost_bytes else "no torn tail"
+                f"dropped a torn tail of {size_text(r.lost_bytes)}"
+                if r.lost_bytes
+                else "no torn tail"
             )
             print(
                 f"{r.path.name}: rebuilt, kept {r.messages} messages ({r.pairs} pairs), "
