@@ -101,6 +101,7 @@ class FirmwareEmulator:
         self._last_drive_ns = self._boot_ns
         self._seq = self._steering_milli = self._throttle_milli = 0
         self._stamp_ns = self._boot_ns
+        self.last_drive: DriveCommand | None = None  # the last valid DRIVE, as received
         # The firmware's lost-delimiter recovery (rover_proto.h, rover_rx_tail): the frame's
         # last DRIVE-length bytes and its length, to parse the tail of a bad frame.
         self._tail = bytearray()
@@ -172,6 +173,7 @@ class FirmwareEmulator:
         return found[0] if found else None  # type: ignore[return-value]
 
     def _on_drive(self, cmd: DriveCommand, now_ns: int) -> bytes:
+        self.last_drive = cmd
         self._seq = cmd.seq
         self._last_drive_ns = now_ns
         self._tripped = False
@@ -266,6 +268,12 @@ class PtyEmulator:
         """The emulated MCU's outputs now."""
         with self._lock:
             return self._outputs
+
+    @property
+    def last_drive(self) -> DriveCommand | None:
+        """The last valid DRIVE the emulated MCU received (None before the first)."""
+        with self._lock:
+            return self._emu.last_drive
 
     @property
     def plugged(self) -> bool:

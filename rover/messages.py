@@ -61,6 +61,9 @@ class TeleopCommand(Message):
     estop: bool = False
     deadman: bool = False
     record: bool = False
+    # the input that can stop the robot now ("keyboard window", "gamepad NAME", "script F"),
+    # empty when none: the control node will not arm on the robot without one
+    operator: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -139,6 +142,24 @@ class TraversabilityMap(Message):
         return PolarSummary(arcs[0].copy(), arcs[1].copy())
 
 
+@dataclass(frozen=True, kw_only=True)
+class HealthEvent(Message):
+    """A node's fault happening (``active``) or recovering, with its one line for the user.
+
+    Published when it changes and repeated once a second (a late subscriber learns the state):
+    ``event`` numbers a node's changes, so a repeat is recognised; ``count`` is how often this
+    fault has happened in this node so far.
+    """
+
+    TYPE_ID: ClassVar[int] = 8
+    node: str = ""
+    fault: str = ""  # motor_link, camera_stall, camera_eof, operator, ...
+    active: bool = False
+    count: int = 0
+    event: int = 0
+    text: str = ""
+
+
 MESSAGE_TYPES: dict[int, type[Message]] = {
     cls.TYPE_ID: cls
     for cls in (
@@ -149,6 +170,7 @@ MESSAGE_TYPES: dict[int, type[Message]] = {
         MotorState,
         SimTruth,
         TraversabilityMap,
+        HealthEvent,
     )
 }
 
