@@ -71,4 +71,4 @@ model: $(BIN)/rover-installed
 	$(HEADLESS) $(BIN)/python -m perception.steering.pipeline --out runs/steering --bundle
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache build/firmware

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
+import importlib.util
 import json
 import logging
 import os
+import re
 import sys
+from pathlib import Path
 
-from rover.errors import run_command
+from rover.errors import EXIT_USAGE, exit_code_table, run_command
 
 # `rover bench NAME` -> module with add_arguments(parser) and run(args) -> dict
 BENCHES = {
@@ -31,6 +35,56 @@ KINDS = {
 }
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps a description's paragraphs and line breaks (module docstrings) and shows each
+    option's default where it has one (argparse's ArgumentDefaultsHelpFormatter would also
+    print "(default: None)" and "(default: False)")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or default == []
+            or action.nargs == 0
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def with_help_format(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """HelpFormatter on a parser and every subcommand parser below it."""
+    parser.formatter_class = HelpFormatter
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                with_help_format(sub)
+    return parser
+
+
+def module_summary(module: str) -> str:
+    """The first line of a module's docstring, read without importing it (torch stays
+    unloaded for `--help`), less a leading "`rover x`: " and a trailing ": ``rover x``."."""
+    spec = importlib.util.find_spec(module)
+    doc = ast.get_docstring(ast.parse(Path(spec.origin).read_text())) if spec else None
+    line = (doc or module).strip().splitlines()[0]
+    line = re.sub(r"^`[^`]*`:\s*", "", line)
+    line = re.sub(r":\s*``[^`]*``\.?$", "", line).rstrip(".")
+    return line[0].lower() + line[1:] if line[1:2].islower() else line
+
+
+def scenario_names() -> list[str]:
+    """The bundled scenarios (sim/scenarios/*.toml), found without importing the simulator."""
+    spec = importlib.util.find_spec("sim")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    folder = Path(next(iter(spec.submodule_search_locations))) / "scenarios"
+    return sorted(p.stem for p in folder.glob("*.toml"))
+
+
 def _add_stack_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="robot TOML file (default: built-in defaults)")
     p.add_argument(
@@ -48,9 +102,11 @@ def _add_stack_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--sim",
         metavar="SCENARIO",
-        help="run against the simulator (open, forest, corridor, or a .toml path)",
+        help=f"run against the simulator: {', '.join(scenario_names())}, or a .toml path",
     )
-    p.add_argument("--seed", type=int, default=None, help="simulator world seed")
+    p.add_argument(
+        "--seed", type=int, default=None, help="simulator world seed (default: the scenario's)"
+    )
     p.add_argument("--headless", action="store_true", help="no window, even with a display")
     p.add_argument(
         "--lockstep",
@@ -62,10 +118,16 @@ def _add_stack_args(p: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="SECONDS",
-        help="stop after this much simulated time",
+        help="stop after this much simulated time (default: at the goal, or Ctrl-C)",
     )
-    p.add_argument("--metrics-out", metavar="PATH", help="write the run's metrics JSON here")
-    p.add_argument("--snapshot", metavar="PATH", help="save a PNG of the window at the end")
+    p.add_argument(
+        "--metrics-out",
+        metavar="PATH",
+        help="write the run's metrics JSON here, and its trajectory picture beside it (.png)",
+    )
+    p.add_argument(
+        "--snapshot", metavar="PATH", help="save a PNG of the window at the end (headless too)"
+    )
     p.add_argument(
         "--safety-driver",
         type=float,
@@ -94,6 +156,7 @@ def _add_stack_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="delay every camera frame by this much (default in real time: the robot's "
         "capture-to-publish time that `rover bench latency` last measured here; 0: none)",
+        metavar="MS",
     )
     faults.add_argument(
         "--frame-drop",
@@ -132,26 +195,27 @@ def _add_stack_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rover", description=__doc__)
+    parser = argparse.ArgumentParser(prog="rover", description=__doc__, epilog=exit_code_table())
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("drive", help="drive autonomously (on the robot, or --sim SCENARIO)")
+    p = _command(sub, "drive", "drive autonomously (on the robot, or --sim SCENARIO)")
     _add_stack_args(p)
     p.add_argument(
         "--model",
-        default="expert",
-        help="steering model file, or in the simulator expert/straight/random",
+        default=None,
+        help="steering model file, or in the simulator expert/straight/random "
+        "(default: expert with --sim; required on the robot)",
     )
     p.set_defaults(func=_cmd_stack, mode="drive")
 
-    p = sub.add_parser(
-        "teleop", help="drive by hand (gamepad, or the keyboard in a window; Ctrl-C stops)"
+    p = _command(
+        sub, "teleop", "drive by hand (gamepad, or the keyboard in a window; Ctrl-C stops)"
     )
     _add_stack_args(p)
     p.set_defaults(func=_cmd_stack, mode="teleop", model=None)
 
-    p = sub.add_parser("demo", help="the simulator driven by the bundled steering CNN")
+    p = _command(sub, "demo", "the simulator driven by the bundled steering CNN")
     p.add_argument("--headless", action="store_true", help="no window, even with a display")
     p.add_argument(
         "--duration",
@@ -160,11 +224,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="simulated seconds (default: until the goal or the window closes)",
     )
-    p.add_argument("--sim", default="forest", metavar="SCENARIO")
+    p.add_argument(
+        "--sim",
+        default="forest",
+        metavar="SCENARIO",
+        help=f"the scenario: {', '.join(scenario_names())}, or a .toml path",
+    )
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("topics", help="live topics with rate, bandwidth and drops")
-    p.add_argument("--namespace", default="default")
+    p = _command(sub, "topics", "live topics with rate, bandwidth and drops")
+    p.add_argument("--namespace", default="default", help="the stack's bus namespace")
     p.add_argument("--seconds", type=float, default=3.0, help="how long to listen")
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
     p.set_defaults(func=_cmd_topics)
@@ -222,39 +291,71 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_delegate, module="rover.mcu", entry="run", prog="rover mcu")
 
-    p = sub.add_parser("bench", help="measure this computer against the budget")
+    p = _command(sub, "bench", "measure this computer against the budget")
     bench_sub = p.add_subparsers(dest="bench", required=True, metavar="NAME")
     for name, module in BENCHES.items():
-        bp = bench_sub.add_parser(name, add_help=False, help=f"benchmark: {name}")
+        bp = bench_sub.add_parser(name, add_help=False, help=module_summary(module))
         bp.set_defaults(
             func=_cmd_delegate, module=module, entry="run", prog=f"rover bench {name}", bench=True
         )
-    return parser
+    return with_help_format(parser)
+
+
+def _command(sub, name: str, summary: str) -> argparse.ArgumentParser:
+    """A subcommand whose --help starts with the same line the command list shows."""
+    return sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".")
+
+
+def kinds_help(prog: str, kinds: dict[str, str], default: str | None) -> str:
+    """`rover train --help`: the kinds, each with its module's own summary."""
+    choice = f"{{{','.join(kinds)}}}"
+    lines = [f"usage: {prog} {f'[{choice}]' if default else choice} [OPTIONS]", "", "kinds:"]
+    for kind, module in kinds.items():
+        mark = " (the default)" if kind == default else ""
+        lines.append(f"  {kind:<16}{module_summary(module)}{mark}")
+    lines.append(f"\n`{prog} KIND --help` shows a kind's options.")
+    return "\n".join(lines)
 
 
 def _cmd_kind(args: argparse.Namespace) -> int:
     """`rover train KIND ...` / `rover eval [KIND] ...`: pick the module by its first word."""
-    rest = list(args.rest)
-    kind = rest[0] if rest and rest[0] in args.kinds else getattr(args, "default", None)
-    if kind is None:
+    rest, default = list(args.rest), getattr(args, "default", None)
+    first = rest[0] if rest else None
+    if first in args.kinds:
+        kind, rest, args.prog = first, rest[1:], f"{args.prog} {first}"
+    elif first is not None and not first.startswith("-"):
+        print(kinds_help(args.prog, args.kinds, default), file=sys.stderr)
         print(
-            f"usage: {args.prog} {{{','.join(args.kinds)}}} ... (--help after the kind)",
+            f"{args.prog}: error: unknown kind {first!r}: give one of {', '.join(args.kinds)}",
             file=sys.stderr,
         )
-        return 2
-    if rest and rest[0] == kind:
-        rest = rest[1:]
+        return EXIT_USAGE
+    elif default is None:
+        wants_help = first in ("-h", "--help")
+        print(
+            kinds_help(args.prog, args.kinds, default),
+            file=sys.stdout if wants_help else sys.stderr,
+        )
+        if wants_help:
+            return 0
+        print(f"{args.prog}: error: give a kind: {', '.join(args.kinds)}", file=sys.stderr)
+        return EXIT_USAGE
+    else:
+        kind = default  # `rover eval --model M ...`: the usage the README shows
+        others = [k for k in args.kinds if k != kind]
+        args.epilog = f"other kinds: {', '.join(f'{args.prog} {k} --help' for k in others)}"
     args.module, args.entry, args.rest = args.kinds[kind], "run", rest
-    args.prog = f"{args.prog} {kind}"
     return _cmd_delegate(args)
 
 
 def _cmd_delegate(args: argparse.Namespace) -> int:
     """Commands whose module (and heavy imports) load only when that command runs."""
     mod = importlib.import_module(args.module)
-    parser = argparse.ArgumentParser(prog=args.prog, description=mod.__doc__)
+    parser = argparse.ArgumentParser(
+        prog=args.prog, description=mod.__doc__, epilog=getattr(args, "epilog", None)
+    )
     mod.add_arguments(parser)
-    sub_args = parser.parse_args(args.rest)
+    sub_args = with_help_format(parser).parse_args(args.rest)
     result = getattr(mod, args.entry)(sub_args)
     if getattr(args, "bench", False):
         print(json.dumps(result))

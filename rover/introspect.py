@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 from rover import bus, topics
 from rover.bench.common import print_table
+from rover.errors import EXIT_FAILED, ConfigError
 from rover.health import HealthLog
 
 
@@ -52,11 +54,30 @@ def measure_topics(
 
 
 def run_topics(args: argparse.Namespace) -> int:
+    """Listen, print the table (or JSON); exit 1 when no stack runs in the namespace."""
+    bus_cfg = topics.BusConfig.from_dict({"namespace": args.namespace})  # the config's rules
+    if args.seconds <= 0:
+        raise ConfigError(f"--seconds {args.seconds:g}: give a positive time to listen")
+    running = bus_cfg.transport != "ipc" or os.path.isdir(bus_cfg.ipc_path())
     health = HealthLog()
-    rows = measure_topics(topics.BusConfig(namespace=args.namespace), args.seconds, health)
+    rows = measure_topics(bus_cfg, args.seconds, health) if running else []
     faults = health.summary()
+    if not any(r["messages"] for r in rows):
+        where = f"nothing published in {args.seconds:g} s" if running else "no sockets"
+        if args.json:
+            print(json.dumps({"namespace": args.namespace, "running": False, "topics": rows}))
+        else:
+            print(
+                f"no stack in namespace {args.namespace!r} ({where}): start one, e.g. "
+                "`rover drive --sim forest`, or give its --namespace"
+            )
+        return EXIT_FAILED
     if args.json:
-        print(json.dumps({"namespace": args.namespace, "topics": rows, "faults": faults}))
+        print(
+            json.dumps(
+                {"namespace": args.namespace, "running": True, "topics": rows, "faults": faults}
+            )
+        )
         return 0
     print(f"namespace {args.namespace!r}, listened {args.seconds:g} s")
     print_table(

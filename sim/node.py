@@ -122,13 +122,15 @@ class SimNode:
             )
         return frame
 
-    def warm_up(self) -> None:
+    def warm_up(self, stop: Shutdown | None = None) -> None:
         """Slow joiner: re-send the first frame until the nodes we wait for hear the bus, and
         (lock-step) until the stack answers; only then does simulated time start."""
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         waiting = list(self.args.wait_ready)
         answered = not self.args.lockstep
         while not (answered and all_ready(self.bus_cfg, waiting)):
+            if stop is not None and stop.requested:
+                return  # Ctrl-C while the stack starts: stop now, not after a SIGKILL
             frame = self.publish_frame()  # never dropped: faults start with the run
             until = time.monotonic() + WARMUP_REPUBLISH_S
             while not answered and (left := until - time.monotonic()) > 0:
@@ -173,7 +175,7 @@ class SimNode:
 
     def run(self, stop: Shutdown) -> dict:
         duration = self.args.duration
-        self.warm_up()
+        self.warm_up(stop)
         rate = RateKeeper(1.0 / self.sim.dt_s)
         t0 = time.monotonic()
         while not stop.requested and not self.sim.done:

@@ -61,6 +61,7 @@ class FrameInfo:
     steering: float = 0.0
     throttle: float = 0.0
     command: str = "none"  # "frame" (answered it), "control", "teleop" (latest), "none"
+    stale: bool = False  # the control node had no live input: its command was not followed
     paired: bool = False  # its right eye is in the file too
     trimmed: bool = False
 
@@ -265,8 +266,8 @@ class FrameIndexer:
         self._frames: list[FrameInfo] = []
         self.duplicates = 0  # captures re-sent with the same stamp, counted once
         self._pending: OrderedDict[int, FrameInfo] = OrderedDict()
-        self._early: OrderedDict[int, tuple[float, float]] = OrderedDict()
-        self._latest: dict[str, tuple[float, float] | None] = {
+        self._early: OrderedDict[int, tuple[float, float, bool]] = OrderedDict()
+        self._latest: dict[str, tuple[float, float, bool] | None] = {
             fmt.CONTROL_TOPIC: None,
             fmt.TELEOP_TOPIC: None,
         }
@@ -284,17 +285,17 @@ class FrameIndexer:
                 last.paired = True
         elif topic in self._latest:
             cmd = json.loads(msg.data)
-            self._latest[topic] = (float(cmd["steering"]), float(cmd["throttle"]))
+            label = (float(cmd["steering"]), float(cmd["throttle"]), bool(cmd.get("stale")))
+            self._latest[topic] = label
             if topic != fmt.CONTROL_TOPIC:
                 return
             frame_seq = cmd.get("frame_seq", -1)
             answered = self._pending.pop(frame_seq, None)
             if answered is not None:
-                answered.steering, answered.throttle = self._latest[topic]
-                answered.command = "frame"
+                _label(answered, label, "frame")
             elif frame_seq >= 0 and frame_seq not in self._early:
                 # a small command can overtake its (large) frame between two sockets
-                self._early[frame_seq] = self._latest[topic]
+                self._early[frame_seq] = label
                 if len(self._early) > _PENDING_FRAMES:
                     self._early.popitem(last=False)
 
@@ -307,14 +308,13 @@ class FrameIndexer:
             self.duplicates += 1
         info = FrameInfo(len(self._frames), msg.sequence, msg.publish_time, msg.log_time)
         source = fmt.CONTROL_TOPIC if self._latest[fmt.CONTROL_TOPIC] else fmt.TELEOP_TOPIC
-        if self._latest[source]:
-            info.steering, info.throttle = self._latest[source]
-            info.command = source.split("/")[1]
+        latest = self._latest[source]
+        if latest:
+            _label(info, latest, source.split("/")[1])
         self._frames.append(info)
         early = self._early.pop(msg.sequence, None)
         if early is not None:
-            info.steering, info.throttle = early
-            info.command = "frame"
+            _label(info, early, "frame")
             return
         self._pending[msg.sequence] = info
         if len(self._pending) > _PENDING_FRAMES:
@@ -326,6 +326,11 @@ class FrameIndexer:
         for i, f in enumerate(complete):
             f.index = i
         return complete
+
+
+def _label(info: FrameInfo, label: tuple[float, float, bool], command: str) -> None:
+    info.steering, info.throttle, info.stale = label
+    info.command = command
 
 
 def _index(segments: list[Path], partial_ok: bool) -> list[FrameInfo]:

@@ -240,7 +240,9 @@ class SessionWriter:
         self.segment = None
 
     def release(self) -> None:
-        """Give up the session lock."""
+        """Give up the session lock; a clean stop leaves no lock file behind (a crash does,
+        unlocked: `session_is_live` then reads the session as finished)."""
+        Path(self._lock.name).unlink(missing_ok=True)  # while held: no other recorder races
         self._lock.close()
 
 
