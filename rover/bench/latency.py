@@ -17,7 +17,10 @@ listens on the bus like any subscriber and splits that time into five stages tha
 - control: estimate received → its DRIVE written (``control/command``'s stamp);
 - serial: DRIVE written → arrived at the motor controller.
 
-The floor, measured in the same run on this machine before the stack starts: the same stages'
+The split between capture→publish, bus and control is this listener's view (it raises its own
+priority where allowed): on a loaded machine its late wake-ups move time between those three
+(bus and control can even go negative); end to end, steering and serial are stamped where they
+happen. The floor, measured in the same run on this machine before the stack starts: the same stages'
 bare costs (a bare OpenCV read of the rig's videos plus a bare pyzmq hop of the pair; a bare
 pyzmq hop of a small message; the network's bare forward on a prepared pair; the controller's
 logic and the DRIVE's encoding; a bare pty write -> read, plus the wire time at ``--baud``).
@@ -30,6 +33,7 @@ own delay between the glass and the bus (``DEFAULT_CAMERA_LATENCY_MS`` until a b
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -152,6 +156,8 @@ def listen(bus_cfg, seconds: float, stack: subprocess.Popen) -> Trace:
     """Record the stamps of every frame, estimate and command for `seconds`, after warm-up."""
     from rover import bus, topics
 
+    with contextlib.suppress(OSError):  # where allowed: the listener's own late wake-ups
+        os.nice(-5)  # would move time between the stages it splits (see the module doc)
     frames = bus.Subscriber(topics.CAMERA_STEREO, bus_cfg, newest=False, hwm=300)
     estimates = bus.Subscriber(topics.PERCEPTION_STEERING, bus_cfg, newest=False, hwm=1000)
     commands = bus.Subscriber(topics.CONTROL_COMMAND, bus_cfg, newest=False, hwm=1000)
