@@ -154,6 +154,7 @@ def _script(tmp_path, throttle: float = 0.4) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 def test_a_second_stack_in_the_namespace_is_refused_and_the_first_lives_on(rig, rig_env, tmp_path):
     ns = namespace()
     drives = DriveLog(rig.drive_log)
