@@ -151,6 +151,9 @@ class ControlNode:
         # lost for MCU_SILENT_S: not a blip, nor the simulator's emulator going at the end
         unplugged_s = 0.0 if self.unplugged_ns is None else (now - self.unplugged_ns) / 1e9
         lost = unplugged_s > MCU_SILENT_S or age_s > MCU_SILENT_S
+        # on the robot path only (the stack sets camera_stale there): the simulator owns its
+        # emulator and takes it away while it writes its metrics, before it exits
+        lost = lost and self.cfg.control.camera_stale
         faults = self.health.faults
         if lost:
             why = link.last_error if not link.connected else f"no reply for {age_s:.1f} s"
