@@ -139,6 +139,15 @@ class ControlNode:
     def check_health(self, out: ControlOutput) -> None:
         """Once a tick: the motor controller, the camera and the operator, as health events."""
         now = time.monotonic_ns()
+        if self.cfg.control.camera_stale:  # the robot path (see _check_link)
+            self._check_link(now)
+            self._check_camera(now)
+        self._check_operator(out, now)
+        self.health.tick()
+
+    def _check_link(self, now: int) -> None:
+        """The link down, or no STATE, for MCU_SILENT_S: not a blip. (Not in the simulator: it
+        takes its emulator away while it writes its metrics, before it exits.)"""
         link = self.link.health()
         if link.last_state_age_ms is None:  # never answered: silent since the start
             age_s = (now - self.started_ns) / 1e9
@@ -148,21 +157,21 @@ class ControlNode:
             self.unplugged_ns = None
         elif self.unplugged_ns is None:
             self.unplugged_ns = now
-        # lost for MCU_SILENT_S: not a blip, nor the simulator's emulator going at the end
         unplugged_s = 0.0 if self.unplugged_ns is None else (now - self.unplugged_ns) / 1e9
-        lost = unplugged_s > MCU_SILENT_S or age_s > MCU_SILENT_S
-        # on the robot path only (the stack sets camera_stale there): the simulator owns its
-        # emulator and takes it away while it writes its metrics, before it exits
-        lost = lost and self.cfg.control.camera_stale
         faults = self.health.faults
-        if lost:
-            why = link.last_error if not link.connected else f"no reply for {age_s:.1f} s"
+        if unplugged_s > MCU_SILENT_S or age_s > MCU_SILENT_S:
+            why = f"no reply for {age_s:.1f} s"
+            if not link.connected:
+                why = link.last_error or "the device is gone"
             text = f"motor controller lost on {self.port} ({why}): its watchdog stops the motors"
             self.health.set("motor_link", True, text + "; reconnecting")
         elif faults.active("motor_link"):
             gone_s = faults.active_for_s("motor_link", now)
             self.health.set("motor_link", False, f"motor controller back after {gone_s:.1f} s")
-        seen = self.controller.camera_recv_ns is not None and self.cfg.control.camera_stale
+
+    def _check_camera(self, now: int) -> None:
+        faults = self.health.faults
+        seen = self.controller.camera_recv_ns is not None
         if seen and self.controller.camera_stale_now(now):
             quiet_ms = self.controller.camera_stale_ms
             text = f"camera stalled: no camera/stereo frame for {quiet_ms:.0f} ms"
@@ -170,12 +179,13 @@ class ControlNode:
         elif faults.active("camera_stall"):
             gone_s = faults.active_for_s("camera_stall", now)
             self.health.set("camera_stall", False, f"camera frames back after {gone_s:.1f} s")
+
+    def _check_operator(self, out: ControlOutput, now: int) -> None:
         if not out.operator and (now - self.started_ns) / 1e9 > OPERATOR_GRACE_S:
             self.health.set("operator", True, NO_OPERATOR)
-        elif out.operator and faults.active("operator"):
+        elif out.operator and self.health.faults.active("operator"):
             who = self.controller.teleop.operator if self.controller.teleop else ""
             self.health.set("operator", False, f"operator input connected ({who}): arming")
-        self.health.tick()
 
     def _release_pending(self) -> None:
         """Lock-step: answer the held estimate once its frame's map is in (or waited enough)."""
