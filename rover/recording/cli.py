@@ -117,6 +117,10 @@ def _print_info(info: dict) -> None:
         f"({len(info['trims'])} trim(s))"
     )
     print(f"drops     {info['dropped_frames']} frame(s); camera restarts {info['camera_restarts']}")
+    print(
+        f"takeover  {info['takeover_s']:.1f} s in {info['takeovers']} span(s), "
+        f"{info['takeover_frames']} frame(s): the human took over from the autopilot"
+    )
     print(f"size      {_size(info['size_bytes'])}, {_size(info['bytes_per_min'])}/min")
     sw = info["software"]
     print(f"software  rover {sw.get('rover_version')} ({sw.get('git')}), format {sw.get('format')}")

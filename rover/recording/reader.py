@@ -30,6 +30,7 @@ from mcap.records import Attachment, Channel, Message, Metadata
 from rover.errors import DataError
 from rover.recording import format as fmt
 from rover.recording import segment as seg
+from rover.recording.takeover import SpanBuilder, TakeoverSpan, TakeoverTracker, drive_mode
 from rover.recording.trims import TrimSpan, load_trims
 from rover.recording.writer import session_is_live
 
@@ -48,6 +49,7 @@ class Sample:
     frame_seq: int
     session: str  # session folder name
     index: int  # position of the frame in its session (0-based)
+    takeover: bool = False  # the human had taken over from the autopilot (HG-DAgger's label)
 
 
 @dataclass(slots=True)
@@ -63,6 +65,7 @@ class FrameInfo:
     command: str = "none"  # "frame" (answered it), "control", "teleop" (latest), "none"
     paired: bool = False  # its right eye is in the file too
     trimmed: bool = False
+    takeover: bool = False  # inside a take-over span (rover.recording.takeover)
 
 
 def decode_jpeg(data: bytes) -> np.ndarray:
@@ -87,6 +90,7 @@ class Session:
         self.segments = _check_segments(self.path, partial_ok)
         self.partial_ok = partial_ok
         self._frames: list[FrameInfo] | None = None
+        self._takeovers: list[TakeoverSpan] = []
         self._metadata: dict | None = None
 
     def __repr__(self) -> str:
@@ -106,11 +110,24 @@ class Session:
     def frames(self) -> list[FrameInfo]:
         """Every stereo frame with its command and trim flag (first pass, cached)."""
         if self._frames is None:
-            self._frames = _index(self.segments, self.partial_ok)
+            indexer = FrameIndexer(drive_mode(self.metadata["robot_config"]))
+            for topic, msg in walk_session(self.segments, self.partial_ok):
+                indexer.feed(topic, msg)
+            self._frames, self._takeovers = indexer.frames(), indexer.takeovers()
         trims = self.trims
         for f in self._frames:
             f.trimmed = any(t.covers(f.stamp_ns) for t in trims)
         return self._frames
+
+    def takeovers(self) -> list[TakeoverSpan]:
+        """The spans where the human took over from the autopilot, in log time."""
+        self.frames()
+        return self._takeovers
+
+    @property
+    def takeover_s(self) -> float:
+        """Seconds of take-over driving in the session."""
+        return sum(t.seconds for t in self.takeovers())
 
     @property
     def stereo_pairs(self) -> int:
@@ -158,6 +175,7 @@ class Session:
                 frame_seq=info.frame_seq,
                 session=self.name,
                 index=info.index,
+                takeover=info.takeover,
             )
             left = None
 
@@ -261,8 +279,11 @@ def _image_messages(segments: list[Path], partial_ok: bool) -> Iterator[tuple[st
 class FrameIndexer:
     """First pass: frames, paired eyes, and the command in force at each frame."""
 
-    def __init__(self) -> None:
+    def __init__(self, drive_mode: bool = False) -> None:
         self._frames: list[FrameInfo] = []
+        self._tracker = TakeoverTracker(drive_mode)  # for sessions recorded without marks
+        self._derived, self._marked = SpanBuilder(), SpanBuilder()
+        self._marks = False
         self.duplicates = 0  # captures re-sent with the same stamp, counted once
         self._pending: OrderedDict[int, FrameInfo] = OrderedDict()
         self._early: OrderedDict[int, tuple[float, float]] = OrderedDict()
@@ -273,7 +294,11 @@ class FrameIndexer:
 
     def feed(self, topic: str, msg: Message) -> None:
         """Take one message, in file order."""
-        if topic == fmt.LEFT_TOPIC:
+        self._derived.last_log_ns = self._marked.last_log_ns = msg.log_time
+        if topic == fmt.TAKEOVER_TOPIC:
+            self._marks = True
+            self._marked.event(msg.log_time, bool(json.loads(msg.data)["takeover"]))
+        elif topic == fmt.LEFT_TOPIC:
             self._on_left(msg)
         elif topic == fmt.RIGHT_TOPIC:
             last = self._frames[-1] if self._frames else None
@@ -287,6 +312,9 @@ class FrameIndexer:
             self._latest[topic] = (float(cmd["steering"]), float(cmd["throttle"]))
             if topic != fmt.CONTROL_TOPIC:
                 return
+            change = self._tracker.update(str(cmd.get("source", "")))
+            if change is not None:
+                self._derived.event(msg.log_time, change)
             frame_seq = cmd.get("frame_seq", -1)
             answered = self._pending.pop(frame_seq, None)
             if answered is not None:
@@ -323,16 +351,15 @@ class FrameIndexer:
     def frames(self) -> list[FrameInfo]:
         """The complete pairs (a torn tail may split the last one), indexed from 0."""
         complete = [f for f in self._frames if f.paired]
+        spans = self.takeovers()
         for i, f in enumerate(complete):
             f.index = i
+            f.takeover = any(t.covers(f.log_time_ns) for t in spans)
         return complete
 
-
-def _index(segments: list[Path], partial_ok: bool) -> list[FrameInfo]:
-    indexer = FrameIndexer()
-    for topic, msg in walk_session(segments, partial_ok):
-        indexer.feed(topic, msg)
-    return indexer.frames()
+    def takeovers(self) -> list[TakeoverSpan]:
+        """Take-over spans: from the recorder's marks, else derived from control's sources."""
+        return (self._marked if self._marks else self._derived).result()
 
 
 def _read_metadata(path: Path, partial_ok: bool) -> dict:

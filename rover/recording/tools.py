@@ -21,6 +21,7 @@ from rover.errors import DataError, RoverError
 from rover.recording import format as fmt
 from rover.recording import segment as seg
 from rover.recording.reader import FrameIndexer, Session, decode_jpeg, walk_session
+from rover.recording.takeover import drive_mode
 from rover.recording.trims import TrimSpan, add_trim, load_trims, undo_trim
 from rover.recording.writer import session_is_live
 
@@ -155,7 +156,7 @@ def session_info(path: str | Path) -> dict:
     """Everything `info` reports, from one pass over the session (images not decoded)."""
     session_dir, _ = resolve(path)
     session = Session(session_dir, partial_ok=session_is_live(session_dir))
-    scan, indexer = _Scan(), FrameIndexer()
+    scan, indexer = _Scan(), FrameIndexer(drive_mode(session.metadata["robot_config"]))
 
     def on_record(_path: Path, record: object) -> None:
         if isinstance(record, Metadata) and record.name == fmt.META_COUNTS:
@@ -172,9 +173,12 @@ def session_info(path: str | Path) -> dict:
                     scan.counts = json.loads(msg.data)["topics"]
                 continue
             scan.topics.setdefault(topic, _TopicStats()).add(msg.sequence, msg.log_time)
-    session._frames = indexer.frames()
+    session._frames, session._takeovers = indexer.frames(), indexer.takeovers()
     info = _info_dict(session, scan, size)
     info["resent_duplicates"] = indexer.duplicates
+    info["takeovers"] = len(session._takeovers)
+    info["takeover_s"] = round(session.takeover_s, 3)
+    info["takeover_frames"] = sum(f.takeover for f in session._frames)
     return info
 
 
