@@ -108,8 +108,7 @@ class ReplayStack:
         node_args: dict[str, list[str]] = {}
         if self.spec.model:
             node_args["steering"] = ["--model", self.spec.model]
-        if lockstep_maps:
-            node_args["control"] = ["--lockstep-maps"]
+        node_args["control"] = ["--lockstep"] + (["--lockstep-maps"] if lockstep_maps else [])
         port = self.emulator.device_path
         return RunOptions(
             mode="drive",
