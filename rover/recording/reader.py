@@ -66,6 +66,7 @@ class FrameInfo:
     paired: bool = False  # its right eye is in the file too
     trimmed: bool = False
     takeover: bool = False  # inside a take-over span (rover.recording.takeover)
+    source: str = ""  # who gave the command in force: "teleop" (the human), the autopilot's name
 
 
 def decode_jpeg(data: bytes) -> np.ndarray:
@@ -286,8 +287,8 @@ class FrameIndexer:
         self._marks = False
         self.duplicates = 0  # captures re-sent with the same stamp, counted once
         self._pending: OrderedDict[int, FrameInfo] = OrderedDict()
-        self._early: OrderedDict[int, tuple[float, float]] = OrderedDict()
-        self._latest: dict[str, tuple[float, float] | None] = {
+        self._early: OrderedDict[int, tuple[float, float, str]] = OrderedDict()
+        self._latest: dict[str, tuple[float, float, str] | None] = {
             fmt.CONTROL_TOPIC: None,
             fmt.TELEOP_TOPIC: None,
         }
@@ -309,7 +310,8 @@ class FrameIndexer:
                 last.paired = True
         elif topic in self._latest:
             cmd = json.loads(msg.data)
-            self._latest[topic] = (float(cmd["steering"]), float(cmd["throttle"]))
+            who = str(cmd.get("source", "")) if topic == fmt.CONTROL_TOPIC else "teleop"
+            self._latest[topic] = (float(cmd["steering"]), float(cmd["throttle"]), who)
             if topic != fmt.CONTROL_TOPIC:
                 return
             change = self._tracker.update(str(cmd.get("source", "")))
@@ -318,7 +320,7 @@ class FrameIndexer:
             frame_seq = cmd.get("frame_seq", -1)
             answered = self._pending.pop(frame_seq, None)
             if answered is not None:
-                answered.steering, answered.throttle = self._latest[topic]
+                answered.steering, answered.throttle, answered.source = self._latest[topic]
                 answered.command = "frame"
             elif frame_seq >= 0 and frame_seq not in self._early:
                 # a small command can overtake its (large) frame between two sockets
@@ -336,12 +338,12 @@ class FrameIndexer:
         info = FrameInfo(len(self._frames), msg.sequence, msg.publish_time, msg.log_time)
         source = fmt.CONTROL_TOPIC if self._latest[fmt.CONTROL_TOPIC] else fmt.TELEOP_TOPIC
         if self._latest[source]:
-            info.steering, info.throttle = self._latest[source]
+            info.steering, info.throttle, info.source = self._latest[source]
             info.command = source.split("/")[1]
         self._frames.append(info)
         early = self._early.pop(msg.sequence, None)
         if early is not None:
-            info.steering, info.throttle = early
+            info.steering, info.throttle, info.source = early
             info.command = "frame"
             return
         self._pending[msg.sequence] = info
