@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 VENV_FLAGS ?=
 HEADLESS := SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy
 
-.PHONY: demo test test-fast lint format bench model clean sysdeps firmware
+.PHONY: demo test test-fast lint format bench model clean sysdeps firmware replay-reference
 
 # System packages the tests drive for real (an X server and key events for the teleop window,
 # the AVR toolchain, Arduino core and simulator for the firmware, Chromium for the web console).
@@ -69,6 +69,12 @@ bench: $(BIN)/rover-installed
 # rounds, evaluate on the regression suite, copy into perception/steering/bundled/ (~15-25 min).
 model: $(BIN)/rover-installed
 	$(HEADLESS) $(BIN)/python -m perception.steering.pipeline --out runs/steering --bundle
+
+# The reference answers that tests/rover/test_replay.py checks every node against: run when a
+# change is meant to move an answer (the diff of the old and new reference is the review).
+REPLAY_FIXTURES = tests/fixtures/replay
+replay-reference: $(BIN)/rover-installed
+	$(HEADLESS) $(BIN)/rover replay $(REPLAY_FIXTURES)/session --update-reference $(REPLAY_FIXTURES)/reference
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

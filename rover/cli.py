@@ -23,6 +23,7 @@ BENCHES = {
     "infer": "rover.bench.infer",
     "train": "rover.bench.train",
     "traversability": "rover.bench.traversability",
+    "replay": "rover.bench.replay",
 }
 # `rover COMMAND KIND ...` -> module with add_arguments(parser) and run(args) -> int
 KINDS = {
@@ -30,7 +31,11 @@ KINDS = {
         "steering": "perception.train_steering",
         "traversability": "perception.traversability.train",
     },
-    "eval": {"steering": "perception.steering.evaluate", "traversability": "perception.trav_eval"},
+    "eval": {
+        "steering": "perception.steering.evaluate",
+        "traversability": "perception.trav_eval",
+        "recordings": "perception.steering.offline_eval",
+    },
 }
 
 
@@ -264,6 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(
         func=_cmd_delegate, module="rover.recording.cli", entry="run", prog="rover recordings"
     )
+
+    p = sub.add_parser(
+        "replay", add_help=False, help="feed a recording through the real nodes, diff their answers"
+    )
+    p.set_defaults(func=_cmd_delegate, module="rover.replay.cli", entry="run", prog="rover replay")
 
     p = sub.add_parser(
         "calibrate", add_help=False, help="stereo calibration from checkerboard image pairs"

@@ -132,6 +132,10 @@ def _print_info(info: dict) -> None:
     for f in info.get("faults", []):
         state = "still active at the end" if f["active"] else "recovered"
         print(f"fault     {f['node']} {f['fault']}: {f['count']} time(s), {state}")
+    print(
+        f"takeover  {info['takeover_s']:.1f} s in {info['takeovers']} span(s), "
+        f"{info['takeover_frames']} frame(s): the human took over from the autopilot"
+    )
     print(f"size      {size_text(info['size_bytes'])}, {size_text(info['bytes_per_min'])}/min")
     sw = info["software"]
     print(f"software  rover {sw.get('rover_version')} ({sw.get('git')}), format {sw.get('format')}")

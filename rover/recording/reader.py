@@ -30,6 +30,7 @@ from mcap.records import Attachment, Channel, Message, Metadata
 from rover.errors import DataError
 from rover.recording import format as fmt
 from rover.recording import segment as seg
+from rover.recording.takeover import SpanBuilder, TakeoverSpan, TakeoverTracker, drive_mode
 from rover.recording.trims import TrimSpan, load_trims
 from rover.recording.writer import session_is_live
 
@@ -48,6 +49,7 @@ class Sample:
     frame_seq: int
     session: str  # session folder name
     index: int  # position of the frame in its session (0-based)
+    takeover: bool = False  # the human had taken over from the autopilot (HG-DAgger's label)
 
 
 @dataclass(slots=True)
@@ -64,6 +66,8 @@ class FrameInfo:
     stale: bool = False  # the control node had no live input: its command was not followed
     paired: bool = False  # its right eye is in the file too
     trimmed: bool = False
+    takeover: bool = False  # inside a take-over span (rover.recording.takeover)
+    source: str = ""  # who gave the command in force: "teleop" (the human), the autopilot's name
 
 
 def decode_jpeg(data: bytes) -> np.ndarray:
@@ -88,6 +92,7 @@ class Session:
         self.segments = _check_segments(self.path, partial_ok)
         self.partial_ok = partial_ok
         self._frames: list[FrameInfo] | None = None
+        self._takeovers: list[TakeoverSpan] = []
         self._metadata: dict | None = None
 
     def __repr__(self) -> str:
@@ -107,11 +112,24 @@ class Session:
     def frames(self) -> list[FrameInfo]:
         """Every stereo frame with its command and trim flag (first pass, cached)."""
         if self._frames is None:
-            self._frames = _index(self.segments, self.partial_ok)
+            indexer = FrameIndexer(drive_mode(self.metadata["robot_config"]))
+            for topic, msg in walk_session(self.segments, self.partial_ok):
+                indexer.feed(topic, msg)
+            self._frames, self._takeovers = indexer.frames(), indexer.takeovers()
         trims = self.trims
         for f in self._frames:
             f.trimmed = any(t.covers(f.stamp_ns) for t in trims)
         return self._frames
+
+    def takeovers(self) -> list[TakeoverSpan]:
+        """The spans where the human took over from the autopilot, in log time."""
+        self.frames()
+        return self._takeovers
+
+    @property
+    def takeover_s(self) -> float:
+        """Seconds of take-over driving in the session."""
+        return sum(t.seconds for t in self.takeovers())
 
     @property
     def stereo_pairs(self) -> int:
@@ -159,6 +177,7 @@ class Session:
                 frame_seq=info.frame_seq,
                 session=self.name,
                 index=info.index,
+                takeover=info.takeover,
             )
             left = None
 
@@ -259,22 +278,33 @@ def _image_messages(segments: list[Path], partial_ok: bool) -> Iterator[tuple[st
     )
 
 
+# a command's label of a frame: steering, throttle, stale (not followed), who gave it
+Label = tuple[float, float, bool, str]
+
+
 class FrameIndexer:
     """First pass: frames, paired eyes, and the command in force at each frame."""
 
-    def __init__(self) -> None:
+    def __init__(self, drive_mode: bool = False) -> None:
         self._frames: list[FrameInfo] = []
+        self._tracker = TakeoverTracker(drive_mode)  # for sessions recorded without marks
+        self._derived, self._marked = SpanBuilder(), SpanBuilder()
+        self._marks = False
         self.duplicates = 0  # captures re-sent with the same stamp, counted once
         self._pending: OrderedDict[int, FrameInfo] = OrderedDict()
-        self._early: OrderedDict[int, tuple[float, float, bool]] = OrderedDict()
-        self._latest: dict[str, tuple[float, float, bool] | None] = {
+        self._early: OrderedDict[int, Label] = OrderedDict()
+        self._latest: dict[str, Label | None] = {
             fmt.CONTROL_TOPIC: None,
             fmt.TELEOP_TOPIC: None,
         }
 
     def feed(self, topic: str, msg: Message) -> None:
         """Take one message, in file order."""
-        if topic == fmt.LEFT_TOPIC:
+        self._derived.last_log_ns = self._marked.last_log_ns = msg.log_time
+        if topic == fmt.TAKEOVER_TOPIC:
+            self._marks = True
+            self._marked.event(msg.log_time, bool(json.loads(msg.data)["takeover"]))
+        elif topic == fmt.LEFT_TOPIC:
             self._on_left(msg)
         elif topic == fmt.RIGHT_TOPIC:
             last = self._frames[-1] if self._frames else None
@@ -285,10 +315,14 @@ class FrameIndexer:
                 last.paired = True
         elif topic in self._latest:
             cmd = json.loads(msg.data)
-            label = (float(cmd["steering"]), float(cmd["throttle"]), bool(cmd.get("stale")))
+            who = str(cmd.get("source", "")) if topic == fmt.CONTROL_TOPIC else "teleop"
+            label = (float(cmd["steering"]), float(cmd["throttle"]), bool(cmd.get("stale")), who)
             self._latest[topic] = label
             if topic != fmt.CONTROL_TOPIC:
                 return
+            change = self._tracker.update(str(cmd.get("source", "")))
+            if change is not None:
+                self._derived.event(msg.log_time, change)
             frame_seq = cmd.get("frame_seq", -1)
             answered = self._pending.pop(frame_seq, None)
             if answered is not None:
@@ -323,21 +357,21 @@ class FrameIndexer:
     def frames(self) -> list[FrameInfo]:
         """The complete pairs (a torn tail may split the last one), indexed from 0."""
         complete = [f for f in self._frames if f.paired]
+        spans = self.takeovers()
         for i, f in enumerate(complete):
             f.index = i
+            f.takeover = any(t.covers(f.log_time_ns) for t in spans)
         return complete
 
+    def takeovers(self) -> list[TakeoverSpan]:
+        """Take-over spans: from the recorder's marks, else derived from control's sources."""
+        return (self._marked if self._marks else self._derived).result()
 
-def _label(info: FrameInfo, label: tuple[float, float, bool], command: str) -> None:
-    info.steering, info.throttle, info.stale = label
+
+
+def _label(info: FrameInfo, label: Label, command: str) -> None:
+    info.steering, info.throttle, info.stale, info.source = label
     info.command = command
-
-
-def _index(segments: list[Path], partial_ok: bool) -> list[FrameInfo]:
-    indexer = FrameIndexer()
-    for topic, msg in walk_session(segments, partial_ok):
-        indexer.feed(topic, msg)
-    return indexer.frames()
 
 
 def _read_metadata(path: Path, partial_ok: bool) -> dict:
