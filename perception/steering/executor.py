@@ -17,6 +17,7 @@ path on every worker (a shared folder). See docs/cluster.md.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -57,13 +58,14 @@ def connect(address: str, workers: int):
             "--cluster needs Dask distributed: pip install 'rover[cluster]'"
         ) from None
     where, count = parse_cluster(address)
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:  # no `rover -v`: warnings only
+        logging.getLogger("distributed").setLevel(logging.WARNING)
     if where == LOCAL:
         cluster = LocalCluster(
             n_workers=count or workers,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
-            silence_logs=40,  # warnings and up: a worker restart still shows
+            dashboard_address=":0",  # any free port: 8787 may be another cluster's
         )
         client = Client(cluster)
         client._rover_cluster = cluster  # closed with the client by `close`
