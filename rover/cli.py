@@ -24,6 +24,7 @@ BENCHES = {
     "train": "rover.bench.train",
     "traversability": "rover.bench.traversability",
     "replay": "rover.bench.replay",
+    "cluster": "rover.bench.cluster",
 }
 # `rover COMMAND KIND ...` -> module with add_arguments(parser) and run(args) -> int
 KINDS = {
