@@ -29,12 +29,19 @@ from tqdm import tqdm
 from rover import messages as m
 from rover.control import ControlConfig, Controller
 from sim.expert import Expert, ExpertConfig
-from sim.scenario import RESERVED_SEED_MIN, Scenario, load_scenario
+from sim.episodes import (
+    TRAINING_FAMILIES,
+    MaterialPools,
+    WorldSequence,
+    repaint,
+    training_materials,
+    training_worlds,
+)
+from sim.scenario import Scenario
 from sim.simulation import Simulation
 
-TRAINING_FAMILIES = ("forest", "open", "corridor")
+__all__ = ["MaterialPools", "repaint", "training_materials"]
 FRAME_RATE_HZ = 30.0
-_FIRST_DEMO_SEED = 1000  # regression-suite worlds use seeds 101-302
 
 
 @dataclass(frozen=True)
@@ -51,62 +58,9 @@ class DemoSample:
     index: int
 
 
-@dataclass(frozen=True)
-class MaterialPools:
-    """Every material the training families use, by role."""
-
-    obstacle: tuple[str, ...]
-    ground: tuple[str, ...]
-    sky: tuple[str, ...]
-
-
-@cache
-def training_materials(families: tuple[str, ...] = TRAINING_FAMILIES) -> MaterialPools:
-    """The training families' own materials: nothing a held-out scenario alone shows."""
-    scenarios = [load_scenario(f) for f in families]
-    obstacle = set().union(*(s.obstacle_materials() for s in scenarios))
-    ground = set().union(*(set(s.ground.materials) | {s.ground.trail} for s in scenarios))
-    sky = set().union(*(set(s.lighting.sky) for s in scenarios))
-    return MaterialPools(tuple(sorted(obstacle)), tuple(sorted(ground)), tuple(sorted(sky)))
-
-
-def repaint(scenario: Scenario, rng: np.random.Generator) -> Scenario:
-    """The same layouts with materials drawn from the training pools (one per family)."""
-    pools = training_materials()
-
-    def pick(pool: tuple[str, ...], k: int = 1) -> tuple[str, ...]:
-        return tuple(str(x) for x in rng.choice(pool, size=min(k, len(pool)), replace=False))
-
-    obstacles = tuple(
-        dataclasses.replace(f, materials=pick(pools.obstacle)) for f in scenario.obstacles
-    )
-    ground = dataclasses.replace(
-        scenario.ground, materials=pick(pools.ground, 2), trail=pick(pools.ground)[0]
-    )
-    corridor = scenario.corridor
-    if corridor is not None:
-        corridor = dataclasses.replace(corridor, wall_materials=pick(pools.obstacle))
-    return dataclasses.replace(
-        scenario,
-        name=f"{scenario.name}-repainted",
-        obstacles=obstacles,
-        ground=ground,
-        corridor=corridor,
-        border=dataclasses.replace(scenario.border, materials=pick(pools.obstacle)),
-        lighting=dataclasses.replace(scenario.lighting, sky=pick(pools.sky)),
-    )
-
-
 def demo_worlds(count: int, seed: int = 0, families=TRAINING_FAMILIES) -> list[tuple[str, int]]:
     """(family, world seed) pairs: families in turn, seeds drawn from the training range."""
-    rng = np.random.default_rng(seed)
-    seeds = rng.choice(np.arange(_FIRST_DEMO_SEED, RESERVED_SEED_MIN), size=count, replace=False)
-    return [(families[i % len(families)], int(s)) for i, s in enumerate(seeds)]
-
-
-@cache
-def _episode_worlds(seed: int, families: tuple[str, ...]) -> list[tuple[str, int]]:
-    return demo_worlds(10_000, seed, families)
+    return training_worlds(count, seed, families)
 
 
 def expert_samples(spec: EpisodeSpec, minutes: float) -> Iterator[DemoSample]:
@@ -145,13 +99,10 @@ class EpisodeWorlds:
 
     def world(self, episode: int) -> tuple[Scenario, int]:
         """Episode ``episode``'s scenario (repainted for a ``randomise`` share), world seed."""
-        worlds = _episode_worlds(self.seed + self.WORLD_SEED_OFFSET, tuple(self.families))
-        family, world_seed = worlds[episode]
-        scenario = load_scenario(family)
-        paint = np.random.default_rng(world_seed)
-        if paint.random() < self.randomise:
-            scenario = repaint(scenario, paint)
-        return scenario, world_seed
+        sequence = WorldSequence(
+            tuple(self.families), self.seed + self.WORLD_SEED_OFFSET, self.randomise
+        )
+        return sequence.world(episode)
 
     def over(self, sim: Simulation, step: int, limit: int | None) -> bool:
         """True once the episode is done: goal, time limit, ``max_episode_s`` or ``limit``."""

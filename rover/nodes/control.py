@@ -21,6 +21,7 @@ from rover import bus, topics
 from rover import messages as m
 from rover.control import ControlOutput
 from rover.node import RateKeeper, Shutdown, node_argparser, node_config, run_main
+from rover.perturb import Perturber, perturbed
 
 MAP_WAIT_MS = 300.0  # lock-step: longest wait for the map of an estimate's frame
 
@@ -42,13 +43,24 @@ class ControlNode:
         self.lockstep_maps = lockstep_maps
         self.map_frame = m.NO_FRAME  # frame_seq of the newest traversability map
         self.pending: tuple[m.SteeringEstimate, int] | None = None  # waiting for its map
+        self.perturber = Perturber(cfg.perturb)  # [perturb]: DART spans, off by default
 
-    def send(self, out: ControlOutput) -> None:
+    def _offset(self, out: ControlOutput, input_stamp_ns: int | None) -> float:
+        """The perturbation to add now; a new input (its capture stamp) advances it."""
+        teleop = self.controller.teleop
+        deadman = teleop.deadman if teleop is not None and not teleop.autopilot else True
+        ok = not out.stale and self.perturber.allowed(out.throttle, deadman, out.estop)
+        if input_stamp_ns is not None:
+            return self.perturber.update(input_stamp_ns, ok)
+        return self.perturber.offset if ok else 0.0
+
+    def send(self, out: ControlOutput, input_stamp_ns: int | None = None) -> None:
         self.drive_seq = (self.drive_seq + 1) & 0xFFFF
+        steering, offset = perturbed(out.steering, self._offset(out, input_stamp_ns))
         self.link.send(
             DriveCommand(
                 seq=self.drive_seq,
-                steering=out.steering,
+                steering=steering,
                 throttle=out.throttle,
                 arm=out.arm,
                 estop=out.estop,
@@ -57,8 +69,9 @@ class ControlNode:
         self.command_pub.publish(
             m.ControlCommand(
                 frame_seq=out.frame_seq,
-                steering=out.steering,
+                steering=steering,
                 throttle=out.throttle,
+                perturbation=offset,
                 drive_seq=self.drive_seq,
                 source=out.source,
                 stale=out.stale,
@@ -99,12 +112,12 @@ class ControlNode:
                 self.map_frame = msg.frame_seq
             elif sub is self.teleop:
                 self.controller.on_teleop(msg, now)
-                self.send(self.controller.output(now))
+                self.send(self.controller.output(now), msg.stamp_ns)
             elif self.lockstep_maps and msg.frame_seq > self.map_frame:
                 self.pending = (msg, now)
             else:
                 self.controller.on_estimate(msg, now)
-                self.send(self.controller.output(now))
+                self.send(self.controller.output(now), msg.stamp_ns)
         self._release_pending()
         if self.rate.remaining_s() <= 0:
             self.send(self.controller.output(time.monotonic_ns()))
@@ -120,7 +133,7 @@ class ControlNode:
         if self.map_frame >= est.frame_seq or (now - received) / 1e6 >= MAP_WAIT_MS:
             self.pending = None
             self.controller.on_estimate(est, received)
-            self.send(self.controller.output(now))
+            self.send(self.controller.output(now), est.stamp_ns)
 
     def close(self) -> None:
         self.link.send(

@@ -42,12 +42,14 @@ class Sample:
 
     left: np.ndarray  # RGB uint8 HxWx3 (JPEG bytes when decode=False)
     right: np.ndarray
-    steering: float  # the command in force at that frame, [-1, 1]
-    throttle: float
+    steering: float  # the command in force at that frame, [-1, 1] (the driver's own: less
+    throttle: float  # any perturbation the control node added, see rover.perturb)
     stamp_ns: int  # frame capture time (monotonic, from the message header)
     frame_seq: int
     session: str  # session folder name
     index: int  # position of the frame in its session (0-based)
+    perturbation: float = 0.0  # steering the control node added on top of the driver's
+    source: str = ""  # who drove: teleop, expert, autopilot, ... (the command's source)
 
 
 @dataclass(slots=True)
@@ -61,6 +63,8 @@ class FrameInfo:
     steering: float = 0.0
     throttle: float = 0.0
     command: str = "none"  # "frame" (answered it), "control", "teleop" (latest), "none"
+    perturbation: float = 0.0
+    source: str = ""
     paired: bool = False  # its right eye is in the file too
     trimmed: bool = False
 
@@ -158,6 +162,8 @@ class Session:
                 frame_seq=info.frame_seq,
                 session=self.name,
                 index=info.index,
+                perturbation=info.perturbation,
+                source=info.source,
             )
             left = None
 
@@ -265,8 +271,8 @@ class FrameIndexer:
         self._frames: list[FrameInfo] = []
         self.duplicates = 0  # captures re-sent with the same stamp, counted once
         self._pending: OrderedDict[int, FrameInfo] = OrderedDict()
-        self._early: OrderedDict[int, tuple[float, float]] = OrderedDict()
-        self._latest: dict[str, tuple[float, float] | None] = {
+        self._early: OrderedDict[int, tuple] = OrderedDict()
+        self._latest: dict[str, tuple | None] = {
             fmt.CONTROL_TOPIC: None,
             fmt.TELEOP_TOPIC: None,
         }
@@ -284,13 +290,13 @@ class FrameIndexer:
                 last.paired = True
         elif topic in self._latest:
             cmd = json.loads(msg.data)
-            self._latest[topic] = (float(cmd["steering"]), float(cmd["throttle"]))
+            self._latest[topic] = _command(cmd, topic)
             if topic != fmt.CONTROL_TOPIC:
                 return
             frame_seq = cmd.get("frame_seq", -1)
             answered = self._pending.pop(frame_seq, None)
             if answered is not None:
-                answered.steering, answered.throttle = self._latest[topic]
+                _apply(answered, self._latest[topic])
                 answered.command = "frame"
             elif frame_seq >= 0 and frame_seq not in self._early:
                 # a small command can overtake its (large) frame between two sockets
@@ -308,12 +314,12 @@ class FrameIndexer:
         info = FrameInfo(len(self._frames), msg.sequence, msg.publish_time, msg.log_time)
         source = fmt.CONTROL_TOPIC if self._latest[fmt.CONTROL_TOPIC] else fmt.TELEOP_TOPIC
         if self._latest[source]:
-            info.steering, info.throttle = self._latest[source]
+            _apply(info, self._latest[source])
             info.command = source.split("/")[1]
         self._frames.append(info)
         early = self._early.pop(msg.sequence, None)
         if early is not None:
-            info.steering, info.throttle = early
+            _apply(info, early)
             info.command = "frame"
             return
         self._pending[msg.sequence] = info
@@ -326,6 +332,17 @@ class FrameIndexer:
         for i, f in enumerate(complete):
             f.index = i
         return complete
+
+
+def _command(cmd: dict, topic: str) -> tuple[float, float, float, str]:
+    """(driver's steering, throttle, perturbation, source) of a logged command."""
+    offset = float(cmd.get("perturbation", 0.0))  # absent in older recordings
+    source = str(cmd.get("source", "teleop" if topic == fmt.TELEOP_TOPIC else ""))
+    return float(cmd["steering"]) - offset, float(cmd["throttle"]), offset, source
+
+
+def _apply(info: FrameInfo, command: tuple[float, float, float, str]) -> None:
+    info.steering, info.throttle, info.perturbation, info.source = command
 
 
 def _index(segments: list[Path], partial_ok: bool) -> list[FrameInfo]:
