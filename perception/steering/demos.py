@@ -14,7 +14,6 @@ shapes and stereo. Materials reserved for held-out scenarios are never used.
 
 from __future__ import annotations
 
-import dataclasses
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -26,9 +25,10 @@ from typing import Any, ClassVar
 import numpy as np
 from tqdm import tqdm
 
+from drivers.protocol import to_milli
 from rover import messages as m
 from rover.control import ControlConfig, Controller
-from sim.expert import Expert, ExpertConfig
+from rover.perturb import PerturbConfig, Perturber, perturbed
 from sim.episodes import (
     TRAINING_FAMILIES,
     MaterialPools,
@@ -37,6 +37,7 @@ from sim.episodes import (
     training_materials,
     training_worlds,
 )
+from sim.expert import Expert, ExpertConfig
 from sim.scenario import Scenario
 from sim.simulation import Simulation
 
@@ -56,6 +57,8 @@ class DemoSample:
     frame_seq: int
     session: str
     index: int
+    perturbation: float = 0.0  # steering added on top of the label (DART), as recorded
+    source: str = "expert"  # who drove: "expert" (demonstrations, take-overs), "model"
 
 
 def demo_worlds(count: int, seed: int = 0, families=TRAINING_FAMILIES) -> list[tuple[str, int]]:
@@ -96,11 +99,16 @@ class EpisodeWorlds:
     families: tuple[str, ...] = TRAINING_FAMILIES
     randomise: float = 0.0  # share of worlds repainted with other training materials
     max_episode_s: float | None = None
+    first_seed: int | None = None  # episode 0's world, as `rover drive --sim F --seed S`
 
     def world(self, episode: int) -> tuple[Scenario, int]:
-        """Episode ``episode``'s scenario (repainted for a ``randomise`` share), world seed."""
+        """Episode ``episode``'s scenario (repainted for a ``randomise`` share), world seed:
+        the sequence `rover drive --sim` drives (``sim.episodes``)."""
         sequence = WorldSequence(
-            tuple(self.families), self.seed + self.WORLD_SEED_OFFSET, self.randomise
+            tuple(self.families),
+            self.seed + self.WORLD_SEED_OFFSET,
+            self.randomise,
+            self.first_seed,
         )
         return sequence.world(episode)
 
@@ -113,33 +121,49 @@ class EpisodeWorlds:
 
 @dataclass(frozen=True)
 class EpisodeSpec(EpisodeWorlds):
-    """A demonstration episode: its world and the expert's perturbations (DART)."""
+    """A demonstration episode: its world and the control node's perturbations (DART), as
+    ``rover drive --sim F --model expert --lockstep --perturb RATE,SIZE --record`` makes them."""
 
     perturb_rate_hz: float = 0.3
     perturb_steering: float = 0.5
 
+    def perturb(self, episode: int) -> PerturbConfig:
+        """The control node's [perturb] for this episode (its own seed: episodes in parallel)."""
+        seed = self.seed * 10_000 + episode
+        if self.perturb_rate_hz <= 0:
+            return PerturbConfig(seed=seed)
+        return PerturbConfig(rate_hz=self.perturb_rate_hz, size=self.perturb_steering, seed=seed)
+
 
 def episode_samples(spec: EpisodeSpec, episode: int, limit: int | None = None):
     """The frames of demonstration episode ``episode`` (at most ``limit``): its world, paint
-    and expert depend only on the spec and the index, so episodes can run in any process."""
+    and perturbations depend only on the spec and the index, so episodes run in any process.
+
+    The lock-step stack without the bus: the expert answers each frame, the control logic
+    slews its command and adds the perturbation, the motors get it in the serial link's
+    thousandths. The label is the driver's command before the perturbation, as the recording
+    reader gives it; the recorded path differs only by the JPEG of each frame (a test
+    compares them)."""
     scenario, world_seed = spec.world(episode)
     sim = Simulation(scenario, world_seed)
-    expert = Expert(
-        ExpertConfig(
-            perturb_rate_hz=spec.perturb_rate_hz,
-            perturb_steering=spec.perturb_steering,
-            seed=spec.seed * 10_000 + episode,
-        )
-    )
+    expert = Expert(ExpertConfig())
+    controller = Controller(ControlConfig(autopilot_without_teleop=True))
+    perturber = Perturber(spec.perturb(episode))
     name = f"sim-{scenario.name}-{world_seed}"
     period_ns = int(1e9 / FRAME_RATE_HZ)
     step = 0
     while not spec.over(sim, step, limit):
+        stamp = step * period_ns
         left, right, _ = sim.render()
-        command = expert.act(sim.observation())
-        steering, throttle = expert.label
-        yield DemoSample(left, right, steering, throttle, step * period_ns, step, name, step)
-        sim.step(*command)
+        steering, throttle = expert.act(sim.observation())
+        est = m.SteeringEstimate(stamp_ns=stamp, frame_seq=step, steering=steering,
+                                 throttle=throttle, source="expert")  # fmt: skip
+        controller.on_estimate(est, stamp)
+        out = controller.output(stamp)
+        ok = not out.stale and perturber.allowed(out.throttle, True, out.estop)
+        sent, offset = perturbed(out.steering, perturber.update(stamp, ok))
+        yield DemoSample(left, right, out.steering, out.throttle, stamp, step, name, step, offset)
+        sim.step(to_milli(sent) / 1000, to_milli(out.throttle) / 1000)
         step += 1
 
 
@@ -233,10 +257,11 @@ def correction_samples(spec: CorrectionSpec, predictor: Any, episode: int, limit
         stamp = step * period_ns
         left, right, _ = sim.render()
         command = expert.act(sim.observation())
-        yield DemoSample(left, right, *expert.label, stamp, step, name, step)
         state, plan = sim.state, expert.plan
         if state.collided or (plan is not None and plan.clearance_m < spec.takeover_clearance_m):
             expert_until_s = state.time_s + spec.takeover_s
+        source = "expert" if state.time_s < expert_until_s else "model"  # who drives this frame
+        yield DemoSample(left, right, *expert.label, stamp, step, name, step, source=source)
         pred = predictor.predict(left, right, stamp)
         est = m.SteeringEstimate(
             stamp_ns=stamp, frame_seq=step, steering=pred.steering, throttle=pred.throttle
