@@ -140,7 +140,8 @@ def collect(
     ``total`` (the frames expected) gives the progress bar its end and ETA."""
     chunks: list[np.ndarray] = []
     steer, throttle, session_idx, names = [], [], [], {}
-    offsets, drivers, learner_sessions, skipped = [], [], set(), {"learner": 0, "stale": 0}
+    offsets, kinds, skipped = [], [], {"learner": 0, "stale": 0}
+    learner_drove: dict[str, bool] = {}  # per session: the model drove the last live frame
     frames_l: list[np.ndarray] = []
     frames_r: list[np.ndarray] = []
     expected = (model_cfg.image_height_px, model_cfg.image_width_px, 3)
@@ -153,18 +154,17 @@ def collect(
         source = getattr(s, "source", "")
         if source.endswith(":stale") or source.startswith(("none", "cnn:")):
             if source.startswith("cnn:"):
-                learner_sessions.add(s.session)
+                learner_drove[s.session] = True
             skipped["learner" if source.startswith("cnn:") else "stale"] += 1
             continue
-        if source == "model":
-            learner_sessions.add(s.session)
+        kinds.append(_kind(source, learner_drove.get(s.session, False)))
+        learner_drove[s.session] = kinds[-1] != DEMONSTRATION  # a take-over goes on
         frames_l.append(s.left)
         frames_r.append(s.right)
         steer.append(float(s.steering))
         throttle.append(float(s.throttle))
         session_idx.append(names.setdefault(s.session, len(names)))
         offsets.append(float(getattr(s, "perturbation", 0.0)))
-        drivers.append(source)
         if len(frames_l) == batch:
             chunks.append(_prepare_chunk(frames_l, frames_r, model_cfg))
             frames_l, frames_r = [], []
@@ -190,22 +190,19 @@ def collect(
         sessions=list(names),
         image_hw=expected[:2],
         perturbation=np.asarray(offsets, np.float32),
-        kind=_kinds(drivers, session_idx, {names[n] for n in learner_sessions if n in names}),
+        kind=np.asarray(kinds, np.int8),
         skipped_learner=skipped["learner"],
         skipped_stale=skipped["stale"],
     )
 
 
-def _kinds(drivers: list[str], session_idx: list[int], learner: set[int]) -> np.ndarray:
-    """Each kept frame's kind: in a session where the model drove too, the frames someone
-    else drove are take-overs and the model's own (in-process, expert-labelled) relabelled."""
-    kind = np.full(len(drivers), DEMONSTRATION, np.int8)
-    for i, (driver, sid) in enumerate(zip(drivers, session_idx, strict=True)):
-        if driver == "model":
-            kind[i] = RELABELLED
-        elif sid in learner:
-            kind[i] = TAKEOVER
-    return kind
+def _kind(source: str, after_learner: bool) -> int:
+    """A kept frame's kind: the model drove it (in-process, labelled by the expert); someone
+    took the wheel from the model (the frames after the model drove, until it drives again);
+    or a demonstration."""
+    if source == "model":
+        return RELABELLED
+    return TAKEOVER if after_learner else DEMONSTRATION
 
 
 def concat_frames(parts: list[FrameSet]) -> FrameSet:
