@@ -213,5 +213,6 @@ def test_help_shows_every_default_and_limits_cut_the_recordings(tmp_path, capsys
         ("--val-fraction", "0.15"),
         ("--arch", "pilotnet"),
     ):
-        assert f"(default: {default})" in text.split(option, 1)[1].split("\n  --", 1)[0], option
+        entry = text.split(f"\n  {option}", 1)[1].split("\n  --", 1)[0]
+        assert f"(default: {default})" in " ".join(entry.split()), option
     assert "--max-frames" in text and "--max-minutes" in text
