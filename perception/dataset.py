@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from perception.steering.augment import AugmentConfig, augment_batch
 from perception.steering.budget import DEMONSTRATION, RELABELLED, TAKEOVER, data_budget
 from perception.steering.loader import BalancedSampler, SteeringDataset
-from perception.steering.model import SteeringModelConfig, prepare
+from perception.steering.model import SteeringModelConfig
+from perception.steering.prepare import ChunkRunner
 from rover.config import dataclass_from_dict
 from rover.errors import ConfigError, DataError
 
@@ -132,44 +132,47 @@ def collect(
     progress: bool = False,
     batch: int = 64,
     total: int | None = None,
+    workers: int = 1,
 ) -> FrameSet:
     """Prepare every sample with the model's own ``prepare``, in order; labels as recorded.
 
     Frames the model drove itself (source ``cnn:...``) and frames without a live command
     (``...:stale``, ``none``) are skipped and counted: neither carries a demonstrator's label.
-    ``total`` (the frames expected) gives the progress bar its end and ETA."""
-    chunks: list[np.ndarray] = []
-    steer, throttle, session_idx, names = [], [], [], {}
-    offsets, kinds, skipped = [], [], {"learner": 0, "stale": 0}
+    ``total`` (the frames expected) gives the progress bar its end and ETA. Samples may carry
+    JPEG bytes instead of images (the reader's ``decode=False``); ``workers`` > 1 decodes and
+    prepares chunks in that many processes, the same frames in the same order."""
+    labels: dict[str, list] = {k: [] for k in ("steering", "throttle", "session", "offset", "kind")}
+    names: dict[str, int] = {}
+    skipped = {"learner": 0, "stale": 0}
     learner_drove: dict[str, bool] = {}  # per session: the model drove the last live frame
-    frames_l: list[np.ndarray] = []
-    frames_r: list[np.ndarray] = []
+    frames_l: list = []
+    frames_r: list = []
     expected = (model_cfg.image_height_px, model_cfg.image_width_px, 3)
-    skipped_shape: dict[tuple, int] = {}
-    bar = tqdm(samples, desc="preparing frames", unit="frame", disable=not progress, total=total)
-    for s in bar:
-        if s.left.shape != expected or s.right.shape != expected:
-            skipped_shape[s.left.shape] = skipped_shape.get(s.left.shape, 0) + 1
-            continue
-        source = getattr(s, "source", "")
-        if source.endswith(":stale") or source.startswith(("none", "cnn:")):
-            if source.startswith("cnn:"):
-                learner_drove[s.session] = True
-            skipped["learner" if source.startswith("cnn:") else "stale"] += 1
-            continue
-        kinds.append(_kind(source, learner_drove.get(s.session, False)))
-        learner_drove[s.session] = kinds[-1] != DEMONSTRATION  # a take-over goes on
-        frames_l.append(s.left)
-        frames_r.append(s.right)
-        steer.append(float(s.steering))
-        throttle.append(float(s.throttle))
-        session_idx.append(names.setdefault(s.session, len(names)))
-        offsets.append(float(getattr(s, "perturbation", 0.0)))
-        if len(frames_l) == batch:
-            chunks.append(_prepare_chunk(frames_l, frames_r, model_cfg))
-            frames_l, frames_r = [], []
-    if frames_l:
-        chunks.append(_prepare_chunk(frames_l, frames_r, model_cfg))
+    with ChunkRunner(model_cfg, expected, workers) as runner:
+        bar = tqdm(
+            samples, desc="preparing frames", unit="frame", disable=not progress, total=total
+        )
+        for s in bar:
+            source = getattr(s, "source", "")
+            if source.endswith(":stale") or source.startswith(("none", "cnn:")):
+                if source.startswith("cnn:"):
+                    learner_drove[s.session] = True
+                skipped["learner" if source.startswith("cnn:") else "stale"] += 1
+                continue
+            labels["kind"].append(_kind(source, learner_drove.get(s.session, False)))
+            learner_drove[s.session] = labels["kind"][-1] != DEMONSTRATION  # a take-over goes on
+            frames_l.append(s.left)
+            frames_r.append(s.right)
+            labels["steering"].append(float(s.steering))
+            labels["throttle"].append(float(s.throttle))
+            labels["session"].append(names.setdefault(s.session, len(names)))
+            labels["offset"].append(float(getattr(s, "perturbation", 0.0)))
+            if len(frames_l) == batch:
+                runner.submit(frames_l, frames_r)
+                frames_l, frames_r = [], []
+        if frames_l:
+            runner.submit(frames_l, frames_r)
+        chunks, keep, skipped_shape = runner.results()
     for shape, count in skipped_shape.items():
         warnings.warn(
             f"skipped {count} frames of size {shape[1]}x{shape[0]}: the model expects "
@@ -177,20 +180,20 @@ def collect(
             DataWarning,
             stacklevel=2,
         )
-    if not chunks:
+    if not chunks or not keep.any():
         raise DataError(
             "no usable frames in the recordings (none driven by a person or the expert with a "
             "live command): record some driving first"
         )
     return FrameSet(
         images=np.concatenate(chunks),
-        steering=np.asarray(steer, np.float32),
-        throttle=np.asarray(throttle, np.float32),
-        session=np.asarray(session_idx, np.int32),
+        steering=np.asarray(labels["steering"], np.float32)[keep],
+        throttle=np.asarray(labels["throttle"], np.float32)[keep],
+        session=np.asarray(labels["session"], np.int32)[keep],
         sessions=list(names),
         image_hw=expected[:2],
-        perturbation=np.asarray(offsets, np.float32),
-        kind=np.asarray(kinds, np.int8),
+        perturbation=np.asarray(labels["offset"], np.float32)[keep],
+        kind=np.asarray(labels["kind"], np.int8)[keep],
         skipped_learner=skipped["learner"],
         skipped_stale=skipped["stale"],
     )
@@ -233,12 +236,6 @@ def head(frames: FrameSet, n: int) -> FrameSet:
         return frames
     used = int(frames.session[:n].max()) + 1 if n else 0
     return frames.rows(slice(0, n), sessions=frames.sessions[:used])
-
-
-def _prepare_chunk(lefts, rights, cfg: SteeringModelConfig) -> np.ndarray:
-    left = torch.from_numpy(np.stack(lefts))
-    right = torch.from_numpy(np.stack(rights))
-    return prepare(left, right, cfg).permute(0, 2, 3, 1).contiguous().numpy()
 
 
 def relabel(frames: FrameSet, cfg: DataConfig) -> FrameSet:

@@ -91,6 +91,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=os.cpu_count() or 1,
         help="processes driving the simulated demonstrations (default: one per core, here %(default)s)",
     )
+    parser.add_argument(
+        "--prepare-workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes decoding and preparing the recorded frames (default: one per core, "
+        "here %(default)s)",
+    )
     parser.add_argument("--cache", help="prepared-frames .npz: written once, then reused")
     parser.add_argument(
         "--extra-cache",
@@ -228,7 +235,8 @@ def recording_samples(paths: list[str], limit: int | None = None):
             stacklevel=2,
         )
     total = sum(len(session) for session in sessions)
-    samples = (sample for session in sessions for sample in session.samples())
+    # JPEG bytes: the prepare workers decode them, in parallel
+    samples = (sample for session in sessions for sample in session.samples(decode=False))
     if limit is not None and limit < total:
         return itertools.islice(samples, limit), limit
     return samples, total
@@ -257,7 +265,9 @@ def gather_frames(args: argparse.Namespace, model_cfg: SteeringModelConfig) -> F
     parts = []
     if args.recordings:
         samples, total = recording_samples(args.recordings, frame_limit(args))
-        parts.append(collect(samples, model_cfg, not args.quiet, total=total))
+        parts.append(
+            collect(samples, model_cfg, not args.quiet, total=total, workers=args.prepare_workers)
+        )
     if args.sim_minutes > 0:
         from perception.steering.demos import EpisodeSpec, collect_demos
 

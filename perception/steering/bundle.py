@@ -43,7 +43,9 @@ def shortfalls(regression: dict[str, Any], heldout: dict[str, Any]) -> list[str]
 
 def main(argv: list[str] | None = None) -> int:
     """Copy the model and its report into the bundle when the targets are met."""
-    parser = argparse.ArgumentParser(prog="python -m perception.steering.bundle", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m perception.steering.bundle", description=__doc__
+    )
     parser.add_argument("model")
     parser.add_argument("regression_report")
     parser.add_argument("heldout_report")
