@@ -107,7 +107,8 @@ def _add_stack_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--sim",
         metavar="SCENARIO",
-        help=f"run against the simulator: {', '.join(scenario_names())}, or a .toml path",
+        help=f"run against the simulator: {', '.join(scenario_names())}, or a .toml path; "
+        "a list (forest,open,corridor) cycles families when --duration outlasts a world",
     )
     p.add_argument(
         "--seed", type=int, default=None, help="simulator world seed (default: the scenario's)"
@@ -195,6 +196,24 @@ def _add_stack_args(p: argparse.ArgumentParser) -> None:
         const="recordings",
         metavar="DIR",
         help="record a session to MCAP under DIR (default: recordings/)",
+    )
+    demo = p.add_argument_group("demonstrations")
+    demo.add_argument(
+        "--perturb",
+        metavar="RATE,SIZE",
+        help="add smooth steering perturbations for the driver to correct (DART): RATE spans "
+        "a second, SIZE peak steering, e.g. 0.3,0.5; recorded labels stay the driver's own "
+        "([perturb] in the config for the rest)",
+    )
+    demo.add_argument(
+        "--randomise-materials",
+        type=float,
+        nargs="?",
+        const=0.6,
+        default=0.0,
+        metavar="P",
+        help="simulator: repaint this share of the worlds with other training materials "
+        "(0.6 when given alone)",
     )
 
 

@@ -36,6 +36,7 @@ from rover import bus, topics
 from rover import messages as m
 from rover.control import ControlOutput
 from rover.node import HealthPublisher, RateKeeper, Shutdown, node_argparser, node_config, run_main
+from rover.perturb import Perturber, perturbed
 
 MAP_WAIT_MS = 300.0  # lock-step: longest wait for the map of an estimate's frame
 MCU_SILENT_S = 0.5  # connected but no STATE for this long: the motor controller is lost
@@ -76,14 +77,25 @@ class ControlNode:
         self.map_frame = m.NO_FRAME  # frame_seq of the newest traversability map
         self.pending: tuple[m.SteeringEstimate, int] | None = None  # waiting for its map
         self.held_map: tuple[m.TraversabilityMap, int] | None = None  # lock-step: for its estimate
+        self.perturber = Perturber(cfg.perturb)  # [perturb]: DART spans, off by default
 
-    def send(self, out: ControlOutput) -> None:
+    def _offset(self, out: ControlOutput, input_stamp_ns: int | None) -> float:
+        """The perturbation to add now; a new input (its capture stamp) advances it."""
+        teleop = self.controller.teleop
+        deadman = teleop.deadman if teleop is not None and not teleop.autopilot else True
+        ok = not out.stale and self.perturber.allowed(out.throttle, deadman, out.estop)
+        if input_stamp_ns is not None:
+            return self.perturber.update(input_stamp_ns, ok)
+        return self.perturber.offset if ok else 0.0
+
+    def send(self, out: ControlOutput, input_stamp_ns: int | None = None) -> None:
         self.last_out = out
         self.drive_seq = (self.drive_seq + 1) & 0xFFFF
+        steering, offset = perturbed(out.steering, self._offset(out, input_stamp_ns))
         self.link.send(
             DriveCommand(
                 seq=self.drive_seq,
-                steering=out.steering,
+                steering=steering,
                 throttle=out.throttle,
                 arm=out.arm,
                 estop=out.estop,
@@ -92,8 +104,9 @@ class ControlNode:
         self.command_pub.publish(
             m.ControlCommand(
                 frame_seq=out.frame_seq,
-                steering=out.steering,
+                steering=steering,
                 throttle=out.throttle,
+                perturbation=offset,
                 drive_seq=self.drive_seq,
                 source=out.source,
                 stale=out.stale,
@@ -136,13 +149,13 @@ class ControlNode:
                 self.map_frame = msg.frame_seq
             elif sub is self.teleop:
                 self.controller.on_teleop(msg, now)
-                self.send(self.controller.output(now))
+                self.send(self.controller.output(now), msg.stamp_ns)
             elif self.lockstep_maps and msg.frame_seq > self.map_frame:
                 self.pending = (msg, now)
             else:
                 self._apply_map()
                 self.controller.on_estimate(msg, now)
-                self.send(self.controller.output(now))
+                self.send(self.controller.output(now), msg.stamp_ns)
         if self.controller.estimate is None:
             self._apply_map()  # no autopilot in this run (teleop): no estimate to wait for
         self._release_pending()
@@ -193,7 +206,7 @@ class ControlNode:
             self.pending = None
             self._apply_map()
             self.controller.on_estimate(est, received)
-            self.send(self.controller.output(received if self.lockstep else now))
+            self.send(self.controller.output(received if self.lockstep else now), est.stamp_ns)
 
     def _repeat(self, now_ns: int) -> ControlOutput:
         """The 50 Hz repeat: re-judged now, or in lock-step the last command again."""

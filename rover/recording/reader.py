@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -43,13 +44,15 @@ class Sample:
 
     left: np.ndarray  # RGB uint8 HxWx3 (JPEG bytes when decode=False)
     right: np.ndarray
-    steering: float  # the command in force at that frame, [-1, 1]
-    throttle: float
+    steering: float  # the command in force at that frame, [-1, 1] (the driver's own: less
+    throttle: float  # any perturbation the control node added, see rover.perturb)
     stamp_ns: int  # frame capture time (monotonic, from the message header)
     frame_seq: int
     session: str  # session folder name
     index: int  # position of the frame in its session (0-based)
     takeover: bool = False  # the human had taken over from the autopilot (HG-DAgger's label)
+    perturbation: float = 0.0  # steering the control node added on top of the driver's
+    source: str = ""  # who drove: teleop, expert, autopilot, ... (the command's source)
 
 
 @dataclass(slots=True)
@@ -64,6 +67,7 @@ class FrameInfo:
     throttle: float = 0.0
     command: str = "none"  # "frame" (answered it), "control", "teleop" (latest), "none"
     stale: bool = False  # the control node had no live input: its command was not followed
+    perturbation: float = 0.0
     paired: bool = False  # its right eye is in the file too
     trimmed: bool = False
     takeover: bool = False  # inside a take-over span (rover.recording.takeover)
@@ -178,6 +182,8 @@ class Session:
                 session=self.name,
                 index=info.index,
                 takeover=info.takeover,
+                perturbation=info.perturbation,
+                source=info.source,
             )
             left = None
 
@@ -278,8 +284,14 @@ def _image_messages(segments: list[Path], partial_ok: bool) -> Iterator[tuple[st
     )
 
 
-# a command's label of a frame: steering, throttle, stale (not followed), who gave it
-Label = tuple[float, float, bool, str]
+class Label(NamedTuple):
+    """What a logged command says of the frames it labels."""
+
+    steering: float  # the driver's own: the perturbation the control node added taken off
+    throttle: float
+    perturbation: float
+    stale: bool  # the control node had no live input: its command was not followed
+    source: str  # who gave it: "teleop" (the human), else the control node's source
 
 
 class FrameIndexer:
@@ -315,8 +327,7 @@ class FrameIndexer:
                 last.paired = True
         elif topic in self._latest:
             cmd = json.loads(msg.data)
-            who = str(cmd.get("source", "")) if topic == fmt.CONTROL_TOPIC else "teleop"
-            label = (float(cmd["steering"]), float(cmd["throttle"]), bool(cmd.get("stale")), who)
+            label = _command(cmd, topic)
             self._latest[topic] = label
             if topic != fmt.CONTROL_TOPIC:
                 return
@@ -368,9 +379,16 @@ class FrameIndexer:
         return (self._marked if self._marks else self._derived).result()
 
 
+def _command(cmd: dict, topic: str) -> Label:
+    """A logged command as the label of the frames it answers."""
+    offset = float(cmd.get("perturbation", 0.0))  # absent in older recordings
+    source = str(cmd.get("source", "")) if topic == fmt.CONTROL_TOPIC else "teleop"
+    steering = float(cmd["steering"]) - offset  # the driver's own, not what the motors got
+    return Label(steering, float(cmd["throttle"]), offset, bool(cmd.get("stale")), source)
+
 
 def _label(info: FrameInfo, label: Label, command: str) -> None:
-    info.steering, info.throttle, info.stale, info.source = label
+    info.steering, info.throttle, info.perturbation, info.stale, info.source = label
     info.command = command
 
 
