@@ -90,4 +90,4 @@ replay-reference: $(BIN)/rover-installed
 	$(HEADLESS) $(BIN)/rover replay $(REPLAY_FIXTURES)/session --update-reference $(REPLAY_FIXTURES)/reference
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache build/firmware

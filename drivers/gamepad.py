@@ -126,7 +126,10 @@ class KeyboardWindow:
             pg.display.init()  # never pygame.init(): the audio mixer breaks headless machines
             self.surface = pg.display.set_mode(WINDOW_SIZE)
         except pg.error as exc:
-            raise DeviceError(f"cannot open the keyboard window ({exc}): check DISPLAY") from exc
+            raise DeviceError(
+                f"cannot open the keyboard window ({exc}): check DISPLAY, or pass --headless "
+                "to use gamepads alone"
+            ) from exc
         pg.display.set_caption(WINDOW_TITLE)
         pg.font.init()
         self._pg = pg

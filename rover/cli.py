@@ -25,6 +25,7 @@ BENCHES = {
     "traversability": "rover.bench.traversability",
     "replay": "rover.bench.replay",
     "cluster": "rover.bench.cluster",
+    "latency": "rover.bench.latency",
 }
 # `rover COMMAND KIND ...` -> module with add_arguments(parser) and run(args) -> int
 KINDS = {
@@ -159,9 +160,10 @@ def _add_stack_args(p: argparse.ArgumentParser) -> None:
     faults.add_argument(
         "--camera-latency-ms",
         type=float,
-        default=0.0,
+        default=None,
+        help="delay every camera frame by this much (default in real time: the robot's "
+        "capture-to-publish time that `rover bench latency` last measured here; 0: none)",
         metavar="MS",
-        help="delay every camera frame by this much",
     )
     faults.add_argument(
         "--frame-drop",
@@ -305,6 +307,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rover calibrate",
     )
 
+    for name, module, help_text in (
+        ("rig", "rover.rig", "the robot's hardware stood in for: video cameras, emulated MCU"),
+        ("doctor", "rover.doctor", "check a robot (cameras, serial, firmware, disk, models)"),
+    ):
+        p = sub.add_parser(name, add_help=False, help=help_text)
+        p.set_defaults(func=_cmd_delegate, module=module, entry="run", prog=f"rover {name}")
+
     p = sub.add_parser(
         "mcu",
         add_help=False,
@@ -386,6 +395,12 @@ def _cmd_delegate(args: argparse.Namespace) -> int:
 
 def _cmd_stack(args: argparse.Namespace) -> int:
     from rover.stack import run_stack
+
+    if args.camera_latency_ms is None:  # a real-time simulator sees the robot's camera delay
+        from rover.bench.latency import measured_camera_latency_ms
+
+        real_time = args.sim and not args.lockstep  # lock-step time does not model it
+        args.camera_latency_ms = measured_camera_latency_ms() if real_time else 0.0
 
     return run_stack(args)
 
