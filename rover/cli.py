@@ -97,6 +97,29 @@ def _add_stack_args(p: argparse.ArgumentParser) -> None:
         metavar="P",
         help="garble serial data reaching the motor controller with probability P",
     )
+    remote = p.add_argument_group("remote operation (docs/remote.md)")
+    remote.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="let authorized operators (rover keys) connect over CURVE: `rover teleop "
+        "--connect ROBOT:PORT` on a laptop (PORT and PORT+1)",
+    )
+    remote.add_argument(
+        "--console",
+        nargs="?",
+        const="127.0.0.1:8765",
+        metavar="[HOST:]PORT",
+        help="serve the web console (default 127.0.0.1:8765; HTTPS off loopback) and print "
+        "its URL with the access token",
+    )
+    remote.add_argument(
+        "--foxglove",
+        nargs="?",
+        const="127.0.0.1:8766",
+        metavar="[HOST:]PORT",
+        help="Foxglove live WebSocket server (default 127.0.0.1:8766)",
+    )
+    remote.add_argument("--keys", metavar="DIR", help="key folder (default: see rover keys)")
     p.add_argument(
         "--record",
         nargs="?",
@@ -104,6 +127,18 @@ def _add_stack_args(p: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="record a session to MCAP under DIR (default: recordings/)",
     )
+
+
+def _add_connect_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--connect", metavar="ROBOT:PORT", help=what)
+    p.add_argument(
+        "--robot-key",
+        metavar="KEY",
+        help="the robot's public key (40 characters or its robot.key; default: the key "
+        "folder's robot.key)",
+    )
+    if not any(a.dest == "keys" for a in p._actions):
+        p.add_argument("--keys", metavar="DIR", help="key folder (default: see rover keys)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("teleop", help="drive by hand (keyboard in the simulator window)")
     _add_stack_args(p)
+    _add_connect_args(p, "drive a robot from this laptop: its live view, your keys/gamepad")
     p.set_defaults(func=_cmd_stack, mode="teleop", model=None)
 
     p = sub.add_parser("demo", help="the simulator driven by the bundled steering CNN")
@@ -138,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("topics", help="live topics with rate, bandwidth and drops")
     p.add_argument("--namespace", default="default")
+    _add_connect_args(p, "list a robot's topics from this laptop (its --listen link)")
     p.add_argument("--seconds", type=float, default=3.0, help="how long to listen")
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
     p.set_defaults(func=_cmd_topics)
@@ -181,6 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rover calibrate",
     )
 
+    p = sub.add_parser(
+        "keys", add_help=False, help="CURVE keys: init, authorize/revoke operators, list"
+    )
+    p.set_defaults(func=_cmd_delegate, module="rover.keys", entry="run", prog="rover keys")
+
     p = sub.add_parser("bench", help="measure this computer against the budget")
     bench_sub = p.add_subparsers(dest="bench", required=True, metavar="NAME")
     for name, module in BENCHES.items():
@@ -222,6 +264,10 @@ def _cmd_delegate(args: argparse.Namespace) -> int:
 
 
 def _cmd_stack(args: argparse.Namespace) -> int:
+    if getattr(args, "connect", None):
+        from rover.nodes.remote_teleop import run_remote_teleop
+
+        return run_remote_teleop(args)
     from rover.stack import run_stack
 
     return run_stack(args)

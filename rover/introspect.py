@@ -45,11 +45,17 @@ def measure_topics(bus_cfg: topics.BusConfig, seconds: float) -> list[dict]:
 
 
 def run_topics(args: argparse.Namespace) -> int:
-    rows = measure_topics(topics.BusConfig(namespace=args.namespace), args.seconds)
+    where = f"robot {args.connect}" if getattr(args, "connect", None) else None
+    if where:
+        from rover.remote_client import measure_remote
+
+        rows = measure_remote(args.connect, args.keys, args.robot_key, args.seconds)
+    else:
+        rows = measure_topics(topics.BusConfig(namespace=args.namespace), args.seconds)
     if args.json:
-        print(json.dumps({"namespace": args.namespace, "topics": rows}))
+        print(json.dumps({"namespace": args.namespace, "where": where or "local", "topics": rows}))
         return 0
-    print(f"namespace {args.namespace!r}, listened {args.seconds:g} s")
+    print(f"{where or f'namespace {args.namespace!r}'}, listened {args.seconds:g} s")
     print_table(
         ("topic", "type", "rate Hz", "nominal", "kbit/s", "msgs", "drops", "bad"),
         [

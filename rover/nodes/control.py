@@ -21,6 +21,7 @@ from rover import bus, topics
 from rover import messages as m
 from rover.control import ControlOutput
 from rover.node import RateKeeper, Shutdown, node_argparser, node_config, run_main
+from rover.operators import InputSelect
 
 MAP_WAIT_MS = 300.0  # lock-step: longest wait for the map of an estimate's frame
 
@@ -33,6 +34,8 @@ class ControlNode:
         self.controller = GuardedController(cfg.control, cfg.guard)
         self.link = SerialMotorLink(cfg.motor)
         self.teleop = bus.Subscriber(topics.TELEOP_COMMAND, bus_cfg)
+        self.remote = bus.Subscriber(topics.TELEOP_REMOTE, bus_cfg)  # remote operators
+        self.inputs = InputSelect(cfg.control.stale_ms)
         self.autopilot = bus.Subscriber(topics.PERCEPTION_STEERING, bus_cfg)
         self.trav = bus.Subscriber(topics.PERCEPTION_TRAVERSABILITY, bus_cfg)
         self.command_pub = bus.Publisher(topics.CONTROL_COMMAND, bus_cfg)
@@ -66,6 +69,13 @@ class ControlNode:
             )
         )
 
+    def output(self, now_ns: int) -> ControlOutput:
+        """The controller's command, with throttle zero while a driving remote link is quiet
+        (and the controller told so, so nothing resumes until the operator acts again)."""
+        if self.inputs.remote_stale(now_ns):
+            self.controller.on_teleop(m.TeleopCommand(stamp_ns=now_ns), self.inputs.remote_recv_ns)
+        return self.inputs.guard(self.controller.output(now_ns), now_ns)
+
     def forward_states(self) -> None:
         health = self.link.health()
         for state in self.link.poll():
@@ -89,7 +99,8 @@ class ControlNode:
         timeout_ms = max(0.0, self.rate.remaining_s() * 1000)
         if self.pending is not None:
             timeout_ms = min(timeout_ms, 1.0)
-        for sub in bus.wait_any([self.teleop, self.autopilot, self.trav], timeout_ms):
+        subs = [self.teleop, self.remote, self.autopilot, self.trav]
+        for sub in bus.wait_any(subs, timeout_ms):
             msg = sub.receive()
             if msg is None:
                 continue
@@ -97,17 +108,18 @@ class ControlNode:
             if sub is self.trav:
                 self.controller.on_traversability(msg.polar(), now)
                 self.map_frame = msg.frame_seq
-            elif sub is self.teleop:
-                self.controller.on_teleop(msg, now)
-                self.send(self.controller.output(now))
+            elif sub is self.teleop or sub is self.remote:
+                if self.inputs.accept(msg, now, remote=sub is self.remote):
+                    self.controller.on_teleop(msg, now)
+                self.send(self.output(now))
             elif self.lockstep_maps and msg.frame_seq > self.map_frame:
                 self.pending = (msg, now)
             else:
                 self.controller.on_estimate(msg, now)
-                self.send(self.controller.output(now))
+                self.send(self.output(now))
         self._release_pending()
         if self.rate.remaining_s() <= 0:
-            self.send(self.controller.output(time.monotonic_ns()))
+            self.send(self.output(time.monotonic_ns()))
             self.rate.keep_time()
         self.forward_states()
 
@@ -120,7 +132,7 @@ class ControlNode:
         if self.map_frame >= est.frame_seq or (now - received) / 1e6 >= MAP_WAIT_MS:
             self.pending = None
             self.controller.on_estimate(est, received)
-            self.send(self.controller.output(now))
+            self.send(self.output(now))
 
     def close(self) -> None:
         self.link.send(

@@ -1,0 +1,155 @@
+"""Who drives: plain logic for remote operators, no bus, no sockets.
+
+`OperatorGate` runs in the robot's remote node: one operator at a time holds the controls (the
+first to connect; the next one when it lets go), the others get the view; a new session moves
+nothing until its operator acts (presses the deadman or switches to autopilot), and an e-stop
+from anyone latches until the driver re-arms.
+
+`InputSelect` runs in the control node: it picks the local operator input (teleop/command: the
+keyboard window or gamepad by the robot) or the remote one (teleop/remote). The person by the
+robot wins whenever they hold the deadman or press e-stop; once a remote operator drives, its
+link going quiet is a stale input and throttle goes to zero, whatever mode it left.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from rover import messages as m
+from rover.control import ControlOutput
+
+DRIVER, VIEWER = "driver", "viewer"
+
+
+@dataclass(frozen=True)
+class OperatorInput:
+    """What one operator's device says now (a console page, a laptop's window or gamepad)."""
+
+    steering: float = 0.0
+    throttle: float = 0.0
+    deadman: bool = False
+    autopilot: bool = False
+    estop: bool = False
+    record: bool = False
+
+
+@dataclass
+class _Session:
+    name: str
+    engaged: bool = False
+    last: OperatorInput = dataclasses.field(default_factory=OperatorInput)
+
+
+class OperatorGate:
+    """Turns remote operators' inputs into the commands the robot publishes (or none)."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, _Session] = {}
+        self.driver: str | None = None
+        self.estop_latched = False
+
+    def join(self, sid: str, name: str) -> str:
+        """A new session; returns its role. The first one connected holds the controls."""
+        self.sessions[sid] = _Session(name)
+        if self.driver is None:
+            self.driver = sid
+        return self.role(sid)
+
+    def role(self, sid: str) -> str:
+        return DRIVER if sid == self.driver else VIEWER
+
+    def driver_name(self) -> str:
+        return self.sessions[self.driver].name if self.driver in self.sessions else ""
+
+    def leave(self, sid: str) -> m.TeleopCommand | None:
+        """A session closed (or its link was dropped): hand the controls on. Returns the stop
+        command to publish when it was driving."""
+        session = self.sessions.pop(sid, None)
+        if session is None or sid != self.driver:
+            return None
+        return self.release(sid, closing=session)
+
+    def release(self, sid: str, closing: _Session | None = None) -> m.TeleopCommand | None:
+        """The driver lets go: the next session in line gets the view's controls (and must act
+        before anything moves). Returns a stop command when the driver had engaged."""
+        if sid != self.driver:
+            return None
+        session = closing or self.sessions[sid]
+        waiting = [s for s in self.sessions if s != sid]
+        self.driver = waiting[0] if waiting else None
+        if closing is None:
+            self.sessions[sid].engaged = False
+        if self.driver is not None:
+            self.sessions[self.driver].engaged = False
+        return self._stop() if session.engaged else None
+
+    def rearm(self, sid: str) -> bool:
+        """Only the driver clears a latched e-stop."""
+        if sid == self.driver:
+            self.estop_latched = False
+            return True
+        return False
+
+    def command(self, sid: str, inp: OperatorInput) -> m.TeleopCommand | None:
+        """The command to publish for this input, or None (a viewer, or a driver who has not
+        acted since connecting)."""
+        session = self.sessions.get(sid)
+        if session is None:
+            return None
+        previous, session.last = session.last, inp
+        if inp.estop and not self.estop_latched:
+            self.estop_latched = True
+            return self._stop()
+        if sid != self.driver:
+            return None
+        acted = (inp.deadman and not previous.deadman) or (inp.autopilot and not previous.autopilot)
+        session.engaged = session.engaged or acted
+        if not session.engaged:
+            return self._stop() if self.estop_latched else None
+        return m.TeleopCommand(
+            steering=inp.steering,
+            throttle=inp.throttle if inp.deadman else 0.0,
+            deadman=inp.deadman and not self.estop_latched,
+            autopilot=inp.autopilot and not self.estop_latched,
+            estop=self.estop_latched,
+            record=inp.record,
+        )
+
+    def _stop(self) -> m.TeleopCommand:
+        return m.TeleopCommand(estop=self.estop_latched)
+
+
+class InputSelect:
+    """Local (teleop/command) or remote (teleop/remote): which one the controller follows."""
+
+    def __init__(self, stale_ms: float):
+        self.stale_ns = int(stale_ms * 1e6)
+        self.source = "local"
+        self.local_recv_ns = 0
+        self.remote_recv_ns = 0
+        self._local_holds = False
+
+    def accept(self, cmd: m.TeleopCommand, recv_ns: int, remote: bool) -> bool:
+        """True when the controller should take `cmd`."""
+        if not remote:
+            self.local_recv_ns = recv_ns
+            self._local_holds = cmd.deadman or cmd.estop
+            if self._local_holds:
+                self.source = "local"
+            return self.source == "local"
+        self.remote_recv_ns = recv_ns
+        local_fresh = recv_ns - self.local_recv_ns <= self.stale_ns
+        if self._local_holds and local_fresh:
+            return False  # the person by the robot has it
+        self.source = "remote"
+        return True
+
+    def remote_stale(self, now_ns: int) -> bool:
+        return self.source == "remote" and now_ns - self.remote_recv_ns > self.stale_ns
+
+    def guard(self, out: ControlOutput, now_ns: int) -> ControlOutput:
+        """Zero throttle and disarm when the remote operator who drives went quiet."""
+        if not self.remote_stale(now_ns):
+            return out
+        return dataclasses.replace(out, throttle=0.0, arm=False, stale=True, source="remote:stale")
