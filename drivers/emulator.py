@@ -92,6 +92,7 @@ class FirmwareEmulator:
         self._last_drive_ns = self._boot_ns
         self._seq = self._steering_milli = self._throttle_milli = 0
         self._stamp_ns = self._boot_ns
+        self.last_drive: DriveCommand | None = None  # the last valid DRIVE, as received
 
     @property
     def bad_frames(self) -> int:
@@ -138,6 +139,7 @@ class FirmwareEmulator:
         return b"".join(replies)
 
     def _on_drive(self, cmd: DriveCommand, now_ns: int) -> bytes:
+        self.last_drive = cmd
         self._seq = cmd.seq
         self._last_drive_ns = now_ns
         self._tripped = False
@@ -232,6 +234,12 @@ class PtyEmulator:
         """The emulated MCU's outputs now."""
         with self._lock:
             return self._outputs
+
+    @property
+    def last_drive(self) -> DriveCommand | None:
+        """The last valid DRIVE the emulated MCU received (None before the first)."""
+        with self._lock:
+            return self._emu.last_drive
 
     @property
     def plugged(self) -> bool:

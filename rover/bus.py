@@ -56,8 +56,9 @@ class Publisher:
         self._sock.send_multipart(m.encode(self.topic.wire_name, msg), copy=False)
         return msg
 
-    def close(self) -> None:
-        self._sock.close(linger=0)
+    def close(self, linger_ms: int = 0) -> None:
+        """Close; `linger_ms` lets what was just published still go out (a last event)."""
+        self._sock.close(linger=linger_ms)
 
 
 @dataclass

@@ -97,6 +97,19 @@ def _add_stack_args(p: argparse.ArgumentParser) -> None:
         metavar="P",
         help="garble serial data reaching the motor controller with probability P",
     )
+    robot = p.add_argument_group("on the robot (without --sim)")
+    robot.add_argument(
+        "--unattended",
+        action="store_true",
+        help="arm the motors although no operator input that can stop the robot (gamepad, "
+        "keyboard window) is connected; without it the control node will not arm",
+    )
+    robot.add_argument(
+        "--teleop-script",
+        metavar="JSON",
+        help="replay timed operator inputs from this file instead of a keyboard or gamepad "
+        "(tests, headless rigs): a list of {t_s, steering, throttle, deadman, action}",
+    )
     remote = p.add_argument_group("remote operation (docs/remote.md)")
     remote.add_argument(
         "--listen",
@@ -155,7 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_stack, mode="drive")
 
-    p = sub.add_parser("teleop", help="drive by hand (keyboard in the simulator window)")
+    p = sub.add_parser(
+        "teleop", help="drive by hand (gamepad, or the keyboard in a window; Ctrl-C stops)"
+    )
     _add_stack_args(p)
     _add_connect_args(p, "drive a robot from this laptop: its live view, your keys/gamepad")
     p.set_defaults(func=_cmd_stack, mode="teleop", model=None)

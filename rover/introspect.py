@@ -8,18 +8,25 @@ import time
 
 from rover import bus, topics
 from rover.bench.common import print_table
+from rover.health import HealthLog
 
 
-def measure_topics(bus_cfg: topics.BusConfig, seconds: float) -> list[dict]:
-    """Listen to every registered topic for `seconds`; one stats dict per topic."""
+def measure_topics(
+    bus_cfg: topics.BusConfig, seconds: float, health: HealthLog | None = None
+) -> list[dict]:
+    """Listen to every registered topic for `seconds`; one stats dict per topic. The health
+    topics' events go into `health` (faults and how often each happened)."""
     subs = [bus.Subscriber(t, bus_cfg, newest=False, hwm=1000) for t in topics.ALL_TOPICS]
+    health = health if health is not None else HealthLog()
     first_ns: dict[str, int] = {}
     deadline = time.monotonic() + seconds
     try:
         while (left := deadline - time.monotonic()) > 0:
             for sub in bus.wait_any(subs, left * 1000):
-                for _ in sub.drain():
+                for msg in sub.drain():
                     first_ns.setdefault(sub.topic.name, sub.last_recv_ns)
+                    if sub.topic in topics.HEALTH_TOPICS:
+                        health.take(msg)
         rows = []
         for sub in subs:
             t, s = sub.topic, sub.stats
@@ -46,14 +53,21 @@ def measure_topics(bus_cfg: topics.BusConfig, seconds: float) -> list[dict]:
 
 def run_topics(args: argparse.Namespace) -> int:
     where = f"robot {args.connect}" if getattr(args, "connect", None) else None
+    health = HealthLog()
     if where:
         from rover.remote_client import measure_remote
 
         rows = measure_remote(args.connect, args.keys, args.robot_key, args.seconds)
     else:
-        rows = measure_topics(topics.BusConfig(namespace=args.namespace), args.seconds)
+        rows = measure_topics(topics.BusConfig(namespace=args.namespace), args.seconds, health)
+    faults = health.summary()
     if args.json:
-        print(json.dumps({"namespace": args.namespace, "where": where or "local", "topics": rows}))
+        where_key = where or "local"
+        print(
+            json.dumps(
+                {"namespace": args.namespace, "where": where_key, "topics": rows, "faults": faults}
+            )
+        )
         return 0
     print(f"{where or f'namespace {args.namespace!r}'}, listened {args.seconds:g} s")
     print_table(
@@ -72,4 +86,7 @@ def run_topics(args: argparse.Namespace) -> int:
             for r in rows
         ],
     )
+    for f in faults:
+        state = "ACTIVE" if f["active"] else "recovered"
+        print(f"fault {f['node']} {f['fault']}: {f['count']} time(s), {state}: {f['text']}")
     return 0

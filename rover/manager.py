@@ -7,6 +7,7 @@ manager can say which node failed and why.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import shutil
@@ -19,8 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rover import topics
 from rover.config import load_config
 from rover.errors import RoverError
+from rover.health import HealthLog
 from rover.topics import BusConfig
 
 log = logging.getLogger("rover.manager")
@@ -30,6 +33,65 @@ log = logging.getLogger("rover.manager")
 # setup problem, one that vanished mid-run (USB unplug) may come back.
 FATAL_EXIT_CODES = {2, 4}
 DEVICE_EXIT_CODE = 3
+# a node that exits 0, or by SIGINT/SIGTERM, was told to stop or has nothing more to do (a file
+# camera that ended): restarting it would only repeat that, so the run ends
+STOP_SIGNALS = {-signal.SIGINT, -signal.SIGTERM}
+
+
+class NamespaceInUse(RoverError):
+    """Another stack runs in this namespace."""
+
+
+class NamespaceLock:
+    """One stack per namespace: an flock on ``<ipc base>/rover-<namespace>.lock``.
+
+    The file sits beside the namespace's socket folder, not inside it, because clean-up deletes
+    that folder. The kernel drops an flock when the last descriptor of it closes, so a stack
+    that was SIGKILLed leaves no lock behind, only the file, whose text (the holder's pid and
+    command) then tells the next stack it takes over from a dead one. The nodes inherit the
+    descriptor: the namespace stays taken until the last process of a stack is gone.
+    """
+
+    def __init__(self, bus: BusConfig):
+        self.bus = bus
+        self.path = Path(bus.ipc_path() + ".lock")
+        self.fd: int | None = None
+        self.took_over_from = ""  # the dead holder's text, when there was one
+
+    def acquire(self, what: str = "rover") -> NamespaceLock:
+        """Take the lock or raise NamespaceInUse in one line; touches nothing else first."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another stack"
+            os.close(fd)
+            raise NamespaceInUse(
+                f"namespace {self.bus.namespace!r} is in use by a running stack ({holder}): "
+                "stop it (Ctrl-C), or pass --namespace NAME to run beside it"
+            ) from None
+        self.took_over_from = os.pread(fd, 200, 0).decode(errors="replace").strip()
+        if self.took_over_from:  # its holder died without clean-up: its sockets are stale
+            self.bus.remove_ipc_root()
+            log.warning(
+                "namespace %r: took over from a stack that died (%s)",
+                self.bus.namespace,
+                self.took_over_from,
+            )
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}: {what}\n".encode(), 0)
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        """Clear the holder's text (a clean exit) and unlock; idempotent."""
+        if self.fd is None:
+            return
+        os.ftruncate(self.fd, 0)
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+        self.fd = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +110,7 @@ class RunOptions:
     console: str | None = None  # web console ([HOST:]PORT)
     foxglove: str | None = None  # Foxglove live server ([HOST:]PORT)
     node_args: dict[str, list[str]] = field(default_factory=dict)
+    unattended: bool = False  # drive without an operator input that can stop the robot
 
     @property
     def sim_policy(self) -> bool:
@@ -69,6 +132,9 @@ class NodeSpec:
 NODES: tuple[NodeSpec, ...] = (
     NodeSpec("camera", "rover.nodes.camera", lambda o: o.sim is None),
     NodeSpec("sim", "sim.node", lambda o: o.sim is not None, primary=True),
+    # the operator's keyboard window, gamepad or script; with --sim the simulator's window
+    # reads the keyboard instead
+    NodeSpec("teleop", "rover.nodes.teleop", lambda o: o.sim is None),
     NodeSpec(
         "steering", "rover.nodes.steering", lambda o: o.model is not None and not o.sim_policy
     ),
@@ -83,6 +149,15 @@ NODES: tuple[NodeSpec, ...] = (
         wait_for=lambda o: _sim_motor_port(o) if o.sim is not None else None,
     ),
 )
+
+
+def _bus_config(options: RunOptions) -> BusConfig:
+    """The bus of this run: the config's [bus] section in the run's namespace."""
+    try:
+        bus = load_config(options.config, list(options.overrides)).bus
+    except RoverError:
+        bus = BusConfig()
+    return BusConfig.from_dict({**bus.__dict__, "namespace": options.namespace})
 
 
 def _sim_motor_port(options: RunOptions) -> str:
@@ -108,19 +183,36 @@ class ManagedNode:
     def first_start(self) -> bool:
         return self.restarts == 0
 
-    def start(self) -> None:
+    def start(self, keep_fds: tuple[int, ...] = ()) -> None:
         self.started_at = time.monotonic()
         self.restart_at = None
         with open(self.log_path, "ab") as err:
-            self.proc = subprocess.Popen(self.argv, stderr=err, stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                self.argv, stderr=err, stdin=subprocess.DEVNULL, pass_fds=keep_fds
+            )
 
-    def failure_reason(self, code: int) -> str:
-        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+    def last_line(self) -> str:
+        """The last line the node wrote to its log."""
         try:
             lines = self.log_path.read_text(errors="replace").strip().splitlines()
         except OSError:
             lines = []
-        last = lines[-1].strip() if lines else ""
+        return lines[-1].strip() if lines else ""
+
+    def finish_reason(self, code: int) -> str:
+        """Why a node that exited 0 (or on SIGINT/SIGTERM) stopped: its own last line when it
+        said (``camera: end of file ...``), else that it finished."""
+        last = self.last_line()
+        name = self.spec.name
+        if last.startswith(f"{name}: ") and not last.startswith(f"{name}: error: "):
+            return last
+        if code < 0:
+            return f"{name} stopped by {signal.Signals(-code).name}"
+        return f"{name} finished"
+
+    def failure_reason(self, code: int) -> str:
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+        last = self.last_line()
         prefix = f"{self.spec.name}: error: "
         if last.startswith(prefix):  # a node's own one-line RoverError
             return f"{self.spec.name}: {last[len(prefix) :]} (node {how})"
@@ -134,11 +226,18 @@ class Manager:
         self,
         options: RunOptions,
         nodes: tuple[NodeSpec, ...] = NODES,
-        stop_timeout_s: float = 3.0,
+        stop_timeout_s: float = 1.5,
         max_backoff_s: float = 5.0,
         device_timeout_s: float = 30.0,
+        lock: NamespaceLock | None = None,
     ):
         self.options = options
+        self.bus = _bus_config(options)
+        # first, before any socket, folder or log: one stack per namespace
+        self.lock = lock or NamespaceLock(self.bus).acquire(f"rover {options.mode}")
+        self.health = HealthLog()
+        self.printed: list[str] = []  # the health lines shown to the user, in order
+        self._health_subs: list = []
         self.device_timeout_s = device_timeout_s
         self._started_at = time.monotonic()
         self.stop_timeout_s = stop_timeout_s
@@ -149,6 +248,7 @@ class Manager:
         ]
         self.failures: list[str] = []
         self.kept_logs: Path | None = None
+        self.clean = True  # False when the run ended on a failure
         self._stopping = False
 
     def _argv(self, spec: NodeSpec) -> list[str]:
@@ -162,14 +262,32 @@ class Manager:
 
     def start(self) -> None:
         """Start every node, except those still waiting for their device (see poll)."""
+        from rover import bus
+
+        self._health_subs = [
+            bus.Subscriber(t, self.bus, newest=False, hwm=100) for t in topics.HEALTH_TOPICS
+        ]
         now = time.monotonic()
         for node in self.nodes:
             if node.spec.wait_for(self.options):
                 node.restart_at = now  # poll() starts it once the path exists
                 continue
-            node.start()
-            log.info("started %s (pid %d)", node.spec.name, node.proc.pid)
+            self._start_node(node)
         self._started_at = now
+
+    def _start_node(self, node: ManagedNode) -> None:
+        keep = (self.lock.fd,) if self.lock.fd is not None else ()
+        node.start(keep)
+        what = "restarted" if node.restarts else "started"
+        log.info("%s %s (pid %d)", what, node.spec.name, node.proc.pid)
+
+    def print_health(self) -> None:
+        """Print each fault and recovery the nodes report, once, as it happens."""
+        for sub in self._health_subs:
+            for event in sub.drain():
+                if self.health.take(event):
+                    self.printed.append(event.text)
+                    print(f"rover: {event.text}", file=sys.stderr, flush=True)
 
     def poll(self) -> str | None:
         """Check every node once; restart the dead. Returns why the run ended, else None."""
@@ -181,19 +299,18 @@ class Manager:
                     if node.proc is None and now - self._started_at > self.device_timeout_s:
                         return f"node {node.spec.name} never started: {needed} did not appear"
                     continue
-                if now >= node.restart_at:
-                    node.start()
-                    what = "restarted" if node.restarts else "started"
-                    log.info("%s %s (pid %d)", what, node.spec.name, node.proc.pid)
+                if now >= node.restart_at and not self._stopping:
+                    self._start_node(node)
                 continue
             code = node.proc.poll()
             if code is None:
                 continue
-            if code == 0 and node.spec.primary:
-                return f"{node.spec.name} finished"
+            if code == 0 or code in STOP_SIGNALS or self._stopping:
+                return node.finish_reason(code)  # told to stop, or done: never restarted
             reason = node.failure_reason(code)
             self.failures.append(reason)
             if code in FATAL_EXIT_CODES or (code == DEVICE_EXIT_CODE and node.first_start):
+                self.clean = False
                 return reason
             log.warning("%s; restarting", reason)
             if now - node.started_at > 10 * self.max_backoff_s:
@@ -203,14 +320,21 @@ class Manager:
         return None
 
     def run(self, timeout_s: float | None = None) -> str:
-        """Start, supervise until a primary node finishes, a fatal error, SIGINT or timeout."""
-        previous = signal.signal(signal.SIGTERM, lambda *_: self._request_stop())
-        self.start()
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        """Start, supervise until a node finishes, a fatal error, SIGINT/SIGTERM or timeout.
+
+        Ctrl-C in a terminal sends SIGINT to the whole process group: the nodes stop by
+        themselves and this loop, told too, restarts none of them."""
+        handlers = {
+            signum: signal.signal(signum, lambda *_: self._request_stop())
+            for signum in (signal.SIGINT, signal.SIGTERM)
+        }
         reason = "stopped"
         try:
+            self.start()
+            deadline = None if timeout_s is None else time.monotonic() + timeout_s
             while not self._stopping:
                 ended = self.poll()
+                self.print_health()
                 if ended:
                     reason = ended
                     break
@@ -218,27 +342,29 @@ class Manager:
                     reason = "timeout"
                     break
                 time.sleep(0.05)  # supervision tick, not synchronisation
-        except KeyboardInterrupt:
-            reason = "interrupted"
+            if self._stopping and reason == "stopped":
+                reason = "interrupted"
         finally:
             self.stop()
-            signal.signal(signal.SIGTERM, previous)
+            self.print_health()
+            for signum, previous in handlers.items():
+                signal.signal(signum, previous)
             self.clean_up()
         return reason
 
     def clean_up(self) -> None:
         """After the run: remove its bus sockets, and its node logs unless a node failed
-        (then they stay, and `kept_logs` says where)."""
-        try:
-            bus = load_config(self.options.config, list(self.options.overrides)).bus
-        except RoverError:
-            bus = BusConfig()
-        BusConfig.from_dict({**bus.__dict__, "namespace": self.options.namespace}).remove_ipc_root()
+        (then they stay, and `kept_logs` says where); then free the namespace."""
+        for sub in self._health_subs:
+            sub.close()
+        self._health_subs = []
+        self.bus.remove_ipc_root()
         if self.failures:
             self.kept_logs = self.log_dir
             log.info("node logs kept in %s", self.log_dir)
         else:
             shutil.rmtree(self.log_dir, ignore_errors=True)
+        self.lock.release()
 
     def _request_stop(self) -> None:
         self._stopping = True

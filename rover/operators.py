@@ -2,12 +2,15 @@
 
 `OperatorGate` runs in the robot's remote node: one operator at a time holds the controls (the
 first to connect; the next one when it lets go), the others get the view; a new session moves
-nothing until its operator acts (presses the deadman or switches to autopilot), and an e-stop
-from anyone latches until the driver re-arms.
+nothing until its operator acts (presses the deadman or switches to autopilot): until then its
+commands are heartbeats (deadman released, naming the operator, so the control node counts a
+connected console as an input that can stop the robot). An e-stop from anyone latches until the
+driver re-arms.
 
 `InputSelect` runs in the control node: it picks the local operator input (teleop/command: the
-keyboard window or gamepad by the robot) or the remote one (teleop/remote). The person by the
-robot wins whenever they hold the deadman or press e-stop; once a remote operator drives, its
+keyboard window or gamepad by the robot) or the remote one (teleop/remote). A remote operator
+takes over when it acts (deadman, autopilot or e-stop), not by connecting; the person by the
+robot wins whenever they hold the deadman or press e-stop. Once a remote operator drives, its
 link going quiet is a stale input and throttle goes to zero, whatever mode it left.
 """
 
@@ -100,13 +103,13 @@ class OperatorGate:
         previous, session.last = session.last, inp
         if inp.estop and not self.estop_latched:
             self.estop_latched = True
-            return self._stop()
+            return self._stop(session.name)
         if sid != self.driver:
             return None
         acted = (inp.deadman and not previous.deadman) or (inp.autopilot and not previous.autopilot)
         session.engaged = session.engaged or acted
         if not session.engaged:
-            return self._stop() if self.estop_latched else None
+            return self._stop(session.name)  # a heartbeat: connected, moving nothing
         return m.TeleopCommand(
             steering=inp.steering,
             throttle=inp.throttle if inp.deadman else 0.0,
@@ -114,10 +117,11 @@ class OperatorGate:
             autopilot=inp.autopilot and not self.estop_latched,
             estop=self.estop_latched,
             record=inp.record,
+            operator=f"remote {session.name}",
         )
 
-    def _stop(self) -> m.TeleopCommand:
-        return m.TeleopCommand(estop=self.estop_latched)
+    def _stop(self, name: str = "") -> m.TeleopCommand:
+        return m.TeleopCommand(estop=self.estop_latched, operator=f"remote {name}" if name else "")
 
 
 class InputSelect:
@@ -129,21 +133,32 @@ class InputSelect:
         self.local_recv_ns = 0
         self.remote_recv_ns = 0
         self._local_holds = False
+        self.remote_operator = ""
 
-    def accept(self, cmd: m.TeleopCommand, recv_ns: int, remote: bool) -> bool:
-        """True when the controller should take `cmd`."""
+    def accept(self, cmd: m.TeleopCommand, recv_ns: int, remote: bool) -> m.TeleopCommand | None:
+        """The command the controller should take (`cmd`, or the local one naming a connected
+        remote operator as the input that can stop the robot), else None."""
         if not remote:
             self.local_recv_ns = recv_ns
             self._local_holds = cmd.deadman or cmd.estop
             if self._local_holds:
                 self.source = "local"
-            return self.source == "local"
+            if self.source != "local":
+                return None
+            if not cmd.operator and self._remote_fresh(recv_ns) and self.remote_operator:
+                return dataclasses.replace(cmd, operator=self.remote_operator)
+            return cmd
         self.remote_recv_ns = recv_ns
-        local_fresh = recv_ns - self.local_recv_ns <= self.stale_ns
-        if self._local_holds and local_fresh:
-            return False  # the person by the robot has it
+        self.remote_operator = cmd.operator
+        if self._local_holds and recv_ns - self.local_recv_ns <= self.stale_ns:
+            return None  # the person by the robot has it
+        if self.source != "remote" and not (cmd.deadman or cmd.autopilot or cmd.estop):
+            return None  # connected, not acting: a heartbeat takes nothing over
         self.source = "remote"
-        return True
+        return cmd
+
+    def _remote_fresh(self, now_ns: int) -> bool:
+        return now_ns - self.remote_recv_ns <= self.stale_ns
 
     def remote_stale(self, now_ns: int) -> bool:
         return self.source == "remote" and now_ns - self.remote_recv_ns > self.stale_ns

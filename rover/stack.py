@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rover.config import load_config
 from rover.errors import ConfigError
-from rover.manager import Manager, RunOptions
+from rover.manager import Manager, NamespaceLock, RunOptions
 from rover.topics import BusConfig
 
 SIM_POLICIES = ("expert", "straight", "random")
@@ -32,8 +32,42 @@ def has_display() -> bool:
     return True
 
 
+# flags that only the simulator reads: (argparse destination, flag, its "not given" value)
+SIM_ONLY_FLAGS = (
+    ("duration", "--duration", None),
+    ("lockstep", "--lockstep", False),
+    ("seed", "--seed", None),
+    ("snapshot", "--snapshot", None),
+    ("frame_drop", "--frame-drop", 0.0),
+    ("serial_loss", "--serial-loss", 0.0),
+    ("camera_latency_ms", "--camera-latency-ms", 0.0),
+    ("safety_driver", "--safety-driver", 0.0),
+    ("metrics_out", "--metrics-out", None),
+)
+ROBOT_ONLY_FLAGS = (
+    ("unattended", "--unattended", False),
+    ("teleop_script", "--teleop-script", None),
+)
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """A flag the chosen target ignores is a mistake: say which, in one line."""
+    if args.sim is None:
+        for dest, flag, unset in SIM_ONLY_FLAGS:
+            if getattr(args, dest, unset) != unset:
+                raise ConfigError(
+                    f"{flag} is for the simulator: add --sim SCENARIO, or leave {flag} out "
+                    "on the robot"
+                )
+        return
+    for dest, flag, unset in ROBOT_ONLY_FLAGS:
+        if getattr(args, dest, unset) != unset:
+            raise ConfigError(f"{flag} is for the robot: leave it out with --sim")
+
+
 def build_options(args: argparse.Namespace) -> RunOptions:
     """Check the request and derive each node's arguments."""
+    check_flags(args)
     model = getattr(args, "model", None)
     if args.mode == "drive" and model not in SIM_POLICIES and not os.path.isfile(model or ""):
         raise ConfigError(
@@ -43,8 +77,6 @@ def build_options(args: argparse.Namespace) -> RunOptions:
     if args.sim is None and model in SIM_POLICIES:
         raise ConfigError(f"--model {model} is a simulator policy: add --sim SCENARIO")
     safety_driver = getattr(args, "safety_driver", 0.0)
-    if safety_driver and args.sim is None:
-        raise ConfigError("--safety-driver is for the simulator: add --sim SCENARIO")
     if not 0.0 <= safety_driver <= 30.0:
         raise ConfigError(f"--safety-driver {safety_driver:g}: give 0 to 30 seconds")
     overrides = list(args.set)
@@ -74,8 +106,13 @@ def build_options(args: argparse.Namespace) -> RunOptions:
             sim_args.append("--headless")
     if args.mode == "drive":
         overrides.append("control.autopilot_without_teleop=true")
+    unattended = bool(getattr(args, "unattended", False))
+    if args.sim is None:
+        overrides.append("control.camera_stale=true")
+        if not unattended:
+            overrides.append("control.require_operator=true")
     load_config(args.config, overrides)  # fail here, once, in one line: not in every node
-    node_args = {"sim": sim_args}
+    node_args = {"sim": sim_args, "teleop": _teleop_args(args)}
     if getattr(args, "lockstep", False) and getattr(args, "traversability", False):
         node_args["control"] = ["--lockstep-maps"]  # the guard sees frame N's map, reproducibly
     if model is not None and model not in SIM_POLICIES:
@@ -100,7 +137,21 @@ def build_options(args: argparse.Namespace) -> RunOptions:
         record=record_dir,
         traversability=bool(getattr(args, "traversability", False)),
         node_args=node_args,
+        unattended=unattended,
     )
+
+
+def _teleop_args(args: argparse.Namespace) -> list[str]:
+    """The teleop node's arguments: its mode (drive starts on the autopilot), window or not."""
+    out = ["--mode", args.mode]
+    if getattr(args, "headless", False):
+        out.append("--headless")
+    script = getattr(args, "teleop_script", None)
+    if script is not None:
+        if not os.path.isfile(script):
+            raise ConfigError(f"--teleop-script {script} is not a file: give a JSON input script")
+        out += ["--script", os.path.abspath(script)]
+    return out
 
 
 def _remote_args(args: argparse.Namespace, node_args: dict, record_dir: str | None) -> dict:
@@ -142,10 +193,20 @@ def _remote_args(args: argparse.Namespace, node_args: dict, record_dir: str | No
 
 def run_stack(args: argparse.Namespace) -> int:
     """Run the stack until the simulator finishes, Ctrl-C, or a node fails for good."""
-    options = build_options(args)
-    manager = Manager(options)
+    check_flags(args)
+    bus = load_config(args.config, list(args.set)).bus
+    bus = BusConfig.from_dict({**bus.__dict__, "namespace": args.namespace})
+    # before anything touches the namespace (its sockets, the simulator's port, a session)
+    lock = NamespaceLock(bus).acquire(f"rover {args.mode}")
+    try:
+        manager = Manager(build_options(args), lock=lock)
+    except BaseException:
+        lock.release()
+        raise
     reason = manager.run()
-    if reason in ("sim finished", "stopped", "interrupted"):
+    if manager.clean:
+        if reason not in ("sim finished", "stopped", "interrupted", *manager.printed):
+            print(f"rover: {reason}", file=sys.stderr, flush=True)
         return 0
     logs = f" (node logs: {manager.kept_logs})" if manager.kept_logs else ""
     print(f"rover: error: {reason}{logs}", file=sys.stderr)

@@ -48,6 +48,12 @@ PERCEPTION_TRAVERSABILITY = Topic(
     "perception/traversability", m.TraversabilityMap, 30.0, recorded=False
 )
 SIM_TRUTH = Topic("sim/truth", m.SimTruth, 30.0, recorded=True, sim_only=True)
+# faults and recoveries, one topic per publishing node (a topic has one publisher); repeated
+# at 1 Hz, so the rate is that of the repeats
+HEALTH_CAMERA = Topic("health/camera", m.HealthEvent, 1.0, recorded=True)
+HEALTH_CONTROL = Topic("health/control", m.HealthEvent, 1.0, recorded=True)
+HEALTH_TELEOP = Topic("health/teleop", m.HealthEvent, 1.0, recorded=True)
+HEALTH_TOPICS: tuple[Topic, ...] = (HEALTH_CAMERA, HEALTH_CONTROL, HEALTH_TELEOP)
 # a remote operator's commands (console, laptop), published by the remote node on the robot;
 # the control node arbitrates them with teleop/command (rover/operators.py)
 TELEOP_REMOTE = Topic("teleop/remote", m.TeleopCommand, 30.0, recorded=True)
@@ -63,6 +69,7 @@ ALL_TOPICS: tuple[Topic, ...] = (
     MOTOR_STATE,
     SIM_TRUTH,
     PERCEPTION_TRAVERSABILITY,
+    *HEALTH_TOPICS,
     TELEOP_REMOTE,
 )
 # on the remote node's link only (`--listen`): what an operator needs, nothing else

@@ -4,6 +4,13 @@ A new input is forwarded at once (lowest latency) and the DRIVE is repeated at `
 whether or not inputs change, so the firmware's watchdog trips only when something is wrong.
 On shutdown it sends a last zero-throttle, disarmed DRIVE.
 
+It watches, and reports on health/control (one line each when it happens and when it
+recovers): the motor controller (the link lost, or no STATE for ``MCU_SILENT_S``), the camera
+(camera/stereo quiet for more than ``stale_ms``, judged by the bus's liveness; the autopilot's
+throttle is zeroed meanwhile when ``[control] camera_stale``), and on the robot whether an
+operator input that can stop it is connected (``[control] require_operator``; see
+rover/control.py for why the check lives here).
+
 `--lockstep-maps` (the stack passes it for a lock-step simulator run with the traversability
 node): an estimate for frame N waits until the map of frame N arrived (or `MAP_WAIT_MS`
 passed), so the guard judges the same frame as the CNN and a run is reproducible. In real time
@@ -20,16 +27,23 @@ from perception.traversability.closed_loop import GuardedController
 from rover import bus, topics
 from rover import messages as m
 from rover.control import ControlOutput
-from rover.node import RateKeeper, Shutdown, node_argparser, node_config, run_main
+from rover.node import HealthPublisher, RateKeeper, Shutdown, node_argparser, node_config, run_main
 from rover.operators import InputSelect
 
 MAP_WAIT_MS = 300.0  # lock-step: longest wait for the map of an estimate's frame
+MCU_SILENT_S = 0.5  # connected but no STATE for this long: the motor controller is lost
+OPERATOR_GRACE_S = 3.0  # at start, the teleop node's first heartbeat may take this long
+NO_OPERATOR = (
+    "not arming: no operator input that can stop the robot is connected: plug in a gamepad, "
+    "run where a display is for the keyboard window, or pass --unattended"
+)
 
 
 class ControlNode:
     """Wires the Controller to the bus and the motor link."""
 
     def __init__(self, cfg, bus_cfg: topics.BusConfig, lockstep_maps: bool = False):
+        self.cfg = cfg
         # the traversability guard acts only while perception/traversability is published
         self.controller = GuardedController(cfg.control, cfg.guard)
         self.link = SerialMotorLink(cfg.motor)
@@ -38,8 +52,12 @@ class ControlNode:
         self.inputs = InputSelect(cfg.control.stale_ms)
         self.autopilot = bus.Subscriber(topics.PERCEPTION_STEERING, bus_cfg)
         self.trav = bus.Subscriber(topics.PERCEPTION_TRAVERSABILITY, bus_cfg)
+        self.camera = bus.Subscriber(topics.CAMERA_STEREO, bus_cfg)
         self.command_pub = bus.Publisher(topics.CONTROL_COMMAND, bus_cfg)
         self.state_pub = bus.Publisher(topics.MOTOR_STATE, bus_cfg)
+        self.health = HealthPublisher(topics.HEALTH_CONTROL, bus_cfg, "control")
+        self.port = cfg.motor.port
+        self.started_ns = time.monotonic_ns()
         self.rate = RateKeeper(cfg.control.rate_hz)
         self.drive_seq = 0
         self.lockstep_maps = lockstep_maps
@@ -109,8 +127,9 @@ class ControlNode:
                 self.controller.on_traversability(msg.polar(), now)
                 self.map_frame = msg.frame_seq
             elif sub is self.teleop or sub is self.remote:
-                if self.inputs.accept(msg, now, remote=sub is self.remote):
-                    self.controller.on_teleop(msg, now)
+                chosen = self.inputs.accept(msg, now, remote=sub is self.remote)
+                if chosen is not None:
+                    self.controller.on_teleop(chosen, now)
                 self.send(self.output(now))
             elif self.lockstep_maps and msg.frame_seq > self.map_frame:
                 self.pending = (msg, now)
@@ -119,9 +138,41 @@ class ControlNode:
                 self.send(self.output(now))
         self._release_pending()
         if self.rate.remaining_s() <= 0:
-            self.send(self.output(time.monotonic_ns()))
+            if self.camera.receive() is not None:  # the newest frame: only its arrival counts
+                self.controller.on_camera(self.camera.last_recv_ns)
+            out = self.output(time.monotonic_ns())
+            self.send(out)
             self.rate.keep_time()
+            self.check_health(out)
         self.forward_states()
+
+    def check_health(self, out: ControlOutput) -> None:
+        """Once a tick: the motor controller, the camera and the operator, as health events."""
+        now = time.monotonic_ns()
+        link = self.link.health()
+        age_s = (link.last_state_age_ms or 0.0) / 1000
+        lost = not link.connected or age_s > MCU_SILENT_S
+        faults = self.health.faults
+        if lost:
+            why = link.last_error if not link.connected else f"no reply for {age_s:.1f} s"
+            text = f"motor controller lost on {self.port} ({why}): its watchdog stops the motors"
+            self.health.set("motor_link", True, text + "; reconnecting")
+        elif faults.active("motor_link"):
+            gone_s = faults.active_for_s("motor_link", now)
+            self.health.set("motor_link", False, f"motor controller back after {gone_s:.1f} s")
+        seen = self.controller.camera_recv_ns is not None and self.cfg.control.camera_stale
+        if seen and self.controller.camera_stale_now(now):
+            text = f"camera stalled: no camera/stereo frame for {self.cfg.control.stale_ms:g} ms"
+            self.health.set("camera_stall", True, f"{text}; the autopilot holds zero throttle")
+        elif faults.active("camera_stall"):
+            gone_s = faults.active_for_s("camera_stall", now)
+            self.health.set("camera_stall", False, f"camera frames back after {gone_s:.1f} s")
+        if not out.operator and (now - self.started_ns) / 1e9 > OPERATOR_GRACE_S:
+            self.health.set("operator", True, NO_OPERATOR)
+        elif out.operator and faults.active("operator"):
+            who = self.controller.teleop.operator if self.controller.teleop else ""
+            self.health.set("operator", False, f"operator input connected ({who}): arming")
+        self.health.tick()
 
     def _release_pending(self) -> None:
         """Lock-step: answer the held estimate once its frame's map is in (or waited enough)."""
@@ -145,6 +196,7 @@ class ControlNode:
             )
         )
         self.link.close()
+        self.health.close()
 
 
 def main() -> None:

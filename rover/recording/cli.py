@@ -117,6 +117,9 @@ def _print_info(info: dict) -> None:
         f"({len(info['trims'])} trim(s))"
     )
     print(f"drops     {info['dropped_frames']} frame(s); camera restarts {info['camera_restarts']}")
+    for f in info.get("faults", []):
+        state = "still active at the end" if f["active"] else "recovered"
+        print(f"fault     {f['node']} {f['fault']}: {f['count']} time(s), {state}")
     print(f"size      {_size(info['size_bytes'])}, {_size(info['bytes_per_min'])}/min")
     sw = info["software"]
     print(f"software  rover {sw.get('rover_version')} ({sw.get('git')}), format {sw.get('format')}")

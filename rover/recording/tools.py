@@ -18,6 +18,8 @@ from mcap.reader import SeekingReader
 from mcap.records import Metadata
 
 from rover.errors import DataError, RoverError
+from rover.health import HealthLog
+from rover.messages import HealthEvent
 from rover.recording import format as fmt
 from rover.recording import segment as seg
 from rover.recording.reader import FrameIndexer, Session, decode_jpeg, walk_session
@@ -156,6 +158,7 @@ def session_info(path: str | Path) -> dict:
     session_dir, _ = resolve(path)
     session = Session(session_dir, partial_ok=session_is_live(session_dir))
     scan, indexer = _Scan(), FrameIndexer()
+    health = HealthLog()
 
     def on_record(_path: Path, record: object) -> None:
         if isinstance(record, Metadata) and record.name == fmt.META_COUNTS:
@@ -172,10 +175,25 @@ def session_info(path: str | Path) -> dict:
                     scan.counts = json.loads(msg.data)["topics"]
                 continue
             scan.topics.setdefault(topic, _TopicStats()).add(msg.sequence, msg.log_time)
+            if topic.startswith("/health/"):
+                _take_health(health, msg.data)
     session._frames = indexer.frames()
     info = _info_dict(session, scan, size)
     info["resent_duplicates"] = indexer.duplicates
+    info["faults"] = health.summary()  # lost motor controller, camera stalls, end of file...
     return info
+
+
+HEALTH_FIELDS = ("node", "fault", "active", "count", "event", "text")
+
+
+def _take_health(health: HealthLog, data: bytes) -> None:
+    """One recorded health event (JSON) into the session's fault counts."""
+    try:
+        fields = json.loads(data)
+        health.take(HealthEvent(**{k: fields[k] for k in HEALTH_FIELDS}))
+    except (ValueError, KeyError, TypeError):
+        return  # a damaged or foreign event: verify reports damage, info counts what it can
 
 
 def _info_dict(session: Session, scan: _Scan, size: int) -> dict:
