@@ -85,7 +85,7 @@ class OperatorGate:
             self.sessions[sid].engaged = False
         if self.driver is not None:
             self.sessions[self.driver].engaged = False
-        return self._stop() if session.engaged else None
+        return self._stop(session.name) if session.engaged else None
 
     def rearm(self, sid: str) -> bool:
         """Only the driver clears a latched e-stop."""

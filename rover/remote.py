@@ -58,7 +58,7 @@ def overlay_jpeg(cost: np.ndarray, quality: int = 70) -> bytes:
     """A traversability cost map (0 free .. 255 blocked) as a colour JPEG for the overlay."""
     lut = np.zeros((256, 1, 3), np.uint8)
     ramp = np.arange(256, dtype=np.float32) / 255.0
-    lut[:, 0, 0] = (255 * ramp).astype(np.uint8)  # red where blocked
+    lut[:, 0, 2] = (255 * ramp).astype(np.uint8)  # red where blocked (BGR)
     lut[:, 0, 1] = (255 * (1 - ramp)).astype(np.uint8)  # green where free
     colour = cv2.LUT(cv2.cvtColor(np.ascontiguousarray(cost, np.uint8), cv2.COLOR_GRAY2BGR), lut)
     return encode_jpeg(cv2.cvtColor(colour, cv2.COLOR_BGR2RGB), quality)

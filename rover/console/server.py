@@ -43,7 +43,7 @@ async def _require_token(request: web.Request, handler):
     if not _token_ok(request):
         return web.Response(status=403, text=REFUSED)
     response = await handler(request)
-    if request.query.get("token") and isinstance(response, web.Response):
+    if request.query.get("token") and not response.prepared:
         response.set_cookie(COOKIE, request.app[TOKEN_KEY], httponly=True, samesite="Strict")
     return response
 

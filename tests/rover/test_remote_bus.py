@@ -99,7 +99,9 @@ def test_peers_without_an_authorized_key_get_nothing_and_move_nothing(robot, key
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert json.loads(out)["received"] == 0
-    assert reached.drain() == []  # not one of their commands reached the control node's input
+    # not one of their commands reached the control node's input (the authorized laptop's
+    # session may still hand back its controls meanwhile: that one names it)
+    assert {c.operator for c in reached.drain()} <= {"remote laptop"}
     assert not emu.outputs.armed and emu.outputs.throttle == 0.0
 
 

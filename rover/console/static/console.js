@@ -73,7 +73,7 @@ function showHud(h) {
   $("throttle").textContent = fmt(h.cmd_throttle);
   $("speed").textContent = "steer " + fmt(h.motor_steering) + " thr " + fmt(h.motor_throttle);
   $("source").textContent = h.source || "-";
-  $("latency").textContent = hh.glass_to_motor_ms != null ? hh.glass_to_motor_ms.toFixed(1) + " ms" : "-";
+  $("latency").textContent = hh.glass_to_motor_ms ? hh.glass_to_motor_ms.toFixed(1) + " ms" : "- (no frame-driven command)";
   $("disk").textContent = hh.free_disk_mb != null ? (hh.free_disk_mb / 1000).toFixed(1) + " GB" : "-";
   $("rates").textContent = hh.camera_hz != null ?
     `camera ${hh.camera_hz} Hz (${hh.camera_drops} dropped) · steering ${hh.steering_hz} · traversability ${hh.traversability_hz} · control ${hh.control_hz} · motor ${hh.motor_hz} Hz · operators ${hh.operators}` : "-";
