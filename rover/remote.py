@@ -8,6 +8,7 @@ latency, recording state and free disk.
 
 from __future__ import annotations
 
+import ipaddress
 import shutil
 import time
 from collections import deque
@@ -38,6 +39,22 @@ def parse_address(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]
     if not port.isdigit() or not 0 <= int(port) < 65536:
         raise ConfigError(f"address {text!r}: write HOST:PORT (e.g. 0.0.0.0:8765) or PORT")
     return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def require_foxglove_loopback(host: str) -> None:
+    """The Foxglove protocol has no authentication: its server never leaves loopback."""
+    if not is_loopback(host):
+        raise ConfigError(
+            f"--foxglove {host}: the Foxglove protocol has no authentication, so it stays on "
+            "loopback; from a laptop use `ssh -L PORT:127.0.0.1:PORT ROBOT` (or the console)"
+        )
 
 
 def wall_ns(stamp_ns: int) -> int:

@@ -158,7 +158,7 @@ def _remote_args(args: argparse.Namespace, node_args: dict, record_dir: str | No
     """The remote node's and the Foxglove node's arguments (operators off the robot)."""
     listen, console = getattr(args, "listen", None), getattr(args, "console", None)
     foxglove = getattr(args, "foxglove", None)
-    from rover.remote import parse_address
+    from rover.remote import parse_address, require_foxglove_loopback
 
     for flag, value in (("--listen", listen), ("--console", console), ("--foxglove", foxglove)):
         if value is not None:
@@ -187,6 +187,7 @@ def _remote_args(args: argparse.Namespace, node_args: dict, record_dir: str | No
         remote += ["--recording", "--disk", record_dir]
     node_args["remote"] = remote
     if foxglove:
+        require_foxglove_loopback(parse_address(foxglove)[0])
         node_args["foxglove"] = ["--address", foxglove]
     return {"listen": listen, "console": console, "foxglove": foxglove}
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import secrets
@@ -133,13 +132,6 @@ def _operator_input(cmd: m.TeleopCommand) -> OperatorInput:
         estop=cmd.estop,
         record=cmd.record,
     )
-
-
-def _loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 class RemoteNode:
@@ -266,7 +258,7 @@ async def serve(args, bus_cfg: topics.BusConfig) -> None:
         from rover.keys import KeyStore
 
         host, port = r.parse_address(args.console)
-        tls = None if _loopback(host) else KeyStore(args.keys).tls_files((host,))
+        tls = None if r.is_loopback(host) else KeyStore(args.keys).tls_files((host,))
         token = os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(18)
         runner, url = await start_console(node.hub, host, port, token, tls)
         print(f"console: {url}", flush=True)
