@@ -2,16 +2,20 @@
 processes, each operator in its own process, the firmware emulator on a real pty."""
 
 import json
+import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from drivers.emulator import PtyEmulator
 from rover import bus, topics
+from rover import messages as m
 from rover.keys import OPERATOR, KeyStore
 from rover.manager import NODES, Manager, RunOptions
 
@@ -118,3 +122,81 @@ def test_authorized_operator_drives_and_a_revoked_key_stops_at_once(robot, keys)
         proc.kill()
     assert proc.returncode == 5, err
     assert "revoked this operator's key" in out
+
+
+@pytest.fixture
+def xvfb(require_tools):
+    """A private X server for the laptop's window; its display name."""
+    require_tools("Xvfb", "xdotool")
+    read_fd, write_fd = os.pipe()
+    server = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "800x600x24", "-nolisten", "tcp"],
+        pass_fds=(write_fd,),
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write_fd)
+    with os.fdopen(read_fd) as pipe:
+        number = pipe.readline().strip()
+    try:
+        yield f":{number}"
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _lines_until(proc, needle: str, timeout_s: float) -> str:
+    found = threading.Event()
+    seen: list[str] = []
+
+    def read() -> None:
+        for line in proc.stdout:
+            seen.append(line)
+            if needle in line:
+                found.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    assert found.wait(timeout_s), f"no {needle!r} in {seen}"
+    return "".join(seen)
+
+
+def test_laptop_window_shows_both_eyes_and_drives_with_keys(robot, keys, bus_cfg, xvfb):
+    address, emu = robot
+    robot_keys, laptop, _, _ = keys
+    camera = bus.Publisher(topics.CAMERA_STEREO, bus_cfg)  # the robot's camera node, in short
+    eye = np.random.default_rng(0).integers(0, 255, (120, 160, 3), np.uint8)
+    env = {**os.environ, "DISPLAY": xvfb, "SDL_AUDIODRIVER": "dummy"}
+    env.pop("SDL_VIDEODRIVER", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rover.cli", "teleop", "--connect", address]
+        + ["--keys", str(laptop.root), "--robot-key", str(robot_keys.root / "robot.key")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+
+    def xdotool(*args: str) -> None:
+        subprocess.run(["xdotool", *args], env=env, capture_output=True, timeout=10)
+
+    try:
+        stop_frames = threading.Event()
+
+        def frames() -> None:
+            while not stop_frames.is_set():
+                camera.publish(m.StereoImage(left=eye, right=eye))
+                stop_frames.wait(1 / 30)  # the camera's frame period
+
+        threading.Thread(target=frames, daemon=True).start()
+        _lines_until(proc, "live view: first images (160x120)", 30)
+        # no window manager: X gives the keyboard to the window under the pointer
+        xdotool("mousemove", "100", "100")
+        xdotool("keydown", "Up")  # holding a drive key is the deadman
+        emu.wait_outputs(lambda o: o.armed and o.throttle > 0.2, timeout_s=10)
+        xdotool("keyup", "Up")
+        emu.wait_outputs(lambda o: o.throttle == 0.0, timeout_s=5)
+        xdotool("key", "Escape")
+        assert proc.wait(15) == 0
+    finally:
+        stop_frames.set()
+        proc.kill()
+        camera.close()
