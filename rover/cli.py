@@ -19,6 +19,7 @@ BENCHES = {
     "infer": "rover.bench.infer",
     "train": "rover.bench.train",
     "traversability": "rover.bench.traversability",
+    "console": "rover.bench.console",
 }
 # `rover COMMAND KIND ...` -> module with add_arguments(parser) and run(args) -> int
 KINDS = {

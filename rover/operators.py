@@ -42,12 +42,15 @@ class _Session:
     name: str
     engaged: bool = False
     last: OperatorInput = dataclasses.field(default_factory=OperatorInput)
+    heard_ns: int = 0
 
 
 class OperatorGate:
     """Turns remote operators' inputs into the commands the robot publishes (or none)."""
 
-    def __init__(self) -> None:
+    def __init__(self, resume_gap_ms: float = 200.0):
+        # a session silent this long lost its link: it must act again (release, then press)
+        self.resume_gap_ns = int(resume_gap_ms * 1e6)
         self.sessions: dict[str, _Session] = {}
         self.driver: str | None = None
         self.estop_latched = False
@@ -94,12 +97,16 @@ class OperatorGate:
             return True
         return False
 
-    def command(self, sid: str, inp: OperatorInput) -> m.TeleopCommand | None:
-        """The command to publish for this input, or None (a viewer, or a driver who has not
-        acted since connecting)."""
+    def command(self, sid: str, inp: OperatorInput, now_ns: int = 0) -> m.TeleopCommand | None:
+        """The command to publish for this input, or None (a viewer). A driver who has not
+        acted since connecting, or since its link went quiet, gets heartbeats only."""
         session = self.sessions.get(sid)
         if session is None:
             return None
+        if now_ns and session.heard_ns and now_ns - session.heard_ns > self.resume_gap_ns:
+            session.engaged = False  # the link came back: a held deadman is no new act
+            session.last = OperatorInput(deadman=True, autopilot=True)
+        session.heard_ns = now_ns or session.heard_ns
         previous, session.last = session.last, inp
         if inp.estop and not self.estop_latched:
             self.estop_latched = True

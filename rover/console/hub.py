@@ -79,7 +79,7 @@ class ConsoleHub:
     def on_input(self, sid: str, raw: dict) -> None:
         kind = raw.get("type")
         if kind == "input":
-            self._send(self.gate.command(sid, _input(raw)))
+            self._send(self.gate.command(sid, _input(raw), time.monotonic_ns()))
         elif kind == "estop":
             last = self.gate.sessions[sid].last if sid in self.gate.sessions else OperatorInput()
             self._send(self.gate.command(sid, OperatorInput(estop=True, record=last.record)))

@@ -90,7 +90,7 @@ class Bridge:
                 cmd = m.decode(frames[1:], m.TeleopCommand)
             except m.DecodeError:
                 return
-            hub._send(hub.gate.command(sid, _operator_input(cmd)))
+            hub._send(hub.gate.command(sid, _operator_input(cmd), time.monotonic_ns()))
 
     def _reply(self, identity: bytes, kind: bytes, body: bytes) -> None:
         with contextlib.suppress(zmq.Again, zmq.ZMQError):  # that operator is gone
@@ -137,10 +137,10 @@ def _operator_input(cmd: m.TeleopCommand) -> OperatorInput:
 class RemoteNode:
     """Bus -> preview, state and health for operators; operators' commands -> teleop/remote."""
 
-    def __init__(self, args, bus_cfg: topics.BusConfig):
+    def __init__(self, args, bus_cfg: topics.BusConfig, stale_ms: float):
         self.args = args
         self.pub = bus.Publisher(topics.TELEOP_REMOTE, bus_cfg)
-        self.hub = ConsoleHub(OperatorGate(), self.pub.publish)
+        self.hub = ConsoleHub(OperatorGate(resume_gap_ms=stale_ms), self.pub.publish)
         self.camera = bus.Subscriber(topics.CAMERA_STEREO, bus_cfg)
         self.handlers = {
             topics.MOTOR_STATE: self.on_motor,
@@ -246,8 +246,8 @@ class RemoteNode:
             await asyncio.sleep(1 / topics.REMOTE_HEALTH.rate_hz)  # the report's period
 
 
-async def serve(args, bus_cfg: topics.BusConfig) -> None:
-    node = RemoteNode(args, bus_cfg)
+async def serve(args, bus_cfg: topics.BusConfig, stale_ms: float) -> None:
+    node = RemoteNode(args, bus_cfg, stale_ms)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -282,8 +282,8 @@ def main() -> None:
     parser.add_argument("--recording", action="store_true", help="the stack records")
     parser.add_argument("--disk", help="folder whose free space the HUD shows")
     args = parser.parse_args()
-    _, bus_cfg = node_config(args)
-    asyncio.run(serve(args, bus_cfg))
+    cfg, bus_cfg = node_config(args)
+    asyncio.run(serve(args, bus_cfg, cfg.control.stale_ms))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,10 @@ const wsUrl = (location.protocol === "https:" ? "wss://" : "ws://") + location.h
   (token ? "?token=" + encodeURIComponent(token) : "");
 const SEND_MS = 33;
 const input = { steering: 0, throttle: 0, deadman: false, autopilot: false, record: false };
-const rover = (window.rover = { framesShown: 0, lastFrameSeq: -1, hud: null, connected: false });
+// what `rover bench console` reads: capture -> shown (wall clock, same machine on loopback)
+const rover = (window.rover = { pingMs: (window.rover || {}).pingMs, framesShown: 0, lastFrameSeq: -1, hud: null, connected: false,
+  latencies: [], rtts: [] });
+const keep = (list, x) => { list.push(x); if (list.length > 5000) list.shift(); };
 let ws = null, lastHeard = 0, overlayOn = true, padHeld = false, padPrev = [];
 const wallMs = () => performance.timeOrigin + performance.now();
 
@@ -51,6 +54,7 @@ async function showFrame(buf) {
   const shown = wallMs();
   rover.framesShown += 1;
   rover.lastFrameSeq = header.seq;
+  keep(rover.latencies, shown - header.capture_wall_ms);
   $("imgage").textContent = (shown - header.capture_wall_ms).toFixed(0) + " ms";
   send({ type: "shown", seq: header.seq, capture_wall_ms: header.capture_wall_ms, shown_wall_ms: shown });
 }
@@ -58,7 +62,12 @@ async function showFrame(buf) {
 function pill(el, text, cls) { el.textContent = text; el.className = "pill " + (cls || ""); }
 
 function showHud(h) {
-  if (h.type === "pong") { $("rtt").textContent = (wallMs() - h.wall_ms).toFixed(1) + " ms"; return; }
+  if (h.type === "pong") {
+    const rtt = wallMs() - h.wall_ms;
+    keep(rover.rtts, rtt);
+    $("rtt").textContent = rtt.toFixed(1) + " ms";
+    return;
+  }
   if (h.type !== "hud") return;
   rover.hud = h;
   pill($("mode"), h.autopilot ? "AUTOPILOT" : "MANUAL");
@@ -141,5 +150,5 @@ setInterval(() => {
   const lost = !rover.connected || performance.now() - lastHeard > 1000;
   pill($("link"), lost ? "link lost" : "link ok", lost ? "lost" : "good");
 }, SEND_MS);
-setInterval(() => send({ type: "ping", wall_ms: wallMs() }), 1000);
+setInterval(() => send({ type: "ping", wall_ms: wallMs() }), rover.pingMs || 1000);
 connect();
