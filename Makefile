@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 VENV_FLAGS ?=
 HEADLESS := SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy
 
-.PHONY: demo test test-fast lint format bench model clean sysdeps
+.PHONY: demo test test-fast lint format bench model clean sysdeps firmware
 
 # System packages the tests drive for real (an X server and key events for the teleop window,
 # the AVR toolchain, Arduino core and simulator for the firmware, Chromium for the web console).
@@ -38,7 +38,16 @@ sysdeps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSDEPS_PKGS) >/dev/null; \
 	else echo "warning: missing$$missing; install: apt-get install $(SYSDEPS_PKGS)"; fi
 
+# The motor controller firmware for the ATmega328P (Uno/Nano), both output stages, and the AVR
+# harness that runs it in simavr: build/firmware/{esc_servo,hbridge}/rover_mcu.{elf,hex}.
+# Flashing a board: drivers/firmware/README.md.
+firmware: sysdeps
+	$(MAKE) -C drivers/firmware O=$(CURDIR)/build/firmware
+
+# The firmware suite runs against the compiled firmware too: build it first where we can.
 test: $(BIN)/rover-installed sysdeps
+	if command -v avr-gcc >/dev/null && test -e /usr/include/simavr/sim_avr.h; then \
+		$(MAKE) -C drivers/firmware O=$(CURDIR)/build/firmware; fi
 	$(BIN)/ruff check .
 	$(HEADLESS) $(BIN)/python -m pytest -q
 

@@ -32,10 +32,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from drivers.protocol import TYPE_DRIVE, DriveCommand, FrameDecoder, MotorState, encode_state
+from drivers.protocol import (
+    DELIMITER,
+    TYPE_DRIVE,
+    DriveCommand,
+    FrameDecoder,
+    MotorState,
+    encode_state,
+)
 from drivers.protocol import to_milli as _to_milli
 from rover.config import dataclass_from_dict
 from rover.errors import ConfigError, RoverError
+
+DRIVE_WIRE_LEN = 11  # a DRIVE's COBS bytes, delimiter excluded (ROVER_DRIVE_WIRE_LEN)
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,10 @@ class FirmwareEmulator:
         self._seq = self._steering_milli = self._throttle_milli = 0
         self._stamp_ns = self._boot_ns
         self.last_drive: DriveCommand | None = None  # the last valid DRIVE, as received
+        # The firmware's lost-delimiter recovery (rover_proto.h, rover_rx_tail): the frame's
+        # last DRIVE-length bytes and its length, to parse the tail of a bad frame.
+        self._tail = bytearray()
+        self._frame_len = 0
 
     @property
     def bad_frames(self) -> int:
@@ -133,10 +146,31 @@ class FirmwareEmulator:
             # Frame by frame, so each STATE counts only the bad frames before it (as on the MCU).
             end = data.find(0, start)
             end = len(data) if end < 0 else end + 1
-            for cmd in self.decoder.feed(data[start:end]):
+            segment = data[start:end]
+            bad_before = self.bad_frames
+            for cmd in self.decoder.feed(segment):
                 replies.append(self._on_drive(cmd, now_ns))
+            self._track_tail(segment)
+            if segment.endswith(DELIMITER):
+                cmd = self._tail_drive() if self.bad_frames > bad_before else None
+                if cmd is not None:
+                    replies.append(self._on_drive(cmd, now_ns))
+                self._tail.clear()
+                self._frame_len = 0
             start = end
         return b"".join(replies)
+
+    def _track_tail(self, segment: bytes) -> None:
+        body = segment.rstrip(DELIMITER)
+        self._frame_len += len(body)
+        self._tail = (self._tail + body)[-DRIVE_WIRE_LEN:]
+
+    def _tail_drive(self) -> DriveCommand | None:
+        """A bad frame longer than a DRIVE whose last bytes are one: its delimiter was lost."""
+        if self._frame_len <= DRIVE_WIRE_LEN:
+            return None
+        found = FrameDecoder(accept=(TYPE_DRIVE,)).feed(bytes(self._tail) + DELIMITER)
+        return found[0] if found else None  # type: ignore[return-value]
 
     def _on_drive(self, cmd: DriveCommand, now_ns: int) -> bytes:
         self.last_drive = cmd

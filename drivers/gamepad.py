@@ -27,6 +27,7 @@ from rover.config import dataclass_from_dict
 from rover.errors import ConfigError, DeviceError
 from rover.teleop import (
     KEYBOARD_HELP,
+    TAKEOVER_STICK,
     GamepadTeleop,
     Latches,
     Teleop,
@@ -125,7 +126,10 @@ class KeyboardWindow:
             pg.display.init()  # never pygame.init(): the audio mixer breaks headless machines
             self.surface = pg.display.set_mode(WINDOW_SIZE)
         except pg.error as exc:
-            raise DeviceError(f"cannot open the keyboard window ({exc}): check DISPLAY") from exc
+            raise DeviceError(
+                f"cannot open the keyboard window ({exc}): check DISPLAY, or pass --headless "
+                "to use gamepads alone"
+            ) from exc
         pg.display.set_caption(WINDOW_TITLE)
         pg.font.init()
         self._pg = pg
@@ -256,6 +260,9 @@ class ScriptedGamepad:
             self._next += 1
             if step.action:
                 self.latches.apply(step.action)
+            wants = step.deadman and (step.throttle != 0 or abs(step.steering) >= TAKEOVER_STICK)
+            if wants and self.latches.autopilot:
+                self.latches.apply("takeover")  # as a pad's stick or trigger would
             self._current = step
         s = self._current
         held = s.deadman and s.connected and not self._closed

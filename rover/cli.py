@@ -80,6 +80,13 @@ def _add_stack_args(p: argparse.ArgumentParser) -> None:
         help="run the traversability node: the control node then slows and stops "
         "for obstacles on the arc it drives ([guard] in the config)",
     )
+    p.add_argument(
+        "--mcu",
+        choices=("emulator", "avr"),
+        default="emulator",
+        help="the simulator's motor controller: the Python emulator (default) or the compiled "
+        "firmware in an AVR simulator (simavr; built by `make firmware` when stale)",
+    )
     faults = p.add_argument_group("fault injection (simulator only)")
     faults.add_argument(
         "--camera-latency-ms", type=float, default=0.0, help="delay every camera frame by this much"
@@ -238,6 +245,13 @@ def build_parser() -> argparse.ArgumentParser:
         "keys", add_help=False, help="CURVE keys: init, authorize/revoke operators, list"
     )
     p.set_defaults(func=_cmd_delegate, module="rover.keys", entry="run", prog="rover keys")
+
+    p = sub.add_parser(
+        "mcu",
+        add_help=False,
+        help="serve a motor controller on a pty: rover mcu serve --avr|--emulator [--link PATH]",
+    )
+    p.set_defaults(func=_cmd_delegate, module="rover.mcu", entry="run", prog="rover mcu")
 
     p = sub.add_parser("bench", help="measure this computer against the budget")
     bench_sub = p.add_subparsers(dest="bench", required=True, metavar="NAME")

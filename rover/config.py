@@ -26,7 +26,7 @@ SECTIONS: dict[str, str] = {
     "recorder": "rover.recording.writer:RecorderConfig",
     "traversability": "perception.traversability.pipeline:TraversabilityConfig",
     "guard": "perception.traversability.guard:GuardConfig",
-    "steering": "rover.nodes.steering:SteeringNodeConfig",
+    "steering": "perception.steering.settings:SteeringNodeConfig",
 }
 
 

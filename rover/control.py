@@ -97,6 +97,8 @@ class Controller:
         self.source = "none"
         self.frame_seq = m.NO_FRAME
         self.camera_recv_ns: int | None = None  # None until the first camera frame
+        # a camera is stalled after stale_ms, or five of its periods if that is longer
+        self.camera_stale_ms = self.cfg.stale_ms
 
     def on_teleop(self, cmd: m.TeleopCommand, recv_ns: int) -> None:
         self.teleop, self.teleop_recv_ns = cmd, recv_ns
@@ -127,9 +129,9 @@ class Controller:
         return fresh and bool(t.operator)
 
     def camera_stale_now(self, now_ns: int) -> bool:
-        """No camera frame within stale_ms (or none yet)."""
+        """No camera frame within ``camera_stale_ms`` (or none yet)."""
         recv = self.camera_recv_ns
-        return recv is None or (now_ns - recv) / 1e6 > self.cfg.stale_ms
+        return recv is None or (now_ns - recv) / 1e6 > self.camera_stale_ms
 
     def _active(self) -> str:
         if self.teleop is not None and not self.teleop.autopilot:

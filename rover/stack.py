@@ -77,6 +77,14 @@ def build_options(args: argparse.Namespace) -> RunOptions:
     if args.sim is None and model in SIM_POLICIES:
         raise ConfigError(f"--model {model} is a simulator policy: add --sim SCENARIO")
     safety_driver = getattr(args, "safety_driver", 0.0)
+    if getattr(args, "mcu", "emulator") == "avr":
+        if args.sim is None:
+            raise ConfigError("--mcu is the simulator's motor controller: add --sim SCENARIO")
+        if getattr(args, "serial_loss", 0.0):
+            raise ConfigError("--serial-loss is the emulator's: drop it or --mcu avr")
+        from drivers.avr_sim import build_firmware
+
+        build_firmware()  # once, here: a missing toolchain is one line, not a failing node
     if not 0.0 <= safety_driver <= 30.0:
         raise ConfigError(f"--safety-driver {safety_driver:g}: give 0 to 30 seconds")
     overrides = list(args.set)
@@ -100,6 +108,8 @@ def build_options(args: argparse.Namespace) -> RunOptions:
             sim_args += ["--safety-driver-s", str(safety_driver)]
         if args.lockstep:
             sim_args.append("--lockstep")
+        if getattr(args, "mcu", "emulator") == "avr":
+            sim_args += ["--mcu", "avr"]
         if model in SIM_POLICIES:
             sim_args += ["--policy", model]
         if args.headless or not has_display():

@@ -2,7 +2,8 @@
 
 It publishes camera/stereo exactly as the camera node does, serves the firmware emulator on a
 pty (the control node opens it as its serial port), and moves the vehicle from the outputs the
-emulator applies. With `--policy expert|straight|random` it also publishes the privileged
+emulator applies. With `--mcu avr` the compiled firmware runs in simavr instead, and the outputs
+are read back from its servo/ESC pulses. With `--policy expert|straight|random` it also publishes the privileged
 driver's answer to each frame on perception/steering, as a steering model would.
 
 Lock-step (`--lockstep`): publish frame N, wait until the control command that answers frame N
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from drivers.avr_sim import AvrConfig, AvrMcu
 from drivers.emulator import EmulatorConfig, PtyEmulator
 from rover import bus, topics
 from rover import messages as m
@@ -58,10 +60,14 @@ class SimNode:
         self.sim = Simulation(args.scenario, args.seed, safety_driver_s=args.safety_driver_s)
         self.period_ns = int(self.sim.dt_s * 1e9)
         self.faults = random.Random(self.sim.world.seed)  # injected faults, reproducible
-        self.emulator = PtyEmulator(
-            EmulatorConfig(loss_prob=args.serial_loss, loss_seed=self.sim.world.seed),
-            link_path=motor_port_for_sim(bus_cfg.namespace),
-        )
+        link = motor_port_for_sim(bus_cfg.namespace)
+        if args.mcu == "avr":  # the compiled firmware in simavr: outputs read from its pins
+            self.emulator: PtyEmulator | AvrMcu = AvrMcu(AvrConfig(build=False), link_path=link)
+        else:
+            self.emulator = PtyEmulator(
+                EmulatorConfig(loss_prob=args.serial_loss, loss_seed=self.sim.world.seed),
+                link_path=link,
+            )
         self.frames = bus.Publisher(topics.CAMERA_STEREO, bus_cfg)
         self.truth = bus.Publisher(topics.SIM_TRUTH, bus_cfg)
         self.policy = POLICIES[args.policy](self.sim.world.seed) if args.policy else None
@@ -309,6 +315,7 @@ def main() -> None:
     parser.add_argument("--mode", default="drive", choices=("drive", "teleop"))
     parser.add_argument("--policy", default=None, choices=("expert", "straight", "random"))
     parser.add_argument("--lockstep", action="store_true")
+    parser.add_argument("--mcu", choices=("emulator", "avr"), default="emulator")
     parser.add_argument("--lockstep-timeout", type=float, default=0.5)
     parser.add_argument("--headless", action="store_true")
     parser.add_argument("--duration", type=float, default=None)

@@ -6,7 +6,7 @@ On shutdown it sends a last zero-throttle, disarmed DRIVE.
 
 It watches, and reports on health/control (one line each when it happens and when it
 recovers): the motor controller (the link lost, or no STATE for ``MCU_SILENT_S``), the camera
-(camera/stereo quiet for more than ``stale_ms``, judged by the bus's liveness; the autopilot's
+(camera/stereo quiet for five camera periods, at least ``stale_ms``; the autopilot's
 throttle is zeroed meanwhile when ``[control] camera_stale``), and on the robot whether an
 operator input that can stop it is connected (``[control] require_operator``; see
 rover/control.py for why the check lives here).
@@ -46,6 +46,8 @@ class ControlNode:
         self.cfg = cfg
         # the traversability guard acts only while perception/traversability is published
         self.controller = GuardedController(cfg.control, cfg.guard)
+        # liveness as the bus judges it: five periods of the camera's rate, at least stale_ms
+        self.controller.camera_stale_ms = max(cfg.control.stale_ms, 5000.0 / cfg.camera.fps)
         self.link = SerialMotorLink(cfg.motor)
         self.teleop = bus.Subscriber(topics.TELEOP_COMMAND, bus_cfg)
         self.remote = bus.Subscriber(topics.TELEOP_REMOTE, bus_cfg)  # remote operators
@@ -162,7 +164,8 @@ class ControlNode:
             self.health.set("motor_link", False, f"motor controller back after {gone_s:.1f} s")
         seen = self.controller.camera_recv_ns is not None and self.cfg.control.camera_stale
         if seen and self.controller.camera_stale_now(now):
-            text = f"camera stalled: no camera/stereo frame for {self.cfg.control.stale_ms:g} ms"
+            quiet_ms = self.controller.camera_stale_ms
+            text = f"camera stalled: no camera/stereo frame for {quiet_ms:.0f} ms"
             self.health.set("camera_stall", True, f"{text}; the autopilot holds zero throttle")
         elif faults.active("camera_stall"):
             gone_s = faults.active_for_s("camera_stall", now)

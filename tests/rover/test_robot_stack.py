@@ -15,7 +15,8 @@ import pytest
 from drivers.emulator import PtyEmulator
 from rover import bus, topics
 from rover import messages as m
-from rover.manager import NamespaceLock
+from rover.namespace import NamespaceInUse, NamespaceLock
+from rover.recording.reader import Session
 from tests.rover.robot import (
     group_pids,
     start,
@@ -55,8 +56,9 @@ def _ready(namespace: str) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
 def test_ctrl_c_stops_the_robot_stack_in_2s_with_a_clean_recording_and_motors_stopped(
-    tmp_path, mcu, namespace
+    tmp_path, mcu, namespace, how
 ):
     robot = write_robot(tmp_path, mcu.device_path)
     script = write_script(tmp_path)
@@ -74,14 +76,19 @@ def test_ctrl_c_stops_the_robot_stack_in_2s_with_a_clean_recording_and_motors_st
         heard = []
         wait_for(lambda: heard.extend(cmds.drain()) or len(heard) > 30, 10, "30 commands")
         cmds.close()
-        os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C
+        if how == "ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C
+        else:
+            proc.send_signal(signal.SIGTERM)  # `kill PID` of the rover command alone
         sent = time.monotonic()
+        sent_ns = time.monotonic_ns()
         wait_for(lambda: not group_pids(proc.pid), 2.0, "every process to exit", poll_s=0.01)
         gone_s = time.monotonic() - sent
         assert proc.wait(1) == 0, log.read_text()
     finally:
         stop_group(proc)
     assert gone_s <= 2.0
+    print(f"{how}: all processes gone {gone_s:.2f} s after the signal")
     text = log.read_text()
     assert "restarting" not in text and "Traceback" not in text, text
     last = mcu.last_drive
@@ -89,6 +96,8 @@ def test_ctrl_c_stops_the_robot_stack_in_2s_with_a_clean_recording_and_motors_st
     session = next((tmp_path / "rec").iterdir())
     verify = rover("recordings", "verify", str(session))
     assert verify.returncode == 0, verify.stdout + verify.stderr
+    last_frame_ns = Session(session).frames()[-1].stamp_ns
+    assert sent_ns - last_frame_ns < 0.5e9  # nothing lost but the last half second
     info = rover("recordings", "info", "--json", str(session))
     counts = {t["topic"]: t["messages"] for t in json.loads(info.stdout)["topics"]}
     assert counts["/teleop/command"] > 30 and counts["/control/command"] > 30
@@ -134,8 +143,6 @@ def test_a_stale_lock_from_a_killed_stack_is_taken_over(tmp_path, namespace):
     assert holder.stdout.readline().strip() == "locked"
     stale_socket = os.path.join(bus_cfg.ipc_root(), "camera.stereo")
     open(stale_socket, "w").close()
-    from rover.manager import NamespaceInUse
-
     with pytest.raises(NamespaceInUse, match=f"pid {holder.pid}: rover drive"):
         NamespaceLock(bus_cfg).acquire()
     holder.send_signal(signal.SIGKILL)
@@ -227,6 +234,14 @@ def test_a_simulator_flag_without_sim_is_an_error_naming_it(flag, namespace):
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert result.returncode == 2 and len(lines) == 1, result.stderr
     assert f"{flag[0]} is for the simulator" in lines[0] and "--sim" in lines[0]
+
+
+def test_a_robot_flag_with_sim_is_an_error_naming_it(namespace):
+    result = rover("drive", "--sim", "open", "--namespace", namespace, "--unattended")
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert (
+        result.returncode == 2 and len(lines) == 1 and "--unattended is for the robot" in lines[0]
+    )
 
 
 def test_robot_toml_paths_are_relative_to_the_file(tmp_path):
