@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,19 @@ def _free_port_pair() -> int:
                 continue
             return port
     raise RuntimeError("no two free consecutive ports")
+
+
+def _wait_listening(address: str, timeout_s: float) -> None:
+    """Until the robot's remote node accepts TCP connections (its start may be slow here)."""
+    host, port = address.split(":")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, int(port)), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)  # polling a condition with a deadline
+    raise AssertionError(f"the robot never listened on {address}")
 
 
 @pytest.fixture
@@ -63,6 +77,7 @@ def robot(bus_cfg, keys):
         mgr = Manager(opts, nodes=ROBOT_NODES)
         mgr.start()
         try:
+            _wait_listening(address, 60)
             yield address, emu
         finally:
             mgr.stop()
@@ -87,7 +102,7 @@ def test_peers_without_an_authorized_key_get_nothing_and_move_nothing(robot, key
     # an authorized operator first: the robot is up, listening, and shows what it should
     ok = _operator(address, laptop, robot_keys, 1.0)
     out, err = ok.communicate(timeout=30)
-    assert ok.returncode == 0, err
+    assert ok.returncode == 0, out + err
     seen = json.loads(out)["topics"]
     assert seen.get("motor/state", 0) > 10 and seen.get("remote/health", 0) >= 1
     assert set(seen) <= {t.name for t in topics.REMOTE_TOPICS}  # nothing else leaves ipc
