@@ -26,6 +26,7 @@ BENCHES = {
     "replay": "rover.bench.replay",
     "cluster": "rover.bench.cluster",
     "latency": "rover.bench.latency",
+    "console": "rover.bench.console",
 }
 # `rover COMMAND KIND ...` -> module with add_arguments(parser) and run(args) -> int
 KINDS = {
@@ -192,6 +193,29 @@ def _add_stack_args(p: argparse.ArgumentParser) -> None:
         help="replay timed operator inputs from this file instead of a keyboard or gamepad "
         "(tests, headless rigs): a list of {t_s, steering, throttle, deadman, action}",
     )
+    remote = p.add_argument_group("remote operation (docs/remote.md)")
+    remote.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="let authorized operators (rover keys) connect over CURVE: `rover teleop "
+        "--connect ROBOT:PORT` on a laptop (PORT and PORT+1)",
+    )
+    remote.add_argument(
+        "--console",
+        nargs="?",
+        const="127.0.0.1:8765",
+        metavar="[HOST:]PORT",
+        help="serve the web console (default 127.0.0.1:8765; HTTPS off loopback) and print "
+        "its URL with the access token",
+    )
+    remote.add_argument(
+        "--foxglove",
+        nargs="?",
+        const="127.0.0.1:8766",
+        metavar="[HOST:]PORT",
+        help="Foxglove live WebSocket server (default 127.0.0.1:8766)",
+    )
+    remote.add_argument("--keys", metavar="DIR", help="key folder (default: see rover keys)")
     p.add_argument(
         "--record",
         nargs="?",
@@ -219,6 +243,18 @@ def _add_stack_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_connect_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--connect", metavar="ROBOT:PORT", help=what)
+    p.add_argument(
+        "--robot-key",
+        metavar="KEY",
+        help="the robot's public key (40 characters or its robot.key; default: the key "
+        "folder's robot.key)",
+    )
+    if not any(a.dest == "keys" for a in p._actions):
+        p.add_argument("--keys", metavar="DIR", help="key folder (default: see rover keys)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rover", description=__doc__, epilog=exit_code_table())
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
@@ -238,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub, "teleop", "drive by hand (gamepad, or the keyboard in a window; Ctrl-C stops)"
     )
     _add_stack_args(p)
+    _add_connect_args(p, "drive a robot from this laptop: its live view, your keys/gamepad")
     p.set_defaults(func=_cmd_stack, mode="teleop", model=None)
 
     p = _command(sub, "demo", "the simulator driven by the bundled steering CNN")
@@ -259,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "topics", "live topics with rate, bandwidth and drops")
     p.add_argument("--namespace", default="default", help="the stack's bus namespace")
+    _add_connect_args(p, "list a robot's topics from this laptop (its --listen link)")
     p.add_argument("--seconds", type=float, default=3.0, help="how long to listen")
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
     p.set_defaults(func=_cmd_topics)
@@ -313,6 +351,11 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, add_help=False, help=help_text)
         p.set_defaults(func=_cmd_delegate, module=module, entry="run", prog=f"rover {name}")
+
+    p = sub.add_parser(
+        "keys", add_help=False, help="CURVE keys: init, authorize/revoke operators, list"
+    )
+    p.set_defaults(func=_cmd_delegate, module="rover.keys", entry="run", prog="rover keys")
 
     p = sub.add_parser(
         "mcu",
@@ -394,6 +437,10 @@ def _cmd_delegate(args: argparse.Namespace) -> int:
 
 
 def _cmd_stack(args: argparse.Namespace) -> int:
+    if getattr(args, "connect", None):
+        from rover.nodes.remote_teleop import run_remote_teleop
+
+        return run_remote_teleop(args)
     from rover.stack import run_stack
 
     if args.camera_latency_ms is None:  # a real-time simulator sees the robot's camera delay

@@ -161,7 +161,9 @@ def build_options(args: argparse.Namespace) -> RunOptions:
         node_args["recorder"] = ["--out", record_dir]
         sim_args += ["--wait-ready", "recorder"]  # not one frame before the recorder hears
         print(f"recording to {record_dir}")
+    remote = _remote_args(args, node_args, record_dir)
     return RunOptions(
+        **remote,
         mode=args.mode,
         sim=args.sim,
         model=model,
@@ -208,6 +210,44 @@ def _check_scenarios(names: str) -> None:
         raise ConfigError(f"--sim {names!r}: an empty name in the list; write forest,open")
     for name in items:
         resolve_scenario_path(name)
+
+
+def _remote_args(args: argparse.Namespace, node_args: dict, record_dir: str | None) -> dict:
+    """The remote node's and the Foxglove node's arguments (operators off the robot)."""
+    listen, console = getattr(args, "listen", None), getattr(args, "console", None)
+    foxglove = getattr(args, "foxglove", None)
+    from rover.remote import parse_address, require_foxglove_loopback
+
+    for flag, value in (("--listen", listen), ("--console", console), ("--foxglove", foxglove)):
+        if value is not None:
+            try:
+                parse_address(value)
+            except ConfigError as exc:
+                raise ConfigError(f"{flag} {value}: {exc}") from None
+    remote: list[str] = []
+    if listen:
+        from rover.keys import KeyStore, check_curve
+
+        check_curve()
+        KeyStore(getattr(args, "keys", None)).pair("robot")  # no key: one line, before starting
+        remote += ["--listen", listen]
+    if console:
+        import secrets
+
+        from rover.nodes.remote import TOKEN_ENV
+
+        # one token for the whole run: a restarted remote node keeps open pages working
+        os.environ.setdefault(TOKEN_ENV, secrets.token_urlsafe(18))
+        remote += ["--console", console]
+    if getattr(args, "keys", None):
+        remote += ["--keys", args.keys]
+    if record_dir:
+        remote += ["--recording", "--disk", record_dir]
+    node_args["remote"] = remote
+    if foxglove:
+        require_foxglove_loopback(parse_address(foxglove)[0])
+        node_args["foxglove"] = ["--address", foxglove]
+    return {"listen": listen, "console": console, "foxglove": foxglove}
 
 
 def run_stack(args: argparse.Namespace) -> int:

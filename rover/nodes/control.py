@@ -36,6 +36,7 @@ from rover import bus, topics
 from rover import messages as m
 from rover.control import ControlOutput
 from rover.node import HealthPublisher, RateKeeper, Shutdown, node_argparser, node_config, run_main
+from rover.operators import InputSelect
 from rover.perturb import Perturber, perturbed
 
 MAP_WAIT_MS = 300.0  # lock-step: longest wait for the map of an estimate's frame
@@ -61,6 +62,8 @@ class ControlNode:
         self.controller.camera_stale_ms = max(cfg.control.stale_ms, 5000.0 / cfg.camera.fps)
         self.link = SerialMotorLink(cfg.motor)
         self.teleop = bus.Subscriber(topics.TELEOP_COMMAND, bus_cfg)
+        self.remote = bus.Subscriber(topics.TELEOP_REMOTE, bus_cfg)  # remote operators
+        self.inputs = InputSelect(cfg.control.stale_ms)
         self.autopilot = bus.Subscriber(topics.PERCEPTION_STEERING, bus_cfg)
         self.trav = bus.Subscriber(topics.PERCEPTION_TRAVERSABILITY, bus_cfg)
         self.camera = bus.Subscriber(topics.CAMERA_STEREO, bus_cfg)
@@ -116,6 +119,13 @@ class ControlNode:
             )
         )
 
+    def output(self, now_ns: int) -> ControlOutput:
+        """The controller's command, with throttle zero while a driving remote link is quiet
+        (and the controller told so, so nothing resumes until the operator acts again)."""
+        if self.inputs.remote_stale(now_ns):
+            self.controller.on_teleop(m.TeleopCommand(stamp_ns=now_ns), self.inputs.remote_recv_ns)
+        return self.inputs.guard(self.controller.output(now_ns), now_ns)
+
     def forward_states(self) -> None:
         health = self.link.health()
         for state in self.link.poll():
@@ -139,7 +149,8 @@ class ControlNode:
         timeout_ms = max(0.0, self.rate.remaining_s() * 1000)
         if self.pending is not None:
             timeout_ms = min(timeout_ms, 1.0)
-        for sub in bus.wait_any([self.teleop, self.autopilot, self.trav], timeout_ms):
+        subs = [self.teleop, self.remote, self.autopilot, self.trav]
+        for sub in bus.wait_any(subs, timeout_ms):
             msg = sub.receive()
             if msg is None:
                 continue
@@ -149,15 +160,17 @@ class ControlNode:
                 if not self.lockstep_maps:
                     self._apply_map()
                 self.map_frame = msg.frame_seq
-            elif sub is self.teleop:
-                self.controller.on_teleop(msg, now)
-                self.send(self.controller.output(now), msg.stamp_ns)
+            elif sub is self.teleop or sub is self.remote:
+                chosen = self.inputs.accept(msg, now, remote=sub is self.remote)
+                if chosen is not None:
+                    self.controller.on_teleop(chosen, now)
+                self.send(self.output(now), msg.stamp_ns)
             elif self.lockstep_maps and msg.frame_seq > self.map_frame:
                 self.pending = (msg, now)
             else:
                 self._apply_map()
                 self.controller.on_estimate(msg, now)
-                self.send(self.controller.output(now), msg.stamp_ns)
+                self.send(self.output(now), msg.stamp_ns)
         if self.controller.estimate is None:
             self._apply_map()  # no autopilot in this run (teleop): no estimate to wait for
         self._release_pending()
@@ -209,14 +222,14 @@ class ControlNode:
             self.pending = None
             self._apply_map()
             self.controller.on_estimate(est, received)
-            self.send(self.controller.output(received if self.lockstep else now), est.stamp_ns)
+            self.send(self.output(received if self.lockstep else now), est.stamp_ns)
 
     def _repeat(self, now_ns: int) -> ControlOutput:
         """The 50 Hz repeat: re-judged now, or in lock-step the last command again."""
         quiet = now_ns - self.last_input_ns > self.lockstep_stale_ns
         if self.lockstep and self.last_out is not None and not quiet:
             return self.last_out
-        return self.controller.output(now_ns)
+        return self.output(now_ns)
 
     def _apply_map(self) -> None:
         """Hand the newest map to the guard (lock-step: just before its frame's estimate)."""
