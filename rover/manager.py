@@ -51,6 +51,9 @@ class RunOptions:
     config: str | None = None
     namespace: str = "default"
     overrides: tuple[str, ...] = ()
+    listen: str | None = None  # remote operators' CURVE link (HOST:PORT)
+    console: str | None = None  # web console ([HOST:]PORT)
+    foxglove: str | None = None  # Foxglove live server ([HOST:]PORT)
     node_args: dict[str, list[str]] = field(default_factory=dict)
     unattended: bool = False  # drive without an operator input that can stop the robot
 
@@ -82,6 +85,8 @@ NODES: tuple[NodeSpec, ...] = (
     ),
     NodeSpec("traversability", "rover.nodes.traversability", lambda o: o.traversability),
     NodeSpec("recorder", "rover.nodes.recorder", lambda o: o.record is not None),
+    NodeSpec("remote", "rover.nodes.remote", lambda o: bool(o.listen or o.console)),
+    NodeSpec("foxglove", "rover.nodes.foxglove", lambda o: o.foxglove is not None),
     NodeSpec(
         "control",
         "rover.nodes.control",

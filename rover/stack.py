@@ -43,7 +43,10 @@ SIM_ONLY_FLAGS = (
     ("safety_driver", "--safety-driver", 0.0),
     ("metrics_out", "--metrics-out", None),
 )
-ROBOT_ONLY_FLAGS = (("unattended", "--unattended", False), ("teleop_script", "--teleop-script", None))
+ROBOT_ONLY_FLAGS = (
+    ("unattended", "--unattended", False),
+    ("teleop_script", "--teleop-script", None),
+)
 
 
 def check_flags(args: argparse.Namespace) -> None:
@@ -103,8 +106,14 @@ def build_options(args: argparse.Namespace) -> RunOptions:
     if not 0.0 <= safety_driver <= 30.0:
         raise ConfigError(f"--safety-driver {safety_driver:g}: give 0 to 30 seconds")
     overrides = list(args.set)
+    overrides += _perturb_overrides(args)
+    if getattr(args, "randomise_materials", 0.0) and args.sim is None:
+        raise ConfigError("--randomise-materials is for the simulator: add --sim SCENARIO")
+    if not 0.0 <= getattr(args, "randomise_materials", 0.0) <= 1.0:
+        raise ConfigError(f"--randomise-materials {args.randomise_materials:g}: give 0 to 1")
     sim_args: list[str] = []
     if args.sim is not None:
+        _check_scenarios(args.sim)
         overrides.append(f"motor.port={motor_port_for_sim(args.namespace)}")
         sim_args = ["--scenario", args.sim, "--mode", args.mode]
         for flag, value in (
@@ -121,6 +130,8 @@ def build_options(args: argparse.Namespace) -> RunOptions:
                 sim_args += [f"--{flag.replace('_', '-')}", str(value)]
         if safety_driver:
             sim_args += ["--safety-driver-s", str(safety_driver)]
+        if getattr(args, "randomise_materials", 0.0):
+            sim_args += ["--randomise-materials", str(args.randomise_materials)]
         if args.lockstep:
             sim_args.append("--lockstep")
         if getattr(args, "mcu", "emulator") == "avr":
@@ -150,7 +161,9 @@ def build_options(args: argparse.Namespace) -> RunOptions:
         node_args["recorder"] = ["--out", record_dir]
         sim_args += ["--wait-ready", "recorder"]  # not one frame before the recorder hears
         print(f"recording to {record_dir}")
+    remote = _remote_args(args, node_args, record_dir)
     return RunOptions(
+        **remote,
         mode=args.mode,
         sim=args.sim,
         model=model,
@@ -175,6 +188,66 @@ def _teleop_args(args: argparse.Namespace) -> list[str]:
             raise ConfigError(f"--teleop-script {script} is not a file: give a JSON input script")
         out += ["--script", os.path.abspath(script)]
     return out
+
+
+def _perturb_overrides(args: argparse.Namespace) -> list[str]:
+    """``--perturb RATE,SIZE`` as [perturb] overrides (checked here, in one line)."""
+    text = getattr(args, "perturb", None)
+    if text is None:
+        return []
+    from rover.perturb import parse_perturb
+
+    rate, size = parse_perturb(text)
+    return [f"perturb.rate_hz={rate}", f"perturb.size={size}"]
+
+
+def _check_scenarios(names: str) -> None:
+    """Every scenario of ``--sim a,b,c`` exists (ConfigError naming the missing one)."""
+    from sim.scenario import resolve_scenario_path
+
+    items = [n.strip() for n in names.split(",")]
+    if not all(items):
+        raise ConfigError(f"--sim {names!r}: an empty name in the list; write forest,open")
+    for name in items:
+        resolve_scenario_path(name)
+
+
+def _remote_args(args: argparse.Namespace, node_args: dict, record_dir: str | None) -> dict:
+    """The remote node's and the Foxglove node's arguments (operators off the robot)."""
+    listen, console = getattr(args, "listen", None), getattr(args, "console", None)
+    foxglove = getattr(args, "foxglove", None)
+    from rover.remote import parse_address, require_foxglove_loopback
+
+    for flag, value in (("--listen", listen), ("--console", console), ("--foxglove", foxglove)):
+        if value is not None:
+            try:
+                parse_address(value)
+            except ConfigError as exc:
+                raise ConfigError(f"{flag} {value}: {exc}") from None
+    remote: list[str] = []
+    if listen:
+        from rover.keys import KeyStore, check_curve
+
+        check_curve()
+        KeyStore(getattr(args, "keys", None)).pair("robot")  # no key: one line, before starting
+        remote += ["--listen", listen]
+    if console:
+        import secrets
+
+        from rover.nodes.remote import TOKEN_ENV
+
+        # one token for the whole run: a restarted remote node keeps open pages working
+        os.environ.setdefault(TOKEN_ENV, secrets.token_urlsafe(18))
+        remote += ["--console", console]
+    if getattr(args, "keys", None):
+        remote += ["--keys", args.keys]
+    if record_dir:
+        remote += ["--recording", "--disk", record_dir]
+    node_args["remote"] = remote
+    if foxglove:
+        require_foxglove_loopback(parse_address(foxglove)[0])
+        node_args["foxglove"] = ["--address", foxglove]
+    return {"listen": listen, "console": console, "foxglove": foxglove}
 
 
 def run_stack(args: argparse.Namespace) -> int:
