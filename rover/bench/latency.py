@@ -18,9 +18,10 @@ listens on the bus like any subscriber and splits that time into five stages tha
 - serial: DRIVE written → arrived at the motor controller.
 
 The split between capture→publish, bus and control is this listener's view (it raises its own
-priority where allowed): on a loaded machine its late wake-ups move time between those three
-(bus and control can even go negative); end to end, steering and serial are stamped where they
-happen. The floor, measured in the same run on this machine before the stack starts: the same stages'
+priority where allowed), each time it saw capped by causality (the control node had the
+estimate before it wrote its DRIVE; the steering node had the frame ``latency_ms`` before its
+estimate arrived): on a loaded machine the listener's late wake-ups still move time between
+those three. End to end, steering and serial are stamped where they happen. The floor, measured in the same run on this machine before the stack starts: the same stages'
 bare costs (a bare OpenCV read of the rig's videos plus a bare pyzmq hop of the pair; a bare
 pyzmq hop of a small message; the network's bare forward on a prepared pair; the controller's
 logic and the DRIVE's encoding; a bare pty write -> read, plus the wire time at ``--baud``).
@@ -123,8 +124,13 @@ class Trace:
                 continue
             if drive_seq not in arrivals:
                 continue
-            capture_ns, est_recv_ns, steering_ms = self.estimates[frame]
-            frame_ns, arrival_ns = self.frame_recv_ns[frame], arrivals[drive_seq]
+            capture_ns, est_seen_ns, steering_ms = self.estimates[frame]
+            arrival_ns = arrivals[drive_seq]
+            # What this listener saw, capped by causality: the control node had the estimate
+            # before it wrote the DRIVE answering it, and the steering node had the frame
+            # steering_ms before its estimate arrived anywhere.
+            est_recv_ns = min(est_seen_ns, written_ns)
+            frame_ns = min(self.frame_recv_ns[frame], est_recv_ns - int(steering_ms * 1e6))
             values = {
                 "capture_publish": (frame_ns - capture_ns) / 1e6,
                 "bus": (est_recv_ns - frame_ns) / 1e6 - steering_ms,
