@@ -40,6 +40,7 @@ class CameraProbe:
 
 def _camera_child(config, conn) -> None:
     """In the child: open, read for READ_SECONDS (or MAX_PAIRS), send stamps and a few pairs."""
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # the line we print says it better
     from drivers.camera import EndOfStream, open_camera
     from rover.errors import RoverError
 
