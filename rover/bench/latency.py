@@ -26,8 +26,8 @@ those three. End to end, steering and serial are stamped where they happen.
 The floor, measured in the same run on this machine, half before the stack starts and half
 after it stopped: the same stages' bare costs (a bare OpenCV read of the rig's videos plus a
 bare pyzmq hop of the pair; a bare pyzmq hop of a small message; the network's bare forward on
-a prepared pair; the controller's logic and the DRIVE's encoding; a DRIVE frame across a bare pty to
-another thread, plus its wire time at ``--baud``).
+a prepared pair; the controller's logic and the DRIVE's encoding; a DRIVE frame across a bare
+pty to another thread, plus its wire time at ``--baud``).
 
 The capture→publish p50 is also written to the user's state folder (``latency.json``): the
 simulator's ``--camera-latency-ms`` defaults to it in real-time runs, so they see the robot's
