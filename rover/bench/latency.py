@@ -49,9 +49,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# capture -> publish p50 on the rig measured here (bench/RESULTS.md, issue 12); used by the
-# simulator until `rover bench latency` has run on this computer
-DEFAULT_CAMERA_LATENCY_MS = 1.5
+# capture -> publish p50 on the rig measured here (median of 5 runs, bench/RESULTS.md, issue
+# 12, at load ~20); used by the simulator until `rover bench latency` has run on this computer
+DEFAULT_CAMERA_LATENCY_MS = 4.5
 STAGES = ("capture_publish", "bus", "steering", "control", "serial")
 STAGE_NAMES = {
     "capture_publish": "capture -> publish",
