@@ -202,7 +202,12 @@ class Manager:
 
     def run(self, timeout_s: float | None = None) -> str:
         """Start, supervise until a primary node finishes, a fatal error, SIGINT or timeout."""
-        previous = signal.signal(signal.SIGTERM, lambda *_: self._request_stop())
+        # SIGTERM (kill, systemd) and SIGHUP (the terminal closed) stop as cleanly as Ctrl-C:
+        # nodes stopped, sockets and logs removed, nothing left in the temp folder
+        previous = {
+            sig: signal.signal(sig, lambda *_: self._request_stop())
+            for sig in (signal.SIGTERM, signal.SIGHUP)
+        }
         self.start()
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         reason = "stopped"
@@ -220,7 +225,8 @@ class Manager:
             reason = "interrupted"
         finally:
             self.stop()
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             self.clean_up()
         return reason
 
