@@ -295,6 +295,9 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.safety_driver <= 30.0:
         raise ConfigError(f"--safety-driver {args.safety_driver:g}: give 0 to 30 seconds")
     load_config(None, args.set)  # a bad --set fails here, once, not in every stack
+    from perception.infer import load_checkpoint
+
+    load_checkpoint(args.model)  # a missing, empty or foreign model: now, not after the suite
     report = run_suite(args)
     failed = [r for r in report["runs"] if "error" in r]
     if args.baseline:

@@ -25,3 +25,22 @@ def test_the_verdict_says_what_was_driven(tmp_path):
     page = write_html(report, tmp_path / "report.html").read_text()
     assert "300.0 m driven, 1 of 1 goals reached" in page
     assert "<th>goals reached</th>" in page and "<td>1/1</td>" in page
+
+
+def test_an_empty_model_fails_before_any_run(tmp_path):
+    """Not after the suite's expert runs: at once, in one line."""
+    import argparse
+
+    import pytest
+
+    from perception.steering import evaluate
+    from rover.errors import DataError
+
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    parser = argparse.ArgumentParser()
+    evaluate.add_arguments(parser)
+    args = parser.parse_args(["--model", str(empty), "--out", str(tmp_path / "out")])
+    with pytest.raises(DataError, match=r"is empty \(0 bytes\)"):
+        evaluate.run(args)
+    assert not (tmp_path / "out").exists()
