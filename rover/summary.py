@@ -36,6 +36,7 @@ class RunSummary:
         if getattr(args, "sim", None) is None:
             return cls()
         snapshot = getattr(args, "snapshot", None)
+        check_output_paths(snapshot, getattr(args, "metrics_out", None))
         if getattr(args, "metrics_out", None):
             return cls(Path(args.metrics_out), True, snapshot)
         scratch = Path(tempfile.mkdtemp(prefix="rover-run-"))
@@ -80,6 +81,25 @@ class RunSummary:
     def __exit__(self, *exc: object) -> None:
         if self.scratch is not None:  # our temporary metrics, whatever happened
             shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def check_output_paths(snapshot: str | None, metrics_out: str | None) -> None:
+    """Fail before the run, not after it: a snapshot is a .png in a folder that exists; the
+    metrics JSON must not end in .png (its trajectory picture goes beside it under that name).
+    DataError, as the simulator node raises for the same problems."""
+    from rover.errors import DataError
+
+    if snapshot is not None:
+        path = Path(snapshot)
+        if path.suffix.lower() != ".png":
+            raise DataError(f"snapshot {path}: the file name must end in .png")
+        if not path.parent.is_dir():
+            raise DataError(f"snapshot {path}: folder {path.parent} does not exist; create it")
+    if metrics_out is not None and Path(metrics_out).suffix.lower() == ".png":
+        raise DataError(
+            f"--metrics-out {metrics_out}: the trajectory picture is written beside the JSON "
+            "as .png; name the metrics file .json"
+        )
 
 
 def run_line(metrics: dict) -> str:

@@ -105,3 +105,22 @@ def test_old_node_logs_of_failed_runs_are_pruned(tmp_path: Path):
     removed = prune_kept_logs(tmp_path, keep=2)
     assert sorted(removed) == sorted(folders[:4])  # the newest two are the young one and 4
     assert young.is_dir() and folders[4].is_dir()
+
+
+@pytest.mark.parametrize(
+    "flag, value, needle",
+    [
+        ("--snapshot", "shot.jpg", "must end in .png"),
+        ("--snapshot", "nofolder/shot.png", "does not exist; create it"),
+        ("--metrics-out", "run.png", "name the metrics file .json"),
+    ],
+)
+def test_bad_output_paths_fail_before_the_run(tmp_path: Path, flag, value, needle):
+    import argparse
+
+    from rover.errors import DataError
+
+    args = argparse.Namespace(sim="forest", metrics_out=None, snapshot=None)
+    setattr(args, flag.lstrip("-").replace("-", "_"), str(tmp_path / value))
+    with pytest.raises(DataError, match=needle):
+        RunSummary.prepare(args)
