@@ -26,8 +26,8 @@ from perception.steering.model import (
     build_model,
     prepare,
 )
+from perception.steering.settings import DEVICES, PRECISIONS
 from rover.errors import ConfigError, DataError
-from rover.nodes.steering import DEVICES, PRECISIONS
 
 CHECKPOINT_FORMAT = "rover-steering-cnn"
 CHECKPOINT_VERSION = 1

@@ -23,6 +23,10 @@ BENCHES = {
     "infer": "rover.bench.infer",
     "train": "rover.bench.train",
     "traversability": "rover.bench.traversability",
+    "replay": "rover.bench.replay",
+    "cluster": "rover.bench.cluster",
+    "latency": "rover.bench.latency",
+    "console": "rover.bench.console",
 }
 # `rover COMMAND KIND ...` -> module with add_arguments(parser) and run(args) -> int
 KINDS = {
@@ -30,7 +34,11 @@ KINDS = {
         "steering": "perception.train_steering",
         "traversability": "perception.traversability.train",
     },
-    "eval": {"steering": "perception.steering.evaluate", "traversability": "perception.trav_eval"},
+    "eval": {
+        "steering": "perception.steering.evaluate",
+        "traversability": "perception.trav_eval",
+        "recordings": "perception.steering.offline_eval",
+    },
 }
 
 
@@ -101,7 +109,8 @@ def _add_stack_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--sim",
         metavar="SCENARIO",
-        help=f"run against the simulator: {', '.join(scenario_names())}, or a .toml path",
+        help=f"run against the simulator: {', '.join(scenario_names())}, or a .toml path; "
+        "a list (forest,open,corridor) cycles families when --duration outlasts a world",
     )
     p.add_argument(
         "--seed", type=int, default=None, help="simulator world seed (default: the scenario's)"
@@ -141,13 +150,21 @@ def _add_stack_args(p: argparse.ArgumentParser) -> None:
         help="run the traversability node: the control node then slows and stops "
         "for obstacles on the arc it drives ([guard] in the config)",
     )
+    p.add_argument(
+        "--mcu",
+        choices=("emulator", "avr"),
+        default="emulator",
+        help="the simulator's motor controller: the Python emulator (default) or the compiled "
+        "firmware in an AVR simulator (simavr; built by `make firmware` when stale)",
+    )
     faults = p.add_argument_group("fault injection (simulator only)")
     faults.add_argument(
         "--camera-latency-ms",
         type=float,
-        default=0.0,
+        default=None,
+        help="delay every camera frame by this much (default in real time: the robot's "
+        "capture-to-publish time that `rover bench latency` last measured here; 0: none)",
         metavar="MS",
-        help="delay every camera frame by this much",
     )
     faults.add_argument(
         "--frame-drop",
@@ -163,6 +180,42 @@ def _add_stack_args(p: argparse.ArgumentParser) -> None:
         metavar="P",
         help="garble serial data reaching the motor controller with probability P",
     )
+    robot = p.add_argument_group("on the robot (without --sim)")
+    robot.add_argument(
+        "--unattended",
+        action="store_true",
+        help="arm the motors although no operator input that can stop the robot (gamepad, "
+        "keyboard window) is connected; without it the control node will not arm",
+    )
+    robot.add_argument(
+        "--teleop-script",
+        metavar="JSON",
+        help="replay timed operator inputs from this file instead of a keyboard or gamepad "
+        "(tests, headless rigs): a list of {t_s, steering, throttle, deadman, action}",
+    )
+    remote = p.add_argument_group("remote operation (docs/remote.md)")
+    remote.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="let authorized operators (rover keys) connect over CURVE: `rover teleop "
+        "--connect ROBOT:PORT` on a laptop (PORT and PORT+1)",
+    )
+    remote.add_argument(
+        "--console",
+        nargs="?",
+        const="127.0.0.1:8765",
+        metavar="[HOST:]PORT",
+        help="serve the web console (default 127.0.0.1:8765; HTTPS off loopback) and print "
+        "its URL with the access token",
+    )
+    remote.add_argument(
+        "--foxglove",
+        nargs="?",
+        const="127.0.0.1:8766",
+        metavar="[HOST:]PORT",
+        help="Foxglove live WebSocket server (default 127.0.0.1:8766)",
+    )
+    remote.add_argument("--keys", metavar="DIR", help="key folder (default: see rover keys)")
     p.add_argument(
         "--record",
         nargs="?",
@@ -170,6 +223,36 @@ def _add_stack_args(p: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="record a session to MCAP under DIR (default: recordings/)",
     )
+    demo = p.add_argument_group("demonstrations")
+    demo.add_argument(
+        "--perturb",
+        metavar="RATE,SIZE",
+        help="add smooth steering perturbations for the driver to correct (DART): RATE spans "
+        "a second, SIZE peak steering, e.g. 0.3,0.5; recorded labels stay the driver's own "
+        "([perturb] in the config for the rest)",
+    )
+    demo.add_argument(
+        "--randomise-materials",
+        type=float,
+        nargs="?",
+        const=0.6,
+        default=0.0,
+        metavar="P",
+        help="simulator: repaint this share of the worlds with other training materials "
+        "(0.6 when given alone)",
+    )
+
+
+def _add_connect_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--connect", metavar="ROBOT:PORT", help=what)
+    p.add_argument(
+        "--robot-key",
+        metavar="KEY",
+        help="the robot's public key (40 characters or its robot.key; default: the key "
+        "folder's robot.key)",
+    )
+    if not any(a.dest == "keys" for a in p._actions):
+        p.add_argument("--keys", metavar="DIR", help="key folder (default: see rover keys)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -187,8 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_stack, mode="drive")
 
-    p = _command(sub, "teleop", "drive by hand (keyboard or gamepad; in the simulator window)")
+    p = _command(
+        sub, "teleop", "drive by hand (gamepad, or the keyboard in a window; Ctrl-C stops)"
+    )
     _add_stack_args(p)
+    _add_connect_args(p, "drive a robot from this laptop: its live view, your keys/gamepad")
     p.set_defaults(func=_cmd_stack, mode="teleop", model=None)
 
     p = _command(sub, "demo", "the simulator driven by the bundled steering CNN")
@@ -210,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "topics", "live topics with rate, bandwidth and drops")
     p.add_argument("--namespace", default="default", help="the stack's bus namespace")
+    _add_connect_args(p, "list a robot's topics from this laptop (its --listen link)")
     p.add_argument("--seconds", type=float, default=3.0, help="how long to listen")
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
     p.set_defaults(func=_cmd_topics)
@@ -244,6 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser(
+        "replay", add_help=False, help="feed a recording through the real nodes, diff their answers"
+    )
+    p.set_defaults(func=_cmd_delegate, module="rover.replay.cli", entry="run", prog="rover replay")
+
+    p = sub.add_parser(
         "calibrate", add_help=False, help="stereo calibration from checkerboard image pairs"
     )
     p.set_defaults(
@@ -252,6 +344,25 @@ def build_parser() -> argparse.ArgumentParser:
         entry="run_calibrate",
         prog="rover calibrate",
     )
+
+    for name, module, help_text in (
+        ("rig", "rover.rig", "the robot's hardware stood in for: video cameras, emulated MCU"),
+        ("doctor", "rover.doctor", "check a robot (cameras, serial, firmware, disk, models)"),
+    ):
+        p = sub.add_parser(name, add_help=False, help=help_text)
+        p.set_defaults(func=_cmd_delegate, module=module, entry="run", prog=f"rover {name}")
+
+    p = sub.add_parser(
+        "keys", add_help=False, help="CURVE keys: init, authorize/revoke operators, list"
+    )
+    p.set_defaults(func=_cmd_delegate, module="rover.keys", entry="run", prog="rover keys")
+
+    p = sub.add_parser(
+        "mcu",
+        add_help=False,
+        help="serve a motor controller on a pty: rover mcu serve --avr|--emulator [--link PATH]",
+    )
+    p.set_defaults(func=_cmd_delegate, module="rover.mcu", entry="run", prog="rover mcu")
 
     p = _command(sub, "bench", "measure this computer against the budget")
     bench_sub = p.add_subparsers(dest="bench", required=True, metavar="NAME")
@@ -326,7 +437,17 @@ def _cmd_delegate(args: argparse.Namespace) -> int:
 
 
 def _cmd_stack(args: argparse.Namespace) -> int:
+    if getattr(args, "connect", None):
+        from rover.nodes.remote_teleop import run_remote_teleop
+
+        return run_remote_teleop(args)
     from rover.stack import run_stack
+
+    if args.camera_latency_ms is None:  # a real-time simulator sees the robot's camera delay
+        from rover.bench.latency import measured_camera_latency_ms
+
+        real_time = args.sim and not args.lockstep  # lock-step time does not model it
+        args.camera_latency_ms = measured_camera_latency_ms() if real_time else 0.0
 
     return run_stack(args)
 

@@ -62,3 +62,9 @@ def run_command(prog: str, command: Callable[[], int]) -> int:
     except RoverError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+
+
+class LinkError(RoverError):
+    """A remote link that cannot be made: nothing listening, or a key the robot refuses."""
+
+    exit_code = 5

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rover.config import load_config
 from rover.errors import ConfigError, DataError
-from rover.manager import Manager, RunOptions
+from rover.manager import Manager, NamespaceLock, RunOptions
 from rover.topics import BusConfig
 
 SIM_POLICIES = ("expert", "straight", "random")
@@ -29,6 +29,39 @@ def has_display() -> bool:
     if sys.platform.startswith("linux"):
         return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     return True
+
+
+# flags that only the simulator reads: (argparse destination, flag, its "not given" value)
+SIM_ONLY_FLAGS = (
+    ("duration", "--duration", None),
+    ("lockstep", "--lockstep", False),
+    ("seed", "--seed", None),
+    ("snapshot", "--snapshot", None),
+    ("frame_drop", "--frame-drop", 0.0),
+    ("serial_loss", "--serial-loss", 0.0),
+    ("camera_latency_ms", "--camera-latency-ms", 0.0),
+    ("safety_driver", "--safety-driver", 0.0),
+    ("metrics_out", "--metrics-out", None),
+)
+ROBOT_ONLY_FLAGS = (
+    ("unattended", "--unattended", False),
+    ("teleop_script", "--teleop-script", None),
+)
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """A flag the chosen target ignores is a mistake: say which, in one line."""
+    if args.sim is None:
+        for dest, flag, unset in SIM_ONLY_FLAGS:
+            if getattr(args, dest, unset) != unset:
+                raise ConfigError(
+                    f"{flag} is for the simulator: add --sim SCENARIO, or leave {flag} out "
+                    "on the robot"
+                )
+        return
+    for dest, flag, unset in ROBOT_ONLY_FLAGS:
+        if getattr(args, dest, unset) != unset:
+            raise ConfigError(f"{flag} is for the robot: leave it out with --sim")
 
 
 def check_model_file(model: str | None) -> None:
@@ -53,6 +86,7 @@ def check_model_file(model: str | None) -> None:
 
 def build_options(args: argparse.Namespace) -> RunOptions:
     """Check the request and derive each node's arguments."""
+    check_flags(args)
     model = getattr(args, "model", None)
     if args.mode == "drive" and model is None and args.sim is not None:
         model = "expert"  # the simulator's own driver, unless told otherwise
@@ -61,13 +95,25 @@ def build_options(args: argparse.Namespace) -> RunOptions:
     if args.sim is None and model in SIM_POLICIES:
         raise ConfigError(f"--model {model} is a simulator policy: add --sim SCENARIO")
     safety_driver = getattr(args, "safety_driver", 0.0)
-    if safety_driver and args.sim is None:
-        raise ConfigError("--safety-driver is for the simulator: add --sim SCENARIO")
+    if getattr(args, "mcu", "emulator") == "avr":
+        if args.sim is None:
+            raise ConfigError("--mcu is the simulator's motor controller: add --sim SCENARIO")
+        if getattr(args, "serial_loss", 0.0):
+            raise ConfigError("--serial-loss is the emulator's: drop it or --mcu avr")
+        from drivers.avr_sim import build_firmware
+
+        build_firmware()  # once, here: a missing toolchain is one line, not a failing node
     if not 0.0 <= safety_driver <= 30.0:
         raise ConfigError(f"--safety-driver {safety_driver:g}: give 0 to 30 seconds")
     overrides = list(args.set)
+    overrides += _perturb_overrides(args)
+    if getattr(args, "randomise_materials", 0.0) and args.sim is None:
+        raise ConfigError("--randomise-materials is for the simulator: add --sim SCENARIO")
+    if not 0.0 <= getattr(args, "randomise_materials", 0.0) <= 1.0:
+        raise ConfigError(f"--randomise-materials {args.randomise_materials:g}: give 0 to 1")
     sim_args: list[str] = []
     if args.sim is not None:
+        _check_scenarios(args.sim)
         overrides.append(f"motor.port={motor_port_for_sim(args.namespace)}")
         sim_args = ["--scenario", args.sim, "--mode", args.mode]
         for flag, value in (
@@ -84,16 +130,25 @@ def build_options(args: argparse.Namespace) -> RunOptions:
                 sim_args += [f"--{flag.replace('_', '-')}", str(value)]
         if safety_driver:
             sim_args += ["--safety-driver-s", str(safety_driver)]
+        if getattr(args, "randomise_materials", 0.0):
+            sim_args += ["--randomise-materials", str(args.randomise_materials)]
         if args.lockstep:
             sim_args.append("--lockstep")
+        if getattr(args, "mcu", "emulator") == "avr":
+            sim_args += ["--mcu", "avr"]
         if model in SIM_POLICIES:
             sim_args += ["--policy", model]
         if args.headless or not has_display():
             sim_args.append("--headless")
     if args.mode == "drive":
         overrides.append("control.autopilot_without_teleop=true")
+    unattended = bool(getattr(args, "unattended", False))
+    if args.sim is None:
+        overrides.append("control.camera_stale=true")
+        if not unattended:
+            overrides.append("control.require_operator=true")
     load_config(args.config, overrides)  # fail here, once, in one line: not in every node
-    node_args = {"sim": sim_args}
+    node_args = {"sim": sim_args, "teleop": _teleop_args(args)}
     if getattr(args, "lockstep", False) and getattr(args, "traversability", False):
         node_args["control"] = ["--lockstep-maps"]  # the guard sees frame N's map, reproducibly
     if model is not None and model not in SIM_POLICIES:
@@ -106,7 +161,9 @@ def build_options(args: argparse.Namespace) -> RunOptions:
         node_args["recorder"] = ["--out", record_dir]
         sim_args += ["--wait-ready", "recorder"]  # not one frame before the recorder hears
         print(f"recording to {record_dir}")
+    remote = _remote_args(args, node_args, record_dir)
     return RunOptions(
+        **remote,
         mode=args.mode,
         sim=args.sim,
         model=model,
@@ -116,7 +173,81 @@ def build_options(args: argparse.Namespace) -> RunOptions:
         record=record_dir,
         traversability=bool(getattr(args, "traversability", False)),
         node_args=node_args,
+        unattended=unattended,
     )
+
+
+def _teleop_args(args: argparse.Namespace) -> list[str]:
+    """The teleop node's arguments: its mode (drive starts on the autopilot), window or not."""
+    out = ["--mode", args.mode]
+    if getattr(args, "headless", False):
+        out.append("--headless")
+    script = getattr(args, "teleop_script", None)
+    if script is not None:
+        if not os.path.isfile(script):
+            raise ConfigError(f"--teleop-script {script} is not a file: give a JSON input script")
+        out += ["--script", os.path.abspath(script)]
+    return out
+
+
+def _perturb_overrides(args: argparse.Namespace) -> list[str]:
+    """``--perturb RATE,SIZE`` as [perturb] overrides (checked here, in one line)."""
+    text = getattr(args, "perturb", None)
+    if text is None:
+        return []
+    from rover.perturb import parse_perturb
+
+    rate, size = parse_perturb(text)
+    return [f"perturb.rate_hz={rate}", f"perturb.size={size}"]
+
+
+def _check_scenarios(names: str) -> None:
+    """Every scenario of ``--sim a,b,c`` exists (ConfigError naming the missing one)."""
+    from sim.scenario import resolve_scenario_path
+
+    items = [n.strip() for n in names.split(",")]
+    if not all(items):
+        raise ConfigError(f"--sim {names!r}: an empty name in the list; write forest,open")
+    for name in items:
+        resolve_scenario_path(name)
+
+
+def _remote_args(args: argparse.Namespace, node_args: dict, record_dir: str | None) -> dict:
+    """The remote node's and the Foxglove node's arguments (operators off the robot)."""
+    listen, console = getattr(args, "listen", None), getattr(args, "console", None)
+    foxglove = getattr(args, "foxglove", None)
+    from rover.remote import parse_address, require_foxglove_loopback
+
+    for flag, value in (("--listen", listen), ("--console", console), ("--foxglove", foxglove)):
+        if value is not None:
+            try:
+                parse_address(value)
+            except ConfigError as exc:
+                raise ConfigError(f"{flag} {value}: {exc}") from None
+    remote: list[str] = []
+    if listen:
+        from rover.keys import KeyStore, check_curve
+
+        check_curve()
+        KeyStore(getattr(args, "keys", None)).pair("robot")  # no key: one line, before starting
+        remote += ["--listen", listen]
+    if console:
+        import secrets
+
+        from rover.nodes.remote import TOKEN_ENV
+
+        # one token for the whole run: a restarted remote node keeps open pages working
+        os.environ.setdefault(TOKEN_ENV, secrets.token_urlsafe(18))
+        remote += ["--console", console]
+    if getattr(args, "keys", None):
+        remote += ["--keys", args.keys]
+    if record_dir:
+        remote += ["--recording", "--disk", record_dir]
+    node_args["remote"] = remote
+    if foxglove:
+        require_foxglove_loopback(parse_address(foxglove)[0])
+        node_args["foxglove"] = ["--address", foxglove]
+    return {"listen": listen, "console": console, "foxglove": foxglove}
 
 
 def run_stack(args: argparse.Namespace) -> int:
@@ -124,12 +255,23 @@ def run_stack(args: argparse.Namespace) -> int:
     say what it did and where its files are (rover.summary)."""
     from rover.summary import RunSummary
 
+    check_flags(args)
+    bus = load_config(args.config, list(args.set)).bus
+    bus = BusConfig.from_dict({**bus.__dict__, "namespace": args.namespace})
+    # before anything touches the namespace (its sockets, the simulator's port, a session)
+    lock = NamespaceLock(bus).acquire(f"rover {args.mode}")
     with RunSummary.prepare(args) as summary:  # in the simulator: metrics to quote at the end
-        options = build_options(args)
-        manager = Manager(options)
+        try:
+            options = build_options(args)
+            manager = Manager(options, lock=lock)
+        except BaseException:
+            lock.release()
+            raise
         reason = manager.run()
         summary.report(options.record)
-    if reason in ("sim finished", "stopped", "interrupted"):
+    if manager.clean:
+        if reason not in ("sim finished", "stopped", "interrupted", *manager.printed):
+            print(f"rover: {reason}", file=sys.stderr, flush=True)
         if manager.kept_logs:  # it recovered, but say so: the logs were kept for a reason
             print(
                 f"rover: note: {manager.failures[-1]}; restarted "

@@ -18,9 +18,12 @@ from mcap.reader import SeekingReader
 from mcap.records import Metadata
 
 from rover.errors import DataError, RoverError
+from rover.health import HealthLog
+from rover.messages import HealthEvent
 from rover.recording import format as fmt
 from rover.recording import segment as seg
 from rover.recording.reader import FrameIndexer, Session, decode_jpeg, walk_session
+from rover.recording.takeover import drive_mode
 from rover.recording.trims import TrimSpan, add_trim, load_trims, undo_trim
 from rover.recording.writer import session_is_live
 
@@ -173,7 +176,8 @@ def session_info(path: str | Path) -> dict:
     """Everything `info` reports, from one pass over the session (images not decoded)."""
     session_dir, _ = resolve(path)
     session = Session(session_dir, partial_ok=session_is_live(session_dir))
-    scan, indexer = _Scan(), FrameIndexer()
+    scan, indexer = _Scan(), FrameIndexer(drive_mode(session.metadata["robot_config"]))
+    health = HealthLog()
 
     def on_record(_path: Path, record: object) -> None:
         if isinstance(record, Metadata) and record.name == fmt.META_COUNTS:
@@ -192,10 +196,28 @@ def session_info(path: str | Path) -> dict:
             if topic == fmt.CONTROL_TOPIC:
                 scan.control_sources[json.loads(msg.data).get("source") or "?"] += 1
             scan.topics.setdefault(topic, _TopicStats()).add(msg.sequence, msg.log_time)
-    session._frames = indexer.frames()
+            if topic.startswith("/health/"):
+                _take_health(health, msg.data)
+    session._frames, session._takeovers = indexer.frames(), indexer.takeovers()
     info = _info_dict(session, scan, size)
     info["resent_duplicates"] = indexer.duplicates
+    info["faults"] = health.summary()  # lost motor controller, camera stalls, end of file...
+    info["takeovers"] = len(session._takeovers)
+    info["takeover_s"] = round(session.takeover_s, 3)
+    info["takeover_frames"] = sum(f.takeover for f in session._frames)
     return info
+
+
+HEALTH_FIELDS = ("node", "fault", "active", "count", "event", "text")
+
+
+def _take_health(health: HealthLog, data: bytes) -> None:
+    """One recorded health event (JSON) into the session's fault counts."""
+    try:
+        fields = json.loads(data)
+        health.take(HealthEvent(**{k: fields[k] for k in HEALTH_FIELDS}))
+    except (ValueError, KeyError, TypeError):
+        return  # a damaged or foreign event: verify reports damage, info counts what it can
 
 
 def _info_dict(session: Session, scan: _Scan, size: int) -> dict:
