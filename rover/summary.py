@@ -116,6 +116,8 @@ def run_line(metrics: dict) -> str:
         f"collision{'' if collisions == 1 else 's'}, {goal}, "
         f"{metrics.get('elapsed_s', 0.0):.1f} s simulated"
     )
+    if (metrics.get("net_forward_m") or 0.0) < -0.5:  # goal progress stops at 0 %
+        line += f", ended {-metrics['net_forward_m']:.1f} m behind the start"
     if metrics.get("takeover_m"):
         line += f" (safety driver {metrics['takeover_m']:.1f} m)"
     return line

@@ -51,6 +51,15 @@ def test_without_metrics_out_the_summary_leaves_no_files_behind(tmp_path: Path):
     assert not Path(args.metrics_out).parent.exists()
 
 
+def test_the_run_line_says_when_the_vehicle_went_backwards():
+    metrics = {"scenario": "forest", "seed": 2, "distance_m": 1.8, "collisions": 0}
+    line = run_line(metrics | {"goal_progress": 0.0, "elapsed_s": 20.0, "net_forward_m": -1.8})
+    assert line == (
+        "run: forest seed 2: 1.8 m driven, 0 collisions, goal 0 %, 20.0 s simulated, "
+        "ended 1.8 m behind the start"
+    )
+
+
 def test_the_run_line_says_when_the_goal_was_reached():
     metrics = {"scenario": "open", "seed": 7, "distance_m": 61.25, "collisions": 1}
     line = run_line(metrics | {"reached_goal": True, "elapsed_s": 40.0, "takeover_m": 2.5})
