@@ -42,6 +42,7 @@ SIM_ONLY_FLAGS = (
     ("camera_latency_ms", "--camera-latency-ms", 0.0),
     ("safety_driver", "--safety-driver", 0.0),
     ("metrics_out", "--metrics-out", None),
+    ("mcu", "--mcu", "emulator"),
 )
 ROBOT_ONLY_FLAGS = (
     ("unattended", "--unattended", False),
@@ -96,8 +97,6 @@ def build_options(args: argparse.Namespace) -> RunOptions:
         raise ConfigError(f"--model {model} is a simulator policy: add --sim SCENARIO")
     safety_driver = getattr(args, "safety_driver", 0.0)
     if getattr(args, "mcu", "emulator") == "avr":
-        if args.sim is None:
-            raise ConfigError("--mcu is the simulator's motor controller: add --sim SCENARIO")
         if getattr(args, "serial_loss", 0.0):
             raise ConfigError("--serial-loss is the emulator's: drop it or --mcu avr")
         from drivers.avr_sim import build_firmware
@@ -136,6 +135,8 @@ def build_options(args: argparse.Namespace) -> RunOptions:
             sim_args.append("--lockstep")
         if getattr(args, "mcu", "emulator") == "avr":
             sim_args += ["--mcu", "avr"]
+            if args.lockstep:  # simavr shares the CPU: on a loaded machine it lags real time
+                sim_args += ["--lockstep-timeout", "5"]
         if model in SIM_POLICIES:
             sim_args += ["--policy", model]
         if args.headless or not has_display():
