@@ -275,7 +275,7 @@ class Manager:
         themselves and this loop, told too, restarts none of them."""
         handlers = {
             signum: signal.signal(signum, lambda *_: self._request_stop())
-            for signum in (signal.SIGINT, signal.SIGTERM)
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGHUP: terminal closed
         }
         reason = "stopped"
         try:
@@ -321,16 +321,20 @@ class Manager:
 
     def stop(self) -> None:
         """SIGINT every node, then SIGKILL those still running after the timeout."""
-        running = [n.proc for n in self.nodes if n.proc and n.proc.poll() is None]
-        for proc in running:
-            proc.send_signal(signal.SIGINT)
+        running = [n for n in self.nodes if n.proc and n.proc.poll() is None]
+        for node in running:
+            node.proc.send_signal(signal.SIGINT)
         deadline = time.monotonic() + self.stop_timeout_s
-        for proc in running:
+        for node in running:
+            proc = node.proc
             try:
                 proc.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 log.warning(
-                    "pid %d ignored SIGINT for %.1f s: SIGKILL", proc.pid, self.stop_timeout_s
+                    "node %s (pid %d) ignored SIGINT for %.1f s: SIGKILL",
+                    node.spec.name,
+                    proc.pid,
+                    self.stop_timeout_s,
                 )
                 proc.kill()
                 proc.wait()

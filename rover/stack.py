@@ -259,9 +259,9 @@ def run_stack(args: argparse.Namespace) -> int:
     check_flags(args)
     bus = load_config(args.config, list(args.set)).bus
     bus = BusConfig.from_dict({**bus.__dict__, "namespace": args.namespace})
-    # before anything touches the namespace (its sockets, the simulator's port, a session)
-    lock = NamespaceLock(bus).acquire(f"rover {args.mode}")
     with RunSummary.prepare(args) as summary:  # in the simulator: metrics to quote at the end
+        # before anything touches the namespace (its sockets, the simulator's port, a session)
+        lock = NamespaceLock(bus).acquire(f"rover {args.mode}")
         try:
             options = build_options(args)
             manager = Manager(options, lock=lock)

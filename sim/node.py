@@ -309,8 +309,9 @@ class SimView:
                 late_frames=stats.late_frames,
             )
         )
-        if events.snapshot:
-            self.window.snapshot(f"rover-snapshot-{int(time.time())}.png")
+        if events.snapshot:  # F12: say where it went, the user pressed a key, not a flag
+            path = self.window.snapshot(f"rover-snapshot-{int(time.time())}.png")
+            print(f"window snapshot: {path.resolve()}", flush=True)
         return not events.quit
 
     def _overlay(self, left: np.ndarray) -> np.ndarray:
