@@ -9,12 +9,13 @@ commands answer no frame), so then only perception is waited for.
 
 Why this is deterministic: every node's state advances only with the inputs (the slew ramps
 with the capture stamps, the online traversability head with the frames, once each) and each
-node sees every frame after its predecessor's answer. Where wall time still enters, the diff
-leaves it out (latencies, control's send stamp and drive counter) or it cannot happen at
-replay speed: control zeroes throttle when its input is older than `stale_ms` (200 ms), and
-the guard crawls on a map older than its `stale_ms` (300 ms); a replay stalled that long
-between two frames (a frozen machine) would move control's next answer, and the run says so
-(`stalls`).
+node sees every frame after its predecessor's answer. Control runs with `--lockstep`: its 50 Hz
+repeats re-send the last command instead of re-judging it at whatever wall time they fall on,
+and with traversability it holds frame N's estimate and map until both are in. Where wall time
+still enters, the diff leaves it out (latencies, control's send stamp and drive counter), or it
+takes a stall: control re-judges (and zeroes throttle) after 5 x `stale_ms` (1 s) without any
+input, and the guard crawls when frame N's estimate came more than its `stale_ms` (300 ms)
+after frame N's map. A gap of over 1 s between two frames is counted (`stalls`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ from rover.replay.output import ReplayOutput
 from rover.replay.stack import ANSWER_TOPICS, ReplayNodes, ReplayStack
 
 REPLAYED_SECTIONS = ("control", "guard", "steering", "traversability")
-STALL_MS = 200.0  # control's default stale_ms: a longer gap between frames may move control
+# lock-step control re-judges its input after 5 x stale_ms (1 s by default) of silence: a
+# longer gap between two frames may move its next answer
+STALL_MS = 1000.0
 
 
 @dataclass
