@@ -41,7 +41,7 @@ def _perturbed(model: str, out: Path) -> Path:
     raw["state_dict"] = {
         k: v + 1e-3 if v.is_floating_point() else v for k, v in raw["state_dict"].items()
     }
-    path = out / "perturbed.pt"
+    path = out / Path(model).name  # the same name: only the weights differ, not the source
     torch.save(raw, path)
     return path
 
