@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,7 +124,8 @@ class LockstepReplay:
         teleops = _teleops(self.session)
         k, last_teleop = 0, None
         started = previous = time.monotonic()
-        for sample in self.session.samples(honour_trims=False, decode=False):
+        samples = self.session.samples(honour_trims=False, decode=False)
+        for sample, pair in _prefetched(samples):
             if limit is not None and self.result.frames >= limit:
                 break
             info = frames[sample.index]
@@ -133,15 +136,15 @@ class LockstepReplay:
             autopilot = last_teleop.autopilot if last_teleop else self.autopilot_default
             now = time.monotonic()
             self.result.stalls += (now - previous) * 1e3 > STALL_MS and self.result.frames > 0
-            self._one_frame(sample, info.log_time_ns, autopilot)
+            self._one_frame(sample, pair, info.log_time_ns, autopilot)
             previous = time.monotonic()
             self.stack.check_nodes()
         self.result.wall_s = time.monotonic() - started
         return self.result
 
-    def _one_frame(self, sample, log_ns: int, autopilot: bool) -> None:
+    def _one_frame(self, sample, pair, log_ns: int, autopilot: bool) -> None:
         seq = sample.frame_seq
-        left, right = decode_jpeg(sample.left), decode_jpeg(sample.right)
+        left, right = pair
         stamp = sample.stamp_ns
         frame = m.StereoImage(
             seq=seq,
@@ -194,6 +197,23 @@ class LockstepReplay:
                     if msg.frame_seq == seq and node not in got:
                         got[node] = msg
         return got
+
+
+def _decode_pair(sample) -> tuple:
+    return decode_jpeg(sample.left), decode_jpeg(sample.right)
+
+
+def _prefetched(samples: Iterator) -> Iterator[tuple]:
+    """(sample, decoded pair), the next pair decoded on a thread while the nodes work on this
+    one (OpenCV releases the GIL): JPEG decoding stays off the lock-step's critical path."""
+    with ThreadPoolExecutor(1, thread_name_prefix="replay-decode") as pool:
+        current = next(samples, None)
+        pending = pool.submit(_decode_pair, current) if current is not None else None
+        while current is not None:
+            following = next(samples, None)
+            ahead = pool.submit(_decode_pair, following) if following is not None else None
+            yield current, pending.result()
+            current, pending = following, ahead
 
 
 def replay_session(
