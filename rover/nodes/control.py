@@ -53,7 +53,12 @@ class ControlNode:
     """Wires the Controller to the bus and the motor link."""
 
     def __init__(
-        self, cfg, bus_cfg: topics.BusConfig, lockstep_maps: bool = False, lockstep: bool = False
+        self,
+        cfg,
+        bus_cfg: topics.BusConfig,
+        lockstep_maps: bool = False,
+        lockstep: bool = False,
+        map_wait_ms: float = MAP_WAIT_MS,
     ):
         self.cfg = cfg
         # the traversability guard acts only while perception/traversability is published
@@ -77,6 +82,7 @@ class ControlNode:
         self.drive_seq = 0
         self.lockstep_maps = lockstep_maps
         self.lockstep = lockstep or lockstep_maps
+        self.map_wait_ms = map_wait_ms
         self.last_out: ControlOutput | None = None
         self.last_input_ns = 0
         self.lockstep_stale_ns = int(cfg.control.stale_ms * LOCKSTEP_STALE_FACTOR * 1e6)
@@ -241,7 +247,7 @@ class ControlNode:
             return
         est, received = self.pending
         now = time.monotonic_ns()
-        if self.map_frame >= est.frame_seq or (now - received) / 1e6 >= MAP_WAIT_MS:
+        if self.map_frame >= est.frame_seq or (now - received) / 1e6 >= self.map_wait_ms:
             self.pending = None
             self._apply_map()
             self.controller.on_estimate(est, received)
@@ -250,7 +256,8 @@ class ControlNode:
     def _repeat(self, now_ns: int) -> ControlOutput:
         """The 50 Hz repeat: re-judged now, or in lock-step the last command again."""
         quiet = now_ns - self.last_input_ns > self.lockstep_stale_ns
-        if self.lockstep and self.last_out is not None and not quiet:
+        waiting = self.pending is not None  # an input is in, held for its map
+        if self.lockstep and self.last_out is not None and (waiting or not quiet):
             return self.last_out
         return self.output(now_ns)
 
@@ -281,12 +288,20 @@ def main() -> None:
         "--lockstep-maps", action="store_true", help="answer frame N only with its map in"
     )
     parser.add_argument(
+        "--map-wait-ms",
+        type=float,
+        default=MAP_WAIT_MS,
+        help="lock-step: longest wait for a frame's map (default: %(default)s)",
+    )
+    parser.add_argument(
         "--lockstep", action="store_true", help="inputs in lock-step: repeats re-send, not re-judge"
     )
     args = parser.parse_args()
     cfg, bus_cfg = node_config(args)
     stop = Shutdown()
-    node = ControlNode(cfg, bus_cfg, lockstep_maps=args.lockstep_maps, lockstep=args.lockstep)
+    node = ControlNode(
+        cfg, bus_cfg, args.lockstep_maps, lockstep=args.lockstep, map_wait_ms=args.map_wait_ms
+    )
     try:
         while not stop.requested:
             node.spin_once()

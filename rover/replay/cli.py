@@ -193,7 +193,7 @@ def _print_run(result: ReplayResult, out: Path, nodes) -> None:
         miss = result.misses[node]
         print(f"  {node:<15} {result.answers[node]} answers" + (f", {miss} missed" if miss else ""))
     if result.stalls:
-        print(f"  {result.stalls} gap(s) between frames over 200 ms: control may have gone stale")
+        print(f"  {result.stalls} gap(s) between frames over 1 s: control may have gone stale")
     print(f"answers written to {out}")
 
 

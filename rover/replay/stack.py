@@ -43,6 +43,8 @@ ANSWER_TOPICS = {
 START_TIMEOUT_S = 90.0  # torch and the models load in every node at once: slow on 2 cores
 CONTROL_TICKS_READY = 3  # control commands heard before frame 0 (its own sockets connected)
 _PERCEPTION_UP = "replay-perception"  # marker: control may start
+MAP_WAIT_MS = 10_000.0  # control waits this long for frame N's map (the replay's own timeout
+# counts a late answer as a miss)
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,9 @@ class ReplayStack:
         node_args: dict[str, list[str]] = {}
         if self.spec.model:
             node_args["steering"] = ["--model", self.spec.model]
-        node_args["control"] = ["--lockstep"] + (["--lockstep-maps"] if lockstep_maps else [])
+        node_args["control"] = ["--lockstep"]
+        if lockstep_maps:  # a map slower than control's default wait must not move the answer
+            node_args["control"] += ["--lockstep-maps", "--map-wait-ms", str(MAP_WAIT_MS)]
         port = self.emulator.device_path
         return RunOptions(
             mode="drive",

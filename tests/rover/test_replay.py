@@ -67,7 +67,7 @@ def test_a_perturbed_model_is_caught_and_named(tmp_path: Path):
     raw["state_dict"] = {
         k: v + 1e-3 if v.is_floating_point() else v for k, v in raw["state_dict"].items()
     }
-    model = tmp_path / "perturbed.pt"
+    model = tmp_path / "steering.pt"  # the bundled file's name: the answers' source is the same
     torch.save(raw, model)
     out = rover(
         "replay",
