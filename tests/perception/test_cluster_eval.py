@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import cloudpickle
+import numpy as np
 import pytest
 import torch
 
@@ -113,3 +114,18 @@ def test_a_killed_workers_task_is_rerun_and_a_failing_one_is_reported(tmp_path):
         assert failed == ["7: stack 7 crashed"]
     finally:
         executor.close(client)
+
+
+@pytest.mark.slow
+def test_demonstrations_driven_on_a_local_cluster_match_the_serial_stream():
+    from perception.steering.demos import EpisodeSpec, collect_demos
+    from perception.steering.model import SteeringModelConfig
+
+    cfg = SteeringModelConfig(arch="dave")
+    spec = EpisodeSpec(seed=3, randomise=0.6, max_episode_s=0.5)
+    serial = collect_demos(0.02, cfg, spec, workers=1)  # 36 frames over several episodes
+    on_cluster = collect_demos(0.02, cfg, spec, workers=2, cluster="local:2")
+    assert len(serial) == len(on_cluster) == 36 and len(serial.sessions) >= 3
+    assert serial.sessions == on_cluster.sessions
+    assert np.array_equal(serial.images, on_cluster.images)
+    assert np.array_equal(serial.steering, on_cluster.steering)
