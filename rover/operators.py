@@ -58,6 +58,7 @@ class OperatorGate:
     def join(self, sid: str, name: str) -> str:
         """A new session; returns its role. The first one connected holds the controls."""
         self.sessions[sid] = _Session(name)
+        self._disengage(self.sessions[sid])
         if self.driver is None:
             self.driver = sid
         return self.role(sid)
@@ -82,13 +83,18 @@ class OperatorGate:
         if sid != self.driver:
             return None
         session = closing or self.sessions[sid]
+        was_engaged, session.engaged = session.engaged, False
         waiting = [s for s in self.sessions if s != sid]
         self.driver = waiting[0] if waiting else None
-        if closing is None:
-            self.sessions[sid].engaged = False
         if self.driver is not None:
-            self.sessions[self.driver].engaged = False
-        return self._stop(session.name) if session.engaged else None
+            self._disengage(self.sessions[self.driver])
+        return self._stop(session.name) if was_engaged else None
+
+    @staticmethod
+    def _disengage(session: _Session) -> None:
+        """It must act anew: a deadman or autopilot already on is no act (release, press)."""
+        session.engaged = False
+        session.last = OperatorInput(deadman=True, autopilot=True)
 
     def rearm(self, sid: str) -> bool:
         """Only the driver clears a latched e-stop."""
@@ -104,8 +110,7 @@ class OperatorGate:
         if session is None:
             return None
         if now_ns and session.heard_ns and now_ns - session.heard_ns > self.resume_gap_ns:
-            session.engaged = False  # the link came back: a held deadman is no new act
-            session.last = OperatorInput(deadman=True, autopilot=True)
+            self._disengage(session)  # the link came back: a held deadman is no new act
         session.heard_ns = now_ns or session.heard_ns
         previous, session.last = session.last, inp
         if inp.estop and not self.estop_latched:

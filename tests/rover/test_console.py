@@ -8,6 +8,7 @@ happened. All traffic stays on loopback.
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -137,6 +138,19 @@ def test_console_drives_stops_and_latches_e_stop(bus_cfg, browser):
         page.wait_for_function("window.rover && window.rover.framesShown >= 3", timeout=30_000)
         first = page.evaluate("window.rover.lastFrameSeq")
         page.wait_for_function(f"window.rover.lastFrameSeq > {first} + 5", timeout=10_000)
+        viewer = browser.new_page()  # a second operator: the view, not the controls
+        viewer.goto(url)
+        viewer.wait_for_function("window.rover && window.rover.hud && window.rover.hud.role")
+        assert viewer.locator("#role").text_content() == "view only (console-1 drives)"
+        hold_joystick(viewer)
+        holds_until = time.monotonic() + 0.5
+        robot.wait(lambda mo, _: time.monotonic() > holds_until, 5, "half a second")
+        assert robot.motor.last.throttle == 0.0
+        viewer.mouse.up()
+        page.locator("#releasebtn").click()  # the first one lets go
+        viewer.wait_for_function("window.rover.hud.role === 'driver'", timeout=5_000)
+        viewer.close()  # and the controls come back to the first page, which must act anew
+
         hold_joystick(page)  # the mouse held down is the deadman
         robot.wait(
             lambda mo, truth: mo.throttle > 0.2 and truth is not None and truth.speed_mps > 0.05,
@@ -177,3 +191,32 @@ def test_console_drives_stops_and_latches_e_stop(bus_cfg, browser):
     page.wait_for_function(
         "document.getElementById('link').textContent === 'link lost'", timeout=5_000
     )
+
+
+def test_console_off_loopback_is_https_with_the_keys_certificate(tmp_path, bus_cfg):
+    from rover.keys import CERT_FILE, CERT_KEY_FILE, KeyStore
+
+    store = KeyStore(tmp_path / "keys")
+    store.init()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rover.nodes.remote", "--namespace", bus_cfg.namespace]
+        + ["--console", "0.0.0.0:0", "--keys", str(store.root)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("console: https://"), line
+        port = line.split("?")[0].rsplit(":", 1)[1].strip("/")
+        token = line.strip().split("token=")[1]
+        assert (store.root / CERT_KEY_FILE).stat().st_mode & 0o077 == 0
+        context = ssl.create_default_context(cafile=str(store.root / CERT_FILE))
+        base = f"https://127.0.0.1:{port}/"  # only loopback traffic, to a non-loopback bind
+        with urllib.request.urlopen(base + "?token=" + token, context=context, timeout=10) as r:
+            assert r.status == 200 and b"rover console" in r.read()
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(base, context=context, timeout=10)
+        assert refused.value.code == 403
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(10)
