@@ -24,6 +24,7 @@ from rover import bus, topics
 from rover import messages as m
 from rover.bench.common import latency_summary, print_table
 from rover.errors import ConfigError
+from rover.remote import free_port_pair
 
 CHROMIUM_FLAGS = [
     "--no-sandbox",
@@ -142,7 +143,7 @@ def run(args: argparse.Namespace) -> dict:
 
     keys = tempfile.mkdtemp(prefix="rover-bench-keys-")
     KeyStore(keys).init()  # this machine's operator is authorized by init
-    port = 20000 + os.getpid() % 20000
+    port = free_port_pair()
     namespace = f"bench{os.getpid()}x{uuid.uuid4().hex[:6]}"
     bus_cfg = topics.BusConfig(namespace=namespace)
     proc, url = _start(namespace, keys, port)

@@ -19,22 +19,10 @@ from rover import bus, topics
 from rover import messages as m
 from rover.keys import OPERATOR, KeyStore
 from rover.manager import NODES, Manager, RunOptions
+from rover.remote import free_port_pair
 
 OPERATOR_SCRIPT = Path(__file__).with_name("remote_operator.py")
 ROBOT_NODES = tuple(n for n in NODES if n.name in ("control", "remote"))
-
-
-def _free_port_pair() -> int:
-    for _ in range(50):
-        with socket.socket() as a, socket.socket() as b:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-            try:
-                b.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no two free consecutive ports")
 
 
 def _wait_listening(address: str, timeout_s: float) -> None:
@@ -65,7 +53,7 @@ def keys(tmp_path):
 @pytest.fixture
 def robot(bus_cfg, keys):
     """The robot: control + remote nodes, --listen on loopback; yields (address, emulator)."""
-    address = f"127.0.0.1:{_free_port_pair()}"
+    address = f"127.0.0.1:{free_port_pair()}"
     with PtyEmulator() as emu:
         opts = RunOptions(
             mode="teleop",
