@@ -83,6 +83,17 @@ def _operator(address, store, robot_store, seconds, *extra) -> subprocess.Popen:
     )
 
 
+def _topics(address, store, robot_store) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "rover.cli", "topics", "--connect", address, "--json"]
+        + ["--seconds", "1", "--keys", str(store.root)]
+        + ["--robot-key", str(robot_store.root / "robot.key")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def test_peers_without_an_authorized_key_get_nothing_and_move_nothing(robot, keys, bus_cfg):
     address, emu = robot
     robot_keys, laptop, former, stranger = keys
@@ -95,11 +106,17 @@ def test_peers_without_an_authorized_key_get_nothing_and_move_nothing(robot, key
     assert seen.get("motor/state", 0) > 10 and seen.get("remote/health", 0) >= 1
     assert set(seen) <= {t.name for t in topics.REMOTE_TOPICS}  # nothing else leaves ipc
     reached.drain()
-    for store in (stranger, former):  # never authorized; authorized, then revoked
-        proc = _operator(address, store, robot_keys, 1.0)
-        out, err = proc.communicate(timeout=30)
-        assert proc.returncode == 5, err
-        lines = out.strip().splitlines()
+    listed = _topics(address, laptop, robot_keys)  # `rover topics --connect` from the laptop
+    assert listed.returncode == 0, listed.stderr
+    rows = {r["topic"]: r for r in json.loads(listed.stdout)["topics"]}
+    assert rows["motor/state"]["messages"] > 10 and rows["motor/state"]["rate_hz"] > 20
+    refused = [_topics(address, stranger, robot_keys)]  # never authorized
+    proc = _operator(address, former, robot_keys, 1.0)  # authorized, then revoked
+    out, err = proc.communicate(timeout=30)
+    refused.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    for result in refused:
+        assert result.returncode == 5, result.stderr
+        lines = (result.stdout + result.stderr).strip().splitlines()
         assert len(lines) == 1 and "refused this operator's key" in lines[0]
         assert "rover keys authorize" in lines[0]
     proc = _operator(address, laptop, robot_keys, 1.5, "--plain")  # no CURVE at all
