@@ -145,6 +145,7 @@ class InputSelect:
         self.local_recv_ns = 0
         self.remote_recv_ns = 0
         self._local_holds = False
+        self._stale_sent = False
         self.remote_operator = ""
 
     def accept(self, cmd: m.TeleopCommand, recv_ns: int, remote: bool) -> m.TeleopCommand | None:
@@ -161,6 +162,7 @@ class InputSelect:
                 return dataclasses.replace(cmd, operator=self.remote_operator)
             return cmd
         self.remote_recv_ns = recv_ns
+        self._stale_sent = False
         self.remote_operator = cmd.operator
         if self._local_holds and recv_ns - self.local_recv_ns <= self.stale_ns:
             return None  # the person by the robot has it
@@ -168,6 +170,20 @@ class InputSelect:
             return None  # connected, not acting: a heartbeat takes nothing over
         self.source = "remote"
         return cmd
+
+    def ms_until_stale(self, now_ns: int) -> float:
+        """How long until the driving remote link counts as stale (inf: not driving, or it
+        already does): the control node wakes then, not at its next tick."""
+        if self.source != "remote" or self._stale_sent:
+            return float("inf")
+        return max(0.0, (self.remote_recv_ns + self.stale_ns - now_ns) / 1e6) + 0.5
+
+    def stale_due(self, now_ns: int) -> bool:
+        """True once when the driving remote link has just turned stale (send the stop now)."""
+        if self._stale_sent or not self.remote_stale(now_ns):
+            return False
+        self._stale_sent = True
+        return True
 
     def _remote_fresh(self, now_ns: int) -> bool:
         return now_ns - self.remote_recv_ns <= self.stale_ns

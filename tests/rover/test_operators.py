@@ -64,6 +64,9 @@ def test_remote_takes_over_by_acting_and_a_quiet_link_zeroes_throttle():
     assert select.accept(drive, 30 * MS, remote=True) is drive
     assert select.accept(local, 40 * MS, remote=False) is None  # remote drives now
     assert select.guard(_out(), 200 * MS).throttle == 0.5
+    assert 200 < select.ms_until_stale(30 * MS) < 201 and not select.stale_due(229 * MS)
+    assert select.stale_due(231 * MS) and not select.stale_due(232 * MS)  # once
+    assert select.ms_until_stale(232 * MS) == float("inf")
     quiet = select.guard(_out(), 231 * MS)
     assert quiet.throttle == 0.0 and not quiet.arm and quiet.source == "remote:stale"
     takeover = m.TeleopCommand(deadman=True, operator="keyboard window")
