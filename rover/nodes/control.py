@@ -5,7 +5,7 @@ whether or not inputs change, so the firmware's watchdog trips only when somethi
 On shutdown it sends a last zero-throttle, disarmed DRIVE.
 
 It watches, and reports on health/control (one line each when it happens and when it
-recovers): the motor controller (the link lost, or no STATE for ``MCU_SILENT_S``), the camera
+recovers): the motor controller (the link down, or no STATE, for ``MCU_SILENT_S``), the camera
 (camera/stereo quiet for five camera periods, at least ``stale_ms``; the autopilot's
 throttle is zeroed meanwhile when ``[control] camera_stale``), and on the robot whether an
 operator input that can stop it is connected (``[control] require_operator``; see
@@ -31,7 +31,7 @@ from rover.node import HealthPublisher, RateKeeper, Shutdown, node_argparser, no
 from rover.operators import InputSelect
 
 MAP_WAIT_MS = 300.0  # lock-step: longest wait for the map of an estimate's frame
-MCU_SILENT_S = 0.5  # connected but no STATE for this long: the motor controller is lost
+MCU_SILENT_S = 0.5  # the link down, or no STATE, this long: the motor controller is lost
 OPERATOR_GRACE_S = 3.0  # at start, the teleop node's first heartbeat may take this long
 NO_OPERATOR = (
     "not arming: no operator input that can stop the robot is connected: plug in a gamepad, "
@@ -60,6 +60,7 @@ class ControlNode:
         self.health = HealthPublisher(topics.HEALTH_CONTROL, bus_cfg, "control")
         self.port = cfg.motor.port
         self.started_ns = time.monotonic_ns()
+        self.unplugged_ns: int | None = None  # when the link last went down
         self.rate = RateKeeper(cfg.control.rate_hz)
         self.drive_seq = 0
         self.lockstep_maps = lockstep_maps
@@ -155,18 +156,39 @@ class ControlNode:
     def check_health(self, out: ControlOutput) -> None:
         """Once a tick: the motor controller, the camera and the operator, as health events."""
         now = time.monotonic_ns()
+        if self.cfg.control.camera_stale:  # the robot path (see _check_link)
+            self._check_link(now)
+            self._check_camera(now)
+        self._check_operator(out, now)
+        self.health.tick()
+
+    def _check_link(self, now: int) -> None:
+        """The link down, or no STATE, for MCU_SILENT_S: not a blip. (Not in the simulator: it
+        takes its emulator away while it writes its metrics, before it exits.)"""
         link = self.link.health()
-        age_s = (link.last_state_age_ms or 0.0) / 1000
-        lost = not link.connected or age_s > MCU_SILENT_S
+        if link.last_state_age_ms is None:  # never answered: silent since the start
+            age_s = (now - self.started_ns) / 1e9
+        else:
+            age_s = link.last_state_age_ms / 1000
+        if link.connected:
+            self.unplugged_ns = None
+        elif self.unplugged_ns is None:
+            self.unplugged_ns = now
+        unplugged_s = 0.0 if self.unplugged_ns is None else (now - self.unplugged_ns) / 1e9
         faults = self.health.faults
-        if lost:
-            why = link.last_error if not link.connected else f"no reply for {age_s:.1f} s"
+        if unplugged_s > MCU_SILENT_S or age_s > MCU_SILENT_S:
+            why = f"no reply for {age_s:.1f} s"
+            if not link.connected:
+                why = link.last_error or "the device is gone"
             text = f"motor controller lost on {self.port} ({why}): its watchdog stops the motors"
             self.health.set("motor_link", True, text + "; reconnecting")
         elif faults.active("motor_link"):
             gone_s = faults.active_for_s("motor_link", now)
             self.health.set("motor_link", False, f"motor controller back after {gone_s:.1f} s")
-        seen = self.controller.camera_recv_ns is not None and self.cfg.control.camera_stale
+
+    def _check_camera(self, now: int) -> None:
+        faults = self.health.faults
+        seen = self.controller.camera_recv_ns is not None
         if seen and self.controller.camera_stale_now(now):
             quiet_ms = self.controller.camera_stale_ms
             text = f"camera stalled: no camera/stereo frame for {quiet_ms:.0f} ms"
@@ -174,12 +196,13 @@ class ControlNode:
         elif faults.active("camera_stall"):
             gone_s = faults.active_for_s("camera_stall", now)
             self.health.set("camera_stall", False, f"camera frames back after {gone_s:.1f} s")
+
+    def _check_operator(self, out: ControlOutput, now: int) -> None:
         if not out.operator and (now - self.started_ns) / 1e9 > OPERATOR_GRACE_S:
             self.health.set("operator", True, NO_OPERATOR)
-        elif out.operator and faults.active("operator"):
+        elif out.operator and self.health.faults.active("operator"):
             who = self.controller.teleop.operator if self.controller.teleop else ""
             self.health.set("operator", False, f"operator input connected ({who}): arming")
-        self.health.tick()
 
     def _release_pending(self) -> None:
         """Lock-step: answer the held estimate once its frame's map is in (or waited enough)."""

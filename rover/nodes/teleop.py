@@ -1,4 +1,5 @@
-"""Teleop node: the operator's input → teleop/command at 50 Hz, naming the input in use.
+"""Teleop node: the operator's input → teleop/command at 50 Hz and at once on each input
+event (a key press does not wait for the next tick), naming the input in use.
 
 Which input (drivers/gamepad.py): ``--script F`` replays a scripted twin; with a display (and
 no ``--headless``) a small keyboard window that also reads gamepads; else gamepads alone. In
@@ -18,7 +19,6 @@ from rover import bus, topics
 from rover.node import (
     HealthPublisher,
     NodeFinished,
-    RateKeeper,
     Shutdown,
     node_argparser,
     node_config,
@@ -78,13 +78,17 @@ def main() -> None:
     stop = Shutdown()
     kind = input_kind(args.headless, args.script)
     node = TeleopNode(open_input(kind, cfg.teleop, args.script), bus_cfg, args.mode == "drive")
-    rate = RateKeeper(RATE_HZ)
+    period_s = 1.0 / RATE_HZ
+    next_tick = time.monotonic()
     try:
         while not stop.requested:
             node.step()
             if node.input.closed:
                 raise NodeFinished("window closed: stopping")
-            rate.keep_time()
+            now = time.monotonic()
+            if now >= next_tick:  # a heartbeat at least every period, never a burst
+                next_tick = max(next_tick + period_s, now)
+            node.input.wait(next_tick - now)  # an input wakes it: sent at once
     finally:
         node.close()
 
