@@ -156,7 +156,11 @@ class RemoteNode:
         if args.listen:
             host, port = r.parse_address(args.listen)
             self.bridge = Bridge(host, port, args.keys)
-            print(f"listening for operators: tcp://{host}:{port} (CURVE)", flush=True)
+            robot_key = self.bridge.allowed.store.public("robot").decode()
+            print(
+                f"listening for operators: tcp://{host}:{port} (CURVE, robot key {robot_key})",
+                flush=True,
+            )
 
     def on_frame(self, frame: m.StereoImage, now: int) -> None:
         self.health.on_frame(frame, self.camera.stats.skipped, now)
@@ -256,12 +260,15 @@ async def serve(args, bus_cfg: topics.BusConfig, stale_ms: float) -> None:
     if args.console:
         from rover.console.server import start_console
         from rover.keys import KeyStore
+        from rover.tls import fingerprint
 
         host, port = r.parse_address(args.console)
         tls = None if r.is_loopback(host) else KeyStore(args.keys).tls_files((host,))
         token = os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(18)
         runner, url = await start_console(node.hub, host, port, token, tls)
         print(f"console: {url}", flush=True)
+        if tls:
+            log.info("console certificate %s, SHA-256 %s", tls[0], fingerprint(tls[0]))
     try:
         await asyncio.gather(node.pump(stop), node.report(stop))
     finally:

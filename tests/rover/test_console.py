@@ -166,7 +166,9 @@ def test_console_drives_stops_and_latches_e_stop(bus_cfg, browser):
         closed_at = time.monotonic()
         page.close()  # the finger still on the joystick: the robot must stop by itself
         stopped_at = robot.wait(lambda mo, _: mo.throttle == 0.0, 5, "the motors to stop")
-        assert stopped_at - closed_at < STALE_S + 0.3  # noisy machine: the bench has the figure
+        # stale_ms at the latest (the close is a stop at once); the slack is a loaded machine's
+        # scheduling, the bench has the figure: without the robot deciding it would never stop
+        assert stopped_at - closed_at < STALE_S + 0.8
 
         page = browser.new_page()
         page.goto(url)
