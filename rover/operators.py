@@ -48,8 +48,10 @@ class _Session:
 class OperatorGate:
     """Turns remote operators' inputs into the commands the robot publishes (or none)."""
 
-    def __init__(self, resume_gap_ms: float = 200.0):
-        # a session silent this long lost its link: it must act again (release, then press)
+    def __init__(self, resume_gap_ms: float = 1000.0):
+        # a session silent this long lost its link: it must act again (release, then press).
+        # Shorter gaps are hiccups: the control node zeroes throttle after stale_ms anyway, and
+        # the finger that never left the joystick drives on when the commands come back.
         self.resume_gap_ns = int(resume_gap_ms * 1e6)
         self.sessions: dict[str, _Session] = {}
         self.driver: str | None = None

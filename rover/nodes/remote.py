@@ -33,6 +33,7 @@ from rover.operators import OperatorGate, OperatorInput
 
 log = logging.getLogger("rover.remote")
 TOKEN_ENV = "ROVER_CONSOLE_TOKEN"
+LINK_LOST_MS = 1000.0  # an operator silent this long lost its link (the console says so too)
 
 
 class Bridge:
@@ -140,7 +141,8 @@ class RemoteNode:
     def __init__(self, args, bus_cfg: topics.BusConfig, stale_ms: float):
         self.args = args
         self.pub = bus.Publisher(topics.TELEOP_REMOTE, bus_cfg)
-        self.hub = ConsoleHub(OperatorGate(resume_gap_ms=stale_ms), self.pub.publish)
+        gate = OperatorGate(resume_gap_ms=max(LINK_LOST_MS, stale_ms))
+        self.hub = ConsoleHub(gate, self.pub.publish)
         self.camera = bus.Subscriber(topics.CAMERA_STEREO, bus_cfg)
         self.handlers = {
             topics.MOTOR_STATE: self.on_motor,
