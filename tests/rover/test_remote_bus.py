@@ -179,7 +179,9 @@ def _lines_until(proc, needle: str, timeout_s: float) -> str:
     return "".join(seen)
 
 
-def test_laptop_window_shows_both_eyes_and_drives_with_keys(robot, keys, bus_cfg, xvfb):
+def test_laptop_window_shows_both_eyes_drives_with_keys_and_a_cut_link_stops(
+    robot, keys, bus_cfg, xvfb
+):
     address, emu = robot
     robot_keys, laptop, _, _ = keys
     camera = bus.Publisher(topics.CAMERA_STEREO, bus_cfg)  # the robot's camera node, in short
@@ -214,8 +216,13 @@ def test_laptop_window_shows_both_eyes_and_drives_with_keys(robot, keys, bus_cfg
         emu.wait_outputs(lambda o: o.armed and o.throttle > 0.2, timeout_s=10)
         xdotool("keyup", "Up")
         emu.wait_outputs(lambda o: o.throttle == 0.0, timeout_s=5)
-        xdotool("key", "Escape")
-        assert proc.wait(15) == 0
+        xdotool("keydown", "Up")
+        emu.wait_outputs(lambda o: o.armed and o.throttle > 0.2, timeout_s=10)
+        proc.kill()  # the link cut, key still held: no goodbye, not one more packet
+        cut = time.monotonic()
+        emu.wait_outputs(lambda o: o.throttle == 0.0, timeout_s=5)
+        assert time.monotonic() - cut < 0.2 + 0.8  # stale_ms; slack for a loaded machine
+        xdotool("keyup", "Up")
     finally:
         stop_frames.set()
         proc.kill()
