@@ -131,6 +131,10 @@ def test_console_drives_stops_and_latches_e_stop(bus_cfg, browser):
         assert url.startswith("http://127.0.0.1:") and "token=" in url
         assert status(base) == 403 and status(base + "?token=wrong") == 403
         assert status(base + "ws") == 403 and status(base + "static/console.js") == 403
+        foreign = urllib.request.Request(
+            url.replace("/?", "/ws?"), headers={"Origin": "http://evil.example"}
+        )
+        assert status(foreign) == 403  # another site's page may not use the visitor's token
         robot = Robot(bus_cfg)
 
         page = browser.new_page()
