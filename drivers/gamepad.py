@@ -66,9 +66,9 @@ class OperatorInput(Protocol):
         """Take what the operator did since the last read; the command at ``now_s``."""
         ...
 
-    def wait(self, timeout_s: float) -> None:
-        """Return when the operator does something, or after ``timeout_s``: a key press goes
-        out at once, not at the next tick."""
+    def wait(self, timeout_s: float) -> bool:
+        """Return when the operator does something (True), or by ``timeout_s`` (False; SDL
+        may also return early): a key press goes out at once, not at the next tick."""
         ...
 
     def close(self) -> None:
@@ -88,12 +88,16 @@ class _PygameEvents:
         pg.event.set_blocked(None)
         pg.event.set_allowed(wanted)
 
-    def wait(self, timeout_s: float) -> None:
-        if timeout_s <= 0 or self._woke:
-            return
+    def wait(self, timeout_s: float) -> bool:
+        if self._woke:
+            return True
+        if timeout_s <= 0:
+            return False
         event = self._pg.event.wait(max(1, int(timeout_s * 1000)))
-        if event.type != self._pg.NOEVENT:
-            self._woke.append(event)  # first in line: read() takes it before the rest
+        if event.type == self._pg.NOEVENT:
+            return False
+        self._woke.append(event)  # first in line: read() takes it before the rest
+        return True
 
     def get(self) -> list[Any]:
         events, self._woke = self._woke + self._pg.event.get(), []
@@ -136,9 +140,8 @@ class PygameGamepad:
             return self.latches.state(0.0, 0.0, False, "gamepad")
         return self.pad.update(self._events.get())
 
-    def wait(self, timeout_s: float) -> None:
-        if not self._closed:
-            self._events.wait(timeout_s)
+    def wait(self, timeout_s: float) -> bool:
+        return not self._closed and self._events.wait(timeout_s)
 
     def close(self) -> None:
         if not self._closed:
@@ -201,9 +204,8 @@ class KeyboardWindow:
         self._draw(state)
         return state
 
-    def wait(self, timeout_s: float) -> None:
-        if not self._closed:
-            self._events.wait(timeout_s)
+    def wait(self, timeout_s: float) -> bool:
+        return not self._closed and self._events.wait(timeout_s)
 
     def _draw(self, state: TeleopState) -> None:
         pg = self._pg
@@ -308,9 +310,10 @@ class ScriptedGamepad:
         held = s.deadman and s.connected and not self._closed
         return self.latches.state(s.steering, s.throttle if held else 0.0, held, self._name)
 
-    def wait(self, timeout_s: float) -> None:
+    def wait(self, timeout_s: float) -> bool:
         if timeout_s > 0:
             time.sleep(timeout_s)  # the script's steps land on the caller's next read
+        return False
 
     def close(self) -> None:
         self._closed = True

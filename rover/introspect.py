@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 from rover import bus, topics
 from rover.bench.common import print_table
+from rover.errors import EXIT_FAILED, ConfigError
 from rover.health import HealthLog
 
 
@@ -52,24 +54,57 @@ def measure_topics(
 
 
 def run_topics(args: argparse.Namespace) -> int:
-    where = f"robot {args.connect}" if getattr(args, "connect", None) else None
+    """Listen, print the table (or JSON); exit 1 when no stack runs in the namespace."""
+    if args.seconds <= 0:
+        raise ConfigError(f"--seconds {args.seconds:g}: give a positive time to listen")
+    remote = f"robot {args.connect}" if getattr(args, "connect", None) else None
     health = HealthLog()
-    if where:
+    if remote:
         from rover.remote_client import measure_remote
 
+        running = True
         rows = measure_remote(args.connect, args.keys, args.robot_key, args.seconds)
     else:
-        rows = measure_topics(topics.BusConfig(namespace=args.namespace), args.seconds, health)
+        bus_cfg = topics.BusConfig.from_dict({"namespace": args.namespace})  # the config's rules
+        running = bus_cfg.transport != "ipc" or os.path.isdir(bus_cfg.ipc_path())
+        rows = measure_topics(bus_cfg, args.seconds, health) if running else []
     faults = health.summary()
+    where_key = remote or "local"
+    if not any(r["messages"] for r in rows):
+        why = f"nothing published in {args.seconds:g} s" if running else "no sockets"
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "namespace": args.namespace,
+                        "where": where_key,
+                        "running": False,
+                        "topics": rows,
+                    }
+                )
+            )
+        elif remote:
+            print(f"{remote}: {why}: is its stack running with --listen?")
+        else:
+            print(
+                f"no stack in namespace {args.namespace!r} ({why}): start one, e.g. "
+                "`rover drive --sim forest`, or give its --namespace"
+            )
+        return EXIT_FAILED
     if args.json:
-        where_key = where or "local"
         print(
             json.dumps(
-                {"namespace": args.namespace, "where": where_key, "topics": rows, "faults": faults}
+                {
+                    "namespace": args.namespace,
+                    "where": where_key,
+                    "running": True,
+                    "topics": rows,
+                    "faults": faults,
+                }
             )
         )
         return 0
-    print(f"{where or f'namespace {args.namespace!r}'}, listened {args.seconds:g} s")
+    print(f"{remote or f'namespace {args.namespace!r}'}, listened {args.seconds:g} s")
     print_table(
         ("topic", "type", "rate Hz", "nominal", "kbit/s", "msgs", "drops", "bad"),
         [

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from rover import topics
 from rover.config import load_config
-from rover.errors import RoverError
+from rover.errors import EXIT_DATA, EXIT_DEVICE, EXIT_FAILED, EXIT_USAGE, RoverError
 from rover.health import HealthLog
 from rover.namespace import NamespaceInUse, NamespaceLock
 from rover.topics import BusConfig
@@ -32,8 +32,8 @@ __all__ = ["Manager", "NamespaceInUse", "NamespaceLock", "NODES", "NodeSpec", "R
 # Exit codes of a node that restarting cannot fix (rover.errors: ConfigError, DataError);
 # a DeviceError (3) is fatal only at the first start: a device that was never there is a
 # setup problem, one that vanished mid-run (USB unplug) may come back.
-FATAL_EXIT_CODES = {2, 4}
-DEVICE_EXIT_CODE = 3
+FATAL_EXIT_CODES = {EXIT_USAGE, EXIT_DATA}
+DEVICE_EXIT_CODE = EXIT_DEVICE
 # a node that exits 0, or by SIGINT/SIGTERM, was told to stop or has nothing more to do (a file
 # camera that ended): restarting it would only repeat that, so the run ends
 STOP_SIGNALS = {-signal.SIGINT, -signal.SIGTERM}
@@ -194,6 +194,7 @@ class Manager:
         self.failures: list[str] = []
         self.kept_logs: Path | None = None
         self.clean = True  # False when the run ended on a failure
+        self.exit_code = EXIT_FAILED  # of a failed run: the failing node's (rover.errors)
         self._stopping = False
 
     def _argv(self, spec: NodeSpec) -> list[str]:
@@ -242,6 +243,8 @@ class Manager:
                 needed = node.spec.wait_for(self.options)
                 if needed and not os.path.exists(needed):
                     if node.proc is None and now - self._started_at > self.device_timeout_s:
+                        self.clean = False
+                        self.exit_code = EXIT_DEVICE
                         return f"node {node.spec.name} never started: {needed} did not appear"
                     continue
                 if now >= node.restart_at and not self._stopping:
@@ -256,6 +259,7 @@ class Manager:
             self.failures.append(reason)
             if code in FATAL_EXIT_CODES or (code == DEVICE_EXIT_CODE and node.first_start):
                 self.clean = False
+                self.exit_code = code  # the same code as when the CLI catches it up front
                 return reason
             log.warning("%s; restarting", reason)
             if now - node.started_at > 10 * self.max_backoff_s:
@@ -309,6 +313,7 @@ class Manager:
             log.info("node logs kept in %s", self.log_dir)
         else:
             shutil.rmtree(self.log_dir, ignore_errors=True)
+        prune_kept_logs(self.log_dir.parent)
         self.lock.release()
 
     def _request_stop(self) -> None:
@@ -338,6 +343,29 @@ class Manager:
         return any(
             n.spec.name == name and n.proc is not None and n.proc.poll() is None for n in self.nodes
         )
+
+
+KEEP_LOG_FOLDERS = 10  # of failed runs; older ones go once they are a while old
+KEEP_LOG_MIN_AGE_S = 600.0  # never touch a folder a run (or a test) may still be reading
+
+
+def prune_kept_logs(root: Path, keep: int = KEEP_LOG_FOLDERS) -> list[Path]:
+    """Remove the node logs of all but the newest ``keep`` failed runs (those older than
+    KEEP_LOG_MIN_AGE_S), so they do not pile up in the temp folder; returns what went."""
+    folders = sorted(root.glob("rover-*-logs-*"), key=_mtime, reverse=True)
+    now, removed = time.time(), []
+    for folder in folders[keep:]:
+        if folder.is_dir() and now - _mtime(folder) > KEEP_LOG_MIN_AGE_S:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def node_pid_alive(pid: int) -> bool:

@@ -79,7 +79,10 @@ class SteeringEstimate(Message):
 
 @dataclass(frozen=True, kw_only=True)
 class ControlCommand(Message):
-    """The arbitrated command the control node sent to the motors, and which DRIVE carried it."""
+    """The arbitrated command the control node sent to the motors, and which DRIVE carried it.
+
+    ``perturbation``: the part of ``steering`` the control node added ([perturb], DART); the
+    driver's own command is ``steering - perturbation`` (0 in recordings made before it)."""
 
     TYPE_ID: ClassVar[int] = 4
     steering: float = 0.0
@@ -88,6 +91,7 @@ class ControlCommand(Message):
     source: str = ""
     stale: bool = False
     estop: bool = False
+    perturbation: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -11,7 +10,7 @@ import uuid
 from pathlib import Path
 
 from rover.config import load_config
-from rover.errors import ConfigError
+from rover.errors import ConfigError, DataError
 from rover.manager import Manager, NamespaceLock, RunOptions
 from rover.topics import BusConfig
 
@@ -65,15 +64,34 @@ def check_flags(args: argparse.Namespace) -> None:
             raise ConfigError(f"{flag} is for the robot: leave it out with --sim")
 
 
+def check_model_file(model: str | None) -> None:
+    """A --model that is no file, or an empty one, fails here as it would in the steering
+    node: the same DataError, the same exit code (without loading torch up front)."""
+    if model is None:
+        raise ConfigError(
+            "rover drive needs --model M, a checkpoint from `rover train steering`; or drive "
+            "the simulator: --sim SCENARIO (its expert drives unless --model is given)"
+        )
+    if not os.path.isfile(model):
+        raise DataError(
+            f"--model {model!r} is not a file: give a checkpoint from "
+            "`rover train steering`, or in the simulator expert|straight|random"
+        )
+    if os.path.getsize(model) == 0:
+        raise DataError(
+            f"model file {model} is empty (0 bytes): a training run was cut short? "
+            "train again (`rover train steering`)"
+        )
+
+
 def build_options(args: argparse.Namespace) -> RunOptions:
     """Check the request and derive each node's arguments."""
     check_flags(args)
     model = getattr(args, "model", None)
-    if args.mode == "drive" and model not in SIM_POLICIES and not os.path.isfile(model or ""):
-        raise ConfigError(
-            f"--model {model!r} is not a file: give a checkpoint from "
-            "`rover train steering`, or in the simulator expert|straight|random"
-        )
+    if args.mode == "drive" and model is None and args.sim is not None:
+        model = "expert"  # the simulator's own driver, unless told otherwise
+    if args.mode == "drive" and model not in SIM_POLICIES:
+        check_model_file(model)
     if args.sim is None and model in SIM_POLICIES:
         raise ConfigError(f"--model {model} is a simulator policy: add --sim SCENARIO")
     safety_driver = getattr(args, "safety_driver", 0.0)
@@ -88,8 +106,14 @@ def build_options(args: argparse.Namespace) -> RunOptions:
     if not 0.0 <= safety_driver <= 30.0:
         raise ConfigError(f"--safety-driver {safety_driver:g}: give 0 to 30 seconds")
     overrides = list(args.set)
+    overrides += _perturb_overrides(args)
+    if getattr(args, "randomise_materials", 0.0) and args.sim is None:
+        raise ConfigError("--randomise-materials is for the simulator: add --sim SCENARIO")
+    if not 0.0 <= getattr(args, "randomise_materials", 0.0) <= 1.0:
+        raise ConfigError(f"--randomise-materials {args.randomise_materials:g}: give 0 to 1")
     sim_args: list[str] = []
     if args.sim is not None:
+        _check_scenarios(args.sim)
         overrides.append(f"motor.port={motor_port_for_sim(args.namespace)}")
         sim_args = ["--scenario", args.sim, "--mode", args.mode]
         for flag, value in (
@@ -106,6 +130,8 @@ def build_options(args: argparse.Namespace) -> RunOptions:
                 sim_args += [f"--{flag.replace('_', '-')}", str(value)]
         if safety_driver:
             sim_args += ["--safety-driver-s", str(safety_driver)]
+        if getattr(args, "randomise_materials", 0.0):
+            sim_args += ["--randomise-materials", str(args.randomise_materials)]
         if args.lockstep:
             sim_args.append("--lockstep")
         if getattr(args, "mcu", "emulator") == "avr":
@@ -164,6 +190,28 @@ def _teleop_args(args: argparse.Namespace) -> list[str]:
     return out
 
 
+def _perturb_overrides(args: argparse.Namespace) -> list[str]:
+    """``--perturb RATE,SIZE`` as [perturb] overrides (checked here, in one line)."""
+    text = getattr(args, "perturb", None)
+    if text is None:
+        return []
+    from rover.perturb import parse_perturb
+
+    rate, size = parse_perturb(text)
+    return [f"perturb.rate_hz={rate}", f"perturb.size={size}"]
+
+
+def _check_scenarios(names: str) -> None:
+    """Every scenario of ``--sim a,b,c`` exists (ConfigError naming the missing one)."""
+    from sim.scenario import resolve_scenario_path
+
+    items = [n.strip() for n in names.split(",")]
+    if not all(items):
+        raise ConfigError(f"--sim {names!r}: an empty name in the list; write forest,open")
+    for name in items:
+        resolve_scenario_path(name)
+
+
 def _remote_args(args: argparse.Namespace, node_args: dict, record_dir: str | None) -> dict:
     """The remote node's and the Foxglove node's arguments (operators off the robot)."""
     listen, console = getattr(args, "listen", None), getattr(args, "console", None)
@@ -203,25 +251,37 @@ def _remote_args(args: argparse.Namespace, node_args: dict, record_dir: str | No
 
 
 def run_stack(args: argparse.Namespace) -> int:
-    """Run the stack until the simulator finishes, Ctrl-C, or a node fails for good."""
+    """Run the stack until the simulator finishes, Ctrl-C, or a node fails for good; then
+    say what it did and where its files are (rover.summary)."""
+    from rover.summary import RunSummary
+
     check_flags(args)
     bus = load_config(args.config, list(args.set)).bus
     bus = BusConfig.from_dict({**bus.__dict__, "namespace": args.namespace})
     # before anything touches the namespace (its sockets, the simulator's port, a session)
     lock = NamespaceLock(bus).acquire(f"rover {args.mode}")
-    try:
-        manager = Manager(build_options(args), lock=lock)
-    except BaseException:
-        lock.release()
-        raise
-    reason = manager.run()
+    with RunSummary.prepare(args) as summary:  # in the simulator: metrics to quote at the end
+        try:
+            options = build_options(args)
+            manager = Manager(options, lock=lock)
+        except BaseException:
+            lock.release()
+            raise
+        reason = manager.run()
+        summary.report(options.record)
     if manager.clean:
         if reason not in ("sim finished", "stopped", "interrupted", *manager.printed):
             print(f"rover: {reason}", file=sys.stderr, flush=True)
+        if manager.kept_logs:  # it recovered, but say so: the logs were kept for a reason
+            print(
+                f"rover: note: {manager.failures[-1]}; restarted "
+                f"({len(manager.failures)} failure(s)), node logs: {manager.kept_logs}",
+                file=sys.stderr,
+            )
         return 0
     logs = f" (node logs: {manager.kept_logs})" if manager.kept_logs else ""
     print(f"rover: error: {reason}{logs}", file=sys.stderr)
-    return 1
+    return manager.exit_code  # the failing node's: the same as had the CLI caught it
 
 
 def sim_drive_args(
@@ -233,6 +293,7 @@ def sim_drive_args(
     lockstep: bool = True,
     duration: float | None = None,
     seed: int | None = None,
+    summary: bool = True,
 ) -> argparse.Namespace:
     """The arguments of `rover drive --sim ...` for a run started from code (demo, bench)."""
     return argparse.Namespace(
@@ -248,6 +309,7 @@ def sim_drive_args(
         config=None,
         set=[],
         namespace=f"run{os.getpid()}x{uuid.uuid4().hex[:6]}",
+        summary=summary,  # False: no end-of-run lines (a bench prints its own table)
     )
 
 
@@ -270,11 +332,4 @@ def run_demo(args: argparse.Namespace) -> int:
         + (f", {duration:g} s simulated" if duration else ", until the goal")
         + ("" if headless else " (Esc or close the window to stop)")
     )
-    code = run_stack(stack)
-    if metrics.exists():
-        result = json.loads(metrics.read_text())
-        print("run summary:")
-        for key, value in result.items():
-            print(f"  {key:<36} {value}")
-        print(f"trajectory picture: {metrics.with_suffix('.png')}")
-    return code
+    return run_stack(stack)  # its summary names the metrics and the trajectory picture

@@ -13,8 +13,16 @@ rover/control.py for why the check lives here).
 
 `--lockstep-maps` (the stack passes it for a lock-step simulator run with the traversability
 node): an estimate for frame N waits until the map of frame N arrived (or `MAP_WAIT_MS`
-passed), so the guard judges the same frame as the CNN and a run is reproducible. In real time
-the node never waits: the newest map is the best there is.
+passed), so the guard judges the same frame as the CNN and a run is reproducible. The map itself is held
+until its frame's estimate is answered: a 50 Hz repeat that fell between map N and estimate N
+would otherwise brake with map N first, and where it fell (wall time) would move the answer.
+In real time the node never waits: the newest map is the best there is.
+
+`--lockstep` (implied by `--lockstep-maps`; `rover replay` passes it): inputs come in lock-step,
+so their age is the frames' business, not the wall clock's. The 50 Hz repeat re-sends the last
+command instead of re-judging it at the wall time it fell on, and an answer released after
+waiting for its map is judged as of its estimate's arrival. A run then depends on its inputs
+only. An input silent for `LOCKSTEP_STALE_FACTOR` x `stale_ms` still stops the motors.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from rover import messages as m
 from rover.control import ControlOutput
 from rover.node import HealthPublisher, RateKeeper, Shutdown, node_argparser, node_config, run_main
 from rover.operators import InputSelect
+from rover.perturb import Perturber, perturbed
 
 MAP_WAIT_MS = 300.0  # lock-step: longest wait for the map of an estimate's frame
 MCU_SILENT_S = 0.5  # the link down, or no STATE, this long: the motor controller is lost
@@ -37,12 +46,15 @@ NO_OPERATOR = (
     "not arming: no operator input that can stop the robot is connected: plug in a gamepad, "
     "run where a display is for the keyboard window, or pass --unattended"
 )
+LOCKSTEP_STALE_FACTOR = 5.0  # lock-step: the repeats re-judge (and stop) after this x stale_ms
 
 
 class ControlNode:
     """Wires the Controller to the bus and the motor link."""
 
-    def __init__(self, cfg, bus_cfg: topics.BusConfig, lockstep_maps: bool = False):
+    def __init__(
+        self, cfg, bus_cfg: topics.BusConfig, lockstep_maps: bool = False, lockstep: bool = False
+    ):
         self.cfg = cfg
         # the traversability guard acts only while perception/traversability is published
         self.controller = GuardedController(cfg.control, cfg.guard)
@@ -64,15 +76,32 @@ class ControlNode:
         self.rate = RateKeeper(cfg.control.rate_hz)
         self.drive_seq = 0
         self.lockstep_maps = lockstep_maps
+        self.lockstep = lockstep or lockstep_maps
+        self.last_out: ControlOutput | None = None
+        self.last_input_ns = 0
+        self.lockstep_stale_ns = int(cfg.control.stale_ms * LOCKSTEP_STALE_FACTOR * 1e6)
         self.map_frame = m.NO_FRAME  # frame_seq of the newest traversability map
         self.pending: tuple[m.SteeringEstimate, int] | None = None  # waiting for its map
+        self.held_map: tuple[m.TraversabilityMap, int] | None = None  # lock-step: for its estimate
+        self.perturber = Perturber(cfg.perturb)  # [perturb]: DART spans, off by default
 
-    def send(self, out: ControlOutput) -> None:
+    def _offset(self, out: ControlOutput, input_stamp_ns: int | None) -> float:
+        """The perturbation to add now; a new input (its capture stamp) advances it."""
+        teleop = self.controller.teleop
+        deadman = teleop.deadman if teleop is not None and not teleop.autopilot else True
+        ok = not out.stale and self.perturber.allowed(out.throttle, deadman, out.estop)
+        if input_stamp_ns is not None:
+            return self.perturber.update(input_stamp_ns, ok)
+        return self.perturber.offset if ok else 0.0
+
+    def send(self, out: ControlOutput, input_stamp_ns: int | None = None) -> None:
+        self.last_out = out
         self.drive_seq = (self.drive_seq + 1) & 0xFFFF
+        steering, offset = perturbed(out.steering, self._offset(out, input_stamp_ns))
         self.link.send(
             DriveCommand(
                 seq=self.drive_seq,
-                steering=out.steering,
+                steering=steering,
                 throttle=out.throttle,
                 arm=out.arm,
                 estop=out.estop,
@@ -81,8 +110,9 @@ class ControlNode:
         self.command_pub.publish(
             m.ControlCommand(
                 frame_seq=out.frame_seq,
-                steering=out.steering,
+                steering=steering,
                 throttle=out.throttle,
+                perturbation=offset,
                 drive_seq=self.drive_seq,
                 source=out.source,
                 stale=out.stale,
@@ -127,27 +157,32 @@ class ControlNode:
             msg = sub.receive()
             if msg is None:
                 continue
-            now = time.monotonic_ns()
+            now = self.last_input_ns = time.monotonic_ns()
             if sub is self.trav:
-                self.controller.on_traversability(msg.polar(), now)
+                self.held_map = (msg, now)
+                if not self.lockstep_maps:
+                    self._apply_map()
                 self.map_frame = msg.frame_seq
             elif sub is self.teleop or sub is self.remote:
                 chosen = self.inputs.accept(msg, now, remote=sub is self.remote)
                 if chosen is not None:
                     self.controller.on_teleop(chosen, now)
-                self.send(self.output(now))
+                self.send(self.output(now), msg.stamp_ns)
             elif self.lockstep_maps and msg.frame_seq > self.map_frame:
                 self.pending = (msg, now)
             else:
+                self._apply_map()
                 self.controller.on_estimate(msg, now)
-                self.send(self.output(now))
+                self.send(self.output(now), msg.stamp_ns)
+        if self.controller.estimate is None:
+            self._apply_map()  # no autopilot in this run (teleop): no estimate to wait for
         self._release_pending()
         if self.inputs.stale_due(time.monotonic_ns()):
             self.send(self.output(time.monotonic_ns()))
         if self.rate.remaining_s() <= 0:
             if self.camera.receive() is not None:  # the newest frame: only its arrival counts
                 self.controller.on_camera(self.camera.last_recv_ns)
-            out = self.output(time.monotonic_ns())
+            out = self._repeat(time.monotonic_ns())
             self.send(out)
             self.rate.keep_time()
             self.check_health(out)
@@ -212,8 +247,23 @@ class ControlNode:
         now = time.monotonic_ns()
         if self.map_frame >= est.frame_seq or (now - received) / 1e6 >= MAP_WAIT_MS:
             self.pending = None
+            self._apply_map()
             self.controller.on_estimate(est, received)
-            self.send(self.output(now))
+            self.send(self.output(received if self.lockstep else now), est.stamp_ns)
+
+    def _repeat(self, now_ns: int) -> ControlOutput:
+        """The 50 Hz repeat: re-judged now, or in lock-step the last command again."""
+        quiet = now_ns - self.last_input_ns > self.lockstep_stale_ns
+        if self.lockstep and self.last_out is not None and not quiet:
+            return self.last_out
+        return self.output(now_ns)
+
+    def _apply_map(self) -> None:
+        """Hand the newest map to the guard (lock-step: just before its frame's estimate)."""
+        if self.held_map is not None:
+            msg, received = self.held_map
+            self.held_map = None
+            self.controller.on_traversability(msg.polar(), received)
 
     def close(self) -> None:
         self.link.send(
@@ -234,10 +284,13 @@ def main() -> None:
     parser.add_argument(
         "--lockstep-maps", action="store_true", help="answer frame N only with its map in"
     )
+    parser.add_argument(
+        "--lockstep", action="store_true", help="inputs in lock-step: repeats re-send, not re-judge"
+    )
     args = parser.parse_args()
     cfg, bus_cfg = node_config(args)
     stop = Shutdown()
-    node = ControlNode(cfg, bus_cfg, lockstep_maps=args.lockstep_maps)
+    node = ControlNode(cfg, bus_cfg, lockstep_maps=args.lockstep_maps, lockstep=args.lockstep)
     try:
         while not stop.requested:
             node.spin_once()

@@ -47,6 +47,7 @@ class TeleopNode:
         self.pub = bus.Publisher(topics.TELEOP_COMMAND, bus_cfg)
         self.health = HealthPublisher(topics.HEALTH_TELEOP, bus_cfg, "teleop")
         self.was_connected = False
+        self.next_tick = time.monotonic() + 1.0 / RATE_HZ
 
     def step(self) -> None:
         """Read the input once, publish the command and any change of the input's presence."""
@@ -61,6 +62,17 @@ class TeleopNode:
         elif self.was_connected:  # never connected: the control node says what to connect
             self.health.set("input", True, f"{name} disconnected: throttle zeroed")
         self.health.tick()
+
+    def wait_for_next(self) -> None:
+        """Until the next heartbeat (every period, never a burst after a stall), or sooner
+        when the operator does something: that goes out at once."""
+        while True:
+            left = self.next_tick - time.monotonic()
+            if left <= 0:
+                self.next_tick = max(self.next_tick + 1.0 / RATE_HZ, time.monotonic())
+                return
+            if self.input.wait(left):
+                return
 
     def close(self) -> None:
         self.input.close()
@@ -78,17 +90,12 @@ def main() -> None:
     stop = Shutdown()
     kind = input_kind(args.headless, args.script)
     node = TeleopNode(open_input(kind, cfg.teleop, args.script), bus_cfg, args.mode == "drive")
-    period_s = 1.0 / RATE_HZ
-    next_tick = time.monotonic()
     try:
         while not stop.requested:
             node.step()
             if node.input.closed:
                 raise NodeFinished("window closed: stopping")
-            now = time.monotonic()
-            if now >= next_tick:  # a heartbeat at least every period, never a burst
-                next_tick = max(next_tick + period_s, now)
-            node.input.wait(next_tick - now)  # an input wakes it: sent at once
+            node.wait_for_next()
     finally:
         node.close()
 

@@ -22,7 +22,7 @@ from tests.drivers.mcu_targets import (
     start_target,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("avr_tools", "avr_build")]
+pytestmark = pytest.mark.usefixtures("avr_tools", "avr_build")
 US = 1000
 
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 import random
 import time
 
-import pytest
-
 from drivers.protocol import (
     TYPE_DRIVE,
     DriveCommand,
@@ -21,8 +19,6 @@ from drivers.protocol import (
     encode_state,
 )
 from tests.drivers.mcu_targets import MS, exchange, open_port, raw_drive, read_states
-
-pytestmark = pytest.mark.slow
 
 
 def drive(seq: int, steering: float = 0.0, throttle: float = 0.0, **flags: bool) -> bytes:
