@@ -28,6 +28,7 @@ from rover import messages as m
 from rover import remote as r
 from rover.console.hub import ConsoleHub
 from rover.curve import curve_server
+from rover.errors import ConfigError
 from rover.node import node_argparser, node_config, run_main
 from rover.operators import OperatorGate, OperatorInput
 
@@ -45,11 +46,17 @@ class Bridge:
         self.pub.setsockopt(zmq.SNDHWM, 50)
         self.pub.setsockopt(zmq.LINGER, 0)
         curve_server(self.pub, keys_dir)
-        self.pub.bind(f"tcp://{host}:{port}")
         self.cmd = ctx.socket(zmq.ROUTER)
         self.cmd.setsockopt(zmq.LINGER, 0)
         self.allowed = curve_server(self.cmd, keys_dir)
-        self.cmd.bind(f"tcp://{host}:{port + r.COMMAND_PORT_OFFSET}")
+        for sock, p in ((self.pub, port), (self.cmd, port + r.COMMAND_PORT_OFFSET)):
+            try:
+                sock.bind(f"tcp://{host}:{p}")
+            except zmq.ZMQError as exc:
+                raise ConfigError(
+                    f"--listen {host}:{port}: cannot listen on port {p} ({exc}): pick another "
+                    "PORT (the link uses PORT and PORT+1)"
+                ) from None
         self.heard: dict[bytes, float] = {}  # identity -> when last heard (monotonic s)
         self.roles: dict[bytes, bytes] = {}
 
@@ -267,7 +274,13 @@ async def serve(args, bus_cfg: topics.BusConfig, stale_ms: float) -> None:
         host, port = r.parse_address(args.console)
         tls = None if r.is_loopback(host) else KeyStore(args.keys).tls_files((host,))
         token = os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(18)
-        runner, url = await start_console(node.hub, host, port, token, tls)
+        try:
+            runner, url = await start_console(node.hub, host, port, token, tls)
+        except OSError as exc:
+            raise ConfigError(
+                f"--console {host}:{port}: cannot serve there ({exc.strerror}): pick another "
+                "port, e.g. --console 8790"
+            ) from None
         print(f"console: {url}", flush=True)
         if tls:
             log.info("console certificate %s, SHA-256 %s", tls[0], fingerprint(tls[0]))
