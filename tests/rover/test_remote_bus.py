@@ -135,6 +135,10 @@ def test_authorized_operator_drives_and_a_revoked_key_stops_at_once(robot, keys)
     proc = _operator(address, laptop, robot_keys, 20.0)
     try:
         emu.wait_outputs(lambda o: o.armed and o.throttle > 0.3, timeout_s=20)
+        second = _operator(address, laptop, robot_keys, 1.5)  # another operator meanwhile
+        out, err = second.communicate(timeout=30)
+        assert second.returncode == 0, err
+        assert json.loads(out)["role"] == "viewer"  # the view, not the controls
         robot_keys.revoke("laptop")
         emu.wait_outputs(lambda o: o.throttle == 0.0, timeout_s=2)
         out, err = proc.communicate(timeout=20)
