@@ -90,7 +90,7 @@ class Bridge:
         if kind == r.PING and len(frames) > 2:
             self._reply(identity, r.PING, frames[2].bytes)
         elif kind == r.RELEASE:
-            hub._send(hub.gate.release(sid))
+            hub.send_command(hub.gate.release(sid))
         elif kind == r.REARM:
             hub.gate.rearm(sid)
         elif kind == topics.TELEOP_REMOTE.wire_name:
@@ -98,7 +98,7 @@ class Bridge:
                 cmd = m.decode(frames[1:], m.TeleopCommand)
             except m.DecodeError:
                 return
-            hub._send(hub.gate.command(sid, _operator_input(cmd), time.monotonic_ns()))
+            hub.send_command(hub.gate.command(sid, _operator_input(cmd), time.monotonic_ns()))
 
     def _reply(self, identity: bytes, kind: bytes, body: bytes) -> None:
         with contextlib.suppress(zmq.Again, zmq.ZMQError):  # that operator is gone
