@@ -224,7 +224,7 @@ def _remote_args(args: argparse.Namespace, node_args: dict, record_dir: str | No
             try:
                 parse_address(value)
             except ConfigError as exc:
-                raise ConfigError(f"{flag} {value}: {exc}") from None
+                raise ConfigError(f"{flag}: {exc}") from None
     remote: list[str] = []
     if listen:
         from rover.keys import KeyStore, check_curve

@@ -156,6 +156,8 @@ class ControlNode:
         timeout_ms = max(0.0, self.rate.remaining_s() * 1000)
         if self.pending is not None:
             timeout_ms = min(timeout_ms, 1.0)
+        # wake when a driving remote link turns stale, not at the next tick
+        timeout_ms = min(timeout_ms, self.inputs.ms_until_stale(time.monotonic_ns()))
         subs = [self.teleop, self.remote, self.autopilot, self.trav]
         for sub in bus.wait_any(subs, timeout_ms):
             msg = sub.receive()
@@ -181,6 +183,8 @@ class ControlNode:
         if self.controller.estimate is None:
             self._apply_map()  # no autopilot in this run (teleop): no estimate to wait for
         self._release_pending()
+        if self.inputs.stale_due(time.monotonic_ns()):
+            self.send(self.output(time.monotonic_ns()))
         if self.rate.remaining_s() <= 0:
             if self.camera.receive() is not None:  # the newest frame: only its arrival counts
                 self.controller.on_camera(self.camera.last_recv_ns)
