@@ -91,14 +91,17 @@ def build_options(args: argparse.Namespace) -> RunOptions:
     model = getattr(args, "model", None)
     if args.mode == "drive" and model is None and args.sim is not None:
         model = "expert"  # the simulator's own driver, unless told otherwise
+    avr = getattr(args, "mcu", "emulator") == "avr"
+    if avr and args.sim is None:  # usage first, then the files it names
+        raise ConfigError("--mcu is the simulator's motor controller: add --sim SCENARIO")
+    if avr and getattr(args, "serial_loss", 0.0):
+        raise ConfigError("--serial-loss is the emulator's: drop it or --mcu avr")
     if args.mode == "drive" and model not in SIM_POLICIES:
         check_model_file(model)
     if args.sim is None and model in SIM_POLICIES:
         raise ConfigError(f"--model {model} is a simulator policy: add --sim SCENARIO")
     safety_driver = getattr(args, "safety_driver", 0.0)
-    if getattr(args, "mcu", "emulator") == "avr":
-        if getattr(args, "serial_loss", 0.0):
-            raise ConfigError("--serial-loss is the emulator's: drop it or --mcu avr")
+    if avr:
         from drivers.avr_sim import build_firmware
 
         build_firmware()  # once, here: a missing toolchain is one line, not a failing node
