@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -43,13 +44,15 @@ class Sample:
 
     left: np.ndarray  # RGB uint8 HxWx3 (JPEG bytes when decode=False)
     right: np.ndarray
-    steering: float  # the command in force at that frame, [-1, 1]
-    throttle: float
+    steering: float  # the command in force at that frame, [-1, 1] (the driver's own: less
+    throttle: float  # any perturbation the control node added, see rover.perturb)
     stamp_ns: int  # frame capture time (monotonic, from the message header)
     frame_seq: int
     session: str  # session folder name
     index: int  # position of the frame in its session (0-based)
     takeover: bool = False  # the human had taken over from the autopilot (HG-DAgger's label)
+    perturbation: float = 0.0  # steering the control node added on top of the driver's
+    source: str = ""  # who drove: teleop, expert, autopilot, ... (the command's source)
 
 
 @dataclass(slots=True)
@@ -63,6 +66,8 @@ class FrameInfo:
     steering: float = 0.0
     throttle: float = 0.0
     command: str = "none"  # "frame" (answered it), "control", "teleop" (latest), "none"
+    stale: bool = False  # the control node had no live input: its command was not followed
+    perturbation: float = 0.0
     paired: bool = False  # its right eye is in the file too
     trimmed: bool = False
     takeover: bool = False  # inside a take-over span (rover.recording.takeover)
@@ -177,6 +182,8 @@ class Session:
                 session=self.name,
                 index=info.index,
                 takeover=info.takeover,
+                perturbation=info.perturbation,
+                source=info.source,
             )
             left = None
 
@@ -277,6 +284,16 @@ def _image_messages(segments: list[Path], partial_ok: bool) -> Iterator[tuple[st
     )
 
 
+class Label(NamedTuple):
+    """What a logged command says of the frames it labels."""
+
+    steering: float  # the driver's own: the perturbation the control node added taken off
+    throttle: float
+    perturbation: float
+    stale: bool  # the control node had no live input: its command was not followed
+    source: str  # who gave it: "teleop" (the human), else the control node's source
+
+
 class FrameIndexer:
     """First pass: frames, paired eyes, and the command in force at each frame."""
 
@@ -287,8 +304,8 @@ class FrameIndexer:
         self._marks = False
         self.duplicates = 0  # captures re-sent with the same stamp, counted once
         self._pending: OrderedDict[int, FrameInfo] = OrderedDict()
-        self._early: OrderedDict[int, tuple[float, float, str]] = OrderedDict()
-        self._latest: dict[str, tuple[float, float, str] | None] = {
+        self._early: OrderedDict[int, Label] = OrderedDict()
+        self._latest: dict[str, Label | None] = {
             fmt.CONTROL_TOPIC: None,
             fmt.TELEOP_TOPIC: None,
         }
@@ -310,8 +327,8 @@ class FrameIndexer:
                 last.paired = True
         elif topic in self._latest:
             cmd = json.loads(msg.data)
-            who = str(cmd.get("source", "")) if topic == fmt.CONTROL_TOPIC else "teleop"
-            self._latest[topic] = (float(cmd["steering"]), float(cmd["throttle"]), who)
+            label = _command(cmd, topic)
+            self._latest[topic] = label
             if topic != fmt.CONTROL_TOPIC:
                 return
             change = self._tracker.update(str(cmd.get("source", "")))
@@ -320,11 +337,10 @@ class FrameIndexer:
             frame_seq = cmd.get("frame_seq", -1)
             answered = self._pending.pop(frame_seq, None)
             if answered is not None:
-                answered.steering, answered.throttle, answered.source = self._latest[topic]
-                answered.command = "frame"
+                _label(answered, label, "frame")
             elif frame_seq >= 0 and frame_seq not in self._early:
                 # a small command can overtake its (large) frame between two sockets
-                self._early[frame_seq] = self._latest[topic]
+                self._early[frame_seq] = label
                 if len(self._early) > _PENDING_FRAMES:
                     self._early.popitem(last=False)
 
@@ -337,14 +353,13 @@ class FrameIndexer:
             self.duplicates += 1
         info = FrameInfo(len(self._frames), msg.sequence, msg.publish_time, msg.log_time)
         source = fmt.CONTROL_TOPIC if self._latest[fmt.CONTROL_TOPIC] else fmt.TELEOP_TOPIC
-        if self._latest[source]:
-            info.steering, info.throttle, info.source = self._latest[source]
-            info.command = source.split("/")[1]
+        latest = self._latest[source]
+        if latest:
+            _label(info, latest, source.split("/")[1])
         self._frames.append(info)
         early = self._early.pop(msg.sequence, None)
         if early is not None:
-            info.steering, info.throttle, info.source = early
-            info.command = "frame"
+            _label(info, early, "frame")
             return
         self._pending[msg.sequence] = info
         if len(self._pending) > _PENDING_FRAMES:
@@ -362,6 +377,19 @@ class FrameIndexer:
     def takeovers(self) -> list[TakeoverSpan]:
         """Take-over spans: from the recorder's marks, else derived from control's sources."""
         return (self._marked if self._marks else self._derived).result()
+
+
+def _command(cmd: dict, topic: str) -> Label:
+    """A logged command as the label of the frames it answers."""
+    offset = float(cmd.get("perturbation", 0.0))  # absent in older recordings
+    source = str(cmd.get("source", "")) if topic == fmt.CONTROL_TOPIC else "teleop"
+    steering = float(cmd["steering"]) - offset  # the driver's own, not what the motors got
+    return Label(steering, float(cmd["throttle"]), offset, bool(cmd.get("stale")), source)
+
+
+def _label(info: FrameInfo, label: Label, command: str) -> None:
+    info.steering, info.throttle, info.perturbation, info.stale, info.source = label
+    info.command = command
 
 
 def _read_metadata(path: Path, partial_ok: bool) -> dict:
