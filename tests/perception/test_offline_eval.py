@@ -81,10 +81,11 @@ def test_scores_the_human_frames_and_writes_json_html_and_pictures(
     report = json.loads((out / "report.json").read_text())
     assert report["takeover"]["frames"] == HUMAN_FRAMES - 1
     assert report["per_minute"][0]["frames"] == HUMAN_FRAMES - 1
-    worst = report["worst"]
-    assert len(worst) == 4
+    worst = report["worst"]  # the worst first, one per second of the session at most
+    assert 1 <= len(worst) <= 2
     gaps = [abs(w["human"] - w["model"]) for w in worst]
     assert gaps == sorted(gaps, reverse=True)
+    assert all(abs(a["index"] - b["index"]) >= 30 for a, b in zip(worst, worst[1:], strict=False))
     page = (out / "report.html").read_text()
     for picture in [*report["timeline_png"], report["contact_sheet_png"]]:
         assert (out / picture).stat().st_size > 1000 and picture in page

@@ -55,6 +55,10 @@ def test_reference_session_replays_with_zero_differing_fields(tmp_path: Path):
         assert figures[f"{node}_answers"] == FRAMES, node
         assert figures[f"{node}_misses"] == 0
         assert figures[f"{node}_ok"]
+    # every node's answers, cost maps included, make a session the recordings verbs accept
+    replayed = next(tmp_path.iterdir())
+    verify = rover("recordings", "verify", str(replayed))
+    assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
 @pytest.mark.slow
