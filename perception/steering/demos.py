@@ -14,7 +14,6 @@ shapes and stereo. Materials reserved for held-out scenarios are never used.
 
 from __future__ import annotations
 
-import dataclasses
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -27,15 +26,24 @@ from typing import Any, ClassVar
 import numpy as np
 from tqdm import tqdm
 
+from drivers.protocol import to_milli
 from rover import messages as m
 from rover.control import ControlConfig, Controller
+from rover.perturb import PerturbConfig, Perturber, perturbed
+from sim.episodes import (
+    TRAINING_FAMILIES,
+    MaterialPools,
+    WorldSequence,
+    repaint,
+    training_materials,
+    training_worlds,
+)
 from sim.expert import Expert, ExpertConfig
-from sim.scenario import RESERVED_SEED_MIN, Scenario, load_scenario
+from sim.scenario import Scenario
 from sim.simulation import Simulation
 
-TRAINING_FAMILIES = ("forest", "open", "corridor")
+__all__ = ["MaterialPools", "repaint", "training_materials"]
 FRAME_RATE_HZ = 30.0
-_FIRST_DEMO_SEED = 1000  # regression-suite worlds use seeds 101-302
 
 
 @dataclass(frozen=True)
@@ -50,64 +58,13 @@ class DemoSample:
     frame_seq: int
     session: str
     index: int
-
-
-@dataclass(frozen=True)
-class MaterialPools:
-    """Every material the training families use, by role."""
-
-    obstacle: tuple[str, ...]
-    ground: tuple[str, ...]
-    sky: tuple[str, ...]
-
-
-@cache
-def training_materials(families: tuple[str, ...] = TRAINING_FAMILIES) -> MaterialPools:
-    """The training families' own materials: nothing a held-out scenario alone shows."""
-    scenarios = [load_scenario(f) for f in families]
-    obstacle = set().union(*(s.obstacle_materials() for s in scenarios))
-    ground = set().union(*(set(s.ground.materials) | {s.ground.trail} for s in scenarios))
-    sky = set().union(*(set(s.lighting.sky) for s in scenarios))
-    return MaterialPools(tuple(sorted(obstacle)), tuple(sorted(ground)), tuple(sorted(sky)))
-
-
-def repaint(scenario: Scenario, rng: np.random.Generator) -> Scenario:
-    """The same layouts with materials drawn from the training pools (one per family)."""
-    pools = training_materials()
-
-    def pick(pool: tuple[str, ...], k: int = 1) -> tuple[str, ...]:
-        return tuple(str(x) for x in rng.choice(pool, size=min(k, len(pool)), replace=False))
-
-    obstacles = tuple(
-        dataclasses.replace(f, materials=pick(pools.obstacle)) for f in scenario.obstacles
-    )
-    ground = dataclasses.replace(
-        scenario.ground, materials=pick(pools.ground, 2), trail=pick(pools.ground)[0]
-    )
-    corridor = scenario.corridor
-    if corridor is not None:
-        corridor = dataclasses.replace(corridor, wall_materials=pick(pools.obstacle))
-    return dataclasses.replace(
-        scenario,
-        name=f"{scenario.name}-repainted",
-        obstacles=obstacles,
-        ground=ground,
-        corridor=corridor,
-        border=dataclasses.replace(scenario.border, materials=pick(pools.obstacle)),
-        lighting=dataclasses.replace(scenario.lighting, sky=pick(pools.sky)),
-    )
+    perturbation: float = 0.0  # steering added on top of the label (DART), as recorded
+    source: str = "expert"  # who drove: "expert" (demonstrations, take-overs), "model"
 
 
 def demo_worlds(count: int, seed: int = 0, families=TRAINING_FAMILIES) -> list[tuple[str, int]]:
     """(family, world seed) pairs: families in turn, seeds drawn from the training range."""
-    rng = np.random.default_rng(seed)
-    seeds = rng.choice(np.arange(_FIRST_DEMO_SEED, RESERVED_SEED_MIN), size=count, replace=False)
-    return [(families[i % len(families)], int(s)) for i, s in enumerate(seeds)]
-
-
-@cache
-def _episode_worlds(seed: int, families: tuple[str, ...]) -> list[tuple[str, int]]:
-    return demo_worlds(10_000, seed, families)
+    return training_worlds(count, seed, families)
 
 
 def expert_samples(spec: EpisodeSpec, minutes: float) -> Iterator[DemoSample]:
@@ -143,16 +100,18 @@ class EpisodeWorlds:
     families: tuple[str, ...] = TRAINING_FAMILIES
     randomise: float = 0.0  # share of worlds repainted with other training materials
     max_episode_s: float | None = None
+    first_seed: int | None = None  # episode 0's world, as `rover drive --sim F --seed S`
 
     def world(self, episode: int) -> tuple[Scenario, int]:
-        """Episode ``episode``'s scenario (repainted for a ``randomise`` share), world seed."""
-        worlds = _episode_worlds(self.seed + self.WORLD_SEED_OFFSET, tuple(self.families))
-        family, world_seed = worlds[episode]
-        scenario = load_scenario(family)
-        paint = np.random.default_rng(world_seed)
-        if paint.random() < self.randomise:
-            scenario = repaint(scenario, paint)
-        return scenario, world_seed
+        """Episode ``episode``'s scenario (repainted for a ``randomise`` share), world seed:
+        the sequence `rover drive --sim` drives (``sim.episodes``)."""
+        sequence = WorldSequence(
+            tuple(self.families),
+            self.seed + self.WORLD_SEED_OFFSET,
+            self.randomise,
+            self.first_seed,
+        )
+        return sequence.world(episode)
 
     def over(self, sim: Simulation, step: int, limit: int | None) -> bool:
         """True once the episode is done: goal, time limit, ``max_episode_s`` or ``limit``."""
@@ -163,33 +122,49 @@ class EpisodeWorlds:
 
 @dataclass(frozen=True)
 class EpisodeSpec(EpisodeWorlds):
-    """A demonstration episode: its world and the expert's perturbations (DART)."""
+    """A demonstration episode: its world and the control node's perturbations (DART), as
+    ``rover drive --sim F --model expert --lockstep --perturb RATE,SIZE --record`` makes them."""
 
     perturb_rate_hz: float = 0.3
     perturb_steering: float = 0.5
 
+    def perturb(self, episode: int) -> PerturbConfig:
+        """The control node's [perturb] for this episode (its own seed: episodes in parallel)."""
+        seed = self.seed * 10_000 + episode
+        if self.perturb_rate_hz <= 0:
+            return PerturbConfig(seed=seed)
+        return PerturbConfig(rate_hz=self.perturb_rate_hz, size=self.perturb_steering, seed=seed)
+
 
 def episode_samples(spec: EpisodeSpec, episode: int, limit: int | None = None):
     """The frames of demonstration episode ``episode`` (at most ``limit``): its world, paint
-    and expert depend only on the spec and the index, so episodes can run in any process."""
+    and perturbations depend only on the spec and the index, so episodes run in any process.
+
+    The lock-step stack without the bus: the expert answers each frame, the control logic
+    slews its command and adds the perturbation, the motors get it in the serial link's
+    thousandths. The label is the driver's command before the perturbation, as the recording
+    reader gives it; the recorded path differs only by the JPEG of each frame (a test
+    compares them)."""
     scenario, world_seed = spec.world(episode)
     sim = Simulation(scenario, world_seed)
-    expert = Expert(
-        ExpertConfig(
-            perturb_rate_hz=spec.perturb_rate_hz,
-            perturb_steering=spec.perturb_steering,
-            seed=spec.seed * 10_000 + episode,
-        )
-    )
+    expert = Expert(ExpertConfig())
+    controller = Controller(ControlConfig(autopilot_without_teleop=True))
+    perturber = Perturber(spec.perturb(episode))
     name = f"sim-{scenario.name}-{world_seed}"
     period_ns = int(1e9 / FRAME_RATE_HZ)
     step = 0
     while not spec.over(sim, step, limit):
+        stamp = step * period_ns
         left, right, _ = sim.render()
-        command = expert.act(sim.observation())
-        steering, throttle = expert.label
-        yield DemoSample(left, right, steering, throttle, step * period_ns, step, name, step)
-        sim.step(*command)
+        steering, throttle = expert.act(sim.observation())
+        est = m.SteeringEstimate(stamp_ns=stamp, frame_seq=step, steering=steering,
+                                 throttle=throttle, source="expert")  # fmt: skip
+        controller.on_estimate(est, stamp)
+        out = controller.output(stamp)
+        ok = not out.stale and perturber.allowed(out.throttle, True, out.estop)
+        sent, offset = perturbed(out.steering, perturber.update(stamp, ok))
+        yield DemoSample(left, right, out.steering, out.throttle, stamp, step, name, step, offset)
+        sim.step(to_milli(sent) / 1000, to_milli(out.throttle) / 1000)
         step += 1
 
 
@@ -311,10 +286,11 @@ def correction_samples(spec: CorrectionSpec, predictor: Any, episode: int, limit
         stamp = step * period_ns
         left, right, _ = sim.render()
         command = expert.act(sim.observation())
-        yield DemoSample(left, right, *expert.label, stamp, step, name, step)
         state, plan = sim.state, expert.plan
         if state.collided or (plan is not None and plan.clearance_m < spec.takeover_clearance_m):
             expert_until_s = state.time_s + spec.takeover_s
+        source = "expert" if state.time_s < expert_until_s else "model"  # who drives this frame
+        yield DemoSample(left, right, *expert.label, stamp, step, name, step, source=source)
         pred = predictor.predict(left, right, stamp)
         est = m.SteeringEstimate(
             stamp_ns=stamp, frame_seq=step, steering=pred.steering, throttle=pred.throttle

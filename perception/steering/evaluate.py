@@ -32,6 +32,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from perception.steering.budget import budget_text
 from perception.steering.report import aggregate, compare, interval_text, targets, write_html
 from rover.config import load_config
 from rover.errors import ConfigError, DataError
@@ -230,6 +231,8 @@ def build_report(model: str, args: argparse.Namespace, runs: list[dict]) -> dict
     report = {
         "model": str(model),
         "model_arch": ckpt.config.arch,
+        # what the model learned from, in minutes (None: trained before the data budget)
+        "data_budget": ckpt.info.get("data", {}).get("budget"),
         "suite": str(args.suite),
         "seeds_per_scenario": args.seeds,
         "traversability_guard": bool(getattr(args, "traversability", False)),
@@ -343,6 +346,9 @@ def _print_summary(report: dict[str, Any], out: Path) -> None:
                 f"{fig['mean_distance_between_collisions_m']:>9.1f}{fig['autonomy_pct']:>9.1f}"
                 f"{fig['goal_progress']:>7.2f}"
             )
+    budget = report.get("data_budget")
+    if budget:
+        print(f"the model learned from {budget_text(budget)}")
     t = report["targets"]
     if report["held_out"].get("model", {}).get("runs"):
         print(

@@ -20,6 +20,7 @@ from dataclasses import replace
 from rover.errors import DataError, RoverError, run_command
 
 DEFAULT_ROOT = "recordings"
+SESSION_HELP = "a session folder (`rover recordings list` shows them), or one of its segments"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,11 +29,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     p = sub.add_parser("list", help="sessions with duration, stereo pairs, size and status")
-    p.add_argument("roots", nargs="*", default=[DEFAULT_ROOT], metavar="ROOT")
+    p.add_argument(
+        "roots",
+        nargs="*",
+        default=[DEFAULT_ROOT],
+        metavar="ROOT",
+        help=f"a folder of sessions, or a session (default: {DEFAULT_ROOT}/)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
 
-    p = sub.add_parser("info", help="per-topic counts and rates, drops, gaps, steering")
-    p.add_argument("session", metavar="SESSION")
+    p = sub.add_parser(
+        "info", help="labels (live or stale), per-topic counts and rates, drops, gaps, steering"
+    )
+    p.add_argument("session", metavar="SESSION", help=SESSION_HELP)
     p.add_argument("--json", action="store_true", help="one JSON object instead of text")
 
     p = sub.add_parser("verify", help="read every message; exit non-zero on damage")
@@ -44,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="DIR", help="write a recovered copy here (default: in place)")
 
     p = sub.add_parser("trim", help="exclude a span from training (data kept), or undo it")
-    p.add_argument("session", metavar="SESSION")
+    p.add_argument("session", metavar="SESSION", help=SESSION_HELP)
     p.add_argument("--from", dest="from_s", type=float, metavar="S", help="start, seconds")
     p.add_argument("--to", dest="to_s", type=float, metavar="S", help="end, seconds")
     p.add_argument("--frames", metavar="A:B", help="frame indices A (included) to B (excluded)")
@@ -53,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--list", action="store_true", help="show the session's trims")
 
     p = sub.add_parser("export", help="a span to MP4 and/or PNG frames with a steering overlay")
-    p.add_argument("session", metavar="SESSION")
+    p.add_argument("session", metavar="SESSION", help=SESSION_HELP)
     p.add_argument("--from", dest="from_s", type=float, default=0.0, metavar="S")
     p.add_argument("--to", dest="to_s", type=float, default=None, metavar="S")
     p.add_argument("--mp4", metavar="FILE", help="write an MP4 video")
@@ -68,6 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --rosbag2: recompute the traversability cost map of every pair into the bag",
     )
     _add_import(sub)
+    for verb in sub._choices_actions:  # each verb's --help opens with its line of the list
+        sub.choices[verb.dest].description = f"rover recordings {verb.dest}: {verb.help}."
 
 
 def _add_import(sub) -> None:
@@ -123,9 +134,9 @@ def _list(args: argparse.Namespace) -> int:
         [
             (
                 r["session"],
-                _duration(r["duration_s"]),
+                duration_text(r["duration_s"]),
                 str(r["stereo_pairs"]),
-                _size(r["size_bytes"]),
+                size_text(r["size_bytes"]),
                 str(r["segments"]),
                 str(r["trims"]),
                 r["status"] + (": run recover" if r["status"] == "damaged" else ""),
@@ -151,35 +162,61 @@ def _print_info(info: dict) -> None:
     from rover.bench.common import print_table
 
     print(f"session   {info['session']}  ({info['status']}, {info['segments']} segment(s))")
+    print(f"labels    {_labels_line(info)}")
     print(
-        f"duration  {_duration(info['duration_s'])} of capture time, recorded over "
-        f"{_duration(info['wall_s'])} of wall time"
+        f"duration  {duration_text(info['duration_s'])} of capture time, recorded over "
+        f"{duration_text(info['wall_s'])} of wall time"
     )
     print(
         f"pairs     {info['stereo_pairs']} stereo pairs, {info['training_pairs']} for training "
         f"({len(info['trims'])} trim(s))"
     )
     print(f"drops     {info['dropped_frames']} frame(s); camera restarts {info['camera_restarts']}")
-    print(f"size      {_size(info['size_bytes'])}, {_size(info['bytes_per_min'])}/min")
+    for f in info.get("faults", []):
+        state = "still active at the end" if f["active"] else "recovered"
+        print(f"fault     {f['node']} {f['fault']}: {f['count']} time(s), {state}")
+    print(
+        f"takeover  {info['takeover_s']:.1f} s in {info['takeovers']} span(s), "
+        f"{info['takeover_frames']} frame(s): the human took over from the autopilot"
+    )
+    print(f"size      {size_text(info['size_bytes'])}, {size_text(info['bytes_per_min'])}/min")
     sw = info["software"]
     print(f"software  rover {sw.get('rover_version')} ({sw.get('git')}), format {sw.get('format')}")
+    if info.get("startup_gaps"):
+        print(
+            f"start-up  {info['startup_s']:.2f} s until frames came at the steady rate "
+            f"({info['startup_gaps']} slow interval(s) while the stack started: normal)"
+        )
     if info["gaps"]:
         shown = ", ".join(f"{g['length_s']:.2f} s at {g['at_s']:.1f} s" for g in info["gaps"][:5])
-        print(f"gaps      {len(info['gaps'])}: {shown}")
+        print(f"gaps      {len(info['gaps'])} after start-up: {shown}")
     print()
     print_table(
-        ("channel", "messages", "rate Hz", "seq gaps", "restarts"),
+        ("channel", "messages", "rate Hz", "nominal Hz", "seq gaps", "restarts"),
         [
             (
                 t["topic"],
                 str(t["messages"]),
                 f"{t['rate_hz']:.1f}",
+                "-" if t.get("nominal_hz") is None else f"{t['nominal_hz']:g}",
                 str(t["seq_gaps"]),
                 str(t["restarts"]),
             )
             for t in info["topics"]
         ],
     )
+    speedup = info["duration_s"] / info["wall_s"] if info["wall_s"] > 0 else 1.0
+    fast = [t["topic"] for t in info["topics"] if t["topic"] in FORWARDED and _above(t)]
+    if speedup > 1.2:  # lock-step: the simulator ran as fast as the stack answered
+        print(
+            f"(captured {speedup:.1f}x faster than real time, in lock-step: rates are per "
+            "wall-clock second)"
+        )
+    elif fast:
+        print(
+            f"({' and '.join(fast)} above nominal: the control node sends at its fixed rate "
+            "and also forwards each new input at once, and the motor controller answers each)"
+        )
     hist = info["steering_histogram"]
     peak = max(hist["counts"]) or 1
     print("\nsteering (command in force at each frame)")
@@ -189,6 +226,32 @@ def _print_info(info: dict) -> None:
         print(f"trim {t['id']}: {t['start_s']:.2f}-{t['end_s']:.2f} s {t['reason']}")
     for r in info["recovered"]:
         print(f"recovered segment: kept {r['messages']} messages, lost {r['lost_bytes']} bytes")
+
+
+FORWARDED = ("/control/command", "/motor/state")  # sent at a fixed rate and on each input
+
+
+def _above(topic: dict) -> bool:
+    return bool(topic.get("nominal_hz")) and topic["rate_hz"] > 1.1 * topic["nominal_hz"]
+
+
+def _labels_line(info: dict) -> str:
+    """Whether the frames' steering labels are commands the vehicle followed."""
+    pct = info.get("live_labels_pct", 100.0)
+    line = f"{pct:.1f} % of frames labelled by live commands"
+    if info.get("stale_label_frames"):
+        line += f", {info['stale_label_frames']} by stale ones"
+    if info.get("unlabelled_frames"):
+        line += f", {info['unlabelled_frames']} before the first command (start-up)"
+    if info["status"] == "stale":
+        sources = info.get("control_sources") or {}
+        total = sum(sources.values()) or 1
+        top = ", ".join(f"{k} {100 * v / total:.0f} %" for k, v in list(sources.items())[:3])
+        line += (
+            f"\n          control source: {top}. The vehicle did not follow these labels "
+            "(no live input reached the control node): record again, or trim the stale spans"
+        )
+    return line
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -218,7 +281,9 @@ def _recover(args: argparse.Namespace) -> int:
     for r in recover(args.path, args.out):
         if r.rebuilt:
             lost = (
-                f"dropped a torn tail of {_size(r.lost_bytes)}" if r.lost_bytes else "no torn tail"
+                f"dropped a torn tail of {size_text(r.lost_bytes)}"
+                if r.lost_bytes
+                else "no torn tail"
             )
             print(
                 f"{r.path.name}: rebuilt, kept {r.messages} messages ({r.pairs} pairs), "
@@ -304,12 +369,12 @@ VERBS = {
 }
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
     minutes, secs = divmod(seconds, 60)
     return f"{int(minutes)}:{secs:04.1f}" if minutes else f"{secs:.1f} s"
 
 
-def _size(n: float) -> str:
+def size_text(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

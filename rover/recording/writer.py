@@ -25,6 +25,7 @@ from rover import messages as m
 from rover import topics
 from rover.errors import ConfigError, DataError
 from rover.recording import format as fmt
+from rover.recording import takeover
 
 _COMPRESSIONS = {"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4, "none": None}
 
@@ -131,6 +132,8 @@ class SessionWriter:
             )
         stats = writer.register_schema("rover.RecorderStats", "jsonschema", fmt.stats_schema())
         channels[fmt.STATS_TOPIC] = writer.register_channel(fmt.STATS_TOPIC, "json", stats)
+        marks = writer.register_schema("rover.Takeover", "jsonschema", takeover.mark_schema())
+        channels[fmt.TAKEOVER_TOPIC] = writer.register_channel(fmt.TAKEOVER_TOPIC, "json", marks)
         self.segment = _Segment(self._next_index - 1, path, file, writer, channels, now_ns)
         writer.add_metadata(fmt.META_SESSION, self._session_metadata())
         writer.add_metadata(fmt.META_CONFIG, fmt.flatten_config(self.robot_config))
@@ -247,7 +250,9 @@ class SessionWriter:
         self.segment = None
 
     def release(self) -> None:
-        """Give up the session lock."""
+        """Give up the session lock; a clean stop leaves no lock file behind (a crash does,
+        unlocked: `session_is_live` then reads the session as finished)."""
+        Path(self._lock.name).unlink(missing_ok=True)  # while held: no other recorder races
         self._lock.close()
 
 
