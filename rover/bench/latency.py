@@ -26,8 +26,8 @@ those three. End to end, steering and serial are stamped where they happen.
 The floor, measured in the same run on this machine, half before the stack starts and half
 after it stopped: the same stages' bare costs (a bare OpenCV read of the rig's videos plus a
 bare pyzmq hop of the pair; a bare pyzmq hop of a small message; the network's bare forward on
-a prepared pair; the controller's logic and the DRIVE's encoding; half a bare pty round trip,
-plus the wire time of a DRIVE at ``--baud``).
+a prepared pair; the controller's logic and the DRIVE's encoding; a DRIVE frame across a bare
+pty to another thread, plus its wire time at ``--baud``).
 
 The capture→publish p50 is also written to the user's state folder (``latency.json``): the
 simulator's ``--camera-latency-ms`` defaults to it in real-time runs, so they see the robot's
@@ -49,9 +49,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# capture -> publish p50 on the rig measured here (bench/RESULTS.md, issue 12); used by the
-# simulator until `rover bench latency` has run on this computer
-DEFAULT_CAMERA_LATENCY_MS = 1.5
+# capture -> publish p50 on the rig measured here (median of 5 runs, bench/RESULTS.md, issue
+# 12, at load ~20); used by the simulator until `rover bench latency` has run on this computer
+DEFAULT_CAMERA_LATENCY_MS = 4.5
 STAGES = ("capture_publish", "bus", "steering", "control", "serial")
 STAGE_NAMES = {
     "capture_publish": "capture -> publish",
