@@ -41,7 +41,7 @@ from rover.perturb import Perturber, perturbed
 
 MAP_WAIT_MS = 300.0  # lock-step: longest wait for the map of an estimate's frame
 MCU_SILENT_S = 0.5  # the link down, or no STATE, this long: the motor controller is lost
-OPERATOR_GRACE_S = 3.0  # at start, the teleop node's first heartbeat may take this long
+OPERATOR_GRACE_S = 2.0  # after the first frame: the teleop node's first heartbeat may lag
 NO_OPERATOR = (
     "not arming: no operator input that can stop the robot is connected: plug in a gamepad, "
     "run where a display is for the keyboard window, or pass --unattended"
@@ -73,6 +73,7 @@ class ControlNode:
         self.port = cfg.motor.port
         self.started_ns = time.monotonic_ns()
         self.unplugged_ns: int | None = None  # when the link last went down
+        self.first_camera_ns: int | None = None
         self.rate = RateKeeper(cfg.control.rate_hz)
         self.drive_seq = 0
         self.lockstep_maps = lockstep_maps
@@ -233,7 +234,12 @@ class ControlNode:
             self.health.set("camera_stall", False, f"camera frames back after {gone_s:.1f} s")
 
     def _check_operator(self, out: ControlOutput, now: int) -> None:
-        if not out.operator and (now - self.started_ns) / 1e9 > OPERATOR_GRACE_S:
+        # said once the stack is up (frames flow): a setup error is the one line before that
+        first = self.first_camera_ns
+        if first is None and self.controller.camera_recv_ns is not None:
+            self.first_camera_ns = first = now
+        up = first is not None and (now - first) / 1e9 > OPERATOR_GRACE_S
+        if not out.operator and up:
             self.health.set("operator", True, NO_OPERATOR)
         elif out.operator and self.health.faults.active("operator"):
             who = self.controller.teleop.operator if self.controller.teleop else ""
