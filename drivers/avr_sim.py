@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from drivers.emulator import MotorOutputs
+from drivers.emulator import MotorOutputs, point_link
 from drivers.protocol import TYPE_STATE, FrameDecoder, MotorState
 from rover.errors import ConfigError, DeviceError
 
@@ -158,7 +158,7 @@ class AvrMcu:
         )
         try:
             self.pty_path = self._read_pty_line()
-            _point_link(self.device_path, self.pty_path)
+            point_link(self.device_path, self.pty_path)
         except BaseException:
             self.stop()
             raise
@@ -367,17 +367,3 @@ def _differs(a: MotorOutputs, b: MotorOutputs) -> bool:
         b.watchdog_tripped,
         b.seq,
     )
-
-
-def _point_link(link: str, target: str) -> None:
-    """Point ``link`` at ``target`` atomically, like udev's by-id links."""
-    if os.path.lexists(link) and not os.path.islink(link):
-        raise ConfigError(f"{link} exists and is not a symlink: pick another --link")
-    tmp_link = f"{link}.{os.getpid()}.tmp"
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp_link)
-    try:
-        os.symlink(target, tmp_link)
-    except FileNotFoundError:
-        raise ConfigError(f"cannot create {link}: no such folder") from None
-    os.replace(tmp_link, link)

@@ -314,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
         "eval",
         add_help=False,
         help="closed-loop evaluation: rover eval --model M --suite DIR "
-        "(or rover eval traversability ...)",
+        "(or rover eval traversability ...; rover eval recordings --model M SESSION...)",
     )
     p.set_defaults(func=_cmd_kind, kinds=KINDS["eval"], prog="rover eval", default="steering")
 

@@ -42,6 +42,7 @@ SIM_ONLY_FLAGS = (
     ("camera_latency_ms", "--camera-latency-ms", 0.0),
     ("safety_driver", "--safety-driver", 0.0),
     ("metrics_out", "--metrics-out", None),
+    ("mcu", "--mcu", "emulator"),
 )
 ROBOT_ONLY_FLAGS = (
     ("unattended", "--unattended", False),
@@ -137,6 +138,8 @@ def build_options(args: argparse.Namespace) -> RunOptions:
             sim_args.append("--lockstep")
         if getattr(args, "mcu", "emulator") == "avr":
             sim_args += ["--mcu", "avr"]
+            if args.lockstep:  # simavr shares the CPU: on a loaded machine it lags real time
+                sim_args += ["--lockstep-timeout", "5"]
         if model in SIM_POLICIES:
             sim_args += ["--policy", model]
         if args.headless or not has_display():
@@ -224,7 +227,7 @@ def _remote_args(args: argparse.Namespace, node_args: dict, record_dir: str | No
             try:
                 parse_address(value)
             except ConfigError as exc:
-                raise ConfigError(f"{flag} {value}: {exc}") from None
+                raise ConfigError(f"{flag}: {exc}") from None
     remote: list[str] = []
     if listen:
         from rover.keys import KeyStore, check_curve

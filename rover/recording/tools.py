@@ -389,6 +389,12 @@ def _verify_segment(check: SegmentCheck, decode: bool, on_bytes) -> None:
 
 
 def _check_message(topic: str, data: bytes, decode: bool) -> str | None:
+    if topic in fmt.PNG_IMAGE_TOPICS:
+        try:
+            png = CompressedImage.FromString(data).data
+        except DecodeError:
+            return "not a foxglove.CompressedImage"
+        return None if png[:4] == b"\x89PNG" else "its PNG data is corrupt"
     if topic in fmt.IMAGE_TOPICS:
         try:
             jpeg = CompressedImage.FromString(data).data

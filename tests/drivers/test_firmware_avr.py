@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from drivers.avr_sim import FIRMWARE_DIR, AvrMcu, elf_path
+from drivers.avr_sim import BUILD_DIR, FIRMWARE_DIR, AvrMcu
 from drivers.protocol import DriveCommand, encode_drive
 from tests.drivers.mcu_targets import (
     MS,
@@ -43,7 +43,7 @@ def pulses_after(mcu: AvrMcu, pin: str, t_ns: int) -> list[tuple[int, int]]:
 
 def test_both_stages_fit_the_budget_and_build_without_warnings() -> None:
     result = subprocess.run(
-        ["make", "-C", str(FIRMWARE_DIR), f"O={elf_path('x').parents[1]}", "size"],
+        ["make", "-C", str(FIRMWARE_DIR), f"O={BUILD_DIR}", "size"],
         capture_output=True,
         text=True,
         check=True,

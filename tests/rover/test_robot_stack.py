@@ -206,7 +206,8 @@ def test_drive_on_a_robot_will_not_arm_without_an_operator_input(tmp_path, mcu, 
         event = wait_for(refused, 60, "the control node to refuse")
         assert event.active and "plug in a gamepad" in event.text and "--unattended" in event.text
         got = cmds.drain()
-        assert got and all(c.throttle == 0.0 and c.source.endswith("no-operator") for c in got)
+        assert got and all(c.throttle == 0.0 and c.stale for c in got)  # stale: not armed
+        assert any(c.source == "autopilot:no-operator" for c in got)  # fresh estimates, refused
         assert not mcu.outputs.armed and mcu.outputs.throttle == 0.0
     finally:
         mgr.stop()

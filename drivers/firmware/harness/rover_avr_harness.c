@@ -239,53 +239,63 @@ static void usage(const char *prog) {
   exit(2);
 }
 
-int main(int argc, char **argv) {
-  const char *elf_path = NULL;
-  long stall_at_ms = -1;
-  long stall_pc = -1;
-  int paced = 1;
+typedef struct {
+  const char *elf_path;
+  long stall_at_ms; /* -1: never */
+  long stall_pc;
+  int paced;
+} options_t;
+
+static options_t parse_args(int argc, char **argv) {
+  options_t o = {NULL, -1, -1, 1};
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--stall-at-ms") && i + 1 < argc) {
-      stall_at_ms = strtol(argv[++i], NULL, 0);
+      o.stall_at_ms = strtol(argv[++i], NULL, 0);
     } else if (!strcmp(argv[i], "--stall-pc") && i + 1 < argc) {
-      stall_pc = strtol(argv[++i], NULL, 0);
+      o.stall_pc = strtol(argv[++i], NULL, 0);
     } else if (!strcmp(argv[i], "--watch") && i + 1 < argc && n_watch < MAX_WATCH) {
       /* avr-nm prints data addresses with the 0x800000 data-space offset */
       watch_addr[n_watch] = (uint16_t)(strtoul(argv[++i], NULL, 0) & 0xFFFF);
       watch_value[n_watch++] = -1;
     } else if (!strcmp(argv[i], "--no-pace")) {
-      paced = 0;
-    } else if (argv[i][0] == '-' || elf_path) {
+      o.paced = 0;
+    } else if (argv[i][0] == '-' || o.elf_path) {
       usage(argv[0]);
     } else {
-      elf_path = argv[i];
+      o.elf_path = argv[i];
     }
   }
-  if (!elf_path || ((stall_at_ms >= 0) != (stall_pc >= 0))) usage(argv[0]);
+  if (!o.elf_path || ((o.stall_at_ms >= 0) != (o.stall_pc >= 0))) usage(argv[0]);
+  return o;
+}
 
+/* The ATmega328P with the firmware loaded; exits with a message if that fails. */
+static void load_mcu(const options_t *o, const char *prog) {
   elf_firmware_t fw;
   memset(&fw, 0, sizeof fw);
-  if (elf_read_firmware(elf_path, &fw) != 0) {
-    fprintf(stderr, "rover_avr_harness: error: cannot read %s\n", elf_path);
-    return 1;
+  if (elf_read_firmware(o->elf_path, &fw) != 0) {
+    fprintf(stderr, "rover_avr_harness: error: cannot read %s\n", o->elf_path);
+    exit(1);
   }
   avr = avr_make_mcu_by_name("atmega328p");
   if (!avr) {
     fprintf(stderr, "rover_avr_harness: error: this simavr has no atmega328p\n");
-    return 1;
+    exit(1);
   }
   avr_init(avr);
   fw.frequency = F_CPU_HZ;
   avr_load_firmware(avr, &fw);
-  if (stall_pc >= 0 && (uint32_t)stall_pc + 1 >= avr->flashend) usage(argv[0]);
+  if (o->stall_pc >= 0 && (uint32_t)o->stall_pc + 1 >= avr->flashend) usage(prog);
   for (int i = 0; i < n_watch; i++)
-    if (watch_addr[i] > avr->ramend) usage(argv[0]);
+    if (watch_addr[i] > avr->ramend) usage(prog);
+}
 
+/* Listen to UART0 (bytes out, its FIFO's XON/XOFF) and the watched pins; returns UART0's input. */
+static avr_irq_t *connect_irqs(void) {
   uint32_t flags = 0;
   avr_ioctl(avr, AVR_IOCTL_UART_GET_FLAGS('0'), &flags);
   flags &= ~(uint32_t)(AVR_UART_FLAG_STDIO | AVR_UART_FLAG_POLL_SLEEP);
   avr_ioctl(avr, AVR_IOCTL_UART_SET_FLAGS('0'), &flags);
-  avr_irq_t *uart_in = avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_INPUT);
   avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_OUTPUT),
                           on_uart_out, NULL);
   avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_OUT_XOFF),
@@ -297,20 +307,45 @@ int main(int argc, char **argv) {
     avr_irq_t *irq = avr_io_getirq(avr, AVR_IOCTL_IOPORT_GETIRQ(watched[i].port), watched[i].bit);
     avr_irq_register_notify(irq, on_pin, (void *)&watched[i]);
   }
+  return avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_INPUT);
+}
 
-  setvbuf(stdout, NULL, _IOLBF, 0); /* each event reaches the reader at once */
-  signal(SIGINT, on_signal);
-  signal(SIGTERM, on_signal);
-  signal(SIGPIPE, SIG_IGN);
-  pty_master = open_pty();
-  if (pty_master < 0) {
-    fprintf(stderr, "rover_avr_harness: error: cannot open a pty: %s\n", strerror(errno));
-    return 1;
+typedef struct {
+  long pc;
+  uint64_t at_ns; /* UINT64_MAX: not (or no longer) due */
+  uint8_t saved[2];
+  int active;
+} stall_t;
+
+/* A hung loop(): the instruction at pc becomes a jump to itself. */
+static void stall_begin(stall_t *st) {
+  st->saved[0] = avr->flash[st->pc];
+  st->saved[1] = avr->flash[st->pc + 1];
+  avr->flash[st->pc] = 0xFF; /* rjmp .-2: 0xCFFF, little-endian */
+  avr->flash[st->pc + 1] = 0xCF;
+  st->active = 1;
+  st->at_ns = UINT64_MAX;
+  printf("%" PRIu64 " STALL\n", sim_ns());
+}
+
+/* The CPU is at its reset vector: report it, undo a stall, step off the vector. */
+static void on_reset(stall_t *st) {
+  printf("%" PRIu64 " RESET\n", sim_ns());
+  pins_dirty_cycle = avr->cycle; /* the reset cleared the port registers */
+  report_pins();
+  if (st->active) {
+    avr->flash[st->pc] = st->saved[0];
+    avr->flash[st->pc + 1] = st->saved[1];
+    st->active = 0;
   }
+  avr_run(avr); /* or the next check would report the same reset again */
+}
 
-  uint8_t saved[2] = {0, 0};
-  int stalled = 0;
-  uint64_t stall_ns = stall_at_ms >= 0 ? (uint64_t)stall_at_ms * 1000000ULL : UINT64_MAX;
+/* Run until a signal or a crash; returns the CPU's final state. */
+static int run(const options_t *o, avr_irq_t *uart_in) {
+  stall_t st = {o->stall_pc, o->stall_at_ms >= 0 ? (uint64_t)o->stall_at_ms * 1000000ULL
+                                                 : UINT64_MAX,
+                {0, 0}, 0};
   uint64_t wall0 = wall_ns();
   uint64_t last_lag_report = 0;
   unsigned count = 0;
@@ -320,30 +355,29 @@ int main(int argc, char **argv) {
     if (pins_dirty) report_pins();
     if (n_watch) check_watches();
     if (rx_len) feed_uart(uart_in);
-    if (avr->pc == 0 && avr->cycle > 0) {
-      printf("%" PRIu64 " RESET\n", sim_ns());
-      pins_dirty_cycle = avr->cycle; /* the reset cleared the port registers */
-      report_pins();
-      if (stalled) {
-        avr->flash[stall_pc] = saved[0];
-        avr->flash[stall_pc + 1] = saved[1];
-        stalled = 0;
-      }
-      avr_run(avr); /* step off the reset vector, or this would report it again */
-    }
+    if (avr->pc == 0 && avr->cycle > 0) on_reset(&st);
     if (++count % CHECK_EVERY) continue;
-    if (sim_ns() >= stall_ns) {
-      saved[0] = avr->flash[stall_pc];
-      saved[1] = avr->flash[stall_pc + 1];
-      avr->flash[stall_pc] = 0xFF; /* rjmp .-2: 0xCFFF, little-endian */
-      avr->flash[stall_pc + 1] = 0xCF;
-      stalled = 1;
-      stall_ns = UINT64_MAX;
-      printf("%" PRIu64 " STALL\n", sim_ns());
-    }
+    if (sim_ns() >= st.at_ns) stall_begin(&st);
     pump_pty(uart_in);
-    if (paced) pace(wall0, &last_lag_report);
+    if (o->paced) pace(wall0, &last_lag_report);
   }
+  return state;
+}
+
+int main(int argc, char **argv) {
+  options_t opts = parse_args(argc, argv);
+  load_mcu(&opts, argv[0]);
+  avr_irq_t *uart_in = connect_irqs();
+  setvbuf(stdout, NULL, _IOLBF, 0); /* each event reaches the reader at once */
+  signal(SIGINT, on_signal);
+  signal(SIGTERM, on_signal);
+  signal(SIGPIPE, SIG_IGN);
+  pty_master = open_pty();
+  if (pty_master < 0) {
+    fprintf(stderr, "rover_avr_harness: error: cannot open a pty: %s\n", strerror(errno));
+    return 1;
+  }
+  int state = run(&opts, uart_in);
   fflush(stdout);
   if (tx_dropped) fprintf(stderr, "rover_avr_harness: %lu reply bytes dropped\n", tx_dropped);
   if (state == cpu_Crashed) {
