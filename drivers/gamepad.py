@@ -226,6 +226,7 @@ class KeyboardWindow:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            self._pg.font.quit()
             self._pg.display.quit()
 
 

@@ -85,28 +85,36 @@ def check_model_file(model: str | None) -> None:
         )
 
 
-def build_options(args: argparse.Namespace) -> RunOptions:
-    """Check the request and derive each node's arguments."""
+def check_request(args: argparse.Namespace) -> str | None:
+    """Every check of the command line that touches nothing (flags first, then the model);
+    returns the model to drive with."""
     check_flags(args)
+    if getattr(args, "mcu", "emulator") == "avr":
+        if args.sim is None:
+            raise ConfigError("--mcu is the simulator's motor controller: add --sim SCENARIO")
+        if getattr(args, "serial_loss", 0.0):
+            raise ConfigError("--serial-loss is the emulator's: drop it or --mcu avr")
+    safety_driver = getattr(args, "safety_driver", 0.0)
+    if not 0.0 <= safety_driver <= 30.0:
+        raise ConfigError(f"--safety-driver {safety_driver:g}: give 0 to 30 seconds")
     model = getattr(args, "model", None)
     if args.mode == "drive" and model is None and args.sim is not None:
         model = "expert"  # the simulator's own driver, unless told otherwise
-    avr = getattr(args, "mcu", "emulator") == "avr"
-    if avr and args.sim is None:  # usage first, then the files it names
-        raise ConfigError("--mcu is the simulator's motor controller: add --sim SCENARIO")
-    if avr and getattr(args, "serial_loss", 0.0):
-        raise ConfigError("--serial-loss is the emulator's: drop it or --mcu avr")
-    if args.mode == "drive" and model not in SIM_POLICIES:
-        check_model_file(model)
     if args.sim is None and model in SIM_POLICIES:
         raise ConfigError(f"--model {model} is a simulator policy: add --sim SCENARIO")
+    if args.mode == "drive" and model not in SIM_POLICIES:
+        check_model_file(model)
+    return model
+
+
+def build_options(args: argparse.Namespace) -> RunOptions:
+    """Check the request and derive each node's arguments."""
+    model = check_request(args)
     safety_driver = getattr(args, "safety_driver", 0.0)
-    if avr:
+    if getattr(args, "mcu", "emulator") == "avr":
         from drivers.avr_sim import build_firmware
 
         build_firmware()  # once, here: a missing toolchain is one line, not a failing node
-    if not 0.0 <= safety_driver <= 30.0:
-        raise ConfigError(f"--safety-driver {safety_driver:g}: give 0 to 30 seconds")
     overrides = list(args.set)
     overrides += _perturb_overrides(args)
     if getattr(args, "randomise_materials", 0.0) and args.sim is None:
@@ -259,7 +267,7 @@ def run_stack(args: argparse.Namespace) -> int:
     say what it did and where its files are (rover.summary)."""
     from rover.summary import RunSummary
 
-    check_flags(args)
+    check_request(args)  # a bad command line says so, even where the namespace is taken
     bus = load_config(args.config, list(args.set)).bus
     bus = BusConfig.from_dict({**bus.__dict__, "namespace": args.namespace})
     with RunSummary.prepare(args) as summary:  # in the simulator: metrics to quote at the end

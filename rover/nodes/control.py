@@ -5,7 +5,7 @@ whether or not inputs change, so the firmware's watchdog trips only when somethi
 On shutdown it sends a last zero-throttle, disarmed DRIVE.
 
 It watches, and reports on health/control (one line each when it happens and when it
-recovers): the motor controller (the link down, or no STATE, for ``MCU_SILENT_S``), the camera
+recovers): the motor controller (its device gone, or no STATE for ``MCU_SILENT_S``), the camera
 (camera/stereo quiet for five camera periods, at least ``stale_ms``; the autopilot's
 throttle is zeroed meanwhile when ``[control] camera_stale``), and on the robot whether an
 operator input that can stop it is connected (``[control] require_operator``; see
@@ -40,7 +40,11 @@ from rover.operators import InputSelect
 from rover.perturb import Perturber, perturbed
 
 MAP_WAIT_MS = 300.0  # lock-step: longest wait for the map of an estimate's frame
-MCU_SILENT_S = 0.5  # the link down, or no STATE, this long: the motor controller is lost
+# the motor controller is lost when its device is gone this long, or it sent no STATE for
+# MCU_SILENT_S (a busy machine can delay a reply; the firmware's watchdog acts at 250 ms)
+MCU_UNPLUGGED_S = 0.5
+MCU_SILENT_S = 1.0
+MCU_FIRST_REPLY_S = 1.0  # at start, on top of MCU_SILENT_S
 OPERATOR_GRACE_S = 2.0  # after the first frame: the teleop node's first heartbeat may lag
 NO_OPERATOR = (
     "not arming: no operator input that can stop the robot is connected: plug in a gamepad, "
@@ -205,11 +209,11 @@ class ControlNode:
         self.health.tick()
 
     def _check_link(self, now: int) -> None:
-        """The link down, or no STATE, for MCU_SILENT_S: not a blip. (Not in the simulator: it
-        takes its emulator away while it writes its metrics, before it exits.)"""
+        """The link down for MCU_UNPLUGGED_S, or no STATE for MCU_SILENT_S: not a blip. (Not in
+        the simulator: it takes its emulator away while it writes its metrics, before it exits.)"""
         link = self.link.health()
-        if link.last_state_age_ms is None:  # never answered: silent since the start
-            age_s = (now - self.started_ns) / 1e9
+        if link.last_state_age_ms is None:  # never answered: allow a slow first reply
+            age_s = (now - self.started_ns) / 1e9 - MCU_FIRST_REPLY_S
         else:
             age_s = link.last_state_age_ms / 1000
         if link.connected:
@@ -218,8 +222,8 @@ class ControlNode:
             self.unplugged_ns = now
         unplugged_s = 0.0 if self.unplugged_ns is None else (now - self.unplugged_ns) / 1e9
         faults = self.health.faults
-        if unplugged_s > MCU_SILENT_S or age_s > MCU_SILENT_S:
-            why = f"no reply for {age_s:.1f} s"
+        if unplugged_s > MCU_UNPLUGGED_S or age_s > MCU_SILENT_S:
+            why = f"no reply for {max(age_s, MCU_SILENT_S):.1f} s"
             if not link.connected:
                 why = link.last_error or "the device is gone"
             text = f"motor controller lost on {self.port} ({why}): its watchdog stops the motors"
