@@ -44,7 +44,10 @@ SIM_ONLY_FLAGS = (
     ("metrics_out", "--metrics-out", None),
     ("mcu", "--mcu", "emulator"),
 )
-ROBOT_ONLY_FLAGS = (("unattended", "--unattended", False), ("teleop_script", "--teleop-script", None))
+ROBOT_ONLY_FLAGS = (
+    ("unattended", "--unattended", False),
+    ("teleop_script", "--teleop-script", None),
+)
 
 
 def check_flags(args: argparse.Namespace) -> None:
