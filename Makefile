@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 VENV_FLAGS ?=
 HEADLESS := SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy
 
-.PHONY: demo test test-fast lint format bench model clean sysdeps
+.PHONY: demo test test-fast lint format bench model clean sysdeps firmware replay-reference
 
 # System packages the tests drive for real (an X server and key events for the teleop window,
 # the AVR toolchain, Arduino core and simulator for the firmware, Chromium for the web console).
@@ -32,13 +32,23 @@ demo: $(BIN)/rover-installed
 
 sysdeps:
 	@missing=""; for t in $(SYSDEPS_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
-	test -n "$$missing" || test ! -e /usr/include/simavr/sim_avr.h || exit 0; \
+	test -n "$$missing" || test ! -e /usr/include/simavr/sim_avr.h || \
+		test ! -d /usr/share/arduino/hardware/arduino/avr/cores/arduino || exit 0; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "installing system packages for the tests (missing:$$missing)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSDEPS_PKGS) >/dev/null; \
 	else echo "warning: missing$$missing; install: apt-get install $(SYSDEPS_PKGS)"; fi
 
+# The motor controller firmware for the ATmega328P (Uno/Nano), both output stages, and the AVR
+# harness that runs it in simavr: build/firmware/{esc_servo,hbridge}/rover_mcu.{elf,hex}.
+# Flashing a board: drivers/firmware/README.md.
+firmware: sysdeps
+	$(MAKE) -C drivers/firmware O=$(CURDIR)/build/firmware
+
+# The firmware suite runs against the compiled firmware too: build it first where we can.
 test: $(BIN)/rover-installed sysdeps
+	if command -v avr-gcc >/dev/null && test -e /usr/include/simavr/sim_avr.h; then \
+		$(MAKE) -C drivers/firmware O=$(CURDIR)/build/firmware; fi
 	$(BIN)/ruff check .
 	$(HEADLESS) $(BIN)/python -m pytest -q
 
@@ -74,5 +84,11 @@ model: $(BIN)/rover-installed
 	$(HEADLESS) $(BIN)/python -m perception.steering.bundle $(MODEL_RUN)/steering.pt \
 		$(MODEL_RUN)/eval/report.json $(MODEL_RUN)/heldout/report.json
 
+# The reference answers that tests/rover/test_replay.py checks every node against: run when a
+# change is meant to move an answer (the diff of the old and new reference is the review).
+REPLAY_FIXTURES = tests/fixtures/replay
+replay-reference: $(BIN)/rover-installed
+	$(HEADLESS) $(BIN)/rover replay $(REPLAY_FIXTURES)/session --update-reference $(REPLAY_FIXTURES)/reference
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache build/firmware

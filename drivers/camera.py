@@ -174,7 +174,7 @@ class OpenCVStereoCamera:
         if self._closed:
             raise ValueError("read() on a closed camera")
         if self._ended:
-            raise EndOfStream(f"{self._sources[0].label} ended after {self._index} frames")
+            raise EndOfStream(f"end of {self._sources[0].label} after {self._index} frames")
         stamps = self._grab_all()
         if stamps is None and self.config.loop and self._frames_this_pass > 0:
             for cap in self._caps:
@@ -183,7 +183,7 @@ class OpenCVStereoCamera:
             stamps = self._grab_all()
         if stamps is None:
             self._ended = True
-            raise EndOfStream(f"{self._sources[0].label} ended after {self._index} frames")
+            raise EndOfStream(f"end of {self._sources[0].label} after {self._index} frames")
         images = [
             self._retrieve(cap, source)
             for cap, source in zip(self._caps, self._sources, strict=True)

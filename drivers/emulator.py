@@ -11,7 +11,10 @@ pyserial code opens a real serial device. The simulator hosts one in-process::
     emu.unplug(); emu.replug()      # USB cable out and back in
     emu.stop()
 
-Standalone: ``python -m drivers.emulator [--link PATH] [--watchdog-ms N] [--baud N]``.
+Standalone: ``python -m drivers.emulator [--link PATH] [--watchdog-ms N] [--baud N]
+[--drive-log PATH]``. ``--drive-log`` appends one line per accepted DRIVE (see ``DriveLog``):
+its seq, when it arrived (CLOCK_MONOTONIC ns; with ``--baud``, when its last byte would have
+come off the wire) and the outputs it set, so glass-to-motor latency ends where it happens.
 """
 
 from __future__ import annotations
@@ -32,10 +35,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from drivers.protocol import TYPE_DRIVE, DriveCommand, FrameDecoder, MotorState, encode_state
+from drivers.protocol import (
+    DELIMITER,
+    TYPE_DRIVE,
+    DriveCommand,
+    FrameDecoder,
+    MotorState,
+    encode_state,
+)
 from drivers.protocol import to_milli as _to_milli
 from rover.config import dataclass_from_dict
 from rover.errors import ConfigError, RoverError
+
+DRIVE_WIRE_LEN = 11  # a DRIVE's COBS bytes, delimiter excluded (ROVER_DRIVE_WIRE_LEN)
 
 
 @dataclass(frozen=True)
@@ -70,7 +82,7 @@ class MotorOutputs:
     estop: bool
     watchdog_tripped: bool
     seq: int  # the last DRIVE accepted
-    stamp_ns: int  # monotonic time these outputs were set (a DRIVE or a watchdog trip)
+    stamp_ns: int  # monotonic time these outputs took effect (a DRIVE, a watchdog deadline)
 
 
 class FirmwareEmulator:
@@ -83,6 +95,7 @@ class FirmwareEmulator:
 
     def __init__(self, config: EmulatorConfig | None = None, now_ns: int | None = None) -> None:
         self.config = config or EmulatorConfig()
+        self.on_drive: Callable[[MotorOutputs], None] | None = None  # after each DRIVE
         self.decoder = FrameDecoder(accept=(TYPE_DRIVE,))
         self._boot_ns = time.monotonic_ns() if now_ns is None else now_ns
         self._watchdog_ns = self.config.watchdog_ms * 1_000_000
@@ -92,6 +105,11 @@ class FirmwareEmulator:
         self._last_drive_ns = self._boot_ns
         self._seq = self._steering_milli = self._throttle_milli = 0
         self._stamp_ns = self._boot_ns
+        self.last_drive: DriveCommand | None = None  # the last valid DRIVE, as received
+        # The firmware's lost-delimiter recovery (rover_proto.h, rover_rx_tail): the frame's
+        # last DRIVE-length bytes and its length, to parse the tail of a bad frame.
+        self._tail = bytearray()
+        self._frame_len = 0
 
     @property
     def bad_frames(self) -> int:
@@ -121,7 +139,9 @@ class FirmwareEmulator:
             self._tripped = True
             self._trip_reported = False
             self._steering_milli = self._throttle_milli = 0
-            self._stamp_ns = now_ns
+            # The firmware checks every few microseconds, so on its clock it trips at the
+            # deadline; this thread may wake later on a loaded host, but the trip is the same.
+            self._stamp_ns = self._last_drive_ns + self._watchdog_ns
 
     def feed(self, data: bytes, now_ns: int) -> bytes:
         """Receive bytes at ``now_ns``; return the STATE replies they caused (may be b"")."""
@@ -132,12 +152,34 @@ class FirmwareEmulator:
             # Frame by frame, so each STATE counts only the bad frames before it (as on the MCU).
             end = data.find(0, start)
             end = len(data) if end < 0 else end + 1
-            for cmd in self.decoder.feed(data[start:end]):
+            segment = data[start:end]
+            bad_before = self.bad_frames
+            for cmd in self.decoder.feed(segment):
                 replies.append(self._on_drive(cmd, now_ns))
+            self._track_tail(segment)
+            if segment.endswith(DELIMITER):
+                cmd = self._tail_drive() if self.bad_frames > bad_before else None
+                if cmd is not None:
+                    replies.append(self._on_drive(cmd, now_ns))
+                self._tail.clear()
+                self._frame_len = 0
             start = end
         return b"".join(replies)
 
+    def _track_tail(self, segment: bytes) -> None:
+        body = segment.rstrip(DELIMITER)
+        self._frame_len += len(body)
+        self._tail = (self._tail + body)[-DRIVE_WIRE_LEN:]
+
+    def _tail_drive(self) -> DriveCommand | None:
+        """A bad frame longer than a DRIVE whose last bytes are one: its delimiter was lost."""
+        if self._frame_len <= DRIVE_WIRE_LEN:
+            return None
+        found = FrameDecoder(accept=(TYPE_DRIVE,)).feed(bytes(self._tail) + DELIMITER)
+        return found[0] if found else None  # type: ignore[return-value]
+
     def _on_drive(self, cmd: DriveCommand, now_ns: int) -> bytes:
+        self.last_drive = cmd
         self._seq = cmd.seq
         self._last_drive_ns = now_ns
         self._tripped = False
@@ -167,6 +209,8 @@ class FirmwareEmulator:
             uptime_ms=(now_ns - self._boot_ns) // 1_000_000,
         )
         self._trip_reported = True
+        if self.on_drive is not None:
+            self.on_drive(self.outputs)
         return encode_state(state)
 
 
@@ -180,6 +224,10 @@ class WireModel:
         self.byte_ns = 10 * 1_000_000_000 // baud
         self._rx_free_ns = 0
         self._tx_free_ns = 0
+
+    def rx_done_ns(self, now_ns: int, n_in: int) -> int:
+        """When the last of n_in bytes written to us at now_ns would have arrived (no update)."""
+        return max(self._rx_free_ns, now_ns) + n_in * self.byte_ns
 
     def reply_due_ns(self, now_ns: int, n_in: int, n_out: int) -> int:
         """When a reply of n_out bytes to n_in bytes written to us at now_ns is fully sent."""
@@ -198,12 +246,20 @@ class PtyEmulator:
     and re-points the link. The watchdog keeps running while unplugged. Thread-safe.
     """
 
-    def __init__(self, config: EmulatorConfig | None = None, link_path: str | None = None) -> None:
+    def __init__(
+        self,
+        config: EmulatorConfig | None = None,
+        link_path: str | None = None,
+        drive_log: DriveLog | None = None,
+    ) -> None:
         self.config = config or EmulatorConfig()
+        self.drive_log = drive_log
+        self._arrival_ns = 0
         self._tmpdir = None if link_path else tempfile.mkdtemp(prefix="rover-emu-")
         self.device_path = link_path or os.path.join(self._tmpdir or "", "rover-mcu")
         self.tx_dropped = 0  # replies lost because the host did not read its port
         self._emu = FirmwareEmulator(self.config)
+        self._emu.on_drive = self._logged
         self._loss_rng = random.Random(self.config.loss_seed)
         self._wire = WireModel(self.config.baud) if self.config.baud else None
         # Re-entrant, so a KeyboardInterrupt landing mid-wait in the owner's thread cannot
@@ -232,6 +288,12 @@ class PtyEmulator:
         """The emulated MCU's outputs now."""
         with self._lock:
             return self._outputs
+
+    @property
+    def last_drive(self) -> DriveCommand | None:
+        """The last valid DRIVE the emulated MCU received (None before the first)."""
+        with self._lock:
+            return self._emu.last_drive
 
     @property
     def plugged(self) -> bool:
@@ -295,6 +357,7 @@ class PtyEmulator:
                 raise RuntimeError("replug() while plugged in: call unplug() first")
             if reboot:
                 self._emu = FirmwareEmulator(self.config)
+                self._emu.on_drive = self._logged
                 self._set_outputs(self._emu.outputs)
             self._open_pty()
         os.write(self._wake_w, b"x")
@@ -315,19 +378,7 @@ class PtyEmulator:
             raise
 
     def _point_link(self) -> None:
-        """Point device_path at the current pty, atomically, like udev's by-id links."""
-        if os.path.lexists(self.device_path) and not os.path.islink(self.device_path):
-            raise ConfigError(
-                f"{self.device_path} exists and is not a symlink: pick another --link"
-            )
-        tmp_link = f"{self.device_path}.{os.getpid()}.tmp"
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_link)
-        try:
-            os.symlink(self.pty_path, tmp_link)
-        except FileNotFoundError:
-            raise ConfigError(f"cannot create {self.device_path}: no such folder") from None
-        os.replace(tmp_link, self.device_path)
+        point_link(self.device_path, self.pty_path or "")
 
     def _close_pty(self) -> None:
         if self._master is None:
@@ -388,10 +439,15 @@ class PtyEmulator:
             return
         if self.config.loss_prob and self._loss_rng.random() < self.config.loss_prob:
             data = _garble(data, self._loss_rng)
+        self._arrival_ns = self._wire.rx_done_ns(now_ns, len(data)) if self._wire else now_ns
         reply = self._emu.feed(data, now_ns)
         due_ns = self._wire.reply_due_ns(now_ns, len(data), len(reply)) if self._wire else now_ns
         if reply:
             self._outbox.append((due_ns, reply))
+
+    def _logged(self, outputs: MotorOutputs) -> None:
+        if self.drive_log is not None:
+            self.drive_log.write(outputs, self._arrival_ns)
 
     def _send_due(self, now_ns: int) -> None:
         while self._outbox and self._outbox[0][0] <= now_ns and self._master is not None:
@@ -404,6 +460,52 @@ class PtyEmulator:
             if sent < len(data):
                 self._outbox.appendleft((due_ns, data[sent:]))
                 return
+
+
+class DriveLog:
+    """Appends ``seq arrival_ns steering_milli throttle_milli armed estop`` per DRIVE to a file.
+
+    One unbuffered append per line, so a reader (a bench, a test) sees each DRIVE as it lands;
+    the file is emptied when it passes ``max_bytes`` (a reader seeing it shrink starts over).
+    """
+
+    def __init__(self, path: str, max_bytes: int = 8_000_000) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._size = os.fstat(self._fd).st_size
+
+    def write(self, outputs: MotorOutputs, arrival_ns: int) -> None:
+        """Log one accepted DRIVE and the outputs it set."""
+        line = (
+            f"{outputs.seq} {arrival_ns} {round(outputs.steering * 1000)} "
+            f"{round(outputs.throttle * 1000)} {int(outputs.armed)} {int(outputs.estop)}\n"
+        ).encode()
+        if self._size + len(line) > self.max_bytes:
+            os.ftruncate(self._fd, 0)
+            self._size = 0
+        self._size += os.write(self._fd, line)
+
+    def close(self) -> None:
+        """Close the file (idempotent)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def point_link(link: str, target: str) -> None:
+    """Point ``link`` at ``target`` atomically, like udev's by-id links; ConfigError if
+    ``link`` is a real file or its folder is missing."""
+    if os.path.lexists(link) and not os.path.islink(link):
+        raise ConfigError(f"{link} exists and is not a symlink: pick another --link")
+    tmp_link = f"{link}.{os.getpid()}.tmp"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp_link)
+    try:
+        os.symlink(target, tmp_link)
+    except FileNotFoundError:
+        raise ConfigError(f"cannot create {link}: no such folder") from None
+    os.replace(tmp_link, link)
 
 
 def _garble(data: bytes, rng: random.Random) -> bytes:
@@ -422,6 +524,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--link", help="stable device path to create (default: a temp dir)")
     parser.add_argument("--watchdog-ms", type=int, default=EmulatorConfig.watchdog_ms)
     parser.add_argument("--baud", type=int, help="model wire time at this baud rate")
+    parser.add_argument("--drive-log", help="append each DRIVE's seq, arrival and outputs here")
     args = parser.parse_args(argv)
     # A flag, not KeyboardInterrupt: an exception raised inside a lock wait can corrupt the lock.
     stop = threading.Event()
@@ -429,8 +532,9 @@ def main(argv: list[str] | None = None) -> None:
         signal.signal(signum, lambda *_: stop.set())
     try:
         config = EmulatorConfig.from_dict({"watchdog_ms": args.watchdog_ms, "baud": args.baud})
-        emu = PtyEmulator(config, link_path=args.link).start()
-    except RoverError as exc:
+        drive_log = DriveLog(args.drive_log) if args.drive_log else None
+        emu = PtyEmulator(config, link_path=args.link, drive_log=drive_log).start()
+    except (RoverError, OSError) as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
     try:
         print(f"{emu.device_path} -> {emu.pty_path}", flush=True)

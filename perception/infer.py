@@ -26,8 +26,8 @@ from perception.steering.model import (
     build_model,
     prepare,
 )
+from perception.steering.settings import DEVICES, PRECISIONS
 from rover.errors import ConfigError, DataError
-from rover.nodes.steering import DEVICES, PRECISIONS
 
 CHECKPOINT_FORMAT = "rover-steering-cnn"
 CHECKPOINT_VERSION = 1
@@ -170,11 +170,16 @@ def save_checkpoint(
     return path
 
 
+EMPTY_MODEL_FIX = "a training run was cut short? train again (`rover train steering`)"
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read a steering checkpoint with ``weights_only=True``; DataError on anything else."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"model file {path} does not exist: check the path or train one first")
+    if path.stat().st_size == 0:
+        raise DataError(f"model file {path} is empty (0 bytes): {EMPTY_MODEL_FIX}")
     if not zipfile.is_zipfile(path):  # torch.save has written zip archives since torch 1.6
         raise DataError(
             f"{path} is not a readable torch checkpoint (not a zip archive): "

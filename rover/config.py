@@ -27,8 +27,17 @@ SECTIONS: dict[str, str] = {
     "recorder": "rover.recording.writer:RecorderConfig",
     "traversability": "perception.traversability.pipeline:TraversabilityConfig",
     "guard": "perception.traversability.guard:GuardConfig",
-    "steering": "rover.nodes.steering:SteeringNodeConfig",
+    "steering": "perception.steering.settings:SteeringNodeConfig",
 }
+
+
+# keys that name a file or device: relative values in a TOML file are relative to its folder
+PATH_KEYS: dict[str, tuple[str, ...]] = {
+    "camera": ("left", "right", "calibration"),
+    "motor": ("port",),
+    "traversability": ("model",),
+}
+_NOT_PATHS = {"", "bundled"}  # keywords, not files
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(
                 f"config file {path} is not valid TOML ({exc}): fix that line"
             ) from None
+        resolve_paths(raw, Path(path).resolve().parent)
     for item in overrides or []:
         _apply_override(raw, item)
     unknown = set(raw) - set(SECTIONS)
@@ -87,6 +97,23 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         except ConfigError as exc:
             raise ConfigError(f"{path or 'config'}: {exc}") from None
     return RobotConfig(sections, str(path) if path else None)
+
+
+def resolve_paths(raw: dict, folder: Path) -> None:
+    """Make the file's relative paths (``PATH_KEYS``) absolute, from `folder`: a robot.toml
+    means the same files whatever the current directory. Device numbers, URLs and keywords
+    stay as they are; command-line overrides stay relative to the current directory."""
+    for section, keys in PATH_KEYS.items():
+        table = raw.get(section)
+        if not isinstance(table, dict):
+            continue
+        for key in keys:
+            value = table.get(key)
+            if not isinstance(value, str) or value in _NOT_PATHS or value.strip().isdigit():
+                continue
+            if "://" in value:
+                continue
+            table[key] = str(folder / Path(value).expanduser())  # an absolute one stays
 
 
 def _apply_override(raw: dict, item: str) -> None:

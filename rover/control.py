@@ -2,6 +2,15 @@
 
 Picks the source (the human's teleop command, or the autopilot's steering estimate), limits how
 fast steering and throttle change, and zeroes throttle when the source goes stale or on e-stop.
+
+On the robot two more rules hold (``require_operator``, ``camera_stale``; the stack sets them
+without ``--sim``). The operator check lives here, on the teleop heartbeats, rather than in the
+CLI before the stack starts: the control node is the last process before the motors, so
+whatever fails upstream (the teleop node crashes, its window closes, the pad is unplugged, a
+remote console's link drops) reads as no live heartbeat naming an input, and the motors are
+disarmed within ``stale_ms``, for the whole run, not only at start. Any source of teleop
+commands (the teleop node's window, gamepad or script; the remote console) passes the check by
+naming its input in ``TeleopCommand.operator``.
 Slew limits advance with the inputs' capture stamps, so a lock-step simulation run (whose
 stamps advance exactly one frame period per step) is deterministic.
 """
@@ -25,6 +34,11 @@ class ControlConfig:
     throttle_slew_per_s: float = 3.0
     max_throttle: float = 1.0
     autopilot_without_teleop: bool = False  # drive mode: follow the autopilot when no human
+    # the robot path: never arm without a live operator input that can stop the robot
+    # (a teleop heartbeat naming its input); `--unattended` turns it off
+    require_operator: bool = False
+    # the robot path: the autopilot's throttle is zeroed when camera/stereo goes quiet
+    camera_stale: bool = False
 
     @classmethod
     def from_dict(cls, raw: dict) -> ControlConfig:
@@ -47,6 +61,7 @@ class ControlOutput:
     stale: bool
     source: str
     frame_seq: int
+    operator: bool = True  # an operator input that can stop the robot is connected (or none needed)
 
 
 def _clamp(x: float, lo: float = -1.0, hi: float = 1.0) -> float:
@@ -81,6 +96,9 @@ class Controller:
         self._throttle = _Ramp(self.cfg.throttle_slew_per_s)
         self.source = "none"
         self.frame_seq = m.NO_FRAME
+        self.camera_recv_ns: int | None = None  # None until the first camera frame
+        # a camera is stalled after stale_ms, or five of its periods if that is longer
+        self.camera_stale_ms = self.cfg.stale_ms
 
     def on_teleop(self, cmd: m.TeleopCommand, recv_ns: int) -> None:
         self.teleop, self.teleop_recv_ns = cmd, recv_ns
@@ -99,6 +117,21 @@ class Controller:
             self._advance(
                 est.steering, est.throttle, est.stamp_ns, est.source or "autopilot", est.frame_seq
             )
+
+    def on_camera(self, recv_ns: int) -> None:
+        """A camera frame arrived (only its arrival matters: the autopilot needs fresh frames)."""
+        self.camera_recv_ns = recv_ns
+
+    def operator_connected(self, now_ns: int) -> bool:
+        """True when a live teleop heartbeat names an input that can stop the robot."""
+        t = self.teleop
+        fresh = t is not None and (now_ns - self.teleop_recv_ns) / 1e6 <= self.cfg.stale_ms
+        return fresh and bool(t.operator)
+
+    def camera_stale_now(self, now_ns: int) -> bool:
+        """No camera frame within ``camera_stale_ms`` (or none yet)."""
+        recv = self.camera_recv_ns
+        return recv is None or (now_ns - recv) / 1e6 > self.camera_stale_ms
 
     def _active(self) -> str:
         if self.teleop is not None and not self.teleop.autopilot:
@@ -121,6 +154,13 @@ class Controller:
         active = self._active()
         recv_ns = self.teleop_recv_ns if active == "teleop" else self.estimate_recv_ns
         stale = active == "none" or (now_ns - recv_ns) / 1e6 > self.cfg.stale_ms
+        why = "stale"
+        if not stale and active == "autopilot" and self.cfg.camera_stale:
+            stale = self.camera_stale_now(now_ns)
+            why = "stale-camera"
+        operator = not self.cfg.require_operator or self.operator_connected(now_ns)
+        if not operator and not stale:
+            stale, why = True, "no-operator"
         if active == "teleop" and self.teleop is not None and not self.teleop.deadman:
             self._throttle.value = 0.0  # deadman released: stop now, not after a ramp
         estop = bool(self.teleop and self.teleop.estop)
@@ -132,6 +172,7 @@ class Controller:
             arm=not estop and not stale,
             estop=estop,
             stale=stale,
-            source=self.source if not stale else f"{active}:stale",
+            source=self.source if not stale else f"{active}:{why}",
             frame_seq=self.frame_seq,
+            operator=operator,
         )

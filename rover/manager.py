@@ -19,17 +19,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rover import topics
 from rover.config import load_config
-from rover.errors import RoverError
+from rover.errors import EXIT_DATA, EXIT_DEVICE, EXIT_FAILED, EXIT_USAGE, RoverError
+from rover.health import HealthLog
+from rover.namespace import NamespaceInUse, NamespaceLock
 from rover.topics import BusConfig
 
 log = logging.getLogger("rover.manager")
+__all__ = ["Manager", "NamespaceInUse", "NamespaceLock", "NODES", "NodeSpec", "RunOptions"]
 
 # Exit codes of a node that restarting cannot fix (rover.errors: ConfigError, DataError);
 # a DeviceError (3) is fatal only at the first start: a device that was never there is a
 # setup problem, one that vanished mid-run (USB unplug) may come back.
-FATAL_EXIT_CODES = {2, 4}
-DEVICE_EXIT_CODE = 3
+HEALTH_SETTLE_S = 0.3  # a fault is printed once the run has not ended this long after it
+FATAL_EXIT_CODES = {EXIT_USAGE, EXIT_DATA}
+DEVICE_EXIT_CODE = EXIT_DEVICE
+# a node that exits 0, or by SIGINT/SIGTERM, was told to stop or has nothing more to do (a file
+# camera that ended): restarting it would only repeat that, so the run ends
+STOP_SIGNALS = {-signal.SIGINT, -signal.SIGTERM}
 
 
 @dataclass(frozen=True)
@@ -44,7 +52,11 @@ class RunOptions:
     config: str | None = None
     namespace: str = "default"
     overrides: tuple[str, ...] = ()
+    listen: str | None = None  # remote operators' CURVE link (HOST:PORT)
+    console: str | None = None  # web console ([HOST:]PORT)
+    foxglove: str | None = None  # Foxglove live server ([HOST:]PORT)
     node_args: dict[str, list[str]] = field(default_factory=dict)
+    unattended: bool = False  # drive without an operator input that can stop the robot
 
     @property
     def sim_policy(self) -> bool:
@@ -66,11 +78,16 @@ class NodeSpec:
 NODES: tuple[NodeSpec, ...] = (
     NodeSpec("camera", "rover.nodes.camera", lambda o: o.sim is None),
     NodeSpec("sim", "sim.node", lambda o: o.sim is not None, primary=True),
+    # the operator's keyboard window, gamepad or script; with --sim the simulator's window
+    # reads the keyboard instead
+    NodeSpec("teleop", "rover.nodes.teleop", lambda o: o.sim is None),
     NodeSpec(
         "steering", "rover.nodes.steering", lambda o: o.model is not None and not o.sim_policy
     ),
     NodeSpec("traversability", "rover.nodes.traversability", lambda o: o.traversability),
     NodeSpec("recorder", "rover.nodes.recorder", lambda o: o.record is not None),
+    NodeSpec("remote", "rover.nodes.remote", lambda o: bool(o.listen or o.console)),
+    NodeSpec("foxglove", "rover.nodes.foxglove", lambda o: o.foxglove is not None),
     NodeSpec(
         "control",
         "rover.nodes.control",
@@ -78,6 +95,15 @@ NODES: tuple[NodeSpec, ...] = (
         wait_for=lambda o: _sim_motor_port(o) if o.sim is not None else None,
     ),
 )
+
+
+def _bus_config(options: RunOptions) -> BusConfig:
+    """The bus of this run: the config's [bus] section in the run's namespace."""
+    try:
+        bus = load_config(options.config, list(options.overrides)).bus
+    except RoverError:
+        bus = BusConfig()
+    return BusConfig.from_dict({**bus.__dict__, "namespace": options.namespace})
 
 
 def _sim_motor_port(options: RunOptions) -> str:
@@ -103,19 +129,36 @@ class ManagedNode:
     def first_start(self) -> bool:
         return self.restarts == 0
 
-    def start(self) -> None:
+    def start(self, keep_fds: tuple[int, ...] = ()) -> None:
         self.started_at = time.monotonic()
         self.restart_at = None
         with open(self.log_path, "ab") as err:
-            self.proc = subprocess.Popen(self.argv, stderr=err, stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                self.argv, stderr=err, stdin=subprocess.DEVNULL, pass_fds=keep_fds
+            )
 
-    def failure_reason(self, code: int) -> str:
-        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+    def last_line(self) -> str:
+        """The last line the node wrote to its log."""
         try:
             lines = self.log_path.read_text(errors="replace").strip().splitlines()
         except OSError:
             lines = []
-        last = lines[-1].strip() if lines else ""
+        return lines[-1].strip() if lines else ""
+
+    def finish_reason(self, code: int) -> str:
+        """Why a node that exited 0 (or on SIGINT/SIGTERM) stopped: its own last line when it
+        said (``camera: end of file ...``), else that it finished."""
+        last = self.last_line()
+        name = self.spec.name
+        if last.startswith(f"{name}: ") and not last.startswith(f"{name}: error: "):
+            return last
+        if code < 0:
+            return f"{name} stopped by {signal.Signals(-code).name}"
+        return f"{name} finished"
+
+    def failure_reason(self, code: int) -> str:
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+        last = self.last_line()
         prefix = f"{self.spec.name}: error: "
         if last.startswith(prefix):  # a node's own one-line RoverError
             return f"{self.spec.name}: {last[len(prefix) :]} (node {how})"
@@ -129,11 +172,20 @@ class Manager:
         self,
         options: RunOptions,
         nodes: tuple[NodeSpec, ...] = NODES,
-        stop_timeout_s: float = 3.0,
+        stop_timeout_s: float = 1.5,
         max_backoff_s: float = 5.0,
         device_timeout_s: float = 30.0,
+        lock: NamespaceLock | None = None,
     ):
         self.options = options
+        self.bus = _bus_config(options)
+        # first, before any socket, folder or log: one stack per namespace
+        self.lock = lock or NamespaceLock(self.bus).acquire(f"rover {options.mode}")
+        self.health = HealthLog()
+        self.printed: list[str] = []  # the health lines shown to the user, in order
+        self._health_subs: list = []
+        self._held_health: list = []  # (monotonic s, event) until HEALTH_SETTLE_S passed
+        self._sim_linked = False  # the simulator's motor controller link appeared
         self.device_timeout_s = device_timeout_s
         self._started_at = time.monotonic()
         self.stop_timeout_s = stop_timeout_s
@@ -144,6 +196,8 @@ class Manager:
         ]
         self.failures: list[str] = []
         self.kept_logs: Path | None = None
+        self.clean = True  # False when the run ended on a failure
+        self.exit_code = EXIT_FAILED  # of a failed run: the failing node's (rover.errors)
         self._stopping = False
 
     def _argv(self, spec: NodeSpec) -> list[str]:
@@ -157,14 +211,49 @@ class Manager:
 
     def start(self) -> None:
         """Start every node, except those still waiting for their device (see poll)."""
+        from rover import bus
+
+        self._health_subs = [
+            bus.Subscriber(t, self.bus, newest=False, hwm=100) for t in topics.HEALTH_TOPICS
+        ]
         now = time.monotonic()
         for node in self.nodes:
             if node.spec.wait_for(self.options):
                 node.restart_at = now  # poll() starts it once the path exists
                 continue
-            node.start()
-            log.info("started %s (pid %d)", node.spec.name, node.proc.pid)
+            self._start_node(node)
         self._started_at = now
+
+    def _start_node(self, node: ManagedNode) -> None:
+        keep = (self.lock.fd,) if self.lock.fd is not None else ()
+        node.start(keep)
+        what = "restarted" if node.restarts else "started"
+        log.info("%s %s (pid %d)", what, node.spec.name, node.proc.pid)
+
+    def print_health(self, final: bool = False) -> None:
+        """Print each fault and recovery the nodes report, once, a settle time after it came
+        (``final``: all that are left); none once the run is ending by itself (a finished
+        simulator takes its motor controller with it: "motor controller lost" is no fault)."""
+        now = time.monotonic()
+        for sub in self._health_subs:
+            self._held_health += [(now, event) for event in sub.drain()]
+        if self._stopping or self._sim_ending():
+            self._held_health.clear()  # what the shutdown itself causes is no news
+        due = [e for t, e in self._held_health if final or now - t >= HEALTH_SETTLE_S]
+        self._held_health = self._held_health[len(due) :]
+        for event in due:
+            if self.health.take(event):
+                self.printed.append(event.text)
+                print(f"rover: {event.text}", file=sys.stderr, flush=True)
+
+    def _sim_ending(self) -> bool:
+        """The simulator has exited, or is exiting: its motor controller's link is gone."""
+        if self.options.sim is None:
+            return False
+        sims = [n for n in self.nodes if n.spec.primary and n.proc is not None]
+        linked = bool(sims) and os.path.exists(_sim_motor_port(self.options))
+        self._sim_linked = self._sim_linked or linked  # gone after it was there: closing
+        return any(n.proc.poll() is not None for n in sims) or (self._sim_linked and not linked)
 
     def poll(self) -> str | None:
         """Check every node once; restart the dead. Returns why the run ended, else None."""
@@ -174,21 +263,23 @@ class Manager:
                 needed = node.spec.wait_for(self.options)
                 if needed and not os.path.exists(needed):
                     if node.proc is None and now - self._started_at > self.device_timeout_s:
+                        self.clean = False
+                        self.exit_code = EXIT_DEVICE
                         return f"node {node.spec.name} never started: {needed} did not appear"
                     continue
-                if now >= node.restart_at:
-                    node.start()
-                    what = "restarted" if node.restarts else "started"
-                    log.info("%s %s (pid %d)", what, node.spec.name, node.proc.pid)
+                if now >= node.restart_at and not self._stopping:
+                    self._start_node(node)
                 continue
             code = node.proc.poll()
             if code is None:
                 continue
-            if code == 0 and node.spec.primary:
-                return f"{node.spec.name} finished"
+            if code == 0 or code in STOP_SIGNALS or self._stopping:
+                return node.finish_reason(code)  # told to stop, or done: never restarted
             reason = node.failure_reason(code)
             self.failures.append(reason)
             if code in FATAL_EXIT_CODES or (code == DEVICE_EXIT_CODE and node.first_start):
+                self.clean = False
+                self.exit_code = code  # the same code as when the CLI catches it up front
                 return reason
             log.warning("%s; restarting", reason)
             if now - node.started_at > 10 * self.max_backoff_s:
@@ -198,14 +289,21 @@ class Manager:
         return None
 
     def run(self, timeout_s: float | None = None) -> str:
-        """Start, supervise until a primary node finishes, a fatal error, SIGINT or timeout."""
-        previous = signal.signal(signal.SIGTERM, lambda *_: self._request_stop())
-        self.start()
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        """Start, supervise until a node finishes, a fatal error, SIGINT/SIGTERM or timeout.
+
+        Ctrl-C in a terminal sends SIGINT to the whole process group: the nodes stop by
+        themselves and this loop, told too, restarts none of them."""
+        handlers = {
+            signum: signal.signal(signum, lambda *_: self._request_stop())
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGHUP: terminal closed
+        }
         reason = "stopped"
         try:
+            self.start()
+            deadline = None if timeout_s is None else time.monotonic() + timeout_s
             while not self._stopping:
                 ended = self.poll()
+                self.print_health()
                 if ended:
                     reason = ended
                     break
@@ -213,43 +311,50 @@ class Manager:
                     reason = "timeout"
                     break
                 time.sleep(0.05)  # supervision tick, not synchronisation
-        except KeyboardInterrupt:
-            reason = "interrupted"
+            if self._stopping and reason == "stopped":
+                reason = "interrupted"
         finally:
             self.stop()
-            signal.signal(signal.SIGTERM, previous)
+            self.print_health(final=True)
+            for signum, previous in handlers.items():
+                signal.signal(signum, previous)
             self.clean_up()
         return reason
 
     def clean_up(self) -> None:
         """After the run: remove its bus sockets, and its node logs unless a node failed
-        (then they stay, and `kept_logs` says where)."""
-        try:
-            bus = load_config(self.options.config, list(self.options.overrides)).bus
-        except RoverError:
-            bus = BusConfig()
-        BusConfig.from_dict({**bus.__dict__, "namespace": self.options.namespace}).remove_ipc_root()
+        (then they stay, and `kept_logs` says where); then free the namespace."""
+        for sub in self._health_subs:
+            sub.close()
+        self._health_subs = []
+        self.bus.remove_ipc_root()
         if self.failures:
             self.kept_logs = self.log_dir
             log.info("node logs kept in %s", self.log_dir)
         else:
             shutil.rmtree(self.log_dir, ignore_errors=True)
+        prune_kept_logs(self.log_dir.parent)
+        self.lock.release()
 
     def _request_stop(self) -> None:
         self._stopping = True
 
     def stop(self) -> None:
         """SIGINT every node, then SIGKILL those still running after the timeout."""
-        running = [n.proc for n in self.nodes if n.proc and n.proc.poll() is None]
-        for proc in running:
-            proc.send_signal(signal.SIGINT)
+        running = [n for n in self.nodes if n.proc and n.proc.poll() is None]
+        for node in running:
+            node.proc.send_signal(signal.SIGINT)
         deadline = time.monotonic() + self.stop_timeout_s
-        for proc in running:
+        for node in running:
+            proc = node.proc
             try:
                 proc.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 log.warning(
-                    "pid %d ignored SIGINT for %.1f s: SIGKILL", proc.pid, self.stop_timeout_s
+                    "node %s (pid %d) ignored SIGINT for %.1f s: SIGKILL",
+                    node.spec.name,
+                    proc.pid,
+                    self.stop_timeout_s,
                 )
                 proc.kill()
                 proc.wait()
@@ -262,6 +367,29 @@ class Manager:
         return any(
             n.spec.name == name and n.proc is not None and n.proc.poll() is None for n in self.nodes
         )
+
+
+KEEP_LOG_FOLDERS = 10  # of failed runs; older ones go once they are a while old
+KEEP_LOG_MIN_AGE_S = 600.0  # never touch a folder a run (or a test) may still be reading
+
+
+def prune_kept_logs(root: Path, keep: int = KEEP_LOG_FOLDERS) -> list[Path]:
+    """Remove the node logs of all but the newest ``keep`` failed runs (those older than
+    KEEP_LOG_MIN_AGE_S), so they do not pile up in the temp folder; returns what went."""
+    folders = sorted(root.glob("rover-*-logs-*"), key=_mtime, reverse=True)
+    now, removed = time.time(), []
+    for folder in folders[keep:]:
+        if folder.is_dir() and now - _mtime(folder) > KEEP_LOG_MIN_AGE_S:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def node_pid_alive(pid: int) -> bool:

@@ -61,6 +61,9 @@ class TeleopCommand(Message):
     estop: bool = False
     deadman: bool = False
     record: bool = False
+    # the input that can stop the robot now ("keyboard window", "gamepad NAME", "script F"),
+    # empty when none: the control node will not arm on the robot without one
+    operator: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,6 +146,56 @@ class TraversabilityMap(Message):
         return PolarSummary(arcs[0].copy(), arcs[1].copy())
 
 
+@dataclass(frozen=True, kw_only=True)
+class HealthEvent(Message):
+    """A node's fault happening (``active``) or recovering, with its one line for the user.
+
+    Published when it changes and repeated once a second (a late subscriber learns the state):
+    ``event`` numbers a node's changes, so a repeat is recognised; ``count`` is how often this
+    fault has happened in this node so far.
+    """
+
+    TYPE_ID: ClassVar[int] = 8
+    node: str = ""
+    fault: str = ""  # motor_link, camera_stall, camera_eof, operator, ...
+    active: bool = False
+    count: int = 0
+    event: int = 0
+    text: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StereoPreview(Message):
+    """A stereo pair as JPEG for a remote operator (1-D uint8 arrays), with the capture time on
+    the wall clock: the only stamp that means anything on another machine."""
+
+    TYPE_ID: ClassVar[int] = 9
+    left_jpeg: np.ndarray = field(repr=False)
+    right_jpeg: np.ndarray = field(repr=False)
+    width: int = 0
+    height: int = 0
+    capture_wall_ns: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class StackHealth(Message):
+    """What a remote operator's HUD shows of the stack: rates, drops, latency, recording."""
+
+    TYPE_ID: ClassVar[int] = 10
+    camera_hz: float = 0.0
+    steering_hz: float = 0.0
+    traversability_hz: float = 0.0
+    control_hz: float = 0.0
+    motor_hz: float = 0.0
+    camera_drops: int = 0
+    glass_to_motor_ms: float = 0.0
+    recording: bool = False
+    free_disk_mb: float = 0.0
+    operators: int = 0
+    driver: str = ""  # who holds the controls ("" when nobody)
+    wall_ns: int = 0  # the robot's wall clock when this was sent
+
+
 MESSAGE_TYPES: dict[int, type[Message]] = {
     cls.TYPE_ID: cls
     for cls in (
@@ -153,6 +206,9 @@ MESSAGE_TYPES: dict[int, type[Message]] = {
         MotorState,
         SimTruth,
         TraversabilityMap,
+        HealthEvent,
+        StereoPreview,
+        StackHealth,
     )
 }
 

@@ -7,7 +7,9 @@ messages to a plain logic object that never imports the bus. See rover/nodes/ fo
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
+import os
 import signal
 import sys
 import time
@@ -15,9 +17,18 @@ from collections.abc import Callable
 
 from rover.config import RobotConfig, load_config
 from rover.errors import RoverError
-from rover.topics import BusConfig
+from rover.health import Faults
+from rover.messages import HealthEvent
+from rover.topics import BusConfig, Topic
 
 log = logging.getLogger("rover.node")
+_PR_SET_PDEATHSIG = 1
+HEALTH_REPEAT_S = 1.0
+
+
+class NodeFinished(Exception):
+    """A node has nothing more to do (a file camera ended): it exits 0 with this one line,
+    which the manager shows the user as the reason the run ended."""
 
 
 class Shutdown:
@@ -86,13 +97,62 @@ def node_config(args: argparse.Namespace) -> tuple[RobotConfig, BusConfig]:
     return cfg, bus
 
 
+class HealthPublisher:
+    """Publishes a node's ``Faults`` on its health topic: each change at once, and the state of
+    every fault again once a second, so a listener that joined late still learns it."""
+
+    def __init__(self, topic: Topic, bus_cfg: BusConfig, node: str):
+        from rover import bus
+
+        self.faults = Faults(node)
+        self._pub = bus.Publisher(topic, bus_cfg)
+        self._next_repeat = time.monotonic() + HEALTH_REPEAT_S
+
+    def set(self, fault: str, active: bool, text: str) -> HealthEvent | None:
+        """Turn a fault on or off; a change is logged and published now."""
+        event = self.faults.set(fault, active, text, time.monotonic_ns())
+        if event is not None:
+            log.warning("%s", event.text)
+            self._pub.publish(event)
+        return event
+
+    def tick(self) -> None:
+        """Call from the node's loop: repeats the state once a second."""
+        if time.monotonic() < self._next_repeat:
+            return
+        self._next_repeat = time.monotonic() + HEALTH_REPEAT_S
+        for event in self.faults.state():
+            self._pub.publish(event)
+
+    def close(self) -> None:
+        self._pub.close(linger_ms=200)  # a last event (end of file) still reaches the listeners
+
+
+def stop_with_parent() -> None:
+    """Linux: SIGTERM this process when its parent dies (the manager SIGKILLed), so no node
+    outlives its stack driving motors or holding the namespace."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl: stop now
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def run_main(name: str, main: Callable[[], None]) -> None:
     """Run a node's main: user errors become one line and exit code, no traceback wall."""
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name}: %(message)s")
+    stop_with_parent()
     try:
         main()
     except RoverError as exc:
         print(f"{name}: error: {exc}", file=sys.stderr, flush=True)
         sys.exit(exc.exit_code)
+    except NodeFinished as done:
+        print(f"{name}: {done}", file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         pass

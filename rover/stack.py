@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -11,8 +10,8 @@ import uuid
 from pathlib import Path
 
 from rover.config import load_config
-from rover.errors import ConfigError
-from rover.manager import Manager, RunOptions
+from rover.errors import ConfigError, DataError
+from rover.manager import Manager, NamespaceLock, RunOptions
 from rover.topics import BusConfig
 
 SIM_POLICIES = ("expert", "straight", "random")
@@ -32,19 +31,80 @@ def has_display() -> bool:
     return True
 
 
-def build_options(args: argparse.Namespace) -> RunOptions:
-    """Check the request and derive each node's arguments."""
-    model = getattr(args, "model", None)
-    if args.mode == "drive" and model not in SIM_POLICIES and not os.path.isfile(model or ""):
+# flags that only the simulator reads: (argparse destination, flag, its "not given" value)
+SIM_ONLY_FLAGS = (
+    ("duration", "--duration", None),
+    ("lockstep", "--lockstep", False),
+    ("seed", "--seed", None),
+    ("snapshot", "--snapshot", None),
+    ("frame_drop", "--frame-drop", 0.0),
+    ("serial_loss", "--serial-loss", 0.0),
+    ("camera_latency_ms", "--camera-latency-ms", 0.0),
+    ("safety_driver", "--safety-driver", 0.0),
+    ("metrics_out", "--metrics-out", None),
+    ("mcu", "--mcu", "emulator"),
+)
+ROBOT_ONLY_FLAGS = (
+    ("unattended", "--unattended", False),
+    ("teleop_script", "--teleop-script", None),
+)
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """A flag the chosen target ignores is a mistake: say which, in one line."""
+    if args.sim is None:
+        for dest, flag, unset in SIM_ONLY_FLAGS:
+            if getattr(args, dest, unset) != unset:
+                raise ConfigError(
+                    f"{flag} is for the simulator: add --sim SCENARIO, or leave {flag} out "
+                    "on the robot"
+                )
+        return
+    for dest, flag, unset in ROBOT_ONLY_FLAGS:
+        if getattr(args, dest, unset) != unset:
+            raise ConfigError(f"{flag} is for the robot: leave it out with --sim")
+
+
+def check_model_file(model: str | None) -> None:
+    """A --model that is no file, or an empty one, fails here as it would in the steering
+    node: the same DataError, the same exit code (without loading torch up front)."""
+    if model is None:
         raise ConfigError(
+            "rover drive needs --model M, a checkpoint from `rover train steering`; or drive "
+            "the simulator: --sim SCENARIO (its expert drives unless --model is given)"
+        )
+    if not os.path.isfile(model):
+        raise DataError(
             f"--model {model!r} is not a file: give a checkpoint from "
             "`rover train steering`, or in the simulator expert|straight|random"
         )
+    if os.path.getsize(model) == 0:
+        raise DataError(
+            f"model file {model} is empty (0 bytes): a training run was cut short? "
+            "train again (`rover train steering`)"
+        )
+
+
+def build_options(args: argparse.Namespace) -> RunOptions:
+    """Check the request and derive each node's arguments."""
+    check_flags(args)
+    model = getattr(args, "model", None)
+    if args.mode == "drive" and model is None and args.sim is not None:
+        model = "expert"  # the simulator's own driver, unless told otherwise
+    avr = getattr(args, "mcu", "emulator") == "avr"
+    if avr and args.sim is None:  # usage first, then the files it names
+        raise ConfigError("--mcu is the simulator's motor controller: add --sim SCENARIO")
+    if avr and getattr(args, "serial_loss", 0.0):
+        raise ConfigError("--serial-loss is the emulator's: drop it or --mcu avr")
+    if args.mode == "drive" and model not in SIM_POLICIES:
+        check_model_file(model)
     if args.sim is None and model in SIM_POLICIES:
         raise ConfigError(f"--model {model} is a simulator policy: add --sim SCENARIO")
     safety_driver = getattr(args, "safety_driver", 0.0)
-    if safety_driver and args.sim is None:
-        raise ConfigError("--safety-driver is for the simulator: add --sim SCENARIO")
+    if avr:
+        from drivers.avr_sim import build_firmware
+
+        build_firmware()  # once, here: a missing toolchain is one line, not a failing node
     if not 0.0 <= safety_driver <= 30.0:
         raise ConfigError(f"--safety-driver {safety_driver:g}: give 0 to 30 seconds")
     overrides = list(args.set)
@@ -76,14 +136,23 @@ def build_options(args: argparse.Namespace) -> RunOptions:
             sim_args += ["--randomise-materials", str(args.randomise_materials)]
         if args.lockstep:
             sim_args.append("--lockstep")
+        if getattr(args, "mcu", "emulator") == "avr":
+            sim_args += ["--mcu", "avr"]
+            if args.lockstep:  # simavr shares the CPU: on a loaded machine it lags real time
+                sim_args += ["--lockstep-timeout", "5"]
         if model in SIM_POLICIES:
             sim_args += ["--policy", model]
         if args.headless or not has_display():
             sim_args.append("--headless")
     if args.mode == "drive":
         overrides.append("control.autopilot_without_teleop=true")
+    unattended = bool(getattr(args, "unattended", False))
+    if args.sim is None:
+        overrides.append("control.camera_stale=true")
+        if not unattended:
+            overrides.append("control.require_operator=true")
     load_config(args.config, overrides)  # fail here, once, in one line: not in every node
-    node_args = {"sim": sim_args}
+    node_args = {"sim": sim_args, "teleop": _teleop_args(args)}
     if getattr(args, "lockstep", False) and getattr(args, "traversability", False):
         node_args["control"] = ["--lockstep-maps"]  # the guard sees frame N's map, reproducibly
     if model is not None and model not in SIM_POLICIES:
@@ -96,7 +165,9 @@ def build_options(args: argparse.Namespace) -> RunOptions:
         node_args["recorder"] = ["--out", record_dir]
         sim_args += ["--wait-ready", "recorder"]  # not one frame before the recorder hears
         print(f"recording to {record_dir}")
+    remote = _remote_args(args, node_args, record_dir)
     return RunOptions(
+        **remote,
         mode=args.mode,
         sim=args.sim,
         model=model,
@@ -106,7 +177,21 @@ def build_options(args: argparse.Namespace) -> RunOptions:
         record=record_dir,
         traversability=bool(getattr(args, "traversability", False)),
         node_args=node_args,
+        unattended=unattended,
     )
+
+
+def _teleop_args(args: argparse.Namespace) -> list[str]:
+    """The teleop node's arguments: its mode (drive starts on the autopilot), window or not."""
+    out = ["--mode", args.mode]
+    if getattr(args, "headless", False):
+        out.append("--headless")
+    script = getattr(args, "teleop_script", None)
+    if script is not None:
+        if not os.path.isfile(script):
+            raise ConfigError(f"--teleop-script {script} is not a file: give a JSON input script")
+        out += ["--script", os.path.abspath(script)]
+    return out
 
 
 def _perturb_overrides(args: argparse.Namespace) -> list[str]:
@@ -131,16 +216,76 @@ def _check_scenarios(names: str) -> None:
         resolve_scenario_path(name)
 
 
+def _remote_args(args: argparse.Namespace, node_args: dict, record_dir: str | None) -> dict:
+    """The remote node's and the Foxglove node's arguments (operators off the robot)."""
+    listen, console = getattr(args, "listen", None), getattr(args, "console", None)
+    foxglove = getattr(args, "foxglove", None)
+    from rover.remote import parse_address, require_foxglove_loopback
+
+    for flag, value in (("--listen", listen), ("--console", console), ("--foxglove", foxglove)):
+        if value is not None:
+            try:
+                parse_address(value)
+            except ConfigError as exc:
+                raise ConfigError(f"{flag}: {exc}") from None
+    remote: list[str] = []
+    if listen:
+        from rover.keys import KeyStore, check_curve
+
+        check_curve()
+        KeyStore(getattr(args, "keys", None)).pair("robot")  # no key: one line, before starting
+        remote += ["--listen", listen]
+    if console:
+        import secrets
+
+        from rover.nodes.remote import TOKEN_ENV
+
+        # one token for the whole run: a restarted remote node keeps open pages working
+        os.environ.setdefault(TOKEN_ENV, secrets.token_urlsafe(18))
+        remote += ["--console", console]
+    if getattr(args, "keys", None):
+        remote += ["--keys", args.keys]
+    if record_dir:
+        remote += ["--recording", "--disk", record_dir]
+    node_args["remote"] = remote
+    if foxglove:
+        require_foxglove_loopback(parse_address(foxglove)[0])
+        node_args["foxglove"] = ["--address", foxglove]
+    return {"listen": listen, "console": console, "foxglove": foxglove}
+
+
 def run_stack(args: argparse.Namespace) -> int:
-    """Run the stack until the simulator finishes, Ctrl-C, or a node fails for good."""
-    options = build_options(args)
-    manager = Manager(options)
-    reason = manager.run()
-    if reason in ("sim finished", "stopped", "interrupted"):
+    """Run the stack until the simulator finishes, Ctrl-C, or a node fails for good; then
+    say what it did and where its files are (rover.summary)."""
+    from rover.summary import RunSummary
+
+    check_flags(args)
+    bus = load_config(args.config, list(args.set)).bus
+    bus = BusConfig.from_dict({**bus.__dict__, "namespace": args.namespace})
+    with RunSummary.prepare(args) as summary:  # in the simulator: metrics to quote at the end
+        # before anything touches the namespace (its sockets, the simulator's port, a session)
+        lock = NamespaceLock(bus).acquire(f"rover {args.mode}")
+        try:
+            options = build_options(args)
+            manager = Manager(options, lock=lock)
+        except BaseException:
+            lock.release()
+            raise
+        reason = manager.run()
+        summary.report(options.record)
+    if manager.clean:
+        if reason not in ("sim finished", "stopped", "interrupted", *manager.printed):
+            print(f"rover: {reason}", file=sys.stderr, flush=True)
+        if manager.kept_logs:  # it recovered, but say so: the logs were kept for a reason
+            print(
+                f"rover: note: {manager.failures[-1]}; restarted "
+                f"({len(manager.failures)} failure(s)), node logs: {manager.kept_logs}",
+                file=sys.stderr,
+            )
         return 0
     logs = f" (node logs: {manager.kept_logs})" if manager.kept_logs else ""
     print(f"rover: error: {reason}{logs}", file=sys.stderr)
-    return 1
+    return manager.exit_code  # the failing node's: the same as had the CLI caught it
 
 
 def sim_drive_args(
@@ -152,6 +297,7 @@ def sim_drive_args(
     lockstep: bool = True,
     duration: float | None = None,
     seed: int | None = None,
+    summary: bool = True,
 ) -> argparse.Namespace:
     """The arguments of `rover drive --sim ...` for a run started from code (demo, bench)."""
     return argparse.Namespace(
@@ -167,6 +313,7 @@ def sim_drive_args(
         config=None,
         set=[],
         namespace=f"run{os.getpid()}x{uuid.uuid4().hex[:6]}",
+        summary=summary,  # False: no end-of-run lines (a bench prints its own table)
     )
 
 
@@ -189,11 +336,4 @@ def run_demo(args: argparse.Namespace) -> int:
         + (f", {duration:g} s simulated" if duration else ", until the goal")
         + ("" if headless else " (Esc or close the window to stop)")
     )
-    code = run_stack(stack)
-    if metrics.exists():
-        result = json.loads(metrics.read_text())
-        print("run summary:")
-        for key, value in result.items():
-            print(f"  {key:<36} {value}")
-        print(f"trajectory picture: {metrics.with_suffix('.png')}")
-    return code
+    return run_stack(stack)  # its summary names the metrics and the trajectory picture

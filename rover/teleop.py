@@ -1,6 +1,7 @@
 """Human input to teleop commands: keyboard and gamepad logic, no bus (pygame imported lazily).
 
-Keyboard (the simulator window; ``KEYBOARD_HELP`` is the one-line version):
+Keyboard (the simulator window, or the robot's teleop window; ``KEYBOARD_HELP`` is the one-line
+version):
 
   Up / W     forward while held (hold Shift for full throttle)
   Down / S   reverse while held
@@ -64,11 +65,15 @@ class TeleopState:
     record: bool = False
     device: str = "keyboard"  # "keyboard", or the name of the gamepad in use
 
-    def command(self, seq: int, stamp_ns: int, frame_seq: int = NO_FRAME) -> TeleopCommand:
-        """This state as a bus message."""
+    def command(
+        self, seq: int, stamp_ns: int, frame_seq: int = NO_FRAME, operator: str = ""
+    ) -> TeleopCommand:
+        """This state as a bus message; `operator` names the input that can stop the robot."""
         fields = asdict(self)
         del fields["device"]
-        return TeleopCommand(seq=seq, stamp_ns=stamp_ns, frame_seq=frame_seq, **fields)
+        return TeleopCommand(
+            seq=seq, stamp_ns=stamp_ns, frame_seq=frame_seq, operator=operator, **fields
+        )
 
 
 class Latches:

@@ -2,7 +2,8 @@
 
 It publishes camera/stereo exactly as the camera node does, serves the firmware emulator on a
 pty (the control node opens it as its serial port), and moves the vehicle from the outputs the
-emulator applies. With `--policy expert|straight|random` it also publishes the privileged
+emulator applies. With `--mcu avr` the compiled firmware runs in simavr instead, and the outputs
+are read back from its servo/ESC pulses. With `--policy expert|straight|random` it also publishes the privileged
 driver's answer to each frame on perception/steering, as a steering model would.
 
 Lock-step (`--lockstep`): publish frame N, wait until the control command that answers frame N
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from drivers.avr_sim import AvrConfig, AvrMcu
 from drivers.emulator import EmulatorConfig, PtyEmulator
 from rover import bus, topics
 from rover import messages as m
@@ -63,10 +65,14 @@ class SimNode:
         self.sim = self._simulation(0)
         self.period_ns = int(self.sim.dt_s * 1e9)
         self.faults = random.Random(self.sim.world.seed)  # injected faults, reproducible
-        self.emulator = PtyEmulator(
-            EmulatorConfig(loss_prob=args.serial_loss, loss_seed=self.sim.world.seed),
-            link_path=motor_port_for_sim(bus_cfg.namespace),
-        )
+        link = motor_port_for_sim(bus_cfg.namespace)
+        if args.mcu == "avr":  # the compiled firmware in simavr: outputs read from its pins
+            self.emulator: PtyEmulator | AvrMcu = AvrMcu(AvrConfig(build=False), link_path=link)
+        else:
+            self.emulator = PtyEmulator(
+                EmulatorConfig(loss_prob=args.serial_loss, loss_seed=self.sim.world.seed),
+                link_path=link,
+            )
         self.frames = bus.Publisher(topics.CAMERA_STEREO, bus_cfg)
         self.truth = bus.Publisher(topics.SIM_TRUTH, bus_cfg)
         self.policy = POLICIES[args.policy](self.sim.world.seed) if args.policy else None
@@ -150,13 +156,15 @@ class SimNode:
     def _episode_metrics(self) -> dict:
         return dict(self.sim.metrics(), scenario=self.sim.scenario.name, seed=self.sim.world.seed)
 
-    def warm_up(self) -> None:
+    def warm_up(self, stop: Shutdown | None = None) -> None:
         """Slow joiner: re-send the first frame until the nodes we wait for hear the bus, and
         (lock-step) until the stack answers; only then does simulated time start."""
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         waiting = list(self.args.wait_ready)
         answered = not self.args.lockstep
         while not (answered and all_ready(self.bus_cfg, waiting)):
+            if stop is not None and stop.requested:
+                return  # Ctrl-C while the stack starts: stop now, not after a SIGKILL
             frame = self.publish_frame()  # never dropped: faults start with the run
             until = time.monotonic() + WARMUP_REPUBLISH_S
             while not answered and (left := until - time.monotonic()) > 0:
@@ -201,7 +209,7 @@ class SimNode:
 
     def run(self, stop: Shutdown) -> dict:
         duration = self.args.duration
-        self.warm_up()
+        self.warm_up(stop)
         rate = RateKeeper(1.0 / self.sim.dt_s)
         t0 = time.monotonic()
         while not stop.requested:
@@ -301,8 +309,9 @@ class SimView:
                 late_frames=stats.late_frames,
             )
         )
-        if events.snapshot:
-            self.window.snapshot(f"rover-snapshot-{int(time.time())}.png")
+        if events.snapshot:  # F12: say where it went, the user pressed a key, not a flag
+            path = self.window.snapshot(f"rover-snapshot-{int(time.time())}.png")
+            print(f"window snapshot: {path.resolve()}", flush=True)
         return not events.quit
 
     def _overlay(self, left: np.ndarray) -> np.ndarray:
@@ -392,6 +401,7 @@ def main() -> None:
     parser.add_argument("--mode", default="drive", choices=("drive", "teleop"))
     parser.add_argument("--policy", default=None, choices=("expert", "straight", "random"))
     parser.add_argument("--lockstep", action="store_true")
+    parser.add_argument("--mcu", choices=("emulator", "avr"), default="emulator")
     parser.add_argument("--lockstep-timeout", type=float, default=0.5)
     parser.add_argument("--headless", action="store_true")
     parser.add_argument("--duration", type=float, default=None)

@@ -34,7 +34,10 @@ TINT_RGB, TINT_ALPHA = (255, 70, 40), 0.45  # how a boolean overlay mask is show
 SUPERSAMPLE = 2  # the static map is drawn this much larger, then smoothed down
 LOOK_BEHIND = 0.3  # the vehicle sits this far across the map view (it drives to the right)
 FOV_RANGE_M = 6.0
-FONT_PX = {"s": 19, "m": 23, "l": 30}  # pygame's bundled font: no system fonts needed
+# pixel sizes of pygame's bundled font (no system fonts needed); at 12-14 px its hinting
+# fuses the dot of "i" and "j" with the stem, so sizes are checked and bumped (legible_font)
+FONT_PX = {"s": 15, "m": 17, "l": 22}
+DOTTED = "ij"  # glyphs whose dot must stay apart from the stem
 WINDOW_KEYS = "F12: snapshot   Esc: quit"
 Rgb = tuple[int, int, int]
 
@@ -107,7 +110,7 @@ class SimWindow:
         else:
             self.surface = pg.display.set_mode(self.size)
             pg.display.set_caption(f"rover sim: {world.scenario.name} (seed {world.seed})")
-        self._fonts = {k: pg.font.Font(None, self._px(v)) for k, v in FONT_PX.items()}
+        self._fonts = {k: legible_font(pg, self._px(v)) for k, v in FONT_PX.items()}
         self._texts: dict[tuple, Any] = {}
         self._static_map()
         self._static_chrome()
@@ -136,9 +139,12 @@ class SimWindow:
         """Ground, trail, obstacles and goal at map scale; sets the world -> pixel transform."""
         pg, w, k = self._pg, self.world, SUPERSAMPLE
         x0, x1, y0, y1 = w.bounds
-        margin_m = 0.6
-        self.ppm = (self.map_rect.h - 2) / (y1 - y0 + 2 * margin_m)  # pixels per metre
-        self._origin = (x0 - margin_m, y1 + margin_m)  # the world point at the top-left pixel
+        margin_m, label_h = 0.3, self._fonts["s"].get_height()
+        # label strips outside the field, so no label sits on the border's rocks: the goal's
+        # name above, the metre marks below (above the progress bar)
+        top, bottom = label_h + self._px(4), label_h + self._px(11)
+        self.ppm = (self.map_rect.h - 2 - top - bottom) / (y1 - y0 + 2 * margin_m)  # px per m
+        self._origin = (x0 - margin_m, y1 + margin_m + top / self.ppm)  # world at pixel (0, 0)
         width = max(self.map_rect.w, round((x1 - x0 + 2 * margin_m) * self.ppm))
         big = pg.Surface((width * k, self.map_rect.h * k))
         mean = np.mean([MATERIALS[g].stops[1] for g in w.ground_materials], axis=0) * 0.72
@@ -155,12 +161,12 @@ class SimWindow:
         self._draw_lines(big, k)
         self.map_surface = pg.transform.smoothscale(big, (width, self.map_rect.h))
         for x in range(0, math.floor(x1) + 1, 10):
-            if abs(x - w.goal_x_m) >= 3:  # the goal has its own label
-                label = self._text(f"{x} m", "s", WHITE)
-                px, py = self._pts([[x, y0]])[0]
-                self.map_surface.blit(label, (px + 3, py - label.get_height() - 2))
-        gx, gy = self._pts([[w.goal_x_m + 1.1, y1]])[0]
-        self.map_surface.blit(self._text("GOAL", "m", WHITE), (gx + 4, gy + 4))
+            label = self._text(f"{x} m", "s", WHITE)
+            px, py = self._pts([[x, y0 - margin_m]])[0]
+            self.map_surface.blit(label, (px - label.get_width() // 2, py + self._px(2)))
+        gx, gy = self._pts([[w.goal_x_m + 0.5, y1 + margin_m]])[0]
+        goal = self._text("GOAL", "s", WHITE)
+        self.map_surface.blit(goal, (gx - goal.get_width() // 2, gy - label_h - self._px(2)))
 
     def _pts(self, xy: Any, k: float = 1, dx: float = 0, dy: float = 0) -> list:
         """World points (N, 2) to map pixels (``k``: supersampling; ``dx, dy``: a shift)."""
@@ -321,10 +327,12 @@ class SimWindow:
     def _draw_hud(self, view: WindowView) -> None:
         px, rect = self._px, self.hud_rect
         left, right, y = rect.x + px(12), rect.right - px(12), rect.y + px(10)
-        self._blit_text("ROVER SIM", "l", TEXT, (left, y))
+        title = self._text("ROVER SIM", "l", TEXT)
+        self.surface.blit(title, (left, y))
+        # the scenario on its own line: a long name never runs into the title
         scenario = f"{self.world.scenario.name}  seed {self.world.seed}"
-        self._blit_text(scenario, "s", DIM, (right, y + px(4)), "topright")
-        x, y = left, y + px(32)
+        self._blit_text(scenario, "s", DIM, (left, y + title.get_height() + px(2)))
+        x, y = left, y + title.get_height() + self._fonts["s"].get_height() + px(8)
         mode = ("AUTOPILOT", TEAL) if view.autopilot else ("MANUAL", BLUE)
         safety = ("E-STOP", RED) if view.estop else ("ARMED", GREEN)
         for text, colour in (mode, safety, ("REC", RED)) if view.recording else (mode, safety):
@@ -346,7 +354,7 @@ class SimWindow:
             ("late frames", str(view.late_frames), AMBER if view.late_frames else DIM),
             *((str(k), str(v), TEXT) for k, v in view.hud.items()),
         ]
-        y, step = y + px(32), px(20)
+        y, step = y + px(30), px(20)
         for label, value, colour in rows:
             if y + step > rect.bottom:
                 break  # rows that do not fit are left out rather than drawn over the map
@@ -445,6 +453,25 @@ class SimWindow:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def legible_font(pg: Any, px: int) -> Any:
+    """pygame's bundled font at ``px`` pixels, or the next size up at which every glyph of
+    ``DOTTED`` keeps its dot apart from its stem (at most 4 px larger)."""
+    path = os.path.join(os.path.dirname(pg.__file__), pg.font.get_default_font())
+    for size in range(px, px + 5):
+        font = pg.font.Font(path, size)
+        if all(glyph_parts(pg, font, ch) >= 2 for ch in DOTTED):
+            return font
+    return pg.font.Font(path, px)  # tiny scales: none keeps the dots; take the size asked
+
+
+def glyph_parts(pg: Any, font: Any, glyph: str) -> int:
+    """How many separate bands of ink ``glyph`` has from top to bottom ("i": dot and stem,
+    2; "l": 1), as ``font`` renders it."""
+    ink = pg.surfarray.array_alpha(font.render(glyph, True, (255, 255, 255))).T > 96
+    rows = ink.any(axis=1)
+    return int(np.count_nonzero(rows[1:] & ~rows[:-1]) + rows[0])
 
 
 def _ema(previous: float, sample: float, weight: float = 0.1) -> float:

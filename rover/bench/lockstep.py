@@ -13,7 +13,7 @@ def measure_lockstep(scenario: str, seed: int | None, seconds: float, model: str
     """Run `rover drive --sim --lockstep` headless; return the simulator's run summary."""
     with tempfile.TemporaryDirectory(prefix="rover-bench-") as tmp:
         out = Path(tmp) / "run.json"
-        args = sim_drive_args(scenario, model, out, duration=seconds, seed=seed)
+        args = sim_drive_args(scenario, model, out, duration=seconds, seed=seed, summary=False)
         if run_stack(args) != 0 or not out.exists():
             raise RuntimeError("the lock-step stack run failed (see the error above)")
         return json.loads(out.read_text())

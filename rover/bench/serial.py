@@ -1,10 +1,13 @@
-"""`rover bench serial`: DRIVE -> STATE round trip through SerialMotorLink and the pty emulator.
+"""`rover bench serial`: DRIVE -> STATE round trip through SerialMotorLink and the pty emulator
+(or, with `--mcu avr`, the compiled firmware in simavr: its UART at its 1 Mbaud, paced to the
+wall clock, so the figures include the wire time and the firmware's own work).
 
 The floor, measured in the same run: the same bytes (a 12-byte DRIVE, an 18-byte STATE) across a
 bare pty with an echo thread, raw os.write/os.read, no protocol and no pyserial. Both ends run in
 this process, as the simulator runs them. With --baud the emulator also waits the wire time a
 real serial line would take (then the floor is not comparable: it has no wire). Also measures
-how long after the last command the firmware's watchdog zeroes the motors.
+how long after the last command the firmware's watchdog zeroes the motors (with --mcu avr on
+the firmware's own clock: from the last DRIVE's final byte to the watchdog's trip).
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ import threading
 import time
 import tty
 
+from drivers.avr_sim import AvrConfig, AvrMcu
 from drivers.emulator import EmulatorConfig, PtyEmulator
 from drivers.protocol import DriveCommand, MotorState, encode_drive, encode_state
 from drivers.serial_link import SerialConfig, SerialMotorLink
 from rover.bench.common import latency_summary, print_table
+from rover.errors import ConfigError
 
 _TIMEOUT_S = 0.1  # a reply later than this counts as lost
 _WARMUP = 50
@@ -31,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", type=int, default=2000, help="commands to time")
     parser.add_argument("--baud", type=int, default=None, help="model wire time at this baud")
     parser.add_argument("--watchdog-ms", type=int, default=250, help="the emulator's watchdog")
+    parser.add_argument(
+        "--mcu",
+        choices=("emulator", "avr"),
+        default="emulator",
+        help="the Python emulator (default) or the compiled firmware in simavr",
+    )
 
 
 def _echo(master: int, stop_r: int, reply: bytes) -> None:
@@ -94,24 +105,39 @@ def measure_link(link: SerialMotorLink, count: int) -> tuple[list[float], int]:
     return rtts_ms, lost
 
 
-def measure_watchdog(link: SerialMotorLink, emu: PtyEmulator) -> float:
-    """Milliseconds from the last command written to the emulator zeroing its outputs."""
+def measure_watchdog(link: SerialMotorLink, emu: PtyEmulator | AvrMcu) -> float:
+    """Milliseconds from the last command written to the emulator zeroing its outputs (the
+    firmware: from its last DRIVE's final byte to its trip, on its own clock)."""
     link.send(DriveCommand(1, 0.0, 0.5, arm=True))
     last_sent_ns = time.monotonic_ns()
     emu.wait_outputs(lambda o: o.throttle == 0.5, timeout_s=1.0)
     out = emu.wait_outputs(lambda o: o.watchdog_tripped, timeout_s=5.0)
+    if isinstance(emu, AvrMcu):
+        events = list(emu.events)
+        last_rx = max(e.t_ns for e in events if e.kind == "RX" and e.value == 0)
+        trip = min(e.t_ns for e in events if e.kind == "MEM" and e.value == 1 and e.t_ns > last_rx)
+        return (trip - last_rx) / 1e6
     return (out.stamp_ns - last_sent_ns) / 1e6
 
 
 def run(args: argparse.Namespace) -> dict:
     """Run the bench, print a table, return the flat result dict."""
     floor = latency_summary(measure_floor(args.count))
-    config = EmulatorConfig(watchdog_ms=args.watchdog_ms, baud=args.baud)
-    with PtyEmulator(config) as emu, SerialMotorLink(SerialConfig(port=emu.device_path)) as link:
+    if args.mcu == "avr":
+        if args.baud or args.watchdog_ms != 250:
+            raise ConfigError(
+                "--mcu avr runs the firmware as built (1 Mbaud, 250 ms watchdog): "
+                "drop --baud/--watchdog-ms"
+            )
+        mcu: PtyEmulator | AvrMcu = AvrMcu(AvrConfig())
+        wire = "the compiled firmware in simavr, its UART at 1000000 baud"
+    else:
+        mcu = PtyEmulator(EmulatorConfig(watchdog_ms=args.watchdog_ms, baud=args.baud))
+        wire = f"wire time at {args.baud} baud" if args.baud else "pty speed, no wire time"
+    with mcu, SerialMotorLink(SerialConfig(port=mcu.device_path)) as link:
         rtts_ms, lost = measure_link(link, args.count)
-        watchdog_ms = measure_watchdog(link, emu)
+        watchdog_ms = measure_watchdog(link, mcu)
     link_summary = latency_summary(rtts_ms)
-    wire = f"wire time at {args.baud} baud" if args.baud else "pty speed, no wire time"
     print(f"serial round trip, DRIVE -> STATE, {args.count} commands, {wire}")
     print_table(
         ["path", "p50 ms", "p99 ms", "max ms"],
@@ -130,7 +156,8 @@ def run(args: argparse.Namespace) -> dict:
         "floor_p50_ms": floor["p50_ms"],
         "floor_p99_ms": floor["p99_ms"],
         "watchdog_ms": watchdog_ms,
-        "baud": args.baud or 0,
+        "baud": 1_000_000 if args.mcu == "avr" else args.baud or 0,
+        "mcu": args.mcu,
     }
 
 

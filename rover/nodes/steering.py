@@ -3,10 +3,10 @@
 Takes the newest stereo pair (a slow model skips frames rather than queueing them), runs the
 checkpoint given by ``--model`` and publishes the estimate with the frame's ``frame_seq`` and
 capture ``stamp_ns``, so glass-to-motor latency can be traced through the graph, and its own
-processing time of the frame (``latency_ms``: received -> answer sent). Device,
-precision, threads and smoothing come from the robot config's ``[steering]`` section
-(`SteeringNodeConfig`); the thread count is explicit: this is one process among several on a
-small computer.
+processing time of the frame (``latency_ms``: received -> answer sent). Device, precision,
+threads and smoothing come from the robot config's ``[steering]`` section
+(`perception.steering.settings.SteeringNodeConfig`); the thread count is explicit: this is one
+process among several on a small computer.
 """
 
 from __future__ import annotations
@@ -14,48 +14,14 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from rover import bus, topics
 from rover import messages as m
-from rover.config import dataclass_from_dict
-from rover.errors import ConfigError
 from rover.node import Shutdown, node_argparser, node_config, run_main
 
 log = logging.getLogger("rover.steering")
-
-DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
-@dataclass(frozen=True)
-class SteeringNodeConfig:
-    """[steering] section: where and how the steering node runs its model."""
-
-    device: str = "auto"  # auto (CUDA, else Apple MPS, else CPU), cpu, cuda, mps
-    # of the convolutions and the head; auto: fp16 on CUDA, else fp32. bf16 is faster on a
-    # CPU that computes it natively (AVX512-BF16, AMX). See `perception.infer.pick_precision`.
-    precision: str = "auto"
-    threads: int = 1  # torch threads: the node is one process among several
-    smoothing_s: float = 0.0  # ease the steering over this time constant; 0: raw
-
-    def __post_init__(self) -> None:
-        if self.device not in DEVICES:
-            raise ConfigError(f"[steering] device = {self.device!r}: use {', '.join(DEVICES)}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(
-                f"[steering] precision = {self.precision!r}: use {', '.join(PRECISIONS)}"
-            )
-        if self.threads < 1 or self.smoothing_s < 0:
-            raise ConfigError("[steering] use threads >= 1 and smoothing_s >= 0")
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> SteeringNodeConfig:
-        """Build from the [steering] table; unknown keys or wrong types raise ConfigError."""
-        return dataclass_from_dict(cls, raw, "steering")
 
 
 class SteeringNode:

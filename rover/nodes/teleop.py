@@ -1,7 +1,12 @@
-"""Teleop node: keyboard and gamepad → teleop/command at 50 Hz (hot-plug aware).
+"""Teleop node: the operator's input → teleop/command at 50 Hz and at once on each input
+event (a key press does not wait for the next tick), naming the input in use.
 
-With a display it opens a small window (keyboard input needs focus) showing what it sends;
-without one it reads gamepads only, through SDL's dummy video driver.
+Which input (drivers/gamepad.py): ``--script F`` replays a scripted twin; with a display (and
+no ``--headless``) a small keyboard window that also reads gamepads; else gamepads alone. In
+``--mode drive`` it starts on the autopilot and any drive key or stick takes over. Each command
+names the input that can stop the robot (``operator``; empty while none is connected: the
+control node then does not arm). A gamepad plugged in or out is a health event. Closing the
+window ends the run.
 """
 
 from __future__ import annotations
@@ -9,75 +14,90 @@ from __future__ import annotations
 import os
 import time
 
+from drivers.gamepad import OperatorInput, open_input
 from rover import bus, topics
-from rover.node import RateKeeper, Shutdown, node_argparser, node_config, run_main
-from rover.teleop import KEYBOARD_HELP, TeleopState
+from rover.node import (
+    HealthPublisher,
+    NodeFinished,
+    Shutdown,
+    node_argparser,
+    node_config,
+    run_main,
+)
 
 RATE_HZ = 50.0
 
 
-class TeleopWindow:
-    """A small status window; the keyboard's events arrive through it."""
+def input_kind(headless: bool, script: str | None) -> str:
+    """Which operator input this node opens."""
+    if script is not None:
+        return "script"
+    has_display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    if headless or not has_display or os.environ.get("SDL_VIDEODRIVER") == "dummy":
+        return "gamepad"
+    return "window"
 
-    def __init__(self, pg, headless: bool):
-        self.pg = pg
-        self.surface = None if headless else pg.display.set_mode((760, 120))
-        if self.surface is not None:
-            pg.display.set_caption("rover teleop")
-            pg.font.init()
-            self.font = pg.font.Font(None, 24)
 
-    def draw(self, state: TeleopState) -> None:
-        if self.surface is None:
-            return
-        pg = self.pg
-        self.surface.fill((28, 31, 38))
-        mode = "AUTOPILOT" if state.autopilot else "MANUAL"
-        lines = [
-            f"{mode}   {'E-STOP' if state.estop else 'armed'}   "
-            f"{'REC' if state.record else ''}   input: {state.device}",
-            f"steering {state.steering:+.2f}   throttle {state.throttle:+.2f}   "
-            f"deadman {'held' if state.deadman else 'released'}",
-            KEYBOARD_HELP,
-        ]
-        for i, text in enumerate(lines):
-            colour = (255, 90, 80) if state.estop and i == 0 else (225, 228, 235)
-            self.surface.blit(self.font.render(text, True, colour), (12, 12 + 34 * i))
-        pg.display.flip()
+class TeleopNode:
+    """Reads one operator input and publishes what it asks for."""
+
+    def __init__(self, operator: OperatorInput, bus_cfg: topics.BusConfig, autopilot: bool):
+        self.input = operator
+        self.input.latches.autopilot = autopilot  # drive mode: the human takes over at will
+        self.pub = bus.Publisher(topics.TELEOP_COMMAND, bus_cfg)
+        self.health = HealthPublisher(topics.HEALTH_TELEOP, bus_cfg, "teleop")
+        self.was_connected = False
+        self.next_tick = time.monotonic() + 1.0 / RATE_HZ
+
+    def step(self) -> None:
+        """Read the input once, publish the command and any change of the input's presence."""
+        now_ns = time.monotonic_ns()
+        state = self.input.read(now_ns / 1e9)
+        connected = self.input.connected
+        name = self.input.name
+        self.pub.publish(state.command(0, now_ns, operator=name if connected else ""))
+        if connected:
+            self.health.set("input", False, f"{name} connected again")
+            self.was_connected = True
+        elif self.was_connected:  # never connected: the control node says what to connect
+            self.health.set("input", True, f"{name} disconnected: throttle zeroed")
+        self.health.tick()
+
+    def wait_for_next(self) -> None:
+        """Until the next heartbeat (every period, never a burst after a stall), or sooner
+        when the operator does something: that goes out at once."""
+        while True:
+            left = self.next_tick - time.monotonic()
+            if left <= 0:
+                self.next_tick = max(self.next_tick + 1.0 / RATE_HZ, time.monotonic())
+                return
+            if self.input.wait(left):
+                return
+
+    def close(self) -> None:
+        self.input.close()
+        self.health.close()
+        self.pub.close()
 
 
 def main() -> None:
     parser = node_argparser(__doc__)
     parser.add_argument("--headless", action="store_true", help="gamepad only, no window")
+    parser.add_argument("--mode", default="teleop", choices=("teleop", "drive"))
+    parser.add_argument("--script", metavar="JSON", help="replay these timed inputs")
     args = parser.parse_args()
     cfg, bus_cfg = node_config(args)
-    headless = args.headless or not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    if headless:
-        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-    import pygame as pg
-
-    pg.display.init()  # never pygame.init(): the audio mixer breaks headless machines
-    pg.joystick.init()
-    window = TeleopWindow(pg, headless)
-    teleop = cfg.teleop.build()
-    pub = bus.Publisher(topics.TELEOP_COMMAND, bus_cfg)
     stop = Shutdown()
-    rate = RateKeeper(RATE_HZ)
-    last = time.monotonic()
+    kind = input_kind(args.headless, args.script)
+    node = TeleopNode(open_input(kind, cfg.teleop, args.script), bus_cfg, args.mode == "drive")
     try:
         while not stop.requested:
-            events = pg.event.get()
-            if any(e.type == pg.QUIT for e in events):
-                break
-            pressed = pg.key.get_pressed() if not headless else None
-            now = time.monotonic()
-            state = teleop.update(events, pressed, now - last)
-            last = now
-            pub.publish(state.command(0, time.monotonic_ns()))
-            window.draw(state)
-            rate.keep_time()
+            node.step()
+            if node.input.closed:
+                raise NodeFinished("window closed: stopping")
+            node.wait_for_next()
     finally:
-        pg.display.quit()
+        node.close()
 
 
 if __name__ == "__main__":

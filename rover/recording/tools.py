@@ -18,14 +18,19 @@ from mcap.reader import SeekingReader
 from mcap.records import Metadata
 
 from rover.errors import DataError, RoverError
+from rover.health import HealthLog
+from rover.messages import HealthEvent
 from rover.recording import format as fmt
 from rover.recording import segment as seg
 from rover.recording.reader import FrameIndexer, Session, decode_jpeg, walk_session
+from rover.recording.takeover import drive_mode
 from rover.recording.trims import TrimSpan, add_trim, load_trims, undo_trim
 from rover.recording.writer import session_is_live
 
 HISTOGRAM_BINS = 10  # steering histogram over [-1, 1]
 GAP_FACTOR = 1.5  # a frame interval this many periods long is a gap
+STEADY_FRAMES = 10  # gaps before the first run of this many regular frames are start-up
+STALE_LABELS_MAX_PCT = 5.0  # more frames than this labelled by stale commands: "stale"
 
 
 def progress(total: int, desc: str):
@@ -105,6 +110,21 @@ def list_sessions(roots: list[str | Path]) -> list[dict]:
     return rows
 
 
+def recording_summary(session_dir: str | Path) -> dict:
+    """What a finished recording holds, from its indexes (no scan): stereo pairs, duration,
+    size, and the frames the recorder's final counts say were lost (skipped + dropped)."""
+    (row,) = list_sessions([session_dir])
+    drops = None
+    segments = fmt.segment_paths(Path(session_dir))
+    if segments and seg.is_complete(segments[-1]):
+        with open(segments[-1], "rb") as f:
+            meta = {m.name: m.metadata for m in SeekingReader(f).iter_metadata()}
+        counts = json.loads(meta.get(fmt.META_COUNTS, {}).get("counts", "null") or "null")
+        stereo = (counts or {}).get("camera/stereo")
+        drops = None if stereo is None else stereo.get("skipped", 0) + stereo.get("dropped", 0)
+    return {**row, "dropped_frames": drops}
+
+
 def _segment_summary(path: Path) -> dict:
     with open(path, "rb") as f:
         reader = SeekingReader(f)
@@ -149,13 +169,15 @@ class _Scan:
     counts: dict | None = None  # the recorder's own: final, else the last periodic
     final: bool = False
     recovered: list[dict] = field(default_factory=list)
+    control_sources: Counter[str] = field(default_factory=Counter)  # per control/command
 
 
 def session_info(path: str | Path) -> dict:
     """Everything `info` reports, from one pass over the session (images not decoded)."""
     session_dir, _ = resolve(path)
     session = Session(session_dir, partial_ok=session_is_live(session_dir))
-    scan, indexer = _Scan(), FrameIndexer()
+    scan, indexer = _Scan(), FrameIndexer(drive_mode(session.metadata["robot_config"]))
+    health = HealthLog()
 
     def on_record(_path: Path, record: object) -> None:
         if isinstance(record, Metadata) and record.name == fmt.META_COUNTS:
@@ -171,11 +193,31 @@ def session_info(path: str | Path) -> dict:
                 if not scan.final:
                     scan.counts = json.loads(msg.data)["topics"]
                 continue
+            if topic == fmt.CONTROL_TOPIC:
+                scan.control_sources[json.loads(msg.data).get("source") or "?"] += 1
             scan.topics.setdefault(topic, _TopicStats()).add(msg.sequence, msg.log_time)
-    session._frames = indexer.frames()
+            if topic.startswith("/health/"):
+                _take_health(health, msg.data)
+    session._frames, session._takeovers = indexer.frames(), indexer.takeovers()
     info = _info_dict(session, scan, size)
     info["resent_duplicates"] = indexer.duplicates
+    info["faults"] = health.summary()  # lost motor controller, camera stalls, end of file...
+    info["takeovers"] = len(session._takeovers)
+    info["takeover_s"] = round(session.takeover_s, 3)
+    info["takeover_frames"] = sum(f.takeover for f in session._frames)
     return info
+
+
+HEALTH_FIELDS = ("node", "fault", "active", "count", "event", "text")
+
+
+def _take_health(health: HealthLog, data: bytes) -> None:
+    """One recorded health event (JSON) into the session's fault counts."""
+    try:
+        fields = json.loads(data)
+        health.take(HealthEvent(**{k: fields[k] for k in HEALTH_FIELDS}))
+    except (ValueError, KeyError, TypeError):
+        return  # a damaged or foreign event: verify reports damage, info counts what it can
 
 
 def _info_dict(session: Session, scan: _Scan, size: int) -> dict:
@@ -183,20 +225,32 @@ def _info_dict(session: Session, scan: _Scan, size: int) -> dict:
     stamps = np.array([f.stamp_ns for f in frames], dtype=np.int64)
     intervals = np.diff(stamps) if len(stamps) > 1 else np.zeros(0, np.int64)
     period = float(np.median(intervals)) if len(intervals) else 0.0
-    gap_idx = np.nonzero(intervals > GAP_FACTOR * period)[0] if period > 0 else []
+    slow = intervals > GAP_FACTOR * period if period > 0 else np.zeros(len(intervals), bool)
+    steady_from = _steady_start(slow)
     gaps = [
         {"at_s": round((stamps[i] - stamps[0]) / 1e9, 3), "length_s": round(intervals[i] / 1e9, 3)}
-        for i in gap_idx
+        for i in np.nonzero(slow)[0]
     ]
+    startup = [g for g, i in zip(gaps, np.nonzero(slow)[0], strict=True) if i < steady_from]
+    gaps = gaps[len(startup) :]
     left = scan.topics.get(fmt.LEFT_TOPIC, _TopicStats())
     stereo_counts = (scan.counts or {}).get("camera/stereo", {})
     counted_drops = stereo_counts.get("skipped", 0) + stereo_counts.get("dropped", 0)
     hist, edges = np.histogram([f.steering for f in frames], bins=HISTOGRAM_BINS, range=(-1.0, 1.0))
     wall_s = (left.last_log_ns - left.first_log_ns) / 1e9 if left.messages > 1 else 0.0
+    labels = _labels(frames, scan.control_sources)
+    status = "live" if session.partial_ok else "ok"
+    if (
+        status == "ok"
+        and frames
+        and 100 * labels["stale_label_frames"] > STALE_LABELS_MAX_PCT * len(frames)
+    ):
+        status = "stale"  # "ok" only when the frames are labelled by commands that were live
     return {
         "session": session.name,
         "path": str(session.path),
-        "status": "live" if session.partial_ok else "ok",
+        "status": status,
+        **labels,
         "segments": len(session.segments),
         "size_bytes": size,
         "duration_s": round(session.duration_s, 3),
@@ -209,6 +263,8 @@ def _info_dict(session: Session, scan: _Scan, size: int) -> dict:
         "bytes_per_min": round(size / (session.duration_s / 60)) if session.duration_s else 0,
         "frame_period_ms": round(period / 1e6, 3),
         "gaps": gaps,
+        "startup_s": round((stamps[steady_from] - stamps[0]) / 1e9, 3) if startup else 0.0,
+        "startup_gaps": len(startup),
         "topics": [
             {
                 "topic": topic,
@@ -216,6 +272,7 @@ def _info_dict(session: Session, scan: _Scan, size: int) -> dict:
                 "rate_hz": round((t.messages - 1) / ((t.last_log_ns - t.first_log_ns) / 1e9), 2)
                 if t.messages > 1 and t.last_log_ns > t.first_log_ns
                 else 0.0,
+                "nominal_hz": _nominal_hz(topic),
                 "seq_gaps": t.seq_gaps,
                 "restarts": t.restarts,
             }
@@ -231,6 +288,42 @@ def _info_dict(session: Session, scan: _Scan, size: int) -> dict:
     }
 
 
+def _steady_start(slow: np.ndarray) -> int:
+    """The first frame interval from which STEADY_FRAMES come at the regular rate: slow
+    intervals before it are the stack starting up (the simulator re-sends its first frame
+    until every node answers), not lost data."""
+    run = 0
+    for i, is_slow in enumerate(slow):
+        run = 0 if is_slow else run + 1
+        if run == STEADY_FRAMES:
+            return i - STEADY_FRAMES + 1
+    return 0  # never steady: report every gap as a gap
+
+
+def _labels(frames: list, control_sources: Counter[str]) -> dict:
+    """How the frames are labelled: by a live command (the vehicle followed it), by a stale
+    one (the control node had no live input and sent zero throttle), or by none at all (only
+    frames before the first command: the stack starting)."""
+    stale = sum(1 for f in frames if f.stale)
+    unlabelled = sum(1 for f in frames if f.command == "none")
+    live = len(frames) - stale - unlabelled
+    return {
+        "live_labels_pct": round(100.0 * live / len(frames), 1) if frames else 0.0,
+        "stale_label_frames": stale,
+        "unlabelled_frames": unlabelled,
+        "control_sources": dict(control_sources.most_common()),
+    }
+
+
+def _nominal_hz(channel: str) -> float | None:
+    """The rate the topic registry declares for a recorded channel (None: not a bus topic)."""
+    from rover import topics
+
+    name = "camera/stereo" if channel in fmt.IMAGE_TOPICS else channel.lstrip("/")
+    topic = topics.BY_NAME.get(name)
+    return topic.rate_hz if topic else None
+
+
 @dataclass
 class SegmentCheck:
     """The verdict on one segment."""
@@ -240,6 +333,7 @@ class SegmentCheck:
     pairs: int = 0
     problems: list[str] = field(default_factory=list)
     live: bool = False
+    resent: int = 0  # left images repeating the previous capture (the simulator's start-up)
 
 
 def verify(path: str | Path, decode: bool = False) -> list[SegmentCheck]:
@@ -265,8 +359,12 @@ def _verify_segment(check: SegmentCheck, decode: bool, on_bytes) -> None:
         if isinstance(record, Metadata) and record.name == fmt.META_SEGMENT:
             segment_meta.update(record.metadata)
 
+    last_left_ns = None
     for topic, msg in walk_session([check.path], True, on_record, on_bytes, states):
         per_topic[topic] += 1
+        if topic == fmt.LEFT_TOPIC:
+            check.resent += msg.publish_time == last_left_ns
+            last_left_ns = msg.publish_time
         problem = _check_message(topic, msg.data, decode)
         if problem:
             check.problems.append(f"{topic} message {msg.sequence}: {problem}")
@@ -291,6 +389,12 @@ def _verify_segment(check: SegmentCheck, decode: bool, on_bytes) -> None:
 
 
 def _check_message(topic: str, data: bytes, decode: bool) -> str | None:
+    if topic in fmt.PNG_IMAGE_TOPICS:
+        try:
+            png = CompressedImage.FromString(data).data
+        except DecodeError:
+            return "not a foxglove.CompressedImage"
+        return None if png[:4] == b"\x89PNG" else "its PNG data is corrupt"
     if topic in fmt.IMAGE_TOPICS:
         try:
             jpeg = CompressedImage.FromString(data).data

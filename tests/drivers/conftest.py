@@ -151,3 +151,33 @@ def calib_heldout_pair(calib_rig) -> tuple[np.ndarray, np.ndarray]:
         np.array([0.3, -0.35, 0.1]), np.array([0.05, 0.02, 0.6]), noise
     )
     return cv2.cvtColor(left, cv2.COLOR_GRAY2RGB), cv2.cvtColor(right, cv2.COLOR_GRAY2RGB)
+
+
+# ---- the motor controller under test: the Python emulator or the compiled firmware ----
+
+
+@pytest.fixture(scope="session")
+def avr_build() -> None:
+    """Build the firmware and the AVR harness once per session (make skips what is fresh)."""
+    from drivers.avr_sim import build_firmware
+
+    build_firmware()
+
+
+@pytest.fixture
+def avr_tools(require_tools) -> None:
+    """Skip (locally) or fail (CI) without the AVR toolchain and simavr."""
+    require_tools("avr-gcc", "avr-nm", "simavr", "cc", "make")
+
+
+@pytest.fixture(params=["emulator", "avr"])
+def mcu(request):
+    """One motor controller serving a pty: the Python emulator or the firmware in simavr."""
+    from tests.drivers.mcu_targets import start_target
+
+    if request.param == "avr":
+        request.getfixturevalue("avr_tools")
+        request.getfixturevalue("avr_build")
+    target = start_target(request.param)
+    yield target
+    target.stop()

@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 
 from rover.errors import DataError
-from sim.metrics import RunLog, compute_metrics, write_trajectory_png
+from sim.metrics import (
+    LEGEND_PX,
+    MIN_WIDTH_PX,
+    TITLE_PX,
+    RunLog,
+    collision_spots,
+    compute_metrics,
+    write_trajectory_png,
+)
 from tests.sim.conftest import tree, world_with
 
 REQUIRED = {
@@ -61,12 +69,34 @@ def test_trajectory_png_shows_obstacles_trail_and_collisions(tmp_path):
     path = write_trajectory_png(tmp_path / "run.png", world, make_log(collisions=1), px_per_m=10)
     image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
     x0, x1, y0, y1 = world.bounds
-    assert image.shape[:2] == (int((y1 - y0) * 10) + 1, int((x1 - x0) * 10) + 1)
+    map_h = int((y1 - y0) * 10) + 1
+    assert image.shape[:2] == (TITLE_PX + map_h + LEGEND_PX, max(MIN_WIDTH_PX, 201))
     red = (image[..., 0] > 180) & (image[..., 1] < 80) & (image[..., 2] < 80)
     blue = (image[..., 2] > 150) & (image[..., 0] < 100)
     assert red.any() and blue.any()
-    row, col = int((y1 - 2.0) * 10), int((6.0 - x0) * 10)  # the tree's centre
+    row, col = TITLE_PX + int((y1 - 2.0) * 10), int((6.0 - x0) * 10)  # the tree's centre
     assert np.abs(image[row, col].astype(int) - (96, 84, 70)).max() < 10
+    ink = image.max(axis=2) < 120  # dark text on the light bands
+    assert ink[:TITLE_PX].sum() > 300, "a title and the run's figures above the map"
+    assert ink[-LEGEND_PX:].sum() > 300, "a legend and a scale bar below it"
+
+
+def test_repeated_collisions_at_one_put_back_spot_show_their_count(tmp_path):
+    """Twelve collisions at one spot are one mark labelled x12, not one bare cross."""
+    assert collision_spots([(5.0, 0.0)] * 12 + [(5.3, 0.2), (15.0, 1.0)]) == [
+        (5.0, 0.0, 13),
+        (15.0, 1.0, 1),
+    ]
+    world = world_with([], length_m=20.0)
+    _, _, _, y1 = world.bounds
+    row, col = TITLE_PX + int(y1 * 10), int((5.0 - world.bounds[0]) * 10)
+    labels = []
+    for n in (1, 12):
+        path = write_trajectory_png(tmp_path / f"{n}.png", world, make_log(n), px_per_m=10)
+        image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        beside = image[row - 20 : row, col + 7 : col + 40]  # where the count goes
+        labels.append(((beside[..., 0] > 180) & (beside[..., 1] < 90)).sum())
+    assert labels[0] == 0 and labels[1] > 15
 
 
 def test_trajectory_png_into_a_missing_folder_says_so(tmp_path):

@@ -151,6 +151,8 @@ def test_snapshot_errors_name_the_fix(forest, tmp_path):
 
 
 def test_close_is_clean_and_idempotent(forest):
+    pygame.font.quit()  # what it inits it quits: start from nothing (other tests may not)
+    pygame.display.quit()
     window = SimWindow(forest, headless=True)
     window.draw(view())
     window.close()
@@ -182,3 +184,23 @@ def test_windowed_mode_under_the_dummy_driver_draws_and_closes(forest, tmp_path)
     assert read_png(window.snapshot(tmp_path / "w.png")).shape == (360, 640, 3)
     window.close()
     assert not pygame.display.get_init()
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.75, 1.5])
+def test_hud_text_keeps_the_dot_on_every_i(forest, scale):
+    """Render a known HUD string in each of the window's fonts and find every "i" by the font's
+    own metrics: each must show two bands of ink (dot and stem), not one fused bar."""
+    from sim.window import glyph_parts
+
+    text = "collisions distance Esc: quit"
+    with SimWindow(forest, headless=True, scale=scale) as window:
+        for font in window._fonts.values():
+            ink = pygame.surfarray.array_alpha(font.render(text, True, (255, 255, 255))).T > 96
+            for at in [k for k, ch in enumerate(text) if ch == "i"]:
+                x0 = font.size(text[:at])[0]
+                minx, maxx, *_ = font.metrics("i")[0]
+                column = ink[:, x0 + max(minx, 0) : x0 + maxx]
+                rows = column.any(axis=1)
+                bands = int(np.count_nonzero(rows[1:] & ~rows[:-1]) + rows[0])
+                assert bands == 2, f"'i' at {at} fused at {font.get_height()} px (scale {scale})"
+            assert glyph_parts(pygame, font, "l") == 1  # the check itself tells i from l

@@ -68,9 +68,9 @@ static inline void rover_on_drive(rover_mcu_t *m, const rover_drive_t *cmd, uint
 /* Feed one received byte at now_ms. When it completes a valid DRIVE, apply it and write the
  * STATE reply into out (ROVER_TX_MAX bytes); returns the reply's length, else 0. */
 static inline size_t rover_feed(rover_mcu_t *m, uint8_t byte, uint32_t now_ms, uint8_t *out) {
-  rover_drive_t cmd;
+  rover_drive_t cmd = {0, 0, 0, 0}; /* filled only for a valid DRIVE; zeroed for -Wall */
   int result = rover_rx_byte(&m->rx, byte, &cmd);
-  if (result < 0) m->bad_frames++;
+  if (result < 0 || result == 2) m->bad_frames++; /* 2: a bad frame, then a DRIVE in its tail */
   if (result <= 0) return 0;
   rover_on_drive(m, &cmd, now_ms);
   rover_state_t state;
