@@ -77,7 +77,7 @@ class NodeSpec:
 
 NODES: tuple[NodeSpec, ...] = (
     NodeSpec("camera", "rover.nodes.camera", lambda o: o.sim is None),
-    NodeSpec("sim", "sim.node", lambda o: o.sim is not None, primary=True),
+    NodeSpec("sim", "rover.nodes.sim", lambda o: o.sim is not None, primary=True),
     # the operator's keyboard window, gamepad or script; with --sim the simulator's window
     # reads the keyboard instead
     NodeSpec("teleop", "rover.nodes.teleop", lambda o: o.sim is None),
