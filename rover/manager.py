@@ -107,9 +107,7 @@ def _bus_config(options: RunOptions) -> BusConfig:
 
 
 def _sim_motor_port(options: RunOptions) -> str:
-    from rover.stack import motor_port_for_sim
-
-    return motor_port_for_sim(options.namespace)
+    return topics.motor_port_for_sim(options.namespace)
 
 
 class ManagedNode:

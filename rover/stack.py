@@ -12,14 +12,9 @@ from pathlib import Path
 from rover.config import load_config
 from rover.errors import ConfigError, DataError
 from rover.manager import Manager, NamespaceLock, RunOptions
-from rover.topics import BusConfig
+from rover.topics import BusConfig, motor_port_for_sim
 
 SIM_POLICIES = ("expert", "straight", "random")
-
-
-def motor_port_for_sim(namespace: str) -> str:
-    """The stable device path of the simulator's firmware emulator (a symlink to its pty)."""
-    return os.path.join(BusConfig(namespace=namespace).ipc_root(), "mcu")
 
 
 def has_display() -> bool:
