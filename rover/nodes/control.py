@@ -31,10 +31,9 @@ import time
 
 from drivers.protocol import DriveCommand
 from drivers.serial_link import SerialMotorLink
-from perception.traversability.closed_loop import GuardedController
 from rover import bus, topics
 from rover import messages as m
-from rover.control import ControlOutput
+from rover.control import ControlOutput, GuardedController
 from rover.node import HealthPublisher, RateKeeper, Shutdown, node_argparser, node_config, run_main
 from rover.operators import InputSelect
 from rover.perturb import Perturber, perturbed
