@@ -32,7 +32,8 @@ demo: $(BIN)/rover-installed
 
 sysdeps:
 	@missing=""; for t in $(SYSDEPS_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
-	test -n "$$missing" || test ! -e /usr/include/simavr/sim_avr.h || exit 0; \
+	test -n "$$missing" || test ! -e /usr/include/simavr/sim_avr.h || \
+		test ! -d /usr/share/arduino/hardware/arduino/avr/cores/arduino || exit 0; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "installing system packages for the tests (missing:$$missing)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSDEPS_PKGS) >/dev/null; \

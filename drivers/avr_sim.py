@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from drivers.emulator import MotorOutputs
+from drivers.emulator import MotorOutputs, point_link
 from drivers.protocol import TYPE_STATE, FrameDecoder, MotorState
 from rover.errors import ConfigError, DeviceError
 
@@ -47,6 +47,7 @@ NEUTRAL_US = 1500
 HALF_RANGE_US = 500
 _EVENTS_KEPT = 200_000
 BOOTED_NS = 5_000_000
+_PWM_SETTLE_NS = 3_000_000
 _PWM_HELD_NS = 3_000_000  # the H-bridge PWM (976 Hz) toggles every ~1 ms unless held at 0/255
 
 
@@ -158,7 +159,7 @@ class AvrMcu:
         )
         try:
             self.pty_path = self._read_pty_line()
-            _point_link(self.device_path, self.pty_path)
+            point_link(self.device_path, self.pty_path)
         except BaseException:
             self.stop()
             raise
@@ -341,7 +342,10 @@ class AvrMcu:
 
     def _commit(self, frame_rise_ns: int) -> None:
         """New outputs: the pins now, and the last STATE written before this frame began."""
-        applied = [s for t, s in self._states if t < frame_rise_ns]
+        # The H-bridge's duty is measured over whole PWM periods: a STATE counts from the
+        # frame that starts two periods (976 Hz) after it.
+        settle_ns = _PWM_SETTLE_NS if self.config.stage == "hbridge" else 0
+        applied = [s for t, s in self._states if t < frame_rise_ns - settle_ns]
         last = applied[-1] if applied else None
         outputs = MotorOutputs(
             max(-1.0, min(1.0, self._width_milli("D9") / 1000)),
@@ -367,17 +371,3 @@ def _differs(a: MotorOutputs, b: MotorOutputs) -> bool:
         b.watchdog_tripped,
         b.seq,
     )
-
-
-def _point_link(link: str, target: str) -> None:
-    """Point ``link`` at ``target`` atomically, like udev's by-id links."""
-    if os.path.lexists(link) and not os.path.islink(link):
-        raise ConfigError(f"{link} exists and is not a symlink: pick another --link")
-    tmp_link = f"{link}.{os.getpid()}.tmp"
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp_link)
-    try:
-        os.symlink(target, tmp_link)
-    except FileNotFoundError:
-        raise ConfigError(f"cannot create {link}: no such folder") from None
-    os.replace(tmp_link, link)

@@ -82,7 +82,7 @@ class MotorOutputs:
     estop: bool
     watchdog_tripped: bool
     seq: int  # the last DRIVE accepted
-    stamp_ns: int  # monotonic time these outputs were set (a DRIVE or a watchdog trip)
+    stamp_ns: int  # monotonic time these outputs took effect (a DRIVE, a watchdog deadline)
 
 
 class FirmwareEmulator:
@@ -139,7 +139,9 @@ class FirmwareEmulator:
             self._tripped = True
             self._trip_reported = False
             self._steering_milli = self._throttle_milli = 0
-            self._stamp_ns = now_ns
+            # The firmware checks every few microseconds, so on its clock it trips at the
+            # deadline; this thread may wake later on a loaded host, but the trip is the same.
+            self._stamp_ns = self._last_drive_ns + self._watchdog_ns
 
     def feed(self, data: bytes, now_ns: int) -> bytes:
         """Receive bytes at ``now_ns``; return the STATE replies they caused (may be b"")."""
@@ -376,19 +378,7 @@ class PtyEmulator:
             raise
 
     def _point_link(self) -> None:
-        """Point device_path at the current pty, atomically, like udev's by-id links."""
-        if os.path.lexists(self.device_path) and not os.path.islink(self.device_path):
-            raise ConfigError(
-                f"{self.device_path} exists and is not a symlink: pick another --link"
-            )
-        tmp_link = f"{self.device_path}.{os.getpid()}.tmp"
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_link)
-        try:
-            os.symlink(self.pty_path, tmp_link)
-        except FileNotFoundError:
-            raise ConfigError(f"cannot create {self.device_path}: no such folder") from None
-        os.replace(tmp_link, self.device_path)
+        point_link(self.device_path, self.pty_path or "")
 
     def _close_pty(self) -> None:
         if self._master is None:
@@ -501,6 +491,21 @@ class DriveLog:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def point_link(link: str, target: str) -> None:
+    """Point ``link`` at ``target`` atomically, like udev's by-id links; ConfigError if
+    ``link`` is a real file or its folder is missing."""
+    if os.path.lexists(link) and not os.path.islink(link):
+        raise ConfigError(f"{link} exists and is not a symlink: pick another --link")
+    tmp_link = f"{link}.{os.getpid()}.tmp"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp_link)
+    try:
+        os.symlink(target, tmp_link)
+    except FileNotFoundError:
+        raise ConfigError(f"cannot create {link}: no such folder") from None
+    os.replace(tmp_link, link)
 
 
 def _garble(data: bytes, rng: random.Random) -> bytes:

@@ -25,7 +25,9 @@ from rover.errors import ConfigError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The command's options."""
-    parser.add_argument("action", choices=("serve",), help="serve a motor controller on a pty")
+    parser.add_argument(
+        "action", choices=("serve",), metavar="serve", help="serve a motor controller on a pty"
+    )
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--avr", action="store_true", help="the compiled firmware in simavr")
     which.add_argument("--emulator", action="store_true", help="the Python firmware emulator")

@@ -143,7 +143,12 @@ def render_videos(spec: RigSpec, quiet: bool = False) -> dict[str, Path]:
     if not quiet:
         print(f"rendering {count} stereo frames of {spec.scenario} (once; cached in {folder})")
     pairs = _expert_drive(spec.scenario, spec.seed, count)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot make the video cache {folder} ({exc.strerror}): set XDG_CACHE_HOME"
+        ) from None
     size = (camera.width_px, camera.height_px)
     for eye, name in ((0, "left.avi"), (1, "right.avi")):
         tmp = folder / f".{name}.{os.getpid()}.avi"
@@ -261,7 +266,10 @@ def _wait_for_port(proc: subprocess.Popen, files: RigFiles) -> None:
 def start_rig(spec: RigSpec, quiet: bool = False) -> RigFiles:
     """Render (or reuse) the videos, start the motor controller, write rig.toml and rig.json."""
     files = RigFiles(spec.out.resolve())
-    files.root.mkdir(parents=True, exist_ok=True)
+    try:
+        files.root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {spec.out}: cannot make the folder ({exc.strerror})") from None
     running = mcu_pid(files)
     if running is not None:
         state = json.loads(files.state.read_text()) if files.state.exists() else {}

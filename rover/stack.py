@@ -12,14 +12,9 @@ from pathlib import Path
 from rover.config import load_config
 from rover.errors import ConfigError, DataError
 from rover.manager import Manager, NamespaceLock, RunOptions
-from rover.topics import BusConfig
+from rover.topics import BusConfig, motor_port_for_sim
 
 SIM_POLICIES = ("expert", "straight", "random")
-
-
-def motor_port_for_sim(namespace: str) -> str:
-    """The stable device path of the simulator's firmware emulator (a symlink to its pty)."""
-    return os.path.join(BusConfig(namespace=namespace).ipc_root(), "mcu")
 
 
 def has_display() -> bool:
@@ -42,6 +37,7 @@ SIM_ONLY_FLAGS = (
     ("camera_latency_ms", "--camera-latency-ms", 0.0),
     ("safety_driver", "--safety-driver", 0.0),
     ("metrics_out", "--metrics-out", None),
+    ("mcu", "--mcu", "emulator"),
 )
 ROBOT_ONLY_FLAGS = (
     ("unattended", "--unattended", False),
@@ -145,6 +141,8 @@ def build_options(args: argparse.Namespace) -> RunOptions:
             sim_args.append("--lockstep")
         if getattr(args, "mcu", "emulator") == "avr":
             sim_args += ["--mcu", "avr"]
+            if args.lockstep:  # simavr shares the CPU: on a loaded machine it lags real time
+                sim_args += ["--lockstep-timeout", "5"]
         if model in SIM_POLICIES:
             sim_args += ["--policy", model]
         if args.headless or not has_display():
@@ -232,7 +230,7 @@ def _remote_args(args: argparse.Namespace, node_args: dict, record_dir: str | No
             try:
                 parse_address(value)
             except ConfigError as exc:
-                raise ConfigError(f"{flag} {value}: {exc}") from None
+                raise ConfigError(f"{flag}: {exc}") from None
     remote: list[str] = []
     if listen:
         from rover.keys import KeyStore, check_curve
@@ -267,9 +265,9 @@ def run_stack(args: argparse.Namespace) -> int:
     check_request(args)  # a bad command line says so, even where the namespace is taken
     bus = load_config(args.config, list(args.set)).bus
     bus = BusConfig.from_dict({**bus.__dict__, "namespace": args.namespace})
-    # before anything touches the namespace (its sockets, the simulator's port, a session)
-    lock = NamespaceLock(bus).acquire(f"rover {args.mode}")
     with RunSummary.prepare(args) as summary:  # in the simulator: metrics to quote at the end
+        # before anything touches the namespace (its sockets, the simulator's port, a session)
+        lock = NamespaceLock(bus).acquire(f"rover {args.mode}")
         try:
             options = build_options(args)
             manager = Manager(options, lock=lock)

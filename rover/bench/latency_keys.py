@@ -6,10 +6,11 @@ real key event through the X server (one long-running ``xdotool -``, so no proce
 press); the figure is from that clock reading to the first DRIVE with forward throttle arriving
 at the motor controller (its DRIVE log stamp), so it includes xdotool's handling of the command
 (``xdotool`` row: until its acknowledgement, measured per press). Then the key is released
-and, after a random pause (so presses do not lock to the teleop node's 50 Hz loop), pressed
-again. The floor: xdotool's acknowledgement, half the teleop node's period (a key waits for its next read
-on average), and the serial floor (half a bare pty round trip). The stack is stopped with
-Ctrl-C (SIGINT to its process group) and the time until all its processes are gone is reported.
+and, after a random pause (so presses do not lock to the 50 Hz loops), pressed again. The
+floor: xdotool's acknowledgement, a bare pyzmq hop of a small message (the teleop node
+publishes on each input event, it does not wait for its next tick) and a DRIVE across a bare
+pty. The stack is stopped with Ctrl-C (SIGINT to its process group) and the time until all its
+processes are gone is reported.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import time
 import uuid
 from pathlib import Path
 
-TELEOP_HZ = 50.0
 PRESS_TIMEOUT_S = 2.0
 
 
@@ -75,15 +75,17 @@ def time_presses(keys, log: Path, presses: int) -> tuple[list[float], list[float
 
 def run_keys(args: argparse.Namespace) -> dict:
     """Run the key bench, print a table, return the flat result dict."""
-    from rover.bench import serial as serial_bench
+    from rover.bench import bus as bus_bench
     from rover.bench.common import latency_summary, print_table
     from rover.bench.latency import rig_for, start_stack, stop_stack
+    from rover.bench.latency_floor import pty_one_way
     from rover.bench.xkeys import Keyboard, xvfb
 
     with tempfile.TemporaryDirectory(prefix="rover-bench-keys-") as tmp_name:
         toml, drive_log, baud, stop_rig = rig_for(args, Path(tmp_name))
         try:
-            serial_floor = [rtt / 2 for rtt in serial_bench.measure_floor(500)]
+            serial_floor = pty_one_way(500)
+            hop_floor = bus_bench._measure("raw", 200, 100.0, (4, 4))["lat_ms"]
             with xvfb() as display:
                 env = {**os.environ, "DISPLAY": display}
                 env.pop("SDL_VIDEODRIVER", None)
@@ -100,8 +102,10 @@ def run_keys(args: argparse.Namespace) -> dict:
                     ctrl_c_s = stop_stack(stack)
         finally:
             stop_rig()
-    summary, xdo, ser = (latency_summary(v) for v in (to_motor, xdotool, serial_floor))
-    floor = xdo["p50_ms"] + 500 / TELEOP_HZ + ser["p50_ms"]
+    summary, xdo, ser, hop = (
+        latency_summary(v) for v in (to_motor, xdotool, serial_floor, hop_floor)
+    )
+    floor = xdo["p50_ms"] + hop["p50_ms"] + ser["p50_ms"]
     print(
         f"key press -> motor output, {len(to_motor)} presses ({lost} lost), teleop window on Xvfb"
     )
@@ -113,7 +117,7 @@ def run_keys(args: argparse.Namespace) -> dict:
         ["what", "p50 ms", "p99 ms", "max ms"],
         [[n, f"{s['p50_ms']:.2f}", f"{s['p99_ms']:.2f}", f"{s['max_ms']:.2f}"] for n, s in rows],
     )
-    print(f"floor (xdotool + half a teleop period + serial) p50 {floor:.2f} ms")
+    print(f"floor (xdotool + a bus hop + a bare pty) p50 {floor:.2f} ms")
     print(f"Ctrl-C to every process gone: {ctrl_c_s:.2f} s")
     return {
         "presses": len(to_motor),

@@ -56,6 +56,7 @@ def test_doctor_names_a_wrong_port_and_a_camera_that_does_not_deliver(rig, rig_e
     assert lines["calibration"] == "ok" and "2 check(s) failed" in done.stdout
 
 
+@pytest.mark.slow
 def test_doctor_talks_to_the_compiled_firmware_in_simavr(rig_env, tmp_path, require_tools):
     require_tools("avr-gcc", "simavr")
     files = start_rig(tmp_path / "rig", rig_env, "--mcu", "avr")

