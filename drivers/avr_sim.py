@@ -47,6 +47,7 @@ NEUTRAL_US = 1500
 HALF_RANGE_US = 500
 _EVENTS_KEPT = 200_000
 BOOTED_NS = 5_000_000
+_PWM_SETTLE_NS = 3_000_000
 _PWM_HELD_NS = 3_000_000  # the H-bridge PWM (976 Hz) toggles every ~1 ms unless held at 0/255
 
 
@@ -341,7 +342,10 @@ class AvrMcu:
 
     def _commit(self, frame_rise_ns: int) -> None:
         """New outputs: the pins now, and the last STATE written before this frame began."""
-        applied = [s for t, s in self._states if t < frame_rise_ns]
+        # The H-bridge's duty is measured over whole PWM periods: a STATE counts from the
+        # frame that starts two periods (976 Hz) after it.
+        settle_ns = _PWM_SETTLE_NS if self.config.stage == "hbridge" else 0
+        applied = [s for t, s in self._states if t < frame_rise_ns - settle_ns]
         last = applied[-1] if applied else None
         outputs = MotorOutputs(
             max(-1.0, min(1.0, self._width_milli("D9") / 1000)),

@@ -38,7 +38,7 @@ from rover.teleop import (
 )
 
 WINDOW_TITLE = "rover teleop"
-WINDOW_SIZE = (760, 120)
+WINDOW_SIZE = (760, 154)  # four lines: the key help wraps onto two
 
 
 @runtime_checkable
@@ -216,7 +216,7 @@ class KeyboardWindow:
             f"{'REC' if state.record else ''}   input: {state.device}",
             f"steering {state.steering:+.2f}   throttle {state.throttle:+.2f}   "
             f"deadman {'held' if state.deadman else 'released'}",
-            KEYBOARD_HELP,
+            *_wrap(KEYBOARD_HELP, self._font, WINDOW_SIZE[0] - 24),
         ]
         for i, text in enumerate(lines):
             colour = (255, 90, 80) if state.estop and i == 0 else (225, 228, 235)
@@ -226,7 +226,19 @@ class KeyboardWindow:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            self._pg.font.quit()
             self._pg.display.quit()
+
+
+def _wrap(text: str, font, width_px: int) -> list[str]:
+    """Split a key help line at its three-space gaps so each piece fits ``width_px``."""
+    lines: list[str] = []
+    for part in text.split("   "):
+        if lines and font.size(f"{lines[-1]}   {part}")[0] <= width_px:
+            lines[-1] = f"{lines[-1]}   {part}"
+        else:
+            lines.append(part)
+    return lines
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="processes decoding and preparing the recorded frames (default: one per core, "
         "here %(default)s)",
     )
+    parser.add_argument(
+        "--sim-cluster",
+        metavar="ADDRESS",
+        help="drive the simulated demonstrations on a Dask cluster (tcp://HOST:PORT or "
+        "local[:N]; docs/cluster.md)",
+    )
     parser.add_argument("--cache", help="prepared-frames .npz: written once, then reused")
     parser.add_argument(
         "--extra-cache",
@@ -273,7 +279,14 @@ def gather_frames(args: argparse.Namespace, model_cfg: SteeringModelConfig) -> F
 
         spec = EpisodeSpec(seed=args.sim_seed, randomise=args.sim_randomise)
         parts.append(
-            collect_demos(args.sim_minutes, model_cfg, spec, args.sim_workers, not args.quiet)
+            collect_demos(
+                args.sim_minutes,
+                model_cfg,
+                spec,
+                args.sim_workers,
+                not args.quiet,
+                getattr(args, "sim_cluster", None),
+            )
         )
     frames = parts[0] if len(parts) == 1 else concat_frames(parts)
     if args.cache and os.environ.get("RANK", "0") == "0":  # one writer in a DDP job

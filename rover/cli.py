@@ -13,7 +13,7 @@ import re
 import sys
 from pathlib import Path
 
-from rover.errors import EXIT_USAGE, exit_code_table, run_command
+from rover.errors import EXIT_USAGE, RoverError, exit_code_table, run_command
 
 # `rover bench NAME` -> module with add_arguments(parser) and run(args) -> dict
 BENCHES = {
@@ -76,7 +76,9 @@ def module_summary(module: str) -> str:
     """The first line of a module's docstring, read without importing it (torch stays
     unloaded for `--help`), less a leading "`rover x`: " and a trailing ": ``rover x``."."""
     spec = importlib.util.find_spec(module)
-    doc = ast.get_docstring(ast.parse(Path(spec.origin).read_text())) if spec else None
+    if spec is None or not spec.origin:
+        return "(not in this checkout)"
+    doc = ast.get_docstring(ast.parse(Path(spec.origin).read_text()))
     line = (doc or module).strip().splitlines()[0]
     line = re.sub(r"^`[^`]*`:\s*", "", line)
     line = re.sub(r":\s*``[^`]*``\.?$", "", line).rstrip(".")
@@ -312,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
         "eval",
         add_help=False,
         help="closed-loop evaluation: rover eval --model M --suite DIR "
-        "(or rover eval traversability ...)",
+        "(or rover eval traversability ...; rover eval recordings --model M SESSION...)",
     )
     p.set_defaults(func=_cmd_kind, kinds=KINDS["eval"], prog="rover eval", default="steering")
 
@@ -423,7 +425,14 @@ def _cmd_kind(args: argparse.Namespace) -> int:
 
 def _cmd_delegate(args: argparse.Namespace) -> int:
     """Commands whose module (and heavy imports) load only when that command runs."""
-    mod = importlib.import_module(args.module)
+    try:
+        mod = importlib.import_module(args.module)
+    except ModuleNotFoundError as exc:
+        if exc.name != args.module:
+            raise  # a missing dependency inside it: a bug or a broken install, keep the trace
+        raise RoverError(
+            f"`{args.prog}` is not in this checkout ({args.module}): update it"
+        ) from None
     parser = argparse.ArgumentParser(
         prog=args.prog, description=mod.__doc__, epilog=getattr(args, "epilog", None)
     )

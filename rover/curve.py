@@ -148,7 +148,7 @@ def wait_handshake(sock: zmq.Socket, where: str, pair: KeyPair, timeout_s: float
             if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
                 raise LinkError(
                     f"the robot at {where} refused this operator's key {key} (not authorized, "
-                    f"or revoked): on the robot run `rover keys authorize {key}`"
+                    f"or revoked): on the robot run `rover keys authorize -- '{key}'`"
                 )
             if event in (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):
                 raise LinkError(

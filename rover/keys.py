@@ -235,6 +235,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"keys already in {store.root} (--force makes new ones)")
         print(f"operator public key: {store.public(OPERATOR).decode()}")
         print(f"robot public key:    {store.public(ROBOT).decode()}")
+        cert, _ = store.tls_files()
+        print(f"console certificate: {cert} (SHA-256 {fingerprint(cert)})")
     elif args.action == "authorize":
         path = store.authorize(args.key, args.name)
         print(f"authorized {path.stem} ({path})")
@@ -246,6 +248,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def fingerprint(cert: Path) -> str:
+    from rover.tls import fingerprint as sha256
+
+    return sha256(cert)
+
+
 def _print_list(store: KeyStore) -> None:
     print(f"keys in {store.root}")
     for name in (ROBOT, OPERATOR):
@@ -253,6 +261,9 @@ def _print_list(store: KeyStore) -> None:
             print(f"  {name:<9} {store.public(name).decode()}")
         except ConfigError:
             print(f"  {name:<9} (none: rover keys init)")
+    cert = store.root / CERT_FILE
+    if cert.exists():
+        print(f"  console   {cert} (SHA-256 {fingerprint(cert)})")
     print("authorized operators:")
     for name, key in store.authorized().items() or {"(none)": b""}.items():
         print(f"  {name:<24} {key.decode()}")

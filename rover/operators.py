@@ -48,8 +48,10 @@ class _Session:
 class OperatorGate:
     """Turns remote operators' inputs into the commands the robot publishes (or none)."""
 
-    def __init__(self, resume_gap_ms: float = 200.0):
-        # a session silent this long lost its link: it must act again (release, then press)
+    def __init__(self, resume_gap_ms: float = 1000.0):
+        # a session silent this long lost its link: it must act again (release, then press).
+        # Shorter gaps are hiccups: the control node zeroes throttle after stale_ms anyway, and
+        # the finger that never left the joystick drives on when the commands come back.
         self.resume_gap_ns = int(resume_gap_ms * 1e6)
         self.sessions: dict[str, _Session] = {}
         self.driver: str | None = None
@@ -58,6 +60,7 @@ class OperatorGate:
     def join(self, sid: str, name: str) -> str:
         """A new session; returns its role. The first one connected holds the controls."""
         self.sessions[sid] = _Session(name)
+        self._disengage(self.sessions[sid])
         if self.driver is None:
             self.driver = sid
         return self.role(sid)
@@ -82,13 +85,18 @@ class OperatorGate:
         if sid != self.driver:
             return None
         session = closing or self.sessions[sid]
+        was_engaged, session.engaged = session.engaged, False
         waiting = [s for s in self.sessions if s != sid]
         self.driver = waiting[0] if waiting else None
-        if closing is None:
-            self.sessions[sid].engaged = False
         if self.driver is not None:
-            self.sessions[self.driver].engaged = False
-        return self._stop(session.name) if session.engaged else None
+            self._disengage(self.sessions[self.driver])
+        return self._stop(session.name) if was_engaged else None
+
+    @staticmethod
+    def _disengage(session: _Session) -> None:
+        """It must act anew: a deadman or autopilot already on is no act (release, press)."""
+        session.engaged = False
+        session.last = OperatorInput(deadman=True, autopilot=True)
 
     def rearm(self, sid: str) -> bool:
         """Only the driver clears a latched e-stop."""
@@ -104,8 +112,7 @@ class OperatorGate:
         if session is None:
             return None
         if now_ns and session.heard_ns and now_ns - session.heard_ns > self.resume_gap_ns:
-            session.engaged = False  # the link came back: a held deadman is no new act
-            session.last = OperatorInput(deadman=True, autopilot=True)
+            self._disengage(session)  # the link came back: a held deadman is no new act
         session.heard_ns = now_ns or session.heard_ns
         previous, session.last = session.last, inp
         if inp.estop and not self.estop_latched:
@@ -140,6 +147,7 @@ class InputSelect:
         self.local_recv_ns = 0
         self.remote_recv_ns = 0
         self._local_holds = False
+        self._stale_sent = False
         self.remote_operator = ""
 
     def accept(self, cmd: m.TeleopCommand, recv_ns: int, remote: bool) -> m.TeleopCommand | None:
@@ -156,6 +164,7 @@ class InputSelect:
                 return dataclasses.replace(cmd, operator=self.remote_operator)
             return cmd
         self.remote_recv_ns = recv_ns
+        self._stale_sent = False
         self.remote_operator = cmd.operator
         if self._local_holds and recv_ns - self.local_recv_ns <= self.stale_ns:
             return None  # the person by the robot has it
@@ -163,6 +172,20 @@ class InputSelect:
             return None  # connected, not acting: a heartbeat takes nothing over
         self.source = "remote"
         return cmd
+
+    def ms_until_stale(self, now_ns: int) -> float:
+        """How long until the driving remote link counts as stale (inf: not driving, or it
+        already does): the control node wakes then, not at its next tick."""
+        if self.source != "remote" or self._stale_sent:
+            return float("inf")
+        return max(0.0, (self.remote_recv_ns + self.stale_ns - now_ns) / 1e6) + 0.5
+
+    def stale_due(self, now_ns: int) -> bool:
+        """True once when the driving remote link has just turned stale (send the stop now)."""
+        if self._stale_sent or not self.remote_stale(now_ns):
+            return False
+        self._stale_sent = True
+        return True
 
     def _remote_fresh(self, now_ns: int) -> bool:
         return now_ns - self.remote_recv_ns <= self.stale_ns

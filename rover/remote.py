@@ -30,6 +30,22 @@ PING = b"rover/ping"  # operator -> bridge -> operator: RTT on the operator's ow
 SESSION_TIMEOUT_S = 3.0  # a bridge session silent this long has left
 
 
+def free_port_pair(host: str = "127.0.0.1") -> int:
+    """A port whose next one is free too (a --listen link uses both), for tests and benches."""
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as a, socket.socket() as b:
+            a.bind((host, 0))
+            port = a.getsockname()[1]
+            try:
+                b.bind((host, port + COMMAND_PORT_OFFSET))
+            except OSError:
+                continue
+            return port
+    raise OSError("no two free consecutive ports")
+
+
 def parse_address(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
     """``HOST:PORT`` or ``PORT`` -> (host, port); one line naming the fix when malformed."""
     host, sep, port = text.rpartition(":")

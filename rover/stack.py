@@ -12,14 +12,9 @@ from pathlib import Path
 from rover.config import load_config
 from rover.errors import ConfigError, DataError
 from rover.manager import Manager, NamespaceLock, RunOptions
-from rover.topics import BusConfig
+from rover.topics import BusConfig, motor_port_for_sim
 
 SIM_POLICIES = ("expert", "straight", "random")
-
-
-def motor_port_for_sim(namespace: str) -> str:
-    """The stable device path of the simulator's firmware emulator (a symlink to its pty)."""
-    return os.path.join(BusConfig(namespace=namespace).ipc_root(), "mcu")
 
 
 def has_display() -> bool:
@@ -85,25 +80,36 @@ def check_model_file(model: str | None) -> None:
         )
 
 
-def build_options(args: argparse.Namespace) -> RunOptions:
-    """Check the request and derive each node's arguments."""
+def check_request(args: argparse.Namespace) -> str | None:
+    """Every check of the command line that touches nothing (flags first, then the model);
+    returns the model to drive with."""
     check_flags(args)
+    if getattr(args, "mcu", "emulator") == "avr":
+        if args.sim is None:
+            raise ConfigError("--mcu is the simulator's motor controller: add --sim SCENARIO")
+        if getattr(args, "serial_loss", 0.0):
+            raise ConfigError("--serial-loss is the emulator's: drop it or --mcu avr")
+    safety_driver = getattr(args, "safety_driver", 0.0)
+    if not 0.0 <= safety_driver <= 30.0:
+        raise ConfigError(f"--safety-driver {safety_driver:g}: give 0 to 30 seconds")
     model = getattr(args, "model", None)
     if args.mode == "drive" and model is None and args.sim is not None:
         model = "expert"  # the simulator's own driver, unless told otherwise
-    if args.mode == "drive" and model not in SIM_POLICIES:
-        check_model_file(model)
     if args.sim is None and model in SIM_POLICIES:
         raise ConfigError(f"--model {model} is a simulator policy: add --sim SCENARIO")
+    if args.mode == "drive" and model not in SIM_POLICIES:
+        check_model_file(model)
+    return model
+
+
+def build_options(args: argparse.Namespace) -> RunOptions:
+    """Check the request and derive each node's arguments."""
+    model = check_request(args)
     safety_driver = getattr(args, "safety_driver", 0.0)
     if getattr(args, "mcu", "emulator") == "avr":
-        if getattr(args, "serial_loss", 0.0):
-            raise ConfigError("--serial-loss is the emulator's: drop it or --mcu avr")
         from drivers.avr_sim import build_firmware
 
         build_firmware()  # once, here: a missing toolchain is one line, not a failing node
-    if not 0.0 <= safety_driver <= 30.0:
-        raise ConfigError(f"--safety-driver {safety_driver:g}: give 0 to 30 seconds")
     overrides = list(args.set)
     overrides += _perturb_overrides(args)
     if getattr(args, "randomise_materials", 0.0) and args.sim is None:
@@ -224,7 +230,7 @@ def _remote_args(args: argparse.Namespace, node_args: dict, record_dir: str | No
             try:
                 parse_address(value)
             except ConfigError as exc:
-                raise ConfigError(f"{flag} {value}: {exc}") from None
+                raise ConfigError(f"{flag}: {exc}") from None
     remote: list[str] = []
     if listen:
         from rover.keys import KeyStore, check_curve
@@ -256,12 +262,12 @@ def run_stack(args: argparse.Namespace) -> int:
     say what it did and where its files are (rover.summary)."""
     from rover.summary import RunSummary
 
-    check_flags(args)
+    check_request(args)  # a bad command line says so, even where the namespace is taken
     bus = load_config(args.config, list(args.set)).bus
     bus = BusConfig.from_dict({**bus.__dict__, "namespace": args.namespace})
-    # before anything touches the namespace (its sockets, the simulator's port, a session)
-    lock = NamespaceLock(bus).acquire(f"rover {args.mode}")
     with RunSummary.prepare(args) as summary:  # in the simulator: metrics to quote at the end
+        # before anything touches the namespace (its sockets, the simulator's port, a session)
+        lock = NamespaceLock(bus).acquire(f"rover {args.mode}")
         try:
             options = build_options(args)
             manager = Manager(options, lock=lock)

@@ -160,3 +160,8 @@ class BusConfig:
         """The folder of this namespace's sockets, without creating it."""
         base = self.ipc_dir or os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
         return os.path.join(base, f"rover-{self.namespace}")
+
+
+def motor_port_for_sim(namespace: str) -> str:
+    """The stable device path of the simulator's firmware emulator (a symlink to its pty)."""
+    return os.path.join(BusConfig(namespace=namespace).ipc_root(), "mcu")

@@ -17,8 +17,9 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -174,38 +175,66 @@ def _prepare_episode(spec: EpisodeSpec, episode: int, model_cfg) -> Any:
 
 
 def collect_demos(
-    minutes: float, model_cfg, spec: EpisodeSpec, workers: int = 1, progress: bool = False
+    minutes: float,
+    model_cfg,
+    spec: EpisodeSpec,
+    workers: int = 1,
+    progress: bool = False,
+    cluster: str | None = None,
 ):
     """`expert_samples` prepared into a FrameSet, episodes driven in ``workers`` processes.
 
     The same frames, labels and sessions in the same order as the serial stream: each worker
     drives whole episodes, this process keeps them in order and cuts the last one at
-    ``minutes``. At most ``workers`` episodes run ahead of the one awaited.
+    ``minutes``. At most ``workers`` episodes run ahead of the one awaited. ``cluster``: a
+    Dask scheduler's address or ``local[:N]``, whose workers drive the episodes instead.
     """
     from perception.dataset import collect
 
-    if workers <= 1:
+    if workers <= 1 and not cluster:
         samples = expert_samples(spec, minutes)
         return collect(samples, model_cfg, progress)
-    return _collect_episodes(_prepare_episode, spec, minutes, model_cfg, workers, progress)
+    return _collect_episodes(_prepare_episode, spec, minutes, model_cfg, workers, progress, cluster)
 
 
-def _collect_episodes(job, spec, minutes: float, model_cfg, workers: int, progress: bool):
+@contextmanager
+def _episode_pool(workers: int, cluster: str | None):
+    """(submit, how many may run ahead): local forkserver processes, or the workers of a Dask
+    cluster (`--cluster`, perception.steering.executor), whose tasks are retried."""
+    if not cluster:
+        from perception.workers import worker_context
+
+        with ProcessPoolExecutor(workers, mp_context=worker_context()) as pool:
+            yield pool.submit, workers
+        return
+    from perception.steering import executor
+
+    client = executor.connect(cluster, workers)
+    try:
+        ahead = max(workers, sum(client.nthreads().values()))
+        yield partial(client.submit, retries=executor.RETRIES, pure=False), ahead
+    finally:
+        executor.close(client)
+
+
+def _collect_episodes(
+    job, spec, minutes: float, model_cfg, workers: int, progress: bool, cluster=None
+):
     """``job(spec, episode, model_cfg)`` -> FrameSet for episodes 0, 1, ... in ``workers``
-    processes, kept in order, the last cut at ``minutes``; at most ``workers`` run ahead."""
+    processes (or on a cluster), kept in order, the last cut at ``minutes``; at most
+    ``workers`` (the cluster's threads) run ahead."""
     from perception.dataset import concat_frames, head
-    from perception.workers import worker_context
 
     total = int(minutes * 60 * FRAME_RATE_HZ)
     parts, have, episode = [], 0, 0
     with (
-        ProcessPoolExecutor(workers, mp_context=worker_context()) as pool,
+        _episode_pool(workers, cluster) as (submit, ahead),
         tqdm(total=total, desc="driving", unit="frame", disable=not progress) as bar,
     ):
         running: deque = deque()
         while have < total:
-            while len(running) < workers:
-                running.append(pool.submit(job, spec, episode, model_cfg))
+            while len(running) < ahead:
+                running.append(submit(job, spec, episode, model_cfg))
                 episode += 1
             part = running.popleft().result()
             take = min(len(part), total - have)
@@ -291,17 +320,23 @@ def _prepare_correction_episode(spec: CorrectionSpec, episode: int, model_cfg) -
 
 
 def collect_corrections(
-    spec: CorrectionSpec, minutes: float, model_cfg, workers: int = 1, progress: bool = False
+    spec: CorrectionSpec,
+    minutes: float,
+    model_cfg,
+    workers: int = 1,
+    progress: bool = False,
+    cluster: str | None = None,
 ):
     """`corrected_samples` of the model ``spec.model`` prepared into a FrameSet, episodes
-    driven in ``workers`` processes: the same frames in the same order as one process."""
+    driven in ``workers`` processes (or on ``cluster``, whose workers read ``spec.model``
+    at the same path): the same frames in the same order as one process."""
     from perception.dataset import collect
 
-    if workers <= 1:
+    if workers <= 1 and not cluster:
         stream = corrected_samples(spec, fp32_predictor(spec.model), minutes)
         return collect(stream, model_cfg, progress)
     return _collect_episodes(
-        _prepare_correction_episode, spec, minutes, model_cfg, workers, progress
+        _prepare_correction_episode, spec, minutes, model_cfg, workers, progress, cluster
     )
 
 

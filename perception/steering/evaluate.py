@@ -307,6 +307,9 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.safety_driver <= 30.0:
         raise ConfigError(f"--safety-driver {args.safety_driver:g}: give 0 to 30 seconds")
     load_config(None, args.set)  # a bad --set fails here, once, not in every stack
+    from perception.infer import load_checkpoint
+
+    load_checkpoint(args.model)  # a missing, empty or foreign model: now, not after the suite
     if getattr(args, "cluster", None):
         from perception.steering.executor import parse_cluster
 
@@ -336,7 +339,10 @@ def _print_summary(report: dict[str, Any], out: Path) -> None:
         f"safety driver: {report['safety_driver_s']:g} s after each collision; steering "
         f"node on {inference.get('device', '?')} in {inference.get('precision', '?')}"
     )
-    print(f"{'':10}{'driver':<10}{'dist m':>9}{'coll':>6}{'MDBC m':>9}{'auton %':>9}{'goal':>7}")
+    print(
+        f"{'':10}{'driver':<10}{'dist m':>9}{'coll':>6}{'MDBC m':>9}{'auton %':>9}{'goal':>7}"
+        f"{'goals':>7}"
+    )
     for label, group in rows:
         for driver, fig in group.items():
             if not fig.get("runs"):
@@ -344,7 +350,7 @@ def _print_summary(report: dict[str, Any], out: Path) -> None:
             print(
                 f"{label:<10}{driver:<10}{fig['distance_m']:>9.1f}{fig['collisions']:>6}"
                 f"{fig['mean_distance_between_collisions_m']:>9.1f}{fig['autonomy_pct']:>9.1f}"
-                f"{fig['goal_progress']:>7.2f}"
+                f"{fig['goal_progress']:>7.2f}{fig['goals_reached']:>4}/{fig['runs']:<2}"
             )
     budget = report.get("data_budget")
     if budget:
@@ -354,7 +360,8 @@ def _print_summary(report: dict[str, Any], out: Path) -> None:
         print(
             f"held-out targets (MDBC >= {t['target_mdbc_m']:.0f} m, autonomy >= "
             f"{t['target_autonomy_pct']:.0f}%): {t['verdict']}; MDBC "
-            f"{t['held_out_mdbc_m']:.1f} m{interval_text(t['held_out_mdbc_95ci_m'])}"
+            f"{t['held_out_mdbc_m']:.1f} m{interval_text(t['held_out_mdbc_95ci_m'])}; "
+            f"{t.get('driven', '')}"
         )
     for line in report.get("regressions", []):
         print(f"REGRESSION: {line}")

@@ -154,6 +154,7 @@ def run_job_remote(job, duration: float | None, model_bytes: bytes | None) -> di
     metrics file and the trajectory picture as bytes (``files``), for the client to write."""
     from perception.steering.evaluate import run_job
 
+    _drop_dask_environ()
     with tempfile.TemporaryDirectory(prefix="rover-eval-task-") as tmp:
         root = Path(tmp)
         model = model_file(model_bytes, Path(tempfile.gettempdir()))
@@ -166,6 +167,17 @@ def run_job_remote(job, duration: float | None, model_bytes: bytes | None) -> di
             if path.is_file():
                 files[str(path.relative_to(root))] = path.read_bytes()
         return result | {"files": files}
+
+
+def _drop_dask_environ() -> None:
+    """Undo the variables Dask's nanny sets for its workers (OMP_NUM_THREADS=1, ...): the
+    stack's nodes pick their own thread counts, as they do when started from a shell."""
+    import dask
+
+    preset = dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {}
+    for key, value in preset.items():
+        if os.environ.get(key) == str(value):
+            os.environ.pop(key, None)
 
 
 def write_files(result: dict[str, Any], out_dir: Path) -> dict[str, Any]:

@@ -27,6 +27,8 @@ from rover.recording.reader import decode_jpeg, open_sessions
 HARD_STEERING = 0.3  # the human steered hard: the frames a model most often gets wrong
 SIGN_DEADBAND = 0.05  # below this the human went straight: no sign to agree with
 HUMAN = "teleop"
+SPREAD_FRAMES = 30  # contact sheet: frames of one session at least this far apart (1 s)
+SPREAD_POOL = 8  # candidates kept per frame shown
 
 
 @dataclass
@@ -52,13 +54,22 @@ class Worst:
     def offer(self, frame: Scored, left: bytes, right: bytes) -> None:
         key = (abs(frame.human - frame.model), frame.session, frame.index)
         item = (key, frame, left, right)
-        if len(self.heap) < self.k:
+        if len(self.heap) < self.k * SPREAD_POOL:
             heapq.heappush(self.heap, item)
         elif key > self.heap[0][0]:
             heapq.heapreplace(self.heap, item)
 
     def sorted(self) -> list[tuple[Scored, bytes, bytes]]:
-        return [(f, lj, rj) for _, f, lj, rj in sorted(self.heap, key=lambda x: x[0], reverse=True)]
+        """The worst first, at most one per `SPREAD_FRAMES` of a session (not one moment k times)."""
+        chosen: list[tuple[Scored, bytes, bytes]] = []
+        for _, f, lj, rj in sorted(self.heap, key=lambda x: x[0], reverse=True):
+            near = any(
+                c.session == f.session and abs(c.index - f.index) < SPREAD_FRAMES
+                for c, _, _ in chosen
+            )
+            if not near and len(chosen) < self.k:
+                chosen.append((f, lj, rj))
+        return chosen
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

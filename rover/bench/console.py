@@ -2,7 +2,9 @@
 
 Runs `rover teleop --sim forest --headless --console --listen` and a real headless Chromium:
 - capture -> image shown in the page (wall clock, one machine), and the frame rate shown;
-- joystick pressed in the page -> throttle at the motor controller (its STATE on motor/state);
+- joystick pressed in the page -> the DRIVE carrying it written to the motor controller's
+  serial port (control/command is published as it is sent), and -> the controller's STATE
+  saying so (motor/state; the control node forwards STATE once a loop, up to a 20 ms tick);
 - an operator's link cut (a CURVE operator that stops sending) -> throttle zero at the motor
   controller, against [control] stale_ms.
 The floor is the page's WebSocket round trip on the same link, measured in the same run.
@@ -24,6 +26,7 @@ from rover import bus, topics
 from rover import messages as m
 from rover.bench.common import latency_summary, print_table
 from rover.errors import ConfigError
+from rover.remote import free_port_pair
 
 CHROMIUM_FLAGS = [
     "--no-sandbox",
@@ -77,28 +80,33 @@ def _wait_motor(motor: bus.Subscriber, predicate, timeout_s: float) -> int | Non
     return None
 
 
-def _joystick(page, motor: bus.Subscriber, presses: int) -> list[float]:
+def _joystick(page, motor: bus.Subscriber, commands: bus.Subscriber, presses: int):
+    """Press the page's joystick: -> the DRIVE that carries it, -> the MCU's STATE."""
     box = page.locator("#joystick").bounding_box()
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    out = []
+    drives, states = [], []
     for _ in range(presses):
         page.mouse.move(cx, cy - 0.8 * box["height"] / 2)
+        commands.drain()
         t0 = time.monotonic_ns()
         page.mouse.down()
-        t1 = _wait_motor(motor, lambda s: s.throttle > 0.0, 2.0)
-        if t1 is not None:
-            out.append((t1 - t0) / 1e6)
+        t_drive = _first_drive(commands, t0, moving=True)
+        t_state = _wait_motor(motor, lambda s: s.throttle > 0.0, 2.0)
+        if t_drive is not None and t_state is not None:
+            drives.append((t_drive - t0) / 1e6)
+            states.append((t_state - t0) / 1e6)
         page.mouse.up()
         _wait_motor(motor, lambda s: s.throttle == 0.0, 2.0)
-    return out
+    return drives, states
 
 
-def _first_zero_drive(commands: bus.Subscriber, after_ns: int, timeout_s: float) -> int | None:
-    """The stamp of the first zero-throttle DRIVE the control node sent after `after_ns`."""
-    deadline = time.monotonic() + timeout_s
+def _first_drive(commands: bus.Subscriber, after_ns: int, moving: bool) -> int | None:
+    """The stamp of the first DRIVE the control node sent to the MCU after `after_ns` with
+    throttle (moving) or without (not moving): control/command is published as it is sent."""
+    deadline = time.monotonic() + 2.0
     while time.monotonic() < deadline:
         cmd = commands.receive(timeout_ms=5)
-        if cmd is not None and cmd.stamp_ns > after_ns and cmd.throttle == 0.0:
+        if cmd is not None and cmd.stamp_ns > after_ns and (cmd.throttle > 0.0) == moving:
             return cmd.stamp_ns
     return None
 
@@ -124,7 +132,7 @@ def _cuts(
                     if msg is not None and (msg.throttle > 0.3 if held else msg.throttle == 0):
                         break
             commands.drain()
-            t_drive = _first_zero_drive(commands, last_ns, 2.0)  # the cut
+            t_drive = _first_drive(commands, last_ns, moving=False)  # the cut
             t1 = _wait_motor(motor, lambda s: s.throttle == 0.0, 2.0)
             if t1 is not None and t_drive is not None:
                 drives.append((t_drive - last_ns) / 1e6)
@@ -142,7 +150,7 @@ def run(args: argparse.Namespace) -> dict:
 
     keys = tempfile.mkdtemp(prefix="rover-bench-keys-")
     KeyStore(keys).init()  # this machine's operator is authorized by init
-    port = 20000 + os.getpid() % 20000
+    port = free_port_pair()
     namespace = f"bench{os.getpid()}x{uuid.uuid4().hex[:6]}"
     bus_cfg = topics.BusConfig(namespace=namespace)
     proc, url = _start(namespace, keys, port)
@@ -164,7 +172,7 @@ def run(args: argparse.Namespace) -> dict:
             shown = page.evaluate("window.rover.framesShown") - shown0
             display = page.evaluate("window.rover.latencies")
             rtts = page.evaluate("window.rover.rtts")
-            joystick = _joystick(page, motor, args.presses)
+            joystick_drive, joystick = _joystick(page, motor, commands, args.presses)
             ctx.close()
         cut_drive, cut = _cuts(f"127.0.0.1:{port}", keys, motor, commands, args.cuts)
     finally:
@@ -172,11 +180,14 @@ def run(args: argparse.Namespace) -> dict:
         proc.wait(20)
         motor.close()
         commands.close()
-    d, j, c, cd, f = (latency_summary(x) for x in (display, joystick, cut, cut_drive, rtts))
+    d, jd, j, c, cd, f = (
+        latency_summary(x) for x in (display, joystick_drive, joystick, cut, cut_drive, rtts)
+    )
     stale_ms = ControlConfig().stale_ms
     rows = [
         ("capture -> shown in Chromium", d, "p50 <= 100"),
-        ("joystick -> motor controller (its STATE)", j, "p99 <= 50"),
+        ("joystick -> DRIVE sent to the MCU", jd, "p99 <= 50"),
+        ("joystick -> the MCU's STATE says so", j, ""),
         ("link cut -> zero DRIVE sent to the MCU", cd, f"<= {stale_ms + 20:g}"),
         ("link cut -> the MCU's STATE says zero", c, ""),
         ("floor: the page's WebSocket round trip", f, ""),
@@ -193,8 +204,10 @@ def run(args: argparse.Namespace) -> dict:
         "display_p50_ms": d["p50_ms"],
         "display_p99_ms": d["p99_ms"],
         "display_fps": round(shown / args.seconds, 2),
-        "joystick_p50_ms": j["p50_ms"],
-        "joystick_p99_ms": j["p99_ms"],
+        "joystick_drive_p50_ms": jd["p50_ms"],
+        "joystick_drive_p99_ms": jd["p99_ms"],
+        "joystick_state_p50_ms": j["p50_ms"],
+        "joystick_state_p99_ms": j["p99_ms"],
         "cut_to_zero_drive_p50_ms": cd["p50_ms"],
         "cut_to_zero_drive_max_ms": cd["max_ms"],
         "cut_to_zero_state_p50_ms": c["p50_ms"],

@@ -74,25 +74,26 @@ class ConsoleHub:
         return sid
 
     def leave(self, sid: str) -> None:
-        self._send(self.gate.leave(sid))
+        self.send_command(self.gate.leave(sid))
 
     def on_input(self, sid: str, raw: dict) -> None:
         kind = raw.get("type")
         if kind == "input":
-            self._send(self.gate.command(sid, _input(raw), time.monotonic_ns()))
+            self.send_command(self.gate.command(sid, _input(raw), time.monotonic_ns()))
         elif kind == "estop":
             last = self.gate.sessions[sid].last if sid in self.gate.sessions else OperatorInput()
-            self._send(self.gate.command(sid, OperatorInput(estop=True, record=last.record)))
+            self.send_command(self.gate.command(sid, OperatorInput(estop=True, record=last.record)))
         elif kind == "rearm":
             self.gate.rearm(sid)
         elif kind == "release":
-            self._send(self.gate.release(sid))
+            self.send_command(self.gate.release(sid))
         elif kind == "shown":
             self.shown_latency_ms.append(
                 float(raw["shown_wall_ms"]) - float(raw["capture_wall_ms"])
             )
 
-    def _send(self, cmd: m.TeleopCommand | None) -> None:
+    def send_command(self, cmd: m.TeleopCommand | None) -> None:
+        """Publish what the gate let through (None: nothing to publish)."""
         if cmd is not None:
             self.publish(cmd)
 

@@ -71,7 +71,15 @@ async def _send_hud(ws: web.WebSocketResponse, hub: ConsoleHub, sid: str) -> Non
         await asyncio.sleep(HUD_PERIOD_S)  # the HUD's refresh period
 
 
-async def _socket(request: web.Request) -> web.WebSocketResponse:
+def _same_origin(request: web.Request) -> bool:
+    """A page of another site may not open this WebSocket with the visitor's cookie."""
+    origin = request.headers.get("Origin")
+    return origin is None or origin.split("://", 1)[-1] == request.host
+
+
+async def _socket(request: web.Request) -> web.StreamResponse:
+    if not _same_origin(request):
+        return web.Response(status=403, text="rover console: foreign origin")
     hub = request.app[HUB_KEY]
     ws = web.WebSocketResponse(heartbeat=2.0, max_msg_size=1 << 16)
     await ws.prepare(request)

@@ -5,7 +5,7 @@ whether or not inputs change, so the firmware's watchdog trips only when somethi
 On shutdown it sends a last zero-throttle, disarmed DRIVE.
 
 It watches, and reports on health/control (one line each when it happens and when it
-recovers): the motor controller (the link down, or no STATE, for ``MCU_SILENT_S``), the camera
+recovers): the motor controller (its device gone, or no STATE for ``MCU_SILENT_S``), the camera
 (camera/stereo quiet for five camera periods, at least ``stale_ms``; the autopilot's
 throttle is zeroed meanwhile when ``[control] camera_stale``), and on the robot whether an
 operator input that can stop it is connected (``[control] require_operator``; see
@@ -31,16 +31,19 @@ import time
 
 from drivers.protocol import DriveCommand
 from drivers.serial_link import SerialMotorLink
-from perception.traversability.closed_loop import GuardedController
 from rover import bus, topics
 from rover import messages as m
-from rover.control import ControlOutput
+from rover.control import ControlOutput, GuardedController
 from rover.node import HealthPublisher, RateKeeper, Shutdown, node_argparser, node_config, run_main
 from rover.operators import InputSelect
 from rover.perturb import Perturber, perturbed
 
 MAP_WAIT_MS = 300.0  # lock-step: longest wait for the map of an estimate's frame
-MCU_SILENT_S = 0.5  # the link down, or no STATE, this long: the motor controller is lost
+# the motor controller is lost when its device is gone this long, or it sent no STATE for
+# MCU_SILENT_S (a busy machine can delay a reply; the firmware's watchdog acts at 250 ms)
+MCU_UNPLUGGED_S = 0.5
+MCU_SILENT_S = 1.0
+MCU_FIRST_REPLY_S = 1.0  # at start, on top of MCU_SILENT_S
 OPERATOR_GRACE_S = 2.0  # after the first frame: the teleop node's first heartbeat may lag
 NO_OPERATOR = (
     "not arming: no operator input that can stop the robot is connected: plug in a gamepad, "
@@ -53,7 +56,12 @@ class ControlNode:
     """Wires the Controller to the bus and the motor link."""
 
     def __init__(
-        self, cfg, bus_cfg: topics.BusConfig, lockstep_maps: bool = False, lockstep: bool = False
+        self,
+        cfg,
+        bus_cfg: topics.BusConfig,
+        lockstep_maps: bool = False,
+        lockstep: bool = False,
+        map_wait_ms: float = MAP_WAIT_MS,
     ):
         self.cfg = cfg
         # the traversability guard acts only while perception/traversability is published
@@ -78,6 +86,7 @@ class ControlNode:
         self.drive_seq = 0
         self.lockstep_maps = lockstep_maps
         self.lockstep = lockstep or lockstep_maps
+        self.map_wait_ms = map_wait_ms
         self.last_out: ControlOutput | None = None
         self.last_input_ns = 0
         self.lockstep_stale_ns = int(cfg.control.stale_ms * LOCKSTEP_STALE_FACTOR * 1e6)
@@ -151,6 +160,8 @@ class ControlNode:
         timeout_ms = max(0.0, self.rate.remaining_s() * 1000)
         if self.pending is not None:
             timeout_ms = min(timeout_ms, 1.0)
+        # wake when a driving remote link turns stale, not at the next tick
+        timeout_ms = min(timeout_ms, self.inputs.ms_until_stale(time.monotonic_ns()))
         subs = [self.teleop, self.remote, self.autopilot, self.trav]
         for sub in bus.wait_any(subs, timeout_ms):
             msg = sub.receive()
@@ -176,6 +187,8 @@ class ControlNode:
         if self.controller.estimate is None:
             self._apply_map()  # no autopilot in this run (teleop): no estimate to wait for
         self._release_pending()
+        if self.inputs.stale_due(time.monotonic_ns()):
+            self.send(self.output(time.monotonic_ns()))
         if self.rate.remaining_s() <= 0:
             if self.camera.receive() is not None:  # the newest frame: only its arrival counts
                 self.controller.on_camera(self.camera.last_recv_ns)
@@ -195,11 +208,11 @@ class ControlNode:
         self.health.tick()
 
     def _check_link(self, now: int) -> None:
-        """The link down, or no STATE, for MCU_SILENT_S: not a blip. (Not in the simulator: it
-        takes its emulator away while it writes its metrics, before it exits.)"""
+        """The link down for MCU_UNPLUGGED_S, or no STATE for MCU_SILENT_S: not a blip. (Not in
+        the simulator: it takes its emulator away while it writes its metrics, before it exits.)"""
         link = self.link.health()
-        if link.last_state_age_ms is None:  # never answered: silent since the start
-            age_s = (now - self.started_ns) / 1e9
+        if link.last_state_age_ms is None:  # never answered: allow a slow first reply
+            age_s = (now - self.started_ns) / 1e9 - MCU_FIRST_REPLY_S
         else:
             age_s = link.last_state_age_ms / 1000
         if link.connected:
@@ -208,8 +221,8 @@ class ControlNode:
             self.unplugged_ns = now
         unplugged_s = 0.0 if self.unplugged_ns is None else (now - self.unplugged_ns) / 1e9
         faults = self.health.faults
-        if unplugged_s > MCU_SILENT_S or age_s > MCU_SILENT_S:
-            why = f"no reply for {age_s:.1f} s"
+        if unplugged_s > MCU_UNPLUGGED_S or age_s > MCU_SILENT_S:
+            why = f"no reply for {max(age_s, MCU_SILENT_S):.1f} s"
             if not link.connected:
                 why = link.last_error or "the device is gone"
             text = f"motor controller lost on {self.port} ({why}): its watchdog stops the motors"
@@ -247,7 +260,7 @@ class ControlNode:
             return
         est, received = self.pending
         now = time.monotonic_ns()
-        if self.map_frame >= est.frame_seq or (now - received) / 1e6 >= MAP_WAIT_MS:
+        if self.map_frame >= est.frame_seq or (now - received) / 1e6 >= self.map_wait_ms:
             self.pending = None
             self._apply_map()
             self.controller.on_estimate(est, received)
@@ -256,7 +269,8 @@ class ControlNode:
     def _repeat(self, now_ns: int) -> ControlOutput:
         """The 50 Hz repeat: re-judged now, or in lock-step the last command again."""
         quiet = now_ns - self.last_input_ns > self.lockstep_stale_ns
-        if self.lockstep and self.last_out is not None and not quiet:
+        waiting = self.pending is not None  # an input is in, held for its map
+        if self.lockstep and self.last_out is not None and (waiting or not quiet):
             return self.last_out
         return self.output(now_ns)
 
@@ -287,12 +301,20 @@ def main() -> None:
         "--lockstep-maps", action="store_true", help="answer frame N only with its map in"
     )
     parser.add_argument(
+        "--map-wait-ms",
+        type=float,
+        default=MAP_WAIT_MS,
+        help="lock-step: longest wait for a frame's map (default: %(default)s)",
+    )
+    parser.add_argument(
         "--lockstep", action="store_true", help="inputs in lock-step: repeats re-send, not re-judge"
     )
     args = parser.parse_args()
     cfg, bus_cfg = node_config(args)
     stop = Shutdown()
-    node = ControlNode(cfg, bus_cfg, lockstep_maps=args.lockstep_maps, lockstep=args.lockstep)
+    node = ControlNode(
+        cfg, bus_cfg, args.lockstep_maps, lockstep=args.lockstep, map_wait_ms=args.map_wait_ms
+    )
     try:
         while not stop.requested:
             node.spin_once()

@@ -28,11 +28,13 @@ from rover import messages as m
 from rover import remote as r
 from rover.console.hub import ConsoleHub
 from rover.curve import curve_server
+from rover.errors import ConfigError
 from rover.node import node_argparser, node_config, run_main
 from rover.operators import OperatorGate, OperatorInput
 
 log = logging.getLogger("rover.remote")
 TOKEN_ENV = "ROVER_CONSOLE_TOKEN"
+LINK_LOST_MS = 1000.0  # an operator silent this long lost its link (the console says so too)
 
 
 class Bridge:
@@ -44,11 +46,17 @@ class Bridge:
         self.pub.setsockopt(zmq.SNDHWM, 50)
         self.pub.setsockopt(zmq.LINGER, 0)
         curve_server(self.pub, keys_dir)
-        self.pub.bind(f"tcp://{host}:{port}")
         self.cmd = ctx.socket(zmq.ROUTER)
         self.cmd.setsockopt(zmq.LINGER, 0)
         self.allowed = curve_server(self.cmd, keys_dir)
-        self.cmd.bind(f"tcp://{host}:{port + r.COMMAND_PORT_OFFSET}")
+        for sock, p in ((self.pub, port), (self.cmd, port + r.COMMAND_PORT_OFFSET)):
+            try:
+                sock.bind(f"tcp://{host}:{p}")
+            except zmq.ZMQError as exc:
+                raise ConfigError(
+                    f"--listen {host}:{port}: cannot listen on port {p} ({exc}): pick another "
+                    "PORT (the link uses PORT and PORT+1)"
+                ) from None
         self.heard: dict[bytes, float] = {}  # identity -> when last heard (monotonic s)
         self.roles: dict[bytes, bytes] = {}
 
@@ -82,7 +90,7 @@ class Bridge:
         if kind == r.PING and len(frames) > 2:
             self._reply(identity, r.PING, frames[2].bytes)
         elif kind == r.RELEASE:
-            hub._send(hub.gate.release(sid))
+            hub.send_command(hub.gate.release(sid))
         elif kind == r.REARM:
             hub.gate.rearm(sid)
         elif kind == topics.TELEOP_REMOTE.wire_name:
@@ -90,7 +98,7 @@ class Bridge:
                 cmd = m.decode(frames[1:], m.TeleopCommand)
             except m.DecodeError:
                 return
-            hub._send(hub.gate.command(sid, _operator_input(cmd), time.monotonic_ns()))
+            hub.send_command(hub.gate.command(sid, _operator_input(cmd), time.monotonic_ns()))
 
     def _reply(self, identity: bytes, kind: bytes, body: bytes) -> None:
         with contextlib.suppress(zmq.Again, zmq.ZMQError):  # that operator is gone
@@ -140,7 +148,8 @@ class RemoteNode:
     def __init__(self, args, bus_cfg: topics.BusConfig, stale_ms: float):
         self.args = args
         self.pub = bus.Publisher(topics.TELEOP_REMOTE, bus_cfg)
-        self.hub = ConsoleHub(OperatorGate(resume_gap_ms=stale_ms), self.pub.publish)
+        gate = OperatorGate(resume_gap_ms=max(LINK_LOST_MS, stale_ms))
+        self.hub = ConsoleHub(gate, self.pub.publish)
         self.camera = bus.Subscriber(topics.CAMERA_STEREO, bus_cfg)
         self.handlers = {
             topics.MOTOR_STATE: self.on_motor,
@@ -156,7 +165,11 @@ class RemoteNode:
         if args.listen:
             host, port = r.parse_address(args.listen)
             self.bridge = Bridge(host, port, args.keys)
-            print(f"listening for operators: tcp://{host}:{port} (CURVE)", flush=True)
+            robot_key = self.bridge.allowed.store.public("robot").decode()
+            print(
+                f"listening for operators: tcp://{host}:{port} (CURVE, robot key {robot_key})",
+                flush=True,
+            )
 
     def on_frame(self, frame: m.StereoImage, now: int) -> None:
         self.health.on_frame(frame, self.camera.stats.skipped, now)
@@ -256,12 +269,21 @@ async def serve(args, bus_cfg: topics.BusConfig, stale_ms: float) -> None:
     if args.console:
         from rover.console.server import start_console
         from rover.keys import KeyStore
+        from rover.tls import fingerprint
 
         host, port = r.parse_address(args.console)
         tls = None if r.is_loopback(host) else KeyStore(args.keys).tls_files((host,))
         token = os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(18)
-        runner, url = await start_console(node.hub, host, port, token, tls)
+        try:
+            runner, url = await start_console(node.hub, host, port, token, tls)
+        except OSError as exc:
+            raise ConfigError(
+                f"--console {host}:{port}: cannot serve there ({exc.strerror}): pick another "
+                "port, e.g. --console 8790"
+            ) from None
         print(f"console: {url}", flush=True)
+        if tls:
+            log.info("console certificate %s, SHA-256 %s", tls[0], fingerprint(tls[0]))
     try:
         await asyncio.gather(node.pump(stop), node.report(stop))
     finally:

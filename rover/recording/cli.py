@@ -264,7 +264,11 @@ def _verify(args: argparse.Namespace) -> int:
             if check.problems:
                 bad.append(check)
                 continue
-            print(f"{check.path}: {state}, {check.messages} messages, {check.pairs} pairs")
+            resent = f", {check.resent} re-sent at start-up" if check.resent else ""
+            print(
+                f"{check.path}: {state}, {check.messages} messages, "
+                f"{check.pairs - check.resent} stereo pairs{resent}"
+            )
     if bad:
         first = bad[0]
         more = f" (and {len(bad) - 1} more damaged segment(s))" if len(bad) > 1 else ""

@@ -44,6 +44,8 @@ RIGHT_TOPIC = "/camera/right/compressed"
 IMAGE_TOPICS = (LEFT_TOPIC, RIGHT_TOPIC)
 STATS_TOPIC = "/rover/recorder"
 TAKEOVER_TOPIC = "/rover/takeover"  # marks where the human took over from the autopilot
+# lossless images (PNG in foxglove.CompressedImage): the cost maps a replay writes
+PNG_IMAGE_TOPICS = ("/perception/traversability/cost",)
 CONTROL_TOPIC = "/" + topics.CONTROL_COMMAND.name
 TELEOP_TOPIC = "/" + topics.TELEOP_COMMAND.name
 IMAGE_SCHEMA = "foxglove.CompressedImage"

@@ -17,7 +17,8 @@ rejects: ros2/rosbag2#1895). Topics and the TF tree are listed in docs/ros2.md:
 Header stamps are wall-clock capture times (the recording's CLOCK_MONOTONIC stamps plus its
 clock offset); the bag's own timestamps are the wall clock when the recorder received each
 message. Trimmed spans are left out. The bag is written beside OUT and renamed into place, so
-a failure leaves nothing half-written. Import is in rosbag_import.py.
+a failure leaves nothing half-written. The messages are built in ros_messages.py; import is
+in rosbag_import.py.
 """
 
 from __future__ import annotations
@@ -35,10 +36,11 @@ from foxglove_schemas_protobuf.CompressedImage_pb2 import CompressedImage as PbI
 from rover.errors import DataError, RoverError
 from rover.recording import format as fmt
 from rover.recording.reader import Session, decode_jpeg, walk_session
+from rover.recording.ros_messages import BASE_FRAME, TYPES, RosMessages
 from rover.recording.tools import resolve
 
 ROSBAG_VERSION = 8  # what ROS 2 Humble's rosbag2 reads (it rejects version 9's QoS lists)
-BASE_FRAME, LEFT_FRAME, RIGHT_FRAME = "base_link", "left_camera", "right_camera"
+LEFT_FRAME, RIGHT_FRAME = "left_camera", "right_camera"
 IMAGE_TOPICS = {
     fmt.LEFT_TOPIC: ("/stereo/left/image_raw/compressed", "/stereo/left/camera_info", LEFT_FRAME),
     fmt.RIGHT_TOPIC: (
@@ -51,17 +53,6 @@ IMAGE_TOPICS = {
 # left, as REP 103's positive yaw), linear.x = throttle (positive forward); not m/s or rad/s
 COMMANDS = ("/control/command", "/teleop/command", "/perception/steering", "/motor/state")
 TRAVERSABILITY_TOPIC = "/perception/traversability/cost"
-JPEG_FORMAT = "bgr8; jpeg compressed bgr8"  # what image_transport's compressed plugin writes
-
-TYPES = {
-    "image": "sensor_msgs/msg/CompressedImage",
-    "info": "sensor_msgs/msg/CameraInfo",
-    "twist": "geometry_msgs/msg/TwistStamped",
-    "diag": "diagnostic_msgs/msg/DiagnosticArray",
-    "odom": "nav_msgs/msg/Odometry",
-    "raw": "sensor_msgs/msg/Image",
-    "tf": "tf2_msgs/msg/TFMessage",
-}
 
 
 def typestore():
@@ -78,83 +69,6 @@ class BagExport:
     path: Path
     frames: int
     counts: dict[str, int]
-
-
-class _Msgs:
-    """Builds Humble messages from rover's values."""
-
-    def __init__(self, store):
-        self.t = store.types
-
-    def header(self, stamp_ns: int, frame_id: str):
-        time = self.t["builtin_interfaces/msg/Time"](
-            sec=int(stamp_ns // 1_000_000_000), nanosec=int(stamp_ns % 1_000_000_000)
-        )
-        return self.t["std_msgs/msg/Header"](stamp=time, frame_id=frame_id)
-
-    def image(self, stamp_ns: int, frame_id: str, jpeg: bytes):
-        data = np.frombuffer(jpeg, np.uint8)
-        return self.t[TYPES["image"]](self.header(stamp_ns, frame_id), JPEG_FORMAT, data)
-
-    def vector(self, x: float = 0.0, y: float = 0.0, z: float = 0.0):
-        return self.t["geometry_msgs/msg/Vector3"](x=float(x), y=float(y), z=float(z))
-
-    def twist(self, stamp_ns: int, steering: float, throttle: float):
-        twist = self.t["geometry_msgs/msg/Twist"](self.vector(throttle), self.vector(z=steering))
-        return self.t[TYPES["twist"]](self.header(stamp_ns, BASE_FRAME), twist)
-
-    def camera_info(self, stamp_ns: int, frame_id: str, eye: dict):
-        roi = self.t["sensor_msgs/msg/RegionOfInterest"](0, 0, 0, 0, False)
-        return self.t[TYPES["info"]](
-            self.header(stamp_ns, frame_id),
-            eye["height"],
-            eye["width"],
-            eye["model"],
-            *(np.asarray(eye[k], np.float64).ravel() for k in ("d", "k", "r", "p")),
-            0,
-            0,
-            roi,
-        )
-
-    def transform(self, stamp_ns: int, parent: str, child: str, xyz, quat):
-        q = self.t["geometry_msgs/msg/Quaternion"](*(float(v) for v in quat))
-        tf = self.t["geometry_msgs/msg/Transform"](self.vector(*xyz), q)
-        return self.t["geometry_msgs/msg/TransformStamped"](
-            self.header(stamp_ns, parent), child, tf
-        )
-
-    def status(self, stamp_ns: int, state: dict):
-        kv = self.t["diagnostic_msgs/msg/KeyValue"]
-        keys = [k for k in state if k not in ("seq", "stamp_ns", "frame_seq")]
-        values = [kv(k, json.dumps(state[k])) for k in keys]
-        fault = state.get("estop") or state.get("watchdog_tripped") or not state.get("connected")
-        message = "e-stop" if state.get("estop") else "ok"
-        message = "watchdog tripped" if state.get("watchdog_tripped") else message
-        message = "disconnected" if not state.get("connected", True) else message
-        level = np.uint8(1 if fault else 0)  # WARN / OK
-        status = self.t["diagnostic_msgs/msg/DiagnosticStatus"](
-            level, "rover: motor controller", message, "mcu", values
-        )
-        return self.t[TYPES["diag"]](self.header(stamp_ns, BASE_FRAME), [status])
-
-    def odometry(self, stamp_ns: int, truth: dict):
-        yaw = float(truth.get("yaw_rad", 0.0))
-        point = self.t["geometry_msgs/msg/Point"](truth.get("x_m", 0.0), truth.get("y_m", 0.0), 0.0)
-        q = self.t["geometry_msgs/msg/Quaternion"](0.0, 0.0, math.sin(yaw / 2), math.cos(yaw / 2))
-        pose = self.t["geometry_msgs/msg/PoseWithCovariance"](
-            self.t["geometry_msgs/msg/Pose"](point, q), np.zeros(36)
-        )
-        speed = self.vector(truth.get("speed_mps", 0.0))
-        twist = self.t["geometry_msgs/msg/TwistWithCovariance"](
-            self.t["geometry_msgs/msg/Twist"](speed, self.vector()), np.zeros(36)
-        )
-        return self.t[TYPES["odom"]](self.header(stamp_ns, "odom"), BASE_FRAME, pose, twist)
-
-    def mono8(self, stamp_ns: int, frame_id: str, cost: np.ndarray):
-        h, w = cost.shape
-        return self.t[TYPES["raw"]](
-            self.header(stamp_ns, frame_id), h, w, "mono8", 0, w, cost.ravel()
-        )
 
 
 def camera_model(session: Session, size: tuple[int, int]) -> tuple[dict, dict, dict]:
@@ -206,7 +120,7 @@ def quaternion(rot: np.ndarray) -> tuple[float, float, float, float]:
     return (axis[0] * s, axis[1] * s, axis[2] * s, math.cos(angle / 2))
 
 
-def tf_tree(msgs: _Msgs, stamp_ns: int, rig: dict):
+def tf_tree(msgs: RosMessages, stamp_ns: int, rig: dict):
     """base_link -> left_camera (optical: x right, y down, z forward, at the camera's height,
     pitched down), left_camera -> right_camera (the calibration's R, T)."""
     p = rig["pitch_rad"]
@@ -328,7 +242,7 @@ class _ExportPass:
         offset = session.metadata["session"].get("clock_offset_ns")
         self.offset_ns = int(offset) if offset else 0
         self.store = typestore()
-        self.msgs = _Msgs(self.store)
+        self.msgs = RosMessages(self.store)
         self.pending: dict[str, tuple] = {}
         self.cameras: tuple[dict, dict, dict] | None = None
         self.trav = None

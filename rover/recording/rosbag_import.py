@@ -65,6 +65,7 @@ class ImportResult:
 def import_bag(bag: str | Path, out: str | Path, opts: ImportOptions = ImportOptions()):
     """Write the stereo pairs (and commands) of `bag` as the rover session folder `out`."""
     from rosbags.highlevel import AnyReader, AnyReaderError
+    from rosbags.rosbag2 import ReaderError
 
     from rover.recording.rosbag import typestore
 
@@ -78,13 +79,21 @@ def import_bag(bag: str | Path, out: str | Path, opts: ImportOptions = ImportOpt
     staging = out.with_name(f".{out.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        with AnyReader([bag], default_typestore=typestore()) as reader:
-            chosen = choose_topics(reader, opts)
-            result = _Importer(reader, chosen, opts).run(staging)
+        reader = AnyReader([bag], default_typestore=typestore())
+        reader.open()
+    except (AnyReaderError, ReaderError, OSError) as exc:
+        raise DataError(
+            f"{bag} is not a readable ROS bag ({exc}): give a rosbag2 folder with its "
+            "metadata.yaml (`ros2 bag reindex` rebuilds a lost one) or a ROS 1 .bag file"
+        ) from None
+    try:
+        chosen = choose_topics(reader, opts)
+        result = _Importer(reader, chosen, opts).run(staging)
         staging.rename(out)
-    except AnyReaderError as exc:
-        raise DataError(f"{bag} is not a readable ROS bag ({exc}): give a rosbag2 folder") from None
+    except (AnyReaderError, ReaderError) as exc:
+        raise DataError(f"{bag} is damaged ({exc}): nothing was imported") from None
     finally:
+        reader.close()
         shutil.rmtree(staging, ignore_errors=True)
     result.path = out
     return result

@@ -3,7 +3,8 @@
 The control node names who drives in every command it sends (`control/command` `source`):
 "teleop" while the human's command is in force, the autopilot's name ("cnn:steering",
 "expert", ...) while it drives, and "<who>:stale" when that input went quiet. A take-over
-starts when the source becomes "teleop" after the autopilot drove in the session (from the
+starts when the source becomes "teleop" after the autopilot drove (not merely was switched on
+with nothing to say: "autopilot:stale") in the session (from the
 start in `rover drive`, whose config sets `control.autopilot_without_teleop`) and ends at the
 first command that is not "teleop" (the autopilot back, or the human's input gone stale).
 
@@ -45,9 +46,8 @@ class TakeoverTracker:
 
     def update(self, source: str) -> bool | None:
         """The new state (True: a take-over started, False: it ended), or None: unchanged."""
-        who = source.removesuffix(":stale")
-        if who not in (HUMAN, "none", ""):
-            self.autopilot_seen = True
+        if source not in (HUMAN, "none", "") and not source.endswith(":stale"):
+            self.autopilot_seen = True  # an autopilot that answered, not one gone quiet
         now = source == HUMAN and self.autopilot_seen
         if now == self.active:
             return None

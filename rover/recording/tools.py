@@ -333,6 +333,7 @@ class SegmentCheck:
     pairs: int = 0
     problems: list[str] = field(default_factory=list)
     live: bool = False
+    resent: int = 0  # left images repeating the previous capture (the simulator's start-up)
 
 
 def verify(path: str | Path, decode: bool = False) -> list[SegmentCheck]:
@@ -358,8 +359,12 @@ def _verify_segment(check: SegmentCheck, decode: bool, on_bytes) -> None:
         if isinstance(record, Metadata) and record.name == fmt.META_SEGMENT:
             segment_meta.update(record.metadata)
 
+    last_left_ns = None
     for topic, msg in walk_session([check.path], True, on_record, on_bytes, states):
         per_topic[topic] += 1
+        if topic == fmt.LEFT_TOPIC:
+            check.resent += msg.publish_time == last_left_ns
+            last_left_ns = msg.publish_time
         problem = _check_message(topic, msg.data, decode)
         if problem:
             check.problems.append(f"{topic} message {msg.sequence}: {problem}")
@@ -384,6 +389,12 @@ def _verify_segment(check: SegmentCheck, decode: bool, on_bytes) -> None:
 
 
 def _check_message(topic: str, data: bytes, decode: bool) -> str | None:
+    if topic in fmt.PNG_IMAGE_TOPICS:
+        try:
+            png = CompressedImage.FromString(data).data
+        except DecodeError:
+            return "not a foxglove.CompressedImage"
+        return None if png[:4] == b"\x89PNG" else "its PNG data is corrupt"
     if topic in fmt.IMAGE_TOPICS:
         try:
             jpeg = CompressedImage.FromString(data).data

@@ -27,7 +27,7 @@ from rover.recording.reader import Session, walk_session
 STEERING_CHANNEL = fmt.channel_topic(topics.PERCEPTION_STEERING)
 CONTROL_CHANNEL = fmt.channel_topic(topics.CONTROL_COMMAND)
 TRAV_CHANNEL = fmt.channel_topic(topics.PERCEPTION_TRAVERSABILITY)
-COST_CHANNEL = TRAV_CHANNEL + "/cost"
+COST_CHANNEL = fmt.PNG_IMAGE_TOPICS[0]
 META_REPLAY = "rover.replay"  # metadata of a replay's output session: source, nodes, model
 
 

@@ -132,6 +132,19 @@ def session_replay_meta_or_none(path: Path) -> dict | None:
         return None
 
 
+def _replace_reference(result: ReplayResult, out: Path, target: Path) -> Path:
+    """Move a complete replay's answers over the reference; refuse one with misses."""
+    missed = sum(result.misses.values())
+    if missed:
+        raise DataError(
+            f"the replay missed {missed} answer(s) (a node slower than --timeout-ms): "
+            f"the reference {target} is unchanged; run it again, or raise --timeout-ms"
+        )
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.move(str(out), str(target))
+    return target
+
+
 def run(args: argparse.Namespace) -> int:
     nodes = parse_nodes(args.nodes)
     tolerances = parse_tolerances(args.tolerance)
@@ -142,13 +155,14 @@ def run(args: argparse.Namespace) -> int:
     spec = ReplayNodes(nodes, _model(args, nodes), tuple(args.set), args.config)
     out, temporary = _out_dir(args)
     frames_out = not (args.no_frames or args.update_reference)
-    result = replay_session(args.session, spec, out, args.timeout_ms, frames_out, args.limit)
-    if temporary:
-        target = Path(args.update_reference)
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.move(str(out), str(target))
-        shutil.rmtree(out.parent, ignore_errors=True)
-        out = target
+    scratch = out.parent if temporary else None
+    try:
+        result = replay_session(args.session, spec, out, args.timeout_ms, frames_out, args.limit)
+        if temporary:
+            out = _replace_reference(result, out, Path(args.update_reference))
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)  # interrupted or refused: no debris
     _print_run(result, out, nodes)
     figures = _figures(result)
     code = 1 if any(result.misses.values()) else 0
@@ -193,7 +207,7 @@ def _print_run(result: ReplayResult, out: Path, nodes) -> None:
         miss = result.misses[node]
         print(f"  {node:<15} {result.answers[node]} answers" + (f", {miss} missed" if miss else ""))
     if result.stalls:
-        print(f"  {result.stalls} gap(s) between frames over 200 ms: control may have gone stale")
+        print(f"  {result.stalls} gap(s) between frames over 1 s: control may have gone stale")
     print(f"answers written to {out}")
 
 

@@ -9,18 +9,21 @@ commands answer no frame), so then only perception is waited for.
 
 Why this is deterministic: every node's state advances only with the inputs (the slew ramps
 with the capture stamps, the online traversability head with the frames, once each) and each
-node sees every frame after its predecessor's answer. Where wall time still enters, the diff
-leaves it out (latencies, control's send stamp and drive counter) or it cannot happen at
-replay speed: control zeroes throttle when its input is older than `stale_ms` (200 ms), and
-the guard crawls on a map older than its `stale_ms` (300 ms); a replay stalled that long
-between two frames (a frozen machine) would move control's next answer, and the run says so
-(`stalls`).
+node sees every frame after its predecessor's answer. Control runs with `--lockstep`: its 50 Hz
+repeats re-send the last command instead of re-judging it at whatever wall time they fall on,
+and with traversability it holds frame N's estimate and map until both are in. Where wall time
+still enters, the diff leaves it out (latencies, control's send stamp and drive counter), or it
+takes a stall: control re-judges (and zeroes throttle) after 5 x `stale_ms` (1 s) without any
+input, and the guard crawls when frame N's estimate came more than its `stale_ms` (300 ms)
+after frame N's map. A gap of over 1 s between two frames is counted (`stalls`).
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +38,9 @@ from rover.replay.output import ReplayOutput
 from rover.replay.stack import ANSWER_TOPICS, ReplayNodes, ReplayStack
 
 REPLAYED_SECTIONS = ("control", "guard", "steering", "traversability")
-STALL_MS = 200.0  # control's default stale_ms: a longer gap between frames may move control
+# lock-step control re-judges its input after 5 x stale_ms (1 s by default) of silence: a
+# longer gap between two frames may move its next answer
+STALL_MS = 1000.0
 
 
 @dataclass
@@ -119,7 +124,8 @@ class LockstepReplay:
         teleops = _teleops(self.session)
         k, last_teleop = 0, None
         started = previous = time.monotonic()
-        for sample in self.session.samples(honour_trims=False, decode=False):
+        samples = self.session.samples(honour_trims=False, decode=False)
+        for sample, pair in _prefetched(samples):
             if limit is not None and self.result.frames >= limit:
                 break
             info = frames[sample.index]
@@ -130,15 +136,15 @@ class LockstepReplay:
             autopilot = last_teleop.autopilot if last_teleop else self.autopilot_default
             now = time.monotonic()
             self.result.stalls += (now - previous) * 1e3 > STALL_MS and self.result.frames > 0
-            self._one_frame(sample, info.log_time_ns, autopilot)
+            self._one_frame(sample, pair, info.log_time_ns, autopilot)
             previous = time.monotonic()
             self.stack.check_nodes()
         self.result.wall_s = time.monotonic() - started
         return self.result
 
-    def _one_frame(self, sample, log_ns: int, autopilot: bool) -> None:
+    def _one_frame(self, sample, pair, log_ns: int, autopilot: bool) -> None:
         seq = sample.frame_seq
-        left, right = decode_jpeg(sample.left), decode_jpeg(sample.right)
+        left, right = pair
         stamp = sample.stamp_ns
         frame = m.StereoImage(
             seq=seq,
@@ -191,6 +197,23 @@ class LockstepReplay:
                     if msg.frame_seq == seq and node not in got:
                         got[node] = msg
         return got
+
+
+def _decode_pair(sample) -> tuple:
+    return decode_jpeg(sample.left), decode_jpeg(sample.right)
+
+
+def _prefetched(samples: Iterator) -> Iterator[tuple]:
+    """(sample, decoded pair), the next pair decoded on a thread while the nodes work on this
+    one (OpenCV releases the GIL): JPEG decoding stays off the lock-step's critical path."""
+    with ThreadPoolExecutor(1, thread_name_prefix="replay-decode") as pool:
+        current = next(samples, None)
+        pending = pool.submit(_decode_pair, current) if current is not None else None
+        while current is not None:
+            following = next(samples, None)
+            ahead = pool.submit(_decode_pair, following) if following is not None else None
+            yield current, pending.result()
+            current, pending = following, ahead
 
 
 def replay_session(

@@ -43,6 +43,8 @@ ANSWER_TOPICS = {
 START_TIMEOUT_S = 90.0  # torch and the models load in every node at once: slow on 2 cores
 CONTROL_TICKS_READY = 3  # control commands heard before frame 0 (its own sockets connected)
 _PERCEPTION_UP = "replay-perception"  # marker: control may start
+MAP_WAIT_MS = 10_000.0  # control waits this long for frame N's map (the replay's own timeout
+# counts a late answer as a miss)
 
 
 @dataclass(frozen=True)
@@ -93,22 +95,27 @@ class ReplayStack:
         self.estimates = (
             None if "steering" in spec.nodes else XPub(topics.PERCEPTION_STEERING, self.bus_cfg)
         )
-        self.answers = {n: self._subscribe(ANSWER_TOPICS[n]) for n in spec.nodes}
+        self.answers = {
+            n: bus.Subscriber(ANSWER_TOPICS[n], self.bus_cfg, newest=False, hwm=100_000)
+            for n in spec.nodes
+        }
+        # our answer sockets' handshakes: a node's publisher is bound and connected to us
+        self._monitors = {
+            n: sub.socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+            for n, sub in self.answers.items()
+        }
         self.manager = Manager(
             self._options(lockstep_maps), nodes=self._table(), device_timeout_s=START_TIMEOUT_S
         )
         self._connected: set[str] = set()
 
-    def _subscribe(self, topic: topics.Topic) -> bus.Subscriber:
-        sub = bus.Subscriber(topic, self.bus_cfg, newest=False, hwm=100_000)
-        sub.monitor = sub.socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
-        return sub
-
     def _options(self, lockstep_maps: bool) -> RunOptions:
         node_args: dict[str, list[str]] = {}
         if self.spec.model:
             node_args["steering"] = ["--model", self.spec.model]
-        node_args["control"] = ["--lockstep"] + (["--lockstep-maps"] if lockstep_maps else [])
+        node_args["control"] = ["--lockstep"]
+        if lockstep_maps:  # a map slower than control's default wait must not move the answer
+            node_args["control"] += ["--lockstep-maps", "--map-wait-ms", str(MAP_WAIT_MS)]
         port = self.emulator.device_path
         return RunOptions(
             mode="drive",
@@ -182,16 +189,16 @@ class ReplayStack:
             time.sleep(0.02)  # start-up poll, not synchronisation: each pass re-checks
 
     def _note_handshakes(self) -> None:
-        for name, sub in self.answers.items():
-            while sub.monitor.poll(0):
-                sub.monitor.recv_multipart()
+        for name, monitor in self._monitors.items():
+            while monitor.poll(0):
+                monitor.recv_multipart()
                 self._connected.add(name)
 
     def close(self) -> None:
         self.manager.stop()
-        for sub in self.answers.values():
+        for name, sub in self.answers.items():
             sub.socket.disable_monitor()
-            sub.monitor.close(linger=0)
+            self._monitors[name].close(linger=0)
             sub.close()
         for pub in (self.frames, self.teleop, self.estimates):
             if pub is not None:

@@ -31,7 +31,7 @@ class Target:
     def outputs(self) -> MotorOutputs:
         return self.impl.outputs
 
-    def wait_outputs(self, predicate, timeout_s: float = 2.0) -> MotorOutputs:
+    def wait_outputs(self, predicate, timeout_s: float = 5.0) -> MotorOutputs:
         return self.impl.wait_outputs(predicate, timeout_s)
 
     def last_drive_ns(self) -> int:
@@ -66,7 +66,7 @@ def open_port(target: Target) -> serial.Serial:
     return serial.Serial(target.device_path, 1_000_000, timeout=0.05, write_timeout=0.5)
 
 
-def read_states(port: serial.Serial, count: int, timeout_s: float = 1.0) -> list[MotorState]:
+def read_states(port: serial.Serial, count: int, timeout_s: float = 5.0) -> list[MotorState]:
     """Read until ``count`` STATE replies came (or the deadline); returns what came."""
     decoder, states = FrameDecoder(), []
     deadline = time.monotonic() + timeout_s
@@ -75,7 +75,7 @@ def read_states(port: serial.Serial, count: int, timeout_s: float = 1.0) -> list
     return states
 
 
-def exchange(port: serial.Serial, data: bytes, timeout_s: float = 1.0) -> list[MotorState]:
+def exchange(port: serial.Serial, data: bytes, timeout_s: float = 5.0) -> list[MotorState]:
     """Write ``data`` (ending in one valid DRIVE) and return the STATEs up to its answer."""
     port.write(data)
     return read_states(port, 1, timeout_s)

@@ -58,7 +58,7 @@ def test_both_stages_fit_the_budget_and_build_without_warnings() -> None:
 
 def test_pulses_follow_steering_and_throttle_within_2us(avr) -> None:
     mcu: AvrMcu = avr.impl
-    mcu.wait_sim_ns(50 * MS, timeout_s=2.0)
+    mcu.wait_sim_ns(50 * MS, timeout_s=5.0)
     boot = mcu.pulses("D9")
     assert boot and all(abs(w - 1500 * US) <= 2 * US for _, w in boot)  # neutral at boot
     with open_port(avr) as port:
@@ -83,7 +83,7 @@ def test_watchdog_trip_brings_pulses_to_neutral_within_one_frame(avr) -> None:
     with open_port(avr) as port:
         exchange(port, drive(1, 0.8, 0.6, arm=True))
         mcu.wait_outputs(lambda o: o.seq == 1 and o.throttle == 0.6)
-        mcu.wait_outputs(lambda o: o.watchdog_tripped and o.throttle == 0.0, timeout_s=2.0)
+        mcu.wait_outputs(lambda o: o.watchdog_tripped and o.throttle == 0.0, timeout_s=5.0)
     trip_ns = avr.trip_ns()
     after = pulses_after(mcu, "D10", trip_ns)
     assert after[0][0] - trip_ns <= 20 * MS
@@ -118,18 +118,21 @@ def test_hardware_watchdog_resets_a_stalled_loop_and_pulses_come_back_neutral() 
                 seq += 1
                 assert exchange(port, drive(seq, 0.8, 0.6, arm=True))[0].seq == seq
                 time.sleep(0.02)  # the host's send period
-            stall = mcu.wait_event(lambda e: e.kind == "STALL", timeout_s=2.0)
-            reset = mcu.wait_event(lambda e: e.kind == "RESET", timeout_s=2.0)
+            stall = mcu.wait_event(lambda e: e.kind == "STALL", timeout_s=5.0)
+            reset = mcu.wait_event(lambda e: e.kind == "RESET", timeout_s=5.0)
             assert 100 * MS <= reset.t_ns - stall.t_ns <= 150 * MS  # WDTO_120MS (128 ms)
             # Until then interrupts ran on: the pulses kept the last command (the hazard).
             hung = [w for r, w in mcu.pulses("D9") if stall.t_ns < r < reset.t_ns]
             assert hung and all(abs(w - 1900 * US) <= 2 * US for w in hung)
-            mcu.wait_sim_ns(reset.t_ns + 50 * MS, timeout_s=2.0)
+            mcu.wait_sim_ns(reset.t_ns + 50 * MS, timeout_s=5.0)
             back = pulses_after(mcu, "D9", reset.t_ns)
             assert back and all(abs(w - 1500 * US) <= 2 * US for _, w in back)
             assert back[0][0] - reset.t_ns <= 20 * MS
             [state] = exchange(port, drive(seq + 1, 0.1, 0.1, arm=True))  # it serves again
-            assert state.uptime_ms < 100 and state.throttle == 0.1
+            assert state.throttle == 0.1
+            mcu.wait_outputs(lambda o: o.seq == seq + 1)
+            state_ns = next(t for t, s in mcu.states() if s.seq == seq + 1)
+            assert abs(state.uptime_ms - (state_ns - reset.t_ns) / MS) <= 5  # counts from reset
     finally:
         target.stop()
 
@@ -140,6 +143,7 @@ def test_per_frame_processing_leaves_headroom_at_the_host_rate(avr) -> None:
     with open_port(avr) as port:
         for seq in range(1, 21):
             exchange(port, raw_drive(seq, 100 * seq % 1000, -50 * seq))
+        mcu.wait_outputs(lambda o: o.seq == 20)  # its events are in: the next frame's too
         events = list(mcu.events)
         took_cycles = []
         for i, e in enumerate(events):
@@ -153,10 +157,11 @@ def test_per_frame_processing_leaves_headroom_at_the_host_rate(avr) -> None:
         for seq in range(100, 150):
             port.write(drive(seq, 0.1, 0.2, arm=True))
             time.sleep(0.02)  # the host's send period
-        states = read_states(port, 50, timeout_s=2.0)
+        states = read_states(port, 50, timeout_s=5.0)
         assert [s.seq for s in states] == list(range(100, 150))
         assert states[-1].bad_frames == 0
-        # Back to back at 1 Mbaud (0.13 ms a frame) the 64-byte buffers hold six.
-        port.write(b"".join(drive(200 + i, arm=True) for i in range(6)))
-        states = read_states(port, 6, timeout_s=2.0)
-        assert [s.seq for s in states] == list(range(200, 206)) and states[-1].bad_frames == 0
+        # Back to back at 1 Mbaud (0.13 ms a frame), as a USB-serial adapter may deliver a few
+        # at once: the 128-byte buffers hold ten (measured: twelve answered, then replies drop).
+        port.write(b"".join(drive(200 + i, arm=True) for i in range(10)))
+        states = read_states(port, 10, timeout_s=5.0)
+        assert [s.seq for s in states] == list(range(200, 210)) and states[-1].bad_frames == 0

@@ -45,10 +45,10 @@ def test_watchdog_trips_250ms_after_the_last_drive_on_the_mcu_clock(mcu) -> None
             time.sleep(0.02)  # the host's send period, not a synchronisation
         mcu.wait_outputs(lambda o: o.seq == 5 and o.throttle == 0.5)
         last_drive_ns = mcu.last_drive_ns()
-        mcu.wait_outputs(lambda o: o.watchdog_tripped, timeout_s=2.0)
+        mcu.wait_outputs(lambda o: o.watchdog_tripped, timeout_s=5.0)
         tripped_after_ms = (mcu.trip_ns() - last_drive_ns) / MS
         assert 230 <= tripped_after_ms <= 270, tripped_after_ms
-        out = mcu.wait_outputs(lambda o: o.throttle == 0.0 and o.steering == 0.0, timeout_s=1.0)
+        out = mcu.wait_outputs(lambda o: o.throttle == 0.0 and o.steering == 0.0, timeout_s=5.0)
         assert out.armed  # a gap is not a disarm
         [state] = exchange(port, drive(6, 0.3, 0.5, arm=True))
         assert state.watchdog_tripped and state.throttle == 0.5  # reported once, then resumes

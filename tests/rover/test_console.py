@@ -8,6 +8,7 @@ happened. All traffic stays on loopback.
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -130,6 +131,10 @@ def test_console_drives_stops_and_latches_e_stop(bus_cfg, browser):
         assert url.startswith("http://127.0.0.1:") and "token=" in url
         assert status(base) == 403 and status(base + "?token=wrong") == 403
         assert status(base + "ws") == 403 and status(base + "static/console.js") == 403
+        foreign = urllib.request.Request(
+            url.replace("/?", "/ws?"), headers={"Origin": "http://evil.example"}
+        )
+        assert status(foreign) == 403  # another site's page may not use the visitor's token
         robot = Robot(bus_cfg)
 
         page = browser.new_page()
@@ -137,6 +142,19 @@ def test_console_drives_stops_and_latches_e_stop(bus_cfg, browser):
         page.wait_for_function("window.rover && window.rover.framesShown >= 3", timeout=30_000)
         first = page.evaluate("window.rover.lastFrameSeq")
         page.wait_for_function(f"window.rover.lastFrameSeq > {first} + 5", timeout=10_000)
+        viewer = browser.new_page()  # a second operator: the view, not the controls
+        viewer.goto(url)
+        viewer.wait_for_function("window.rover && window.rover.hud && window.rover.hud.role")
+        assert viewer.locator("#role").text_content() == "view only (console-1 drives)"
+        hold_joystick(viewer)
+        holds_until = time.monotonic() + 0.5
+        robot.wait(lambda mo, _: time.monotonic() > holds_until, 5, "half a second")
+        assert robot.motor.last.throttle == 0.0
+        viewer.mouse.up()
+        page.locator("#releasebtn").click()  # the first one lets go
+        viewer.wait_for_function("window.rover.hud.role === 'driver'", timeout=5_000)
+        viewer.close()  # and the controls come back to the first page, which must act anew
+
         hold_joystick(page)  # the mouse held down is the deadman
         robot.wait(
             lambda mo, truth: mo.throttle > 0.2 and truth is not None and truth.speed_mps > 0.05,
@@ -152,7 +170,9 @@ def test_console_drives_stops_and_latches_e_stop(bus_cfg, browser):
         closed_at = time.monotonic()
         page.close()  # the finger still on the joystick: the robot must stop by itself
         stopped_at = robot.wait(lambda mo, _: mo.throttle == 0.0, 5, "the motors to stop")
-        assert stopped_at - closed_at < STALE_S + 0.3  # noisy machine: the bench has the figure
+        # stale_ms at the latest (the close is a stop at once); the slack is a loaded machine's
+        # scheduling, the bench has the figure: without the robot deciding it would never stop
+        assert stopped_at - closed_at < STALE_S + 0.8
 
         page = browser.new_page()
         page.goto(url)
@@ -177,3 +197,32 @@ def test_console_drives_stops_and_latches_e_stop(bus_cfg, browser):
     page.wait_for_function(
         "document.getElementById('link').textContent === 'link lost'", timeout=5_000
     )
+
+
+def test_console_off_loopback_is_https_with_the_keys_certificate(tmp_path, bus_cfg):
+    from rover.keys import CERT_FILE, CERT_KEY_FILE, KeyStore
+
+    store = KeyStore(tmp_path / "keys")
+    store.init()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rover.nodes.remote", "--namespace", bus_cfg.namespace]
+        + ["--console", "0.0.0.0:0", "--keys", str(store.root)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("console: https://"), line
+        port = line.split("?")[0].rsplit(":", 1)[1].strip("/")
+        token = line.strip().split("token=")[1]
+        assert (store.root / CERT_KEY_FILE).stat().st_mode & 0o077 == 0
+        context = ssl.create_default_context(cafile=str(store.root / CERT_FILE))
+        base = f"https://127.0.0.1:{port}/"  # only loopback traffic, to a non-loopback bind
+        with urllib.request.urlopen(base + "?token=" + token, context=context, timeout=10) as r:
+            assert r.status == 200 and b"rover console" in r.read()
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(base, context=context, timeout=10)
+        assert refused.value.code == 403
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(10)

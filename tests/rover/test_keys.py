@@ -42,7 +42,7 @@ def test_authorize_list_revoke(tmp_path):
     robot.init()
     laptop.init()
     key = laptop.public(OPERATOR).decode()
-    result = rover_keys(robot.root, "authorize", key, "--name", "alice")
+    result = rover_keys(robot.root, "authorize", "--name", "alice", "--", key)
     assert result.returncode == 0, result.stderr
     assert robot.authorized()["alice"].decode() == key
     # the operator's .key file works as well as its 40 characters
@@ -50,7 +50,7 @@ def test_authorize_list_revoke(tmp_path):
     assert "alice" not in robot.authorized()  # one key, one name
     listed = rover_keys(robot.root, "list").stdout
     assert "alice2" in listed and key in listed
-    revoked = rover_keys(robot.root, "revoke", key)
+    revoked = rover_keys(robot.root, "revoke", "--", key)  # a key may begin with "-"
     assert revoked.returncode == 0 and "alice2" in revoked.stdout
     assert "alice2" not in robot.authorized()
 

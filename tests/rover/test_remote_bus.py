@@ -19,22 +19,10 @@ from rover import bus, topics
 from rover import messages as m
 from rover.keys import OPERATOR, KeyStore
 from rover.manager import NODES, Manager, RunOptions
+from rover.remote import free_port_pair
 
 OPERATOR_SCRIPT = Path(__file__).with_name("remote_operator.py")
 ROBOT_NODES = tuple(n for n in NODES if n.name in ("control", "remote"))
-
-
-def _free_port_pair() -> int:
-    for _ in range(50):
-        with socket.socket() as a, socket.socket() as b:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-            try:
-                b.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no two free consecutive ports")
 
 
 def _wait_listening(address: str, timeout_s: float) -> None:
@@ -65,7 +53,7 @@ def keys(tmp_path):
 @pytest.fixture
 def robot(bus_cfg, keys):
     """The robot: control + remote nodes, --listen on loopback; yields (address, emulator)."""
-    address = f"127.0.0.1:{_free_port_pair()}"
+    address = f"127.0.0.1:{free_port_pair()}"
     with PtyEmulator() as emu:
         opts = RunOptions(
             mode="teleop",
@@ -95,6 +83,17 @@ def _operator(address, store, robot_store, seconds, *extra) -> subprocess.Popen:
     )
 
 
+def _topics(address, store, robot_store) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "rover.cli", "topics", "--connect", address, "--json"]
+        + ["--seconds", "1", "--keys", str(store.root)]
+        + ["--robot-key", str(robot_store.root / "robot.key")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def test_peers_without_an_authorized_key_get_nothing_and_move_nothing(robot, keys, bus_cfg):
     address, emu = robot
     robot_keys, laptop, former, stranger = keys
@@ -107,11 +106,17 @@ def test_peers_without_an_authorized_key_get_nothing_and_move_nothing(robot, key
     assert seen.get("motor/state", 0) > 10 and seen.get("remote/health", 0) >= 1
     assert set(seen) <= {t.name for t in topics.REMOTE_TOPICS}  # nothing else leaves ipc
     reached.drain()
-    for store in (stranger, former):  # never authorized; authorized, then revoked
-        proc = _operator(address, store, robot_keys, 1.0)
-        out, err = proc.communicate(timeout=30)
-        assert proc.returncode == 5, err
-        lines = out.strip().splitlines()
+    listed = _topics(address, laptop, robot_keys)  # `rover topics --connect` from the laptop
+    assert listed.returncode == 0, listed.stderr
+    rows = {r["topic"]: r for r in json.loads(listed.stdout)["topics"]}
+    assert rows["motor/state"]["messages"] > 10 and rows["motor/state"]["rate_hz"] > 20
+    refused = [_topics(address, stranger, robot_keys)]  # never authorized
+    proc = _operator(address, former, robot_keys, 1.0)  # authorized, then revoked
+    out, err = proc.communicate(timeout=30)
+    refused.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    for result in refused:
+        assert result.returncode == 5, result.stderr
+        lines = (result.stdout + result.stderr).strip().splitlines()
         assert len(lines) == 1 and "refused this operator's key" in lines[0]
         assert "rover keys authorize" in lines[0]
     proc = _operator(address, laptop, robot_keys, 1.5, "--plain")  # no CURVE at all
@@ -130,6 +135,10 @@ def test_authorized_operator_drives_and_a_revoked_key_stops_at_once(robot, keys)
     proc = _operator(address, laptop, robot_keys, 20.0)
     try:
         emu.wait_outputs(lambda o: o.armed and o.throttle > 0.3, timeout_s=20)
+        second = _operator(address, laptop, robot_keys, 1.5)  # another operator meanwhile
+        out, err = second.communicate(timeout=30)
+        assert second.returncode == 0, err
+        assert json.loads(out)["role"] == "viewer"  # the view, not the controls
         robot_keys.revoke("laptop")
         emu.wait_outputs(lambda o: o.throttle == 0.0, timeout_s=2)
         out, err = proc.communicate(timeout=20)
@@ -174,7 +183,9 @@ def _lines_until(proc, needle: str, timeout_s: float) -> str:
     return "".join(seen)
 
 
-def test_laptop_window_shows_both_eyes_and_drives_with_keys(robot, keys, bus_cfg, xvfb):
+def test_laptop_window_shows_both_eyes_drives_with_keys_and_a_cut_link_stops(
+    robot, keys, bus_cfg, xvfb
+):
     address, emu = robot
     robot_keys, laptop, _, _ = keys
     camera = bus.Publisher(topics.CAMERA_STEREO, bus_cfg)  # the robot's camera node, in short
@@ -209,8 +220,13 @@ def test_laptop_window_shows_both_eyes_and_drives_with_keys(robot, keys, bus_cfg
         emu.wait_outputs(lambda o: o.armed and o.throttle > 0.2, timeout_s=10)
         xdotool("keyup", "Up")
         emu.wait_outputs(lambda o: o.throttle == 0.0, timeout_s=5)
-        xdotool("key", "Escape")
-        assert proc.wait(15) == 0
+        xdotool("keydown", "Up")
+        emu.wait_outputs(lambda o: o.armed and o.throttle > 0.2, timeout_s=10)
+        proc.kill()  # the link cut, key still held: no goodbye, not one more packet
+        cut = time.monotonic()
+        emu.wait_outputs(lambda o: o.throttle == 0.0, timeout_s=5)
+        assert time.monotonic() - cut < 0.2 + 0.8  # stale_ms; slack for a loaded machine
+        xdotool("keyup", "Up")
     finally:
         stop_frames.set()
         proc.kill()

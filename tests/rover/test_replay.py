@@ -55,6 +55,10 @@ def test_reference_session_replays_with_zero_differing_fields(tmp_path: Path):
         assert figures[f"{node}_answers"] == FRAMES, node
         assert figures[f"{node}_misses"] == 0
         assert figures[f"{node}_ok"]
+    # every node's answers, cost maps included, make a session the recordings verbs accept
+    replayed = next(tmp_path.iterdir())
+    verify = rover("recordings", "verify", str(replayed))
+    assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
 @pytest.mark.slow
@@ -67,7 +71,7 @@ def test_a_perturbed_model_is_caught_and_named(tmp_path: Path):
     raw["state_dict"] = {
         k: v + 1e-3 if v.is_floating_point() else v for k, v in raw["state_dict"].items()
     }
-    model = tmp_path / "perturbed.pt"
+    model = tmp_path / "steering.pt"  # the bundled file's name: the answers' source is the same
     torch.save(raw, model)
     out = rover(
         "replay",

@@ -175,3 +175,24 @@ def test_import_takes_named_raw_image_topics_and_scales_the_commands(tmp_path, c
     for i, x in enumerate(samples):
         assert abs(float(x.left[:, :, 0].mean()) - float(image(i)[:, :, 0].mean())) < 3
         assert x.right[:, :, 1].mean() == pytest.approx(150, abs=3)
+
+
+def test_export_can_add_the_recomputed_traversability_map(tmp_path):
+    path = tmp_path / "2025-01-01_11-00-00"
+    robot = {
+        "camera": {"width": W, "height": H, "calibration": str(calibration(tmp_path / "c.yaml"))}
+    }
+    robot["traversability"] = {"model": "", "map_width_px": 16, "map_height_px": 12}  # stereo
+    record(path, teleop_items(4), robot=robot)
+    bag = tmp_path / "bag"
+    assert recordings_main(["export", str(path), "--rosbag2", str(bag), "--traversability"]) == 0
+    maps = read_bag(bag)["/perception/traversability/cost"]
+    assert len(maps) == 4
+    cost = maps[0][1]
+    assert (cost.encoding, cost.width, cost.height, cost.header.frame_id) == (
+        "mono8",
+        16,
+        12,
+        "left_camera",
+    )
+    assert len(cost.data) == 16 * 12

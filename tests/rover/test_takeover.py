@@ -75,12 +75,14 @@ def test_a_takeover_is_marked_and_read_back_as_a_span_and_labels(tmp_path: Path,
 def test_demonstrations_are_not_takeovers_until_the_autopilot_drove(tmp_path: Path):
     # `rover teleop`: the human drives first (demonstrations), then hands to the autopilot
     # and takes over again: only that last span is a take-over; a stale input ends it
-    sources = ["teleop"] * 4 + ["autopilot:stale", "cnn:steering"] * 2 + ["teleop"] * 3
+    # `rover teleop`'s autopilot with no model ("autopilot:stale") never drove: no take-over
+    sources = ["teleop"] * 2 + ["autopilot:stale"] * 2 + ["teleop"] * 2
+    sources += ["autopilot:stale", "cnn:steering"] * 2 + ["teleop"] * 3
     sources += ["teleop:stale"] * 2
     _drive(tmp_path / "s", sources, drive_mode=False)
     session = Session(tmp_path / "s")
     assert len(session.takeovers()) == 1
-    assert [s.index for s in session.samples() if s.takeover] == [9, 10, 11]
+    assert [s.index for s in session.samples() if s.takeover] == [11, 12, 13]
 
 
 def _operator(bus_cfg, takeover_s: float):

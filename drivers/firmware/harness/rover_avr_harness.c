@@ -6,7 +6,9 @@
  * - Loads the ELF into a simulated ATmega328P at 16 MHz.
  * - Bridges UART0 to a pseudo-terminal of its own (no fixed path: parallel runs never
  *   collide) and prints "PTY /dev/pts/N" as its first line. Bytes from the host enter the
- *   simulated UART one at a time at its baud rate, as on a wire.
+ *   simulated UART one at a time at its baud rate, as on a wire; a simulation running behind
+ *   the wall clock (a starved machine) keeps the pauses between the host's writes (up to
+ *   2 ms each) instead of delivering its backlog back to back.
  * - Paces simulated time to the wall clock: simavr runs the firmware's busy loop several times
  *   faster than real time, which would make millis(), and so the 250 ms watchdog, race.
  * - Streams events on stdout, one a line, stamped with simulated time in ns since power-on:
@@ -28,6 +30,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,15 +48,23 @@
 #define F_CPU_HZ 16000000UL
 #define CHECK_EVERY 256          /* instructions between clock/pty checks (~20 us simulated) */
 #define AHEAD_SLACK_NS 200000    /* sleep once simulated time leads the wall clock by this */
-#define RX_BUF 8192
+#define MAX_GAP_NS 2000000ULL    /* the longest pause between host writes kept when behind */
+#define TX_BUF 8192
+#define RX_RING 16384 /* host bytes waiting for the wire, each with its arrival time */
 
 static volatile sig_atomic_t stop_requested;
 static avr_t *avr;
 static int pty_master = -1;
-static uint8_t rx_buf[RX_BUF];
-static size_t rx_head, rx_len; /* bytes from the host not yet in the UART */
+/* Single producer (the pty reader thread), single consumer (the simulation): the indices
+ * only grow, each written by one side and read by the other with acquire/release. */
+static uint8_t rx_ring[RX_RING];
+static uint64_t rx_ring_ns[RX_RING]; /* arrival, as simulated ns (wall clock since start) */
+static size_t rx_head, rx_tail;
+static unsigned long rx_dropped;
+static uint64_t wall0;
+static int paced = 1;
 static int uart_xoff;          /* simavr's input FIFO (the wire) is full */
-static uint8_t tx_buf[RX_BUF];
+static uint8_t tx_buf[TX_BUF];
 static size_t tx_len;
 static unsigned long tx_dropped;
 
@@ -167,27 +178,62 @@ static avr_cycle_count_t uart_cycles_per_byte(void) {
 
 static avr_cycle_count_t next_feed_cycle;
 
-/* One host byte onto the wire when the previous one is through: its RX stamp is then when it
- * started on the wire, and no byte waits in simavr's FIFO where the firmware cannot see it. */
+static int rx_pending(void) {
+  return __atomic_load_n(&rx_tail, __ATOMIC_ACQUIRE) != rx_head;
+}
+
+/* One host byte onto the wire when the previous one is through (its RX stamp is when it
+ * started on the wire; no byte waits in simavr's FIFO unseen). The host's pauses between
+ * writes are kept, up to MAX_GAP_NS each: when the simulation runs behind the wall clock (a
+ * starved machine) a backlog of a 50 Hz stream then goes in a few milliseconds apart, never
+ * back to back (which would overflow the firmware's receive buffer, as no real host does),
+ * and the lag does not grow (which keeping the whole 20 ms would do). */
 static void feed_uart(avr_irq_t *uart_in) {
-  if (rx_len == 0 || uart_xoff || avr->cycle < next_feed_cycle) return;
-  uint8_t byte = rx_buf[rx_head++];
-  rx_len--;
-  printf("%" PRIu64 " RX %02x\n", sim_ns(), byte);
+  static uint64_t chunk_arrival_ns, chunk_gate_ns, last_fed_ns;
+  if (!rx_pending() || uart_xoff || avr->cycle < next_feed_cycle) return;
+  size_t at = rx_head % RX_RING;
+  if (rx_ring_ns[at] != chunk_arrival_ns) { /* the first byte of a new host write */
+    uint64_t gap = rx_ring_ns[at] - chunk_arrival_ns;
+    chunk_gate_ns = last_fed_ns + (gap < MAX_GAP_NS ? gap : MAX_GAP_NS);
+    chunk_arrival_ns = rx_ring_ns[at];
+  }
+  if (paced && sim_ns() < chunk_gate_ns) return;
+  uint8_t byte = rx_ring[at];
+  __atomic_store_n(&rx_head, rx_head + 1, __ATOMIC_RELEASE);
+  last_fed_ns = sim_ns();
+  printf("%" PRIu64 " RX %02x\n", last_fed_ns, byte);
   avr_raise_irq(uart_in, byte);
   next_feed_cycle = avr->cycle + uart_cycles_per_byte();
 }
 
-/* Move host bytes into the UART (while its wire FIFO has room) and firmware bytes out. */
-static void pump_pty(avr_irq_t *uart_in) {
-  if (rx_len == 0) {
-    ssize_t n = read(pty_master, rx_buf, sizeof rx_buf);
-    if (n > 0) {
-      rx_head = 0;
-      rx_len = (size_t)n;
+/* The pty reader: stamps the host's bytes with their wall-clock arrival as they come. */
+static void *read_pty(void *arg) {
+  (void)arg;
+  uint8_t buf[512];
+  while (!stop_requested) {
+    struct pollfd fd = {pty_master, POLLIN, 0};
+    if (poll(&fd, 1, 100) <= 0) continue;
+    ssize_t n = read(pty_master, buf, sizeof buf);
+    if (n <= 0) continue;
+    uint64_t t_ns = wall_ns() - wall0;
+    size_t tail = rx_tail;
+    size_t head = __atomic_load_n(&rx_head, __ATOMIC_ACQUIRE);
+    for (ssize_t i = 0; i < n; i++) {
+      if (tail - head >= RX_RING) {
+        rx_dropped++;
+        continue;
+      }
+      rx_ring[tail % RX_RING] = buf[i];
+      rx_ring_ns[tail % RX_RING] = t_ns;
+      tail++;
     }
+    __atomic_store_n(&rx_tail, tail, __ATOMIC_RELEASE);
   }
-  feed_uart(uart_in);
+  return NULL;
+}
+
+/* Write the firmware's bytes to the host. */
+static void pump_tx(void) {
   if (tx_len > 0) {
     ssize_t n = write(pty_master, tx_buf, tx_len);
     if (n > 0) {
@@ -200,20 +246,15 @@ static void pump_pty(avr_irq_t *uart_in) {
   }
 }
 
-/* Sleep while simulated time leads the wall clock, waking early when the host writes. */
-static void pace(uint64_t wall0, uint64_t *last_lag_report) {
+/* Sleep while simulated time leads the wall clock (by AHEAD_SLACK_NS and a little more; a
+ * host byte arriving meanwhile goes in on waking, at most ~0.3 ms late). */
+static void pace(uint64_t *last_lag_report) {
   uint64_t sim = sim_ns();
   uint64_t wall = wall_ns() - wall0;
   if (sim > wall + AHEAD_SLACK_NS) {
-    fflush(stdout);
     uint64_t ahead = sim - wall;
     struct timespec ts = {(time_t)(ahead / 1000000000ULL), (long)(ahead % 1000000000ULL)};
-    struct pollfd fd = {pty_master, POLLIN, 0};
-    if (rx_len == 0) {
-      ppoll(&fd, 1, &ts, NULL);
-    } else {
-      nanosleep(&ts, NULL);
-    }
+    nanosleep(&ts, NULL);
   } else if (wall > sim + 5000000ULL && wall - *last_lag_report > 1000000000ULL) {
     printf("%" PRIu64 " LAG %" PRIu64 "\n", sim, (wall - sim) / 1000);
     *last_lag_report = wall;
@@ -243,11 +284,10 @@ typedef struct {
   const char *elf_path;
   long stall_at_ms; /* -1: never */
   long stall_pc;
-  int paced;
 } options_t;
 
 static options_t parse_args(int argc, char **argv) {
-  options_t o = {NULL, -1, -1, 1};
+  options_t o = {NULL, -1, -1};
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--stall-at-ms") && i + 1 < argc) {
       o.stall_at_ms = strtol(argv[++i], NULL, 0);
@@ -258,7 +298,7 @@ static options_t parse_args(int argc, char **argv) {
       watch_addr[n_watch] = (uint16_t)(strtoul(argv[++i], NULL, 0) & 0xFFFF);
       watch_value[n_watch++] = -1;
     } else if (!strcmp(argv[i], "--no-pace")) {
-      o.paced = 0;
+      paced = 0;
     } else if (argv[i][0] == '-' || o.elf_path) {
       usage(argv[0]);
     } else {
@@ -346,7 +386,6 @@ static int run(const options_t *o, avr_irq_t *uart_in) {
   stall_t st = {o->stall_pc, o->stall_at_ms >= 0 ? (uint64_t)o->stall_at_ms * 1000000ULL
                                                  : UINT64_MAX,
                 {0, 0}, 0};
-  uint64_t wall0 = wall_ns();
   uint64_t last_lag_report = 0;
   unsigned count = 0;
   int state = cpu_Running;
@@ -354,12 +393,12 @@ static int run(const options_t *o, avr_irq_t *uart_in) {
     state = avr_run(avr);
     if (pins_dirty) report_pins();
     if (n_watch) check_watches();
-    if (rx_len) feed_uart(uart_in);
+    if (rx_pending()) feed_uart(uart_in);
     if (avr->pc == 0 && avr->cycle > 0) on_reset(&st);
     if (++count % CHECK_EVERY) continue;
     if (sim_ns() >= st.at_ns) stall_begin(&st);
-    pump_pty(uart_in);
-    if (o->paced) pace(wall0, &last_lag_report);
+    pump_tx();
+    if (paced) pace(&last_lag_report);
   }
   return state;
 }
@@ -377,8 +416,17 @@ int main(int argc, char **argv) {
     fprintf(stderr, "rover_avr_harness: error: cannot open a pty: %s\n", strerror(errno));
     return 1;
   }
+  wall0 = wall_ns();
+  pthread_t reader;
+  if (pthread_create(&reader, NULL, read_pty, NULL) != 0) {
+    fprintf(stderr, "rover_avr_harness: error: cannot start the pty reader\n");
+    return 1;
+  }
   int state = run(&opts, uart_in);
+  stop_requested = 1;
+  pthread_join(reader, NULL);
   fflush(stdout);
+  if (rx_dropped) fprintf(stderr, "rover_avr_harness: %lu host bytes dropped\n", rx_dropped);
   if (tx_dropped) fprintf(stderr, "rover_avr_harness: %lu reply bytes dropped\n", tx_dropped);
   if (state == cpu_Crashed) {
     fprintf(stderr, "rover_avr_harness: error: the firmware crashed at pc 0x%x\n", avr->pc);

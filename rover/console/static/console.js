@@ -70,6 +70,7 @@ function showHud(h) {
   }
   if (h.type !== "hud") return;
   rover.hud = h;
+  document.body.classList.toggle("viewer", h.role !== "driver");
   pill($("mode"), h.autopilot ? "AUTOPILOT" : "MANUAL");
   const estop = h.estop || h.estop_latched;
   pill($("armed"), estop ? "E-STOP" : h.armed ? "armed" : "disarmed", estop ? "bad" : h.armed ? "good" : "");

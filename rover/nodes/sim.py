@@ -29,7 +29,6 @@ from rover import messages as m
 from rover.config import load_config
 from rover.node import RateKeeper, Shutdown, node_argparser, node_config, run_main
 from rover.ready import all_ready
-from rover.stack import motor_port_for_sim
 from sim.episodes import WorldSequence
 from sim.expert import Expert
 from sim.policies import RandomSteer, Straight
@@ -65,7 +64,7 @@ class SimNode:
         self.sim = self._simulation(0)
         self.period_ns = int(self.sim.dt_s * 1e9)
         self.faults = random.Random(self.sim.world.seed)  # injected faults, reproducible
-        link = motor_port_for_sim(bus_cfg.namespace)
+        link = topics.motor_port_for_sim(bus_cfg.namespace)
         if args.mcu == "avr":  # the compiled firmware in simavr: outputs read from its pins
             self.emulator: PtyEmulator | AvrMcu = AvrMcu(AvrConfig(build=False), link_path=link)
         else:
@@ -130,7 +129,9 @@ class SimNode:
 
     def _simulation(self, episode: int) -> Simulation:
         scenario, seed = self.worlds.world(episode)
-        return Simulation(scenario, seed, safety_driver_s=self.args.safety_driver_s)
+        safety = self.args.safety_driver_s
+        driver = Expert() if safety > 0 else None  # the privileged driver takes over
+        return Simulation(scenario, seed, safety_driver_s=safety, safety_driver=driver)
 
     def _policy_answer(self) -> tuple[float, float]:
         """The policy acts once per step: a frame re-sent during warm-up gets the same answer
@@ -309,8 +310,9 @@ class SimView:
                 late_frames=stats.late_frames,
             )
         )
-        if events.snapshot:
-            self.window.snapshot(f"rover-snapshot-{int(time.time())}.png")
+        if events.snapshot:  # F12: say where it went, the user pressed a key, not a flag
+            path = self.window.snapshot(f"rover-snapshot-{int(time.time())}.png")
+            print(f"window snapshot: {path.resolve()}", flush=True)
         return not events.quit
 
     def _overlay(self, left: np.ndarray) -> np.ndarray:
