@@ -11,7 +11,10 @@ pyserial code opens a real serial device. The simulator hosts one in-process::
     emu.unplug(); emu.replug()      # USB cable out and back in
     emu.stop()
 
-Standalone: ``python -m drivers.emulator [--link PATH] [--watchdog-ms N] [--baud N]``.
+Standalone: ``python -m drivers.emulator [--link PATH] [--watchdog-ms N] [--baud N]
+[--drive-log PATH]``. ``--drive-log`` appends one line per accepted DRIVE (see ``DriveLog``):
+its seq, when it arrived (CLOCK_MONOTONIC ns; with ``--baud``, when its last byte would have
+come off the wire) and the outputs it set, so glass-to-motor latency ends where it happens.
 """
 
 from __future__ import annotations
@@ -92,6 +95,7 @@ class FirmwareEmulator:
 
     def __init__(self, config: EmulatorConfig | None = None, now_ns: int | None = None) -> None:
         self.config = config or EmulatorConfig()
+        self.on_drive: Callable[[MotorOutputs], None] | None = None  # after each DRIVE
         self.decoder = FrameDecoder(accept=(TYPE_DRIVE,))
         self._boot_ns = time.monotonic_ns() if now_ns is None else now_ns
         self._watchdog_ns = self.config.watchdog_ms * 1_000_000
@@ -205,6 +209,8 @@ class FirmwareEmulator:
             uptime_ms=(now_ns - self._boot_ns) // 1_000_000,
         )
         self._trip_reported = True
+        if self.on_drive is not None:
+            self.on_drive(self.outputs)
         return encode_state(state)
 
 
@@ -218,6 +224,10 @@ class WireModel:
         self.byte_ns = 10 * 1_000_000_000 // baud
         self._rx_free_ns = 0
         self._tx_free_ns = 0
+
+    def rx_done_ns(self, now_ns: int, n_in: int) -> int:
+        """When the last of n_in bytes written to us at now_ns would have arrived (no update)."""
+        return max(self._rx_free_ns, now_ns) + n_in * self.byte_ns
 
     def reply_due_ns(self, now_ns: int, n_in: int, n_out: int) -> int:
         """When a reply of n_out bytes to n_in bytes written to us at now_ns is fully sent."""
@@ -236,12 +246,20 @@ class PtyEmulator:
     and re-points the link. The watchdog keeps running while unplugged. Thread-safe.
     """
 
-    def __init__(self, config: EmulatorConfig | None = None, link_path: str | None = None) -> None:
+    def __init__(
+        self,
+        config: EmulatorConfig | None = None,
+        link_path: str | None = None,
+        drive_log: DriveLog | None = None,
+    ) -> None:
         self.config = config or EmulatorConfig()
+        self.drive_log = drive_log
+        self._arrival_ns = 0
         self._tmpdir = None if link_path else tempfile.mkdtemp(prefix="rover-emu-")
         self.device_path = link_path or os.path.join(self._tmpdir or "", "rover-mcu")
         self.tx_dropped = 0  # replies lost because the host did not read its port
         self._emu = FirmwareEmulator(self.config)
+        self._emu.on_drive = self._logged
         self._loss_rng = random.Random(self.config.loss_seed)
         self._wire = WireModel(self.config.baud) if self.config.baud else None
         # Re-entrant, so a KeyboardInterrupt landing mid-wait in the owner's thread cannot
@@ -339,6 +357,7 @@ class PtyEmulator:
                 raise RuntimeError("replug() while plugged in: call unplug() first")
             if reboot:
                 self._emu = FirmwareEmulator(self.config)
+                self._emu.on_drive = self._logged
                 self._set_outputs(self._emu.outputs)
             self._open_pty()
         os.write(self._wake_w, b"x")
@@ -420,10 +439,15 @@ class PtyEmulator:
             return
         if self.config.loss_prob and self._loss_rng.random() < self.config.loss_prob:
             data = _garble(data, self._loss_rng)
+        self._arrival_ns = self._wire.rx_done_ns(now_ns, len(data)) if self._wire else now_ns
         reply = self._emu.feed(data, now_ns)
         due_ns = self._wire.reply_due_ns(now_ns, len(data), len(reply)) if self._wire else now_ns
         if reply:
             self._outbox.append((due_ns, reply))
+
+    def _logged(self, outputs: MotorOutputs) -> None:
+        if self.drive_log is not None:
+            self.drive_log.write(outputs, self._arrival_ns)
 
     def _send_due(self, now_ns: int) -> None:
         while self._outbox and self._outbox[0][0] <= now_ns and self._master is not None:
@@ -436,6 +460,37 @@ class PtyEmulator:
             if sent < len(data):
                 self._outbox.appendleft((due_ns, data[sent:]))
                 return
+
+
+class DriveLog:
+    """Appends ``seq arrival_ns steering_milli throttle_milli armed estop`` per DRIVE to a file.
+
+    One unbuffered append per line, so a reader (a bench, a test) sees each DRIVE as it lands;
+    the file is emptied when it passes ``max_bytes`` (a reader seeing it shrink starts over).
+    """
+
+    def __init__(self, path: str, max_bytes: int = 8_000_000) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._size = os.fstat(self._fd).st_size
+
+    def write(self, outputs: MotorOutputs, arrival_ns: int) -> None:
+        """Log one accepted DRIVE and the outputs it set."""
+        line = (
+            f"{outputs.seq} {arrival_ns} {round(outputs.steering * 1000)} "
+            f"{round(outputs.throttle * 1000)} {int(outputs.armed)} {int(outputs.estop)}\n"
+        ).encode()
+        if self._size + len(line) > self.max_bytes:
+            os.ftruncate(self._fd, 0)
+            self._size = 0
+        self._size += os.write(self._fd, line)
+
+    def close(self) -> None:
+        """Close the file (idempotent)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 def point_link(link: str, target: str) -> None:
@@ -469,6 +524,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--link", help="stable device path to create (default: a temp dir)")
     parser.add_argument("--watchdog-ms", type=int, default=EmulatorConfig.watchdog_ms)
     parser.add_argument("--baud", type=int, help="model wire time at this baud rate")
+    parser.add_argument("--drive-log", help="append each DRIVE's seq, arrival and outputs here")
     args = parser.parse_args(argv)
     # A flag, not KeyboardInterrupt: an exception raised inside a lock wait can corrupt the lock.
     stop = threading.Event()
@@ -476,8 +532,9 @@ def main(argv: list[str] | None = None) -> None:
         signal.signal(signum, lambda *_: stop.set())
     try:
         config = EmulatorConfig.from_dict({"watchdog_ms": args.watchdog_ms, "baud": args.baud})
-        emu = PtyEmulator(config, link_path=args.link).start()
-    except RoverError as exc:
+        drive_log = DriveLog(args.drive_log) if args.drive_log else None
+        emu = PtyEmulator(config, link_path=args.link, drive_log=drive_log).start()
+    except (RoverError, OSError) as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
     try:
         print(f"{emu.device_path} -> {emu.pty_path}", flush=True)

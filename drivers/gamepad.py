@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -37,7 +38,7 @@ from rover.teleop import (
 )
 
 WINDOW_TITLE = "rover teleop"
-WINDOW_SIZE = (760, 120)
+WINDOW_SIZE = (760, 154)  # four lines: the key help wraps onto two
 
 
 @runtime_checkable
@@ -65,9 +66,42 @@ class OperatorInput(Protocol):
         """Take what the operator did since the last read; the command at ``now_s``."""
         ...
 
+    def wait(self, timeout_s: float) -> bool:
+        """Return when the operator does something (True), or by ``timeout_s`` (False; SDL
+        may also return early): a key press goes out at once, not at the next tick."""
+        ...
+
     def close(self) -> None:
         """Release the device or window; safe to call twice."""
         ...
+
+
+class _PygameEvents:
+    """Waits on SDL's queue for the events teleop reads; keeps the one that woke it."""
+
+    def __init__(self, pg: Any):
+        self._pg = pg
+        self._woke: list[Any] = []
+        wanted = [pg.QUIT, pg.KEYDOWN, pg.KEYUP, pg.WINDOWFOCUSLOST, pg.JOYAXISMOTION]
+        wanted += [pg.JOYBUTTONDOWN, pg.JOYBUTTONUP, pg.JOYDEVICEADDED, pg.JOYDEVICEREMOVED]
+        pg.event.set_allowed(None)  # mouse motion over the window must not wake the node
+        pg.event.set_blocked(None)
+        pg.event.set_allowed(wanted)
+
+    def wait(self, timeout_s: float) -> bool:
+        if self._woke:
+            return True
+        if timeout_s <= 0:
+            return False
+        event = self._pg.event.wait(max(1, int(timeout_s * 1000)))
+        if event.type == self._pg.NOEVENT:
+            return False
+        self._woke.append(event)  # first in line: read() takes it before the rest
+        return True
+
+    def get(self) -> list[Any]:
+        events, self._woke = self._woke + self._pg.event.get(), []
+        return events
 
 
 def _display_available() -> bool:
@@ -86,6 +120,7 @@ class PygameGamepad:
         self._pg = import_pygame()
         self.latches = latches or Latches()
         self.pad = GamepadTeleop(cfg.gamepad, self.latches, cfg.keyboard.takeover)
+        self._events = _PygameEvents(self._pg)
         self._closed = False
 
     @property
@@ -103,7 +138,10 @@ class PygameGamepad:
     def read(self, now_s: float) -> TeleopState:
         if self._closed:
             return self.latches.state(0.0, 0.0, False, "gamepad")
-        return self.pad.update(self._pg.event.get())
+        return self.pad.update(self._events.get())
+
+    def wait(self, timeout_s: float) -> bool:
+        return not self._closed and self._events.wait(timeout_s)
 
     def close(self) -> None:
         if not self._closed:
@@ -126,13 +164,17 @@ class KeyboardWindow:
             pg.display.init()  # never pygame.init(): the audio mixer breaks headless machines
             self.surface = pg.display.set_mode(WINDOW_SIZE)
         except pg.error as exc:
-            raise DeviceError(f"cannot open the keyboard window ({exc}): check DISPLAY") from exc
+            raise DeviceError(
+                f"cannot open the keyboard window ({exc}): check DISPLAY, or pass --headless "
+                "to use gamepads alone"
+            ) from exc
         pg.display.set_caption(WINDOW_TITLE)
         pg.font.init()
         self._pg = pg
         self._font = pg.font.Font(None, 24)
         self.teleop = Teleop(cfg.keyboard, cfg.gamepad, cfg.use_gamepad)
         self.latches = self.teleop.latches
+        self._events = _PygameEvents(pg)
         self._last_s: float | None = None
         self._closed = False
 
@@ -152,7 +194,7 @@ class KeyboardWindow:
         if self._closed:
             return self.latches.state(0.0, 0.0, False, "keyboard")
         pg = self._pg
-        events = pg.event.get()
+        events = self._events.get()
         if any(e.type == pg.QUIT for e in events):
             self.close()
             return self.latches.state(0.0, 0.0, False, "keyboard")
@@ -161,6 +203,9 @@ class KeyboardWindow:
         state = self.teleop.update(events, pg.key.get_pressed(), dt_s)
         self._draw(state)
         return state
+
+    def wait(self, timeout_s: float) -> bool:
+        return not self._closed and self._events.wait(timeout_s)
 
     def _draw(self, state: TeleopState) -> None:
         pg = self._pg
@@ -171,7 +216,7 @@ class KeyboardWindow:
             f"{'REC' if state.record else ''}   input: {state.device}",
             f"steering {state.steering:+.2f}   throttle {state.throttle:+.2f}   "
             f"deadman {'held' if state.deadman else 'released'}",
-            KEYBOARD_HELP,
+            *_wrap(KEYBOARD_HELP, self._font, WINDOW_SIZE[0] - 24),
         ]
         for i, text in enumerate(lines):
             colour = (255, 90, 80) if state.estop and i == 0 else (225, 228, 235)
@@ -181,7 +226,19 @@ class KeyboardWindow:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            self._pg.font.quit()
             self._pg.display.quit()
+
+
+def _wrap(text: str, font, width_px: int) -> list[str]:
+    """Split a key help line at its three-space gaps so each piece fits ``width_px``."""
+    lines: list[str] = []
+    for part in text.split("   "):
+        if lines and font.size(f"{lines[-1]}   {part}")[0] <= width_px:
+            lines[-1] = f"{lines[-1]}   {part}"
+        else:
+            lines.append(part)
+    return lines
 
 
 @dataclass(frozen=True)
@@ -264,6 +321,11 @@ class ScriptedGamepad:
         s = self._current
         held = s.deadman and s.connected and not self._closed
         return self.latches.state(s.steering, s.throttle if held else 0.0, held, self._name)
+
+    def wait(self, timeout_s: float) -> bool:
+        if timeout_s > 0:
+            time.sleep(timeout_s)  # the script's steps land on the caller's next read
+        return False
 
     def close(self) -> None:
         self._closed = True

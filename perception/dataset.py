@@ -16,22 +16,29 @@ Samples come from recordings (``rover.recording.reader``) or from the simulator 
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from perception.steering.augment import AugmentConfig, augment_batch
-from perception.steering.model import SteeringModelConfig, prepare
+from perception.steering.budget import DEMONSTRATION, RELABELLED, TAKEOVER, data_budget
+from perception.steering.loader import BalancedSampler, SteeringDataset
+from perception.steering.model import SteeringModelConfig
+from perception.steering.prepare import ChunkRunner
 from rover.config import dataclass_from_dict
 from rover.errors import ConfigError, DataError
 
+__all__ = [  # the loader's pieces and the augmentation, where callers have always found them
+    "AugmentConfig",
+    "BalancedSampler",
+    "SteeringDataset",
+    "augment_batch",
+]
 MIN_FRAMES = 3000  # below ~2 minutes of 30 Hz driving the model cannot generalise
 SIGN_DEADBAND = 0.05  # |steering| below this has no meaningful sign
 
@@ -90,9 +97,33 @@ class FrameSet:
     sessions: list[str]
     image_hw: tuple[int, int]  # camera frame size the images came from
     dropped_reverse: int = 0
+    perturbation: np.ndarray | None = None  # float32 (N,): steering added to the label (DART)
+    kind: np.ndarray | None = None  # int8 (N,): DEMONSTRATION, TAKEOVER or RELABELLED
+    skipped_learner: int = 0  # frames the model itself drove (its own command is no label)
+    skipped_stale: int = 0  # frames whose command was stale (nobody was driving)
+
+    def __post_init__(self) -> None:
+        n = len(self.steering)
+        if self.perturbation is None:
+            self.perturbation = np.zeros(n, np.float32)
+        if self.kind is None:
+            self.kind = np.zeros(n, np.int8)
 
     def __len__(self) -> int:
         return len(self.steering)
+
+    def rows(self, keep: np.ndarray, **changes: Any) -> FrameSet:
+        """The frames selected by ``keep`` (mask or indices), every per-frame array alike."""
+        return dataclasses.replace(
+            self,
+            images=self.images[keep],
+            steering=changes.get("steering", self.steering)[keep],
+            throttle=changes.get("throttle", self.throttle)[keep],
+            session=self.session[keep],
+            perturbation=self.perturbation[keep],
+            kind=self.kind[keep],
+            **{k: v for k, v in changes.items() if k not in ("steering", "throttle")},
+        )
 
 
 def collect(
@@ -100,29 +131,48 @@ def collect(
     model_cfg: SteeringModelConfig,
     progress: bool = False,
     batch: int = 64,
+    total: int | None = None,
+    workers: int = 1,
 ) -> FrameSet:
-    """Prepare every sample with the model's own ``prepare``, in order; labels as recorded."""
-    chunks: list[np.ndarray] = []
-    steer, throttle, session_idx, names = [], [], [], {}
-    frames_l: list[np.ndarray] = []
-    frames_r: list[np.ndarray] = []
+    """Prepare every sample with the model's own ``prepare``, in order; labels as recorded.
+
+    Frames the model drove itself (source ``cnn:...``) and frames without a live command
+    (``...:stale``, ``none``) are skipped and counted: neither carries a demonstrator's label.
+    ``total`` (the frames expected) gives the progress bar its end and ETA. Samples may carry
+    JPEG bytes instead of images (the reader's ``decode=False``); ``workers`` > 1 decodes and
+    prepares chunks in that many processes, the same frames in the same order."""
+    labels: dict[str, list] = {k: [] for k in ("steering", "throttle", "session", "offset", "kind")}
+    names: dict[str, int] = {}
+    skipped = {"learner": 0, "stale": 0}
+    learner_drove: dict[str, bool] = {}  # per session: the model drove the last live frame
+    frames_l: list = []
+    frames_r: list = []
     expected = (model_cfg.image_height_px, model_cfg.image_width_px, 3)
-    skipped_shape: dict[tuple, int] = {}
-    bar = tqdm(samples, desc="preparing frames", unit="frame", disable=not progress)
-    for s in bar:
-        if s.left.shape != expected or s.right.shape != expected:
-            skipped_shape[s.left.shape] = skipped_shape.get(s.left.shape, 0) + 1
-            continue
-        frames_l.append(s.left)
-        frames_r.append(s.right)
-        steer.append(float(s.steering))
-        throttle.append(float(s.throttle))
-        session_idx.append(names.setdefault(s.session, len(names)))
-        if len(frames_l) == batch:
-            chunks.append(_prepare_chunk(frames_l, frames_r, model_cfg))
-            frames_l, frames_r = [], []
-    if frames_l:
-        chunks.append(_prepare_chunk(frames_l, frames_r, model_cfg))
+    with ChunkRunner(model_cfg, expected, workers) as runner:
+        bar = tqdm(
+            samples, desc="preparing frames", unit="frame", disable=not progress, total=total
+        )
+        for s in bar:
+            source = getattr(s, "source", "")
+            if source.endswith(":stale") or source.startswith(("none", "cnn:")):
+                if source.startswith("cnn:"):
+                    learner_drove[s.session] = True
+                skipped["learner" if source.startswith("cnn:") else "stale"] += 1
+                continue
+            labels["kind"].append(_kind(source, learner_drove.get(s.session, False)))
+            learner_drove[s.session] = labels["kind"][-1] != DEMONSTRATION  # a take-over goes on
+            frames_l.append(s.left)
+            frames_r.append(s.right)
+            labels["steering"].append(float(s.steering))
+            labels["throttle"].append(float(s.throttle))
+            labels["session"].append(names.setdefault(s.session, len(names)))
+            labels["offset"].append(float(getattr(s, "perturbation", 0.0)))
+            if len(frames_l) == batch:
+                runner.submit(frames_l, frames_r)
+                frames_l, frames_r = [], []
+        if frames_l:
+            runner.submit(frames_l, frames_r)
+        chunks, keep, skipped_shape = runner.results()
     for shape, count in skipped_shape.items():
         warnings.warn(
             f"skipped {count} frames of size {shape[1]}x{shape[0]}: the model expects "
@@ -130,16 +180,32 @@ def collect(
             DataWarning,
             stacklevel=2,
         )
-    if not chunks:
-        raise DataError("no usable frames in the recordings: record some driving first")
+    if not chunks or not keep.any():
+        raise DataError(
+            "no usable frames in the recordings (none driven by a person or the expert with a "
+            "live command): record some driving first"
+        )
     return FrameSet(
         images=np.concatenate(chunks),
-        steering=np.asarray(steer, np.float32),
-        throttle=np.asarray(throttle, np.float32),
-        session=np.asarray(session_idx, np.int32),
+        steering=np.asarray(labels["steering"], np.float32)[keep],
+        throttle=np.asarray(labels["throttle"], np.float32)[keep],
+        session=np.asarray(labels["session"], np.int32)[keep],
         sessions=list(names),
         image_hw=expected[:2],
+        perturbation=np.asarray(labels["offset"], np.float32)[keep],
+        kind=np.asarray(labels["kind"], np.int8)[keep],
+        skipped_learner=skipped["learner"],
+        skipped_stale=skipped["stale"],
     )
+
+
+def _kind(source: str, after_learner: bool) -> int:
+    """A kept frame's kind: the model drove it (in-process, labelled by the expert); someone
+    took the wheel from the model (the frames after the model drove, until it drives again);
+    or a demonstration."""
+    if source == "model":
+        return RELABELLED
+    return TAKEOVER if after_learner else DEMONSTRATION
 
 
 def concat_frames(parts: list[FrameSet]) -> FrameSet:
@@ -157,6 +223,10 @@ def concat_frames(parts: list[FrameSet]) -> FrameSet:
         sessions=sessions,
         image_hw=parts[0].image_hw,
         dropped_reverse=sum(p.dropped_reverse for p in parts),
+        perturbation=np.concatenate([p.perturbation for p in parts]),
+        kind=np.concatenate([p.kind for p in parts]),
+        skipped_learner=sum(p.skipped_learner for p in parts),
+        skipped_stale=sum(p.skipped_stale for p in parts),
     )
 
 
@@ -165,20 +235,7 @@ def head(frames: FrameSet, n: int) -> FrameSet:
     if n >= len(frames):
         return frames
     used = int(frames.session[:n].max()) + 1 if n else 0
-    return dataclasses.replace(
-        frames,
-        images=frames.images[:n],
-        steering=frames.steering[:n],
-        throttle=frames.throttle[:n],
-        session=frames.session[:n],
-        sessions=frames.sessions[:used],
-    )
-
-
-def _prepare_chunk(lefts, rights, cfg: SteeringModelConfig) -> np.ndarray:
-    left = torch.from_numpy(np.stack(lefts))
-    right = torch.from_numpy(np.stack(rights))
-    return prepare(left, right, cfg).permute(0, 2, 3, 1).contiguous().numpy()
+    return frames.rows(slice(0, n), sessions=frames.sessions[:used])
 
 
 def relabel(frames: FrameSet, cfg: DataConfig) -> FrameSet:
@@ -194,14 +251,8 @@ def relabel(frames: FrameSet, cfg: DataConfig) -> FrameSet:
             keep[idx[-k:]] = False
     reverse = throttle < 0 if cfg.drop_reverse else np.zeros(len(frames), bool)
     keep &= ~reverse
-    return FrameSet(
-        images=frames.images[keep],
-        steering=steering[keep],
-        throttle=throttle[keep],
-        session=frames.session[keep],
-        sessions=frames.sessions,
-        image_hw=frames.image_hw,
-        dropped_reverse=int(reverse.sum()),
+    return frames.rows(
+        keep, steering=steering, throttle=throttle, dropped_reverse=int(reverse.sum())
     )
 
 
@@ -277,104 +328,6 @@ def check_degenerate(frames: FrameSet) -> list[str]:
     return problems
 
 
-class SteeringDataset(torch.utils.data.Dataset):
-    """Training or validation view of a FrameSet; yields whole batches via ``__getitems__``.
-
-    A batch is ``(images, targets)``: uint8 (B, 6, h, w) channels_last and float32 (B, k)
-    (steering, and throttle when ``targets == 2``).
-    """
-
-    def __init__(
-        self,
-        frames: FrameSet,
-        indices: np.ndarray,
-        augment: AugmentConfig | None = None,
-        targets: int = 2,
-    ):
-        self.frames = frames
-        self.indices = np.asarray(indices, np.int64)
-        self.augment = augment
-        self.targets = targets
-        self._rng: np.random.Generator | None = None
-        self._shared: torch.Tensor | None = None  # the images in shared memory, once shared
-
-    def share_images(self) -> bool:
-        """Keep the images in shared memory, so a loader worker maps them instead of receiving
-        a pickled copy (2 GB: ~20 s before the first batch, and a second copy in RAM). False,
-        and nothing changes, when /dev/shm has no room for them (a container's default 64 MB:
-        ``docker run --shm-size``)."""
-        need = self.frames.images.nbytes
-        try:
-            free = shutil.disk_usage("/dev/shm").free
-        except OSError:
-            return False
-        if free < 2 * need:
-            return False
-        images = np.ascontiguousarray(self.frames.images)
-        self._shared = torch.from_numpy(images).share_memory_()
-        return True
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        if self._shared is not None:  # the tensor travels as a shared-memory handle
-            state["frames"] = dataclasses.replace(self.frames, images=None)
-        return state
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        images, targets = self.__getitems__([i])
-        return images[0], targets[0]
-
-    def __getitems__(self, positions: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = self.indices[np.asarray(positions, np.int64)]
-        source = self.frames.images if self._shared is None else self._shared.numpy()
-        images = source[rows]  # a copy: safe to modify in place
-        steering = self.frames.steering[rows].copy()
-        if self.augment is not None:
-            if self._rng is None:  # per worker: torch seeds each worker differently
-                self._rng = np.random.default_rng(torch.initial_seed() % 2**63)
-            steering = augment_batch(images, steering, self.augment, self._rng)
-        labels = [steering, self.frames.throttle[rows]][: self.targets]
-        x = torch.from_numpy(images).permute(0, 3, 1, 2)  # channels_last strides
-        return x, torch.from_numpy(np.stack(labels, axis=1).astype(np.float32))
-
-
-class BalancedSampler(torch.utils.data.Sampler[int]):
-    """Draws positions with replacement by weight; shards them across DDP ranks.
-
-    Every rank draws the same sequence (same seed and epoch) and keeps every world-th item, so
-    ranks see disjoint draws without talking to each other.
-    """
-
-    def __init__(
-        self,
-        weights: np.ndarray,
-        num_samples: int,
-        rank: int = 0,
-        world_size: int = 1,
-        seed: int = 0,
-    ):
-        self.weights = torch.as_tensor(weights, dtype=torch.float64)
-        self.num_samples = num_samples - num_samples % world_size
-        self.rank, self.world_size, self.seed = rank, world_size, seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Draw a different sequence each epoch."""
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.num_samples // self.world_size
-
-    def __iter__(self) -> Iterator[int]:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        # torch.multinomial takes at most 2^24 categories: fine for hours of 30 Hz data
-        drawn = torch.multinomial(self.weights, self.num_samples, replacement=True, generator=g)
-        return iter(drawn[self.rank :: self.world_size].tolist())
-
-
 def describe(frames: FrameSet, train_idx: np.ndarray, val_idx: np.ndarray) -> dict[str, Any]:
     """A JSON-ready summary of the data a model was trained on (stored in the checkpoint)."""
     steer = frames.steering
@@ -389,6 +342,7 @@ def describe(frames: FrameSet, train_idx: np.ndarray, val_idx: np.ndarray) -> di
         "steering_std": round(float(steer.std()), 4) if len(steer) else 0.0,
         "steering_abs_mean": round(float(np.abs(steer).mean()), 4) if len(steer) else 0.0,
         "cruise_throttle": round(cruise_throttle(frames), 4),
+        "budget": data_budget(frames),
     }
 
 
@@ -419,6 +373,9 @@ def save_frames(frames: FrameSet, path: str | Path) -> Path:
         sessions=np.asarray(frames.sessions),
         image_hw=np.asarray(frames.image_hw),
         dropped_reverse=np.asarray(frames.dropped_reverse),
+        perturbation=frames.perturbation,
+        kind=frames.kind,
+        skipped=np.asarray([frames.skipped_learner, frames.skipped_stale]),
     )
     tmp.replace(path)
     return path
@@ -437,7 +394,12 @@ def load_frames(path: str | Path, model_cfg: SteeringModelConfig) -> FrameSet:
                 sessions=[str(s) for s in z["sessions"]],
                 image_hw=(int(z["image_hw"][0]), int(z["image_hw"][1])),
                 dropped_reverse=int(z["dropped_reverse"]),
+                # caches written before the data budget: all demonstrations, none perturbed
+                perturbation=z.get("perturbation", None),
+                kind=z.get("kind", None),
             )
+            if "skipped" in z:
+                frames.skipped_learner, frames.skipped_stale = (int(v) for v in z["skipped"])
     except (OSError, KeyError, ValueError) as exc:
         raise DataError(f"frame cache {path} is unreadable ({exc}): delete it to rebuild") from None
     h, w = model_cfg.input_hw

@@ -11,6 +11,7 @@ processes through torchrun (gloo on CPU, NCCL on GPU).
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import subprocess
 import sys
@@ -32,17 +33,45 @@ from perception.dataset import (
     save_frames,
     split,
 )
+from perception.steering.budget import budget_text, data_budget
 from perception.steering.model import ARCHS, SteeringModelConfig, summary_text
 from perception.steering.trainer import TrainConfig, Trainer
 from rover.errors import ConfigError, DataError
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The description as written; every option that has a default value shows it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "default" in text or default in (None, [], argparse.SUPPRESS) or default is False:
+            return text  # a flag, a list, or nothing to show
+        return f"{text} (default: %(default)s)"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The command's options; the epilog lists the architectures' size and MACs."""
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.formatter_class = _HelpFormatter
     parser.epilog = "architectures (per stereo pair):\n" + summary_text()
-    parser.add_argument("recordings", nargs="*", metavar="REC", help="session folder or .mcap")
+    parser.add_argument(
+        "recordings", nargs="*", metavar="REC", help="session folder, folder of sessions or .mcap"
+    )
     parser.add_argument("--out", help="checkpoint to write (e.g. models/steering.pt)")
+    parser.add_argument(
+        "--max-frames",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train on at most the first N frames of the recordings (all when not given)",
+    )
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        metavar="M",
+        help="train on at most the first M minutes (30 Hz frames) of the recordings",
+    )
     parser.add_argument(
         "--sim-minutes",
         type=float,
@@ -60,7 +89,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--sim-workers",
         type=int,
         default=os.cpu_count() or 1,
-        help="processes driving the simulated demonstrations (default: one per core)",
+        help="processes driving the simulated demonstrations (default: one per core, here %(default)s)",
+    )
+    parser.add_argument(
+        "--prepare-workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes decoding and preparing the recorded frames (default: one per core, "
+        "here %(default)s)",
+    )
+    parser.add_argument(
+        "--sim-cluster",
+        metavar="ADDRESS",
+        help="drive the simulated demonstrations on a Dask cluster (tcp://HOST:PORT or "
+        "local[:N]; docs/cluster.md)",
     )
     parser.add_argument("--cache", help="prepared-frames .npz: written once, then reused")
     parser.add_argument(
@@ -71,11 +113,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="more prepared frames to train on (e.g. corrections), repeatable",
     )
     parser.add_argument("--init", metavar="MODEL", help="start from this checkpoint's weights")
-    parser.add_argument("--arch", choices=sorted(ARCHS), default=SteeringModelConfig.arch)
+    parser.add_argument(
+        "--arch",
+        choices=sorted(ARCHS),
+        default=SteeringModelConfig.arch,
+        help="network (sizes below)",
+    )
     parser.add_argument(
         "--no-throttle", action="store_true", help="predict steering only (fixed cruise throttle)"
     )
-    parser.add_argument("--normalise", choices=("image", "fixed"), default="image")
+    parser.add_argument(
+        "--normalise",
+        choices=("image", "fixed"),
+        default="image",
+        help="per-image mean/std per channel, or fixed scaling",
+    )
     parser.add_argument(
         "--model-set",
         action="append",
@@ -84,14 +136,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="any model config value, e.g. image_width_px=640 for another camera (repeatable)",
     )
     t = TrainConfig()
-    parser.add_argument("--epochs", type=int, default=t.epochs)
-    parser.add_argument("--batch-size", type=int, default=t.batch_size)
-    parser.add_argument("--lr", type=float, default=t.lr)
-    parser.add_argument("--patience", type=int, default=t.patience, help="early-stop epochs")
+    parser.add_argument("--epochs", type=int, default=t.epochs, help="passes over the data")
+    parser.add_argument("--batch-size", type=int, default=t.batch_size, help="frames per step")
+    parser.add_argument(
+        "--lr", type=float, default=t.lr, help="peak learning rate (warm-up, cosine decay)"
+    )
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=t.patience,
+        help="stop after this many epochs without a better validation MAE",
+    )
     parser.add_argument("--workers", type=int, default=t.workers, help="data-loading processes")
     parser.add_argument("--threads", type=int, default=t.threads, help="torch threads (0: auto)")
     parser.add_argument("--device", default=t.device, help="auto, cpu, cuda or mps")
-    parser.add_argument("--seed", type=int, default=t.seed)
+    parser.add_argument(
+        "--seed", type=int, default=t.seed, help="seed of weights, sampling, augmentation"
+    )
     d = DataConfig()
     parser.add_argument(
         "--latency-frames",
@@ -99,7 +160,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.latency_frames,
         help="label each frame with the command this many frames later",
     )
-    parser.add_argument("--val-fraction", type=float, default=d.val_fraction)
+    parser.add_argument(
+        "--val-fraction",
+        type=float,
+        default=d.val_fraction,
+        help="share held out for validation (whole sessions, or 10 s blocks)",
+    )
     parser.add_argument("--no-augment", action="store_true", help="train on the frames as is")
     parser.add_argument(
         "--augment-set",
@@ -152,8 +218,9 @@ def _key_values(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def recording_samples(paths: list[str]):
-    """Samples of every session in `paths`, via the recording reader; warns on camera mismatch."""
+def recording_samples(paths: list[str], limit: int | None = None):
+    """(samples, how many) of every session in `paths` via the recording reader, at most
+    ``limit``; warns on camera mismatch."""
     try:
         from rover.recording.reader import open_sessions
     except ImportError:
@@ -173,7 +240,24 @@ def recording_samples(paths: list[str]):
             DataWarning,
             stacklevel=2,
         )
-    return (sample for session in sessions for sample in session.samples())
+    total = sum(len(session) for session in sessions)
+    # JPEG bytes: the prepare workers decode them, in parallel
+    samples = (sample for session in sessions for sample in session.samples(decode=False))
+    if limit is not None and limit < total:
+        return itertools.islice(samples, limit), limit
+    return samples, total
+
+
+def frame_limit(args: argparse.Namespace) -> int | None:
+    """``--max-frames`` / ``--max-minutes`` as a frame count (the smaller), or None."""
+    limits = []
+    if args.max_frames is not None:
+        limits.append(args.max_frames)
+    if args.max_minutes is not None:
+        limits.append(round(args.max_minutes * 60 * 30))
+    if any(n < 1 for n in limits):
+        raise ConfigError("--max-frames and --max-minutes must be positive")
+    return min(limits) if limits else None
 
 
 def gather_frames(args: argparse.Namespace, model_cfg: SteeringModelConfig) -> FrameSet:
@@ -186,13 +270,23 @@ def gather_frames(args: argparse.Namespace, model_cfg: SteeringModelConfig) -> F
         raise ConfigError("no data: pass recordings (REC...) or --sim-minutes M")
     parts = []
     if args.recordings:
-        parts.append(collect(recording_samples(args.recordings), model_cfg, not args.quiet))
+        samples, total = recording_samples(args.recordings, frame_limit(args))
+        parts.append(
+            collect(samples, model_cfg, not args.quiet, total=total, workers=args.prepare_workers)
+        )
     if args.sim_minutes > 0:
         from perception.steering.demos import EpisodeSpec, collect_demos
 
         spec = EpisodeSpec(seed=args.sim_seed, randomise=args.sim_randomise)
         parts.append(
-            collect_demos(args.sim_minutes, model_cfg, spec, args.sim_workers, not args.quiet)
+            collect_demos(
+                args.sim_minutes,
+                model_cfg,
+                spec,
+                args.sim_workers,
+                not args.quiet,
+                getattr(args, "sim_cluster", None),
+            )
         )
     frames = parts[0] if len(parts) == 1 else concat_frames(parts)
     if args.cache and os.environ.get("RANK", "0") == "0":  # one writer in a DDP job
@@ -211,6 +305,7 @@ def train_model(args: argparse.Namespace) -> dict[str, Any]:
         if issubclass(w.category, DataWarning):
             print(f"warning: {w.message}", file=sys.stderr)
     train_idx, val_idx = split(frames, data_cfg)
+    budget = data_budget(frames)
     trainer = Trainer(
         frames,
         (train_idx, val_idx),
@@ -226,6 +321,7 @@ def train_model(args: argparse.Namespace) -> dict[str, Any]:
         f"{len(val_idx)} validation; {model_cfg.arch} on {trainer.device}, "
         f"world size {trainer.dist.world_size}"
     )
+    trainer.log(f"learning from {budget_text(budget)}")
     if args.init:
         trainer.init_from(args.init)
     result = trainer.fit(resume=args.resume)
@@ -239,6 +335,7 @@ def _torchrun(args: argparse.Namespace) -> int:
     """Relaunch this command as `nproc` ranks under torchrun (standalone rendezvous)."""
     argv = [*args.recordings, "--out", args.out, "--nproc", "1"]
     names = ("sim_minutes", "sim_seed", "sim_randomise", "cache", "init", "arch", "normalise")
+    names += ("max_frames", "max_minutes")
     for name in (*names, "epochs"):
         if getattr(args, name) is not None:
             argv += [f"--{name.replace('_', '-')}", str(getattr(args, name))]

@@ -26,8 +26,8 @@ import numpy as np
 
 from perception import stereo
 from perception.traversability.pipeline import TraversabilityConfig, TraversabilityPipeline
-from rover.bench.common import print_table
 from rover.errors import ConfigError, DataError
+from rover.table import print_table
 
 METHODS = ("stereo", "stereo_fullrange", "learned", "online", "fused")
 BANDS = ("near", "far")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 import zmq
 
 from rover import messages as m
+from rover.curve import curve_client, curve_server
 from rover.topics import BusConfig, Topic
 
 _context: zmq.Context | None = None
@@ -33,10 +34,13 @@ class Publisher:
 
     def __init__(self, topic: Topic, bus: BusConfig | None = None, hwm: int = 100):
         self.topic = topic
-        self.endpoint = (bus or BusConfig()).endpoint(topic)
+        bus = bus or BusConfig()
+        self.endpoint = bus.endpoint(topic)
         self._sock = context().socket(zmq.PUB)
         self._sock.setsockopt(zmq.SNDHWM, hwm)
         self._sock.setsockopt(zmq.LINGER, 0)
+        if bus.curve:
+            curve_server(self._sock, bus.keys_dir or None)
         self._sock.bind(self.endpoint)
         self.seq = 0
 
@@ -94,7 +98,10 @@ class Subscriber:
         self._sock.setsockopt(zmq.RCVHWM, hwm or default_hwm)
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.setsockopt(zmq.SUBSCRIBE, b"")
-        self._sock.connect((bus or BusConfig()).endpoint(topic))
+        bus = bus or BusConfig()
+        if bus.curve:  # the robot's own nodes connect with the robot's pair
+            curve_client(self._sock, bus.keys_dir or None)
+        self._sock.connect(bus.endpoint(topic))
 
     @property
     def socket(self) -> zmq.Socket:

@@ -13,7 +13,7 @@ import re
 import sys
 from pathlib import Path
 
-from rover.errors import EXIT_USAGE, exit_code_table, run_command
+from rover.errors import EXIT_USAGE, RoverError, exit_code_table, run_command
 
 # `rover bench NAME` -> module with add_arguments(parser) and run(args) -> dict
 BENCHES = {
@@ -23,6 +23,10 @@ BENCHES = {
     "infer": "rover.bench.infer",
     "train": "rover.bench.train",
     "traversability": "rover.bench.traversability",
+    "replay": "rover.bench.replay",
+    "cluster": "rover.bench.cluster",
+    "latency": "rover.bench.latency",
+    "console": "rover.bench.console",
 }
 # `rover COMMAND KIND ...` -> module with add_arguments(parser) and run(args) -> int
 KINDS = {
@@ -30,7 +34,11 @@ KINDS = {
         "steering": "perception.train_steering",
         "traversability": "perception.traversability.train",
     },
-    "eval": {"steering": "perception.steering.evaluate", "traversability": "perception.trav_eval"},
+    "eval": {
+        "steering": "perception.steering.evaluate",
+        "traversability": "perception.trav_eval",
+        "recordings": "perception.steering.offline_eval",
+    },
 }
 
 
@@ -68,7 +76,9 @@ def module_summary(module: str) -> str:
     """The first line of a module's docstring, read without importing it (torch stays
     unloaded for `--help`), less a leading "`rover x`: " and a trailing ": ``rover x``."."""
     spec = importlib.util.find_spec(module)
-    doc = ast.get_docstring(ast.parse(Path(spec.origin).read_text())) if spec else None
+    if spec is None or not spec.origin:
+        return "(not in this checkout)"
+    doc = ast.get_docstring(ast.parse(Path(spec.origin).read_text()))
     line = (doc or module).strip().splitlines()[0]
     line = re.sub(r"^`[^`]*`:\s*", "", line)
     line = re.sub(r":\s*``[^`]*``\.?$", "", line).rstrip(".")
@@ -101,7 +111,8 @@ def _add_stack_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--sim",
         metavar="SCENARIO",
-        help=f"run against the simulator: {', '.join(scenario_names())}, or a .toml path",
+        help=f"run against the simulator: {', '.join(scenario_names())}, or a .toml path; "
+        "a list (forest,open,corridor) cycles families when --duration outlasts a world",
     )
     p.add_argument(
         "--seed", type=int, default=None, help="simulator world seed (default: the scenario's)"
@@ -152,9 +163,10 @@ def _add_stack_args(p: argparse.ArgumentParser) -> None:
     faults.add_argument(
         "--camera-latency-ms",
         type=float,
-        default=0.0,
+        default=None,
+        help="delay every camera frame by this much (default in real time: the robot's "
+        "capture-to-publish time that `rover bench latency` last measured here; 0: none)",
         metavar="MS",
-        help="delay every camera frame by this much",
     )
     faults.add_argument(
         "--frame-drop",
@@ -183,6 +195,29 @@ def _add_stack_args(p: argparse.ArgumentParser) -> None:
         help="replay timed operator inputs from this file instead of a keyboard or gamepad "
         "(tests, headless rigs): a list of {t_s, steering, throttle, deadman, action}",
     )
+    remote = p.add_argument_group("remote operation (docs/remote.md)")
+    remote.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="let authorized operators (rover keys) connect over CURVE: `rover teleop "
+        "--connect ROBOT:PORT` on a laptop (PORT and PORT+1)",
+    )
+    remote.add_argument(
+        "--console",
+        nargs="?",
+        const="127.0.0.1:8765",
+        metavar="[HOST:]PORT",
+        help="serve the web console (default 127.0.0.1:8765; HTTPS off loopback) and print "
+        "its URL with the access token",
+    )
+    remote.add_argument(
+        "--foxglove",
+        nargs="?",
+        const="127.0.0.1:8766",
+        metavar="[HOST:]PORT",
+        help="Foxglove live WebSocket server (default 127.0.0.1:8766)",
+    )
+    remote.add_argument("--keys", metavar="DIR", help="key folder (default: see rover keys)")
     p.add_argument(
         "--record",
         nargs="?",
@@ -190,6 +225,36 @@ def _add_stack_args(p: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="record a session to MCAP under DIR (default: recordings/)",
     )
+    demo = p.add_argument_group("demonstrations")
+    demo.add_argument(
+        "--perturb",
+        metavar="RATE,SIZE",
+        help="add smooth steering perturbations for the driver to correct (DART): RATE spans "
+        "a second, SIZE peak steering, e.g. 0.3,0.5; recorded labels stay the driver's own "
+        "([perturb] in the config for the rest)",
+    )
+    demo.add_argument(
+        "--randomise-materials",
+        type=float,
+        nargs="?",
+        const=0.6,
+        default=0.0,
+        metavar="P",
+        help="simulator: repaint this share of the worlds with other training materials "
+        "(0.6 when given alone)",
+    )
+
+
+def _add_connect_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--connect", metavar="ROBOT:PORT", help=what)
+    p.add_argument(
+        "--robot-key",
+        metavar="KEY",
+        help="the robot's public key (40 characters or its robot.key; default: the key "
+        "folder's robot.key)",
+    )
+    if not any(a.dest == "keys" for a in p._actions):
+        p.add_argument("--keys", metavar="DIR", help="key folder (default: see rover keys)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -211,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub, "teleop", "drive by hand (gamepad, or the keyboard in a window; Ctrl-C stops)"
     )
     _add_stack_args(p)
+    _add_connect_args(p, "drive a robot from this laptop: its live view, your keys/gamepad")
     p.set_defaults(func=_cmd_stack, mode="teleop", model=None)
 
     p = _command(sub, "demo", "the simulator driven by the bundled steering CNN")
@@ -232,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "topics", "live topics with rate, bandwidth and drops")
     p.add_argument("--namespace", default="default", help="the stack's bus namespace")
+    _add_connect_args(p, "list a robot's topics from this laptop (its --listen link)")
     p.add_argument("--seconds", type=float, default=3.0, help="how long to listen")
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
     p.set_defaults(func=_cmd_topics)
@@ -247,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
         "eval",
         add_help=False,
         help="closed-loop evaluation: rover eval --model M --suite DIR "
-        "(or rover eval traversability ...)",
+        "(or rover eval traversability ...; rover eval recordings --model M SESSION...)",
     )
     p.set_defaults(func=_cmd_kind, kinds=KINDS["eval"], prog="rover eval", default="steering")
 
@@ -266,6 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser(
+        "replay", add_help=False, help="feed a recording through the real nodes, diff their answers"
+    )
+    p.set_defaults(func=_cmd_delegate, module="rover.replay.cli", entry="run", prog="rover replay")
+
+    p = sub.add_parser(
         "calibrate", add_help=False, help="stereo calibration from checkerboard image pairs"
     )
     p.set_defaults(
@@ -274,6 +346,18 @@ def build_parser() -> argparse.ArgumentParser:
         entry="run_calibrate",
         prog="rover calibrate",
     )
+
+    for name, module, help_text in (
+        ("rig", "rover.rig", "the robot's hardware stood in for: video cameras, emulated MCU"),
+        ("doctor", "rover.doctor", "check a robot (cameras, serial, firmware, disk, models)"),
+    ):
+        p = sub.add_parser(name, add_help=False, help=help_text)
+        p.set_defaults(func=_cmd_delegate, module=module, entry="run", prog=f"rover {name}")
+
+    p = sub.add_parser(
+        "keys", add_help=False, help="CURVE keys: init, authorize/revoke operators, list"
+    )
+    p.set_defaults(func=_cmd_delegate, module="rover.keys", entry="run", prog="rover keys")
 
     p = sub.add_parser(
         "mcu",
@@ -341,7 +425,14 @@ def _cmd_kind(args: argparse.Namespace) -> int:
 
 def _cmd_delegate(args: argparse.Namespace) -> int:
     """Commands whose module (and heavy imports) load only when that command runs."""
-    mod = importlib.import_module(args.module)
+    try:
+        mod = importlib.import_module(args.module)
+    except ModuleNotFoundError as exc:
+        if exc.name != args.module:
+            raise  # a missing dependency inside it: a bug or a broken install, keep the trace
+        raise RoverError(
+            f"`{args.prog}` is not in this checkout ({args.module}): update it"
+        ) from None
     parser = argparse.ArgumentParser(
         prog=args.prog, description=mod.__doc__, epilog=getattr(args, "epilog", None)
     )
@@ -355,7 +446,17 @@ def _cmd_delegate(args: argparse.Namespace) -> int:
 
 
 def _cmd_stack(args: argparse.Namespace) -> int:
+    if getattr(args, "connect", None):
+        from rover.nodes.remote_teleop import run_remote_teleop
+
+        return run_remote_teleop(args)
     from rover.stack import run_stack
+
+    if args.camera_latency_ms is None:  # a real-time simulator sees the robot's camera delay
+        from rover.bench.latency import measured_camera_latency_ms
+
+        real_time = args.sim and not args.lockstep  # lock-step time does not model it
+        args.camera_latency_ms = measured_camera_latency_ms() if real_time else 0.0
 
     return run_stack(args)
 

@@ -22,6 +22,7 @@ SECTIONS: dict[str, str] = {
     "motor": "drivers.serial_link:SerialConfig",
     "camera": "drivers.camera:CameraConfig",
     "control": "rover.control:ControlConfig",
+    "perturb": "rover.perturb:PerturbConfig",
     "teleop": "rover.teleop:TeleopConfig",
     "recorder": "rover.recording.writer:RecorderConfig",
     "traversability": "perception.traversability.pipeline:TraversabilityConfig",

@@ -17,8 +17,12 @@ stamps advance exactly one frame period per step) is deterministic.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import numpy as np
+
+from perception.traversability.guard import GuardConfig, TraversabilityGuard, stopping_distance_m
+from perception.traversability.polar import PolarSummary
 from rover import messages as m
 from rover.config import dataclass_from_dict
 from rover.errors import ConfigError
@@ -97,6 +101,8 @@ class Controller:
         self.source = "none"
         self.frame_seq = m.NO_FRAME
         self.camera_recv_ns: int | None = None  # None until the first camera frame
+        # a camera is stalled after stale_ms, or five of its periods if that is longer
+        self.camera_stale_ms = self.cfg.stale_ms
 
     def on_teleop(self, cmd: m.TeleopCommand, recv_ns: int) -> None:
         self.teleop, self.teleop_recv_ns = cmd, recv_ns
@@ -127,9 +133,9 @@ class Controller:
         return fresh and bool(t.operator)
 
     def camera_stale_now(self, now_ns: int) -> bool:
-        """No camera frame within stale_ms (or none yet)."""
+        """No camera frame within ``camera_stale_ms`` (or none yet)."""
         recv = self.camera_recv_ns
-        return recv is None or (now_ns - recv) / 1e6 > self.cfg.stale_ms
+        return recv is None or (now_ns - recv) / 1e6 > self.camera_stale_ms
 
     def _active(self) -> str:
         if self.teleop is not None and not self.teleop.autopilot:
@@ -174,3 +180,51 @@ class Controller:
             frame_seq=self.frame_seq,
             operator=operator,
         )
+
+
+class GuardedController(Controller):
+    """The control node's controller: arbitration (`Controller`) + the traversability guard.
+
+    The autopilot's steering target is biased toward a freer nearby arc before the slew limit;
+    the throttle is capped after it, so braking is immediate. A summary older than the guard's
+    ``stale_ms`` (the traversability node stalled) caps the speed to a crawl.
+    """
+
+    def __init__(self, config: ControlConfig | None = None, guard: GuardConfig | None = None):
+        super().__init__(config)
+        self.guard = TraversabilityGuard(guard)
+        self.polar: PolarSummary | None = None
+        self.polar_recv_ns = 0
+        self.limited_steps = self.biased_steps = 0  # how often it braked / steered
+
+    def on_traversability(self, polar: PolarSummary, recv_ns: int) -> None:
+        """A new summary from perception/traversability."""
+        self.polar, self.polar_recv_ns = polar, recv_ns
+
+    def _fresh_polar(self, now_ns: int) -> PolarSummary | None:
+        if self.polar is None or not self.guard.cfg.enabled:
+            return None
+        if (now_ns - self.polar_recv_ns) / 1e6 > self.guard.cfg.stale_ms:
+            room = stopping_distance_m(self.guard.cfg.stale_crawl_mps, self.guard.cfg)
+            return PolarSummary(self.polar.steering, np.full_like(self.polar.free_m, room))
+        return self.polar
+
+    def on_estimate(self, est: m.SteeringEstimate, recv_ns: int) -> None:
+        polar = self._fresh_polar(recv_ns)
+        if polar is not None and self._active() == "autopilot":
+            decision = self.guard.apply(polar, est.steering, est.throttle, True)
+            self.biased_steps += decision.biased
+            est = replace(est, steering=decision.steering)
+        super().on_estimate(est, recv_ns)
+
+    def output(self, now_ns: int) -> ControlOutput:
+        out = super().output(now_ns)
+        polar = self._fresh_polar(now_ns)
+        if polar is None:
+            return out
+        decision = self.guard.apply(polar, out.steering, out.throttle, autopilot=False)
+        if decision.throttle >= out.throttle:
+            return out
+        self._throttle.value = decision.throttle  # brake now, not after the slew ramp
+        self.limited_steps += 1
+        return replace(out, throttle=decision.throttle)

@@ -14,6 +14,7 @@ EXIT_FAILED = 1  # the command ran and its answer is "no": a node crashed, a reg
 EXIT_USAGE = 2  # a bad option, argument or config value (argparse uses 2 as well)
 EXIT_DEVICE = 3  # a device (serial port, camera, display) is missing, busy or unreadable
 EXIT_DATA = 4  # a recording, calibration or model file is missing, corrupt or foreign
+EXIT_LINK = 5  # a remote link cannot be made: nothing listening, or a refused key
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
 
 # The one table of exit codes: `rover --help` prints it, docs/exit-codes.md explains it.
@@ -23,6 +24,7 @@ EXIT_CODES: dict[int, str] = {
     EXIT_USAGE: "bad usage: an unknown option or kind, a bad value, a bad config file",
     EXIT_DEVICE: "a device is missing or busy: serial port, camera, display",
     EXIT_DATA: "a file is missing, empty, corrupt or foreign: recording, model, calibration",
+    EXIT_LINK: "a remote link cannot be made: nothing listening, or a key the robot refuses",
     EXIT_INTERRUPTED: "interrupted by Ctrl-C (train, eval, bench, recordings: nothing written)",
 }
 
@@ -62,3 +64,9 @@ def run_command(prog: str, command: Callable[[], int]) -> int:
     except RoverError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+
+
+class LinkError(RoverError):
+    """A remote link that cannot be made: nothing listening, or a key the robot refuses."""
+
+    exit_code = EXIT_LINK

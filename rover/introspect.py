@@ -55,31 +55,56 @@ def measure_topics(
 
 def run_topics(args: argparse.Namespace) -> int:
     """Listen, print the table (or JSON); exit 1 when no stack runs in the namespace."""
-    bus_cfg = topics.BusConfig.from_dict({"namespace": args.namespace})  # the config's rules
     if args.seconds <= 0:
         raise ConfigError(f"--seconds {args.seconds:g}: give a positive time to listen")
-    running = bus_cfg.transport != "ipc" or os.path.isdir(bus_cfg.ipc_path())
+    remote = f"robot {args.connect}" if getattr(args, "connect", None) else None
     health = HealthLog()
-    rows = measure_topics(bus_cfg, args.seconds, health) if running else []
+    if remote:
+        from rover.remote_client import measure_remote
+
+        running = True
+        rows = measure_remote(args.connect, args.keys, args.robot_key, args.seconds)
+    else:
+        bus_cfg = topics.BusConfig.from_dict({"namespace": args.namespace})  # the config's rules
+        running = bus_cfg.transport != "ipc" or os.path.isdir(bus_cfg.ipc_path())
+        rows = measure_topics(bus_cfg, args.seconds, health) if running else []
     faults = health.summary()
+    where_key = remote or "local"
     if not any(r["messages"] for r in rows):
-        where = f"nothing published in {args.seconds:g} s" if running else "no sockets"
+        why = f"nothing published in {args.seconds:g} s" if running else "no sockets"
         if args.json:
-            print(json.dumps({"namespace": args.namespace, "running": False, "topics": rows}))
+            print(
+                json.dumps(
+                    {
+                        "namespace": args.namespace,
+                        "where": where_key,
+                        "running": False,
+                        "topics": rows,
+                    }
+                )
+            )
+        elif remote:
+            print(f"{remote}: {why}: is its stack running with --listen?")
         else:
             print(
-                f"no stack in namespace {args.namespace!r} ({where}): start one, e.g. "
+                f"no stack in namespace {args.namespace!r} ({why}): start one, e.g. "
                 "`rover drive --sim forest`, or give its --namespace"
             )
         return EXIT_FAILED
     if args.json:
         print(
             json.dumps(
-                {"namespace": args.namespace, "running": True, "topics": rows, "faults": faults}
+                {
+                    "namespace": args.namespace,
+                    "where": where_key,
+                    "running": True,
+                    "topics": rows,
+                    "faults": faults,
+                }
             )
         )
         return 0
-    print(f"namespace {args.namespace!r}, listened {args.seconds:g} s")
+    print(f"{remote or f'namespace {args.namespace!r}'}, listened {args.seconds:g} s")
     print_table(
         ("topic", "type", "rate Hz", "nominal", "kbit/s", "msgs", "drops", "bad"),
         [

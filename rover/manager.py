@@ -32,6 +32,7 @@ __all__ = ["Manager", "NamespaceInUse", "NamespaceLock", "NODES", "NodeSpec", "R
 # Exit codes of a node that restarting cannot fix (rover.errors: ConfigError, DataError);
 # a DeviceError (3) is fatal only at the first start: a device that was never there is a
 # setup problem, one that vanished mid-run (USB unplug) may come back.
+HEALTH_SETTLE_S = 0.3  # a fault is printed once the run has not ended this long after it
 FATAL_EXIT_CODES = {EXIT_USAGE, EXIT_DATA}
 DEVICE_EXIT_CODE = EXIT_DEVICE
 # a node that exits 0, or by SIGINT/SIGTERM, was told to stop or has nothing more to do (a file
@@ -51,6 +52,9 @@ class RunOptions:
     config: str | None = None
     namespace: str = "default"
     overrides: tuple[str, ...] = ()
+    listen: str | None = None  # remote operators' CURVE link (HOST:PORT)
+    console: str | None = None  # web console ([HOST:]PORT)
+    foxglove: str | None = None  # Foxglove live server ([HOST:]PORT)
     node_args: dict[str, list[str]] = field(default_factory=dict)
     unattended: bool = False  # drive without an operator input that can stop the robot
 
@@ -73,7 +77,7 @@ class NodeSpec:
 
 NODES: tuple[NodeSpec, ...] = (
     NodeSpec("camera", "rover.nodes.camera", lambda o: o.sim is None),
-    NodeSpec("sim", "sim.node", lambda o: o.sim is not None, primary=True),
+    NodeSpec("sim", "rover.nodes.sim", lambda o: o.sim is not None, primary=True),
     # the operator's keyboard window, gamepad or script; with --sim the simulator's window
     # reads the keyboard instead
     NodeSpec("teleop", "rover.nodes.teleop", lambda o: o.sim is None),
@@ -82,6 +86,8 @@ NODES: tuple[NodeSpec, ...] = (
     ),
     NodeSpec("traversability", "rover.nodes.traversability", lambda o: o.traversability),
     NodeSpec("recorder", "rover.nodes.recorder", lambda o: o.record is not None),
+    NodeSpec("remote", "rover.nodes.remote", lambda o: bool(o.listen or o.console)),
+    NodeSpec("foxglove", "rover.nodes.foxglove", lambda o: o.foxglove is not None),
     NodeSpec(
         "control",
         "rover.nodes.control",
@@ -101,9 +107,7 @@ def _bus_config(options: RunOptions) -> BusConfig:
 
 
 def _sim_motor_port(options: RunOptions) -> str:
-    from rover.stack import motor_port_for_sim
-
-    return motor_port_for_sim(options.namespace)
+    return topics.motor_port_for_sim(options.namespace)
 
 
 class ManagedNode:
@@ -178,6 +182,8 @@ class Manager:
         self.health = HealthLog()
         self.printed: list[str] = []  # the health lines shown to the user, in order
         self._health_subs: list = []
+        self._held_health: list = []  # (monotonic s, event) until HEALTH_SETTLE_S passed
+        self._sim_linked = False  # the simulator's motor controller link appeared
         self.device_timeout_s = device_timeout_s
         self._started_at = time.monotonic()
         self.stop_timeout_s = stop_timeout_s
@@ -222,13 +228,30 @@ class Manager:
         what = "restarted" if node.restarts else "started"
         log.info("%s %s (pid %d)", what, node.spec.name, node.proc.pid)
 
-    def print_health(self) -> None:
-        """Print each fault and recovery the nodes report, once, as it happens."""
+    def print_health(self, final: bool = False) -> None:
+        """Print each fault and recovery the nodes report, once, a settle time after it came
+        (``final``: all that are left); none once the run is ending by itself (a finished
+        simulator takes its motor controller with it: "motor controller lost" is no fault)."""
+        now = time.monotonic()
         for sub in self._health_subs:
-            for event in sub.drain():
-                if self.health.take(event):
-                    self.printed.append(event.text)
-                    print(f"rover: {event.text}", file=sys.stderr, flush=True)
+            self._held_health += [(now, event) for event in sub.drain()]
+        if self._stopping or self._sim_ending():
+            self._held_health.clear()  # what the shutdown itself causes is no news
+        due = [e for t, e in self._held_health if final or now - t >= HEALTH_SETTLE_S]
+        self._held_health = self._held_health[len(due) :]
+        for event in due:
+            if self.health.take(event):
+                self.printed.append(event.text)
+                print(f"rover: {event.text}", file=sys.stderr, flush=True)
+
+    def _sim_ending(self) -> bool:
+        """The simulator has exited, or is exiting: its motor controller's link is gone."""
+        if self.options.sim is None:
+            return False
+        sims = [n for n in self.nodes if n.spec.primary and n.proc is not None]
+        linked = bool(sims) and os.path.exists(_sim_motor_port(self.options))
+        self._sim_linked = self._sim_linked or linked  # gone after it was there: closing
+        return any(n.proc.poll() is not None for n in sims) or (self._sim_linked and not linked)
 
     def poll(self) -> str | None:
         """Check every node once; restart the dead. Returns why the run ended, else None."""
@@ -270,7 +293,7 @@ class Manager:
         themselves and this loop, told too, restarts none of them."""
         handlers = {
             signum: signal.signal(signum, lambda *_: self._request_stop())
-            for signum in (signal.SIGINT, signal.SIGTERM)
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGHUP: terminal closed
         }
         reason = "stopped"
         try:
@@ -290,7 +313,7 @@ class Manager:
                 reason = "interrupted"
         finally:
             self.stop()
-            self.print_health()
+            self.print_health(final=True)
             for signum, previous in handlers.items():
                 signal.signal(signum, previous)
             self.clean_up()
@@ -316,16 +339,20 @@ class Manager:
 
     def stop(self) -> None:
         """SIGINT every node, then SIGKILL those still running after the timeout."""
-        running = [n.proc for n in self.nodes if n.proc and n.proc.poll() is None]
-        for proc in running:
-            proc.send_signal(signal.SIGINT)
+        running = [n for n in self.nodes if n.proc and n.proc.poll() is None]
+        for node in running:
+            node.proc.send_signal(signal.SIGINT)
         deadline = time.monotonic() + self.stop_timeout_s
-        for proc in running:
+        for node in running:
+            proc = node.proc
             try:
                 proc.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 log.warning(
-                    "pid %d ignored SIGINT for %.1f s: SIGKILL", proc.pid, self.stop_timeout_s
+                    "node %s (pid %d) ignored SIGINT for %.1f s: SIGKILL",
+                    node.spec.name,
+                    proc.pid,
+                    self.stop_timeout_s,
                 )
                 proc.kill()
                 proc.wait()

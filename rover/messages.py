@@ -79,7 +79,10 @@ class SteeringEstimate(Message):
 
 @dataclass(frozen=True, kw_only=True)
 class ControlCommand(Message):
-    """The arbitrated command the control node sent to the motors, and which DRIVE carried it."""
+    """The arbitrated command the control node sent to the motors, and which DRIVE carried it.
+
+    ``perturbation``: the part of ``steering`` the control node added ([perturb], DART); the
+    driver's own command is ``steering - perturbation`` (0 in recordings made before it)."""
 
     TYPE_ID: ClassVar[int] = 4
     steering: float = 0.0
@@ -88,6 +91,7 @@ class ControlCommand(Message):
     source: str = ""
     stale: bool = False
     estop: bool = False
+    perturbation: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,6 +164,38 @@ class HealthEvent(Message):
     text: str = ""
 
 
+@dataclass(frozen=True, kw_only=True)
+class StereoPreview(Message):
+    """A stereo pair as JPEG for a remote operator (1-D uint8 arrays), with the capture time on
+    the wall clock: the only stamp that means anything on another machine."""
+
+    TYPE_ID: ClassVar[int] = 9
+    left_jpeg: np.ndarray = field(repr=False)
+    right_jpeg: np.ndarray = field(repr=False)
+    width: int = 0
+    height: int = 0
+    capture_wall_ns: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class StackHealth(Message):
+    """What a remote operator's HUD shows of the stack: rates, drops, latency, recording."""
+
+    TYPE_ID: ClassVar[int] = 10
+    camera_hz: float = 0.0
+    steering_hz: float = 0.0
+    traversability_hz: float = 0.0
+    control_hz: float = 0.0
+    motor_hz: float = 0.0
+    camera_drops: int = 0
+    glass_to_motor_ms: float = 0.0
+    recording: bool = False
+    free_disk_mb: float = 0.0
+    operators: int = 0
+    driver: str = ""  # who holds the controls ("" when nobody)
+    wall_ns: int = 0  # the robot's wall clock when this was sent
+
+
 MESSAGE_TYPES: dict[int, type[Message]] = {
     cls.TYPE_ID: cls
     for cls in (
@@ -171,6 +207,8 @@ MESSAGE_TYPES: dict[int, type[Message]] = {
         SimTruth,
         TraversabilityMap,
         HealthEvent,
+        StereoPreview,
+        StackHealth,
     )
 }
 

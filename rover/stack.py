@@ -12,14 +12,9 @@ from pathlib import Path
 from rover.config import load_config
 from rover.errors import ConfigError, DataError
 from rover.manager import Manager, NamespaceLock, RunOptions
-from rover.topics import BusConfig
+from rover.topics import BusConfig, motor_port_for_sim
 
 SIM_POLICIES = ("expert", "straight", "random")
-
-
-def motor_port_for_sim(namespace: str) -> str:
-    """The stable device path of the simulator's firmware emulator (a symlink to its pty)."""
-    return os.path.join(BusConfig(namespace=namespace).ipc_root(), "mcu")
 
 
 def has_display() -> bool:
@@ -85,28 +80,45 @@ def check_model_file(model: str | None) -> None:
         )
 
 
-def build_options(args: argparse.Namespace) -> RunOptions:
-    """Check the request and derive each node's arguments."""
+def check_request(args: argparse.Namespace) -> str | None:
+    """Every check of the command line that touches nothing (flags first, then the model);
+    returns the model to drive with."""
     check_flags(args)
+    if getattr(args, "mcu", "emulator") == "avr":
+        if args.sim is None:
+            raise ConfigError("--mcu is the simulator's motor controller: add --sim SCENARIO")
+        if getattr(args, "serial_loss", 0.0):
+            raise ConfigError("--serial-loss is the emulator's: drop it or --mcu avr")
+    safety_driver = getattr(args, "safety_driver", 0.0)
+    if not 0.0 <= safety_driver <= 30.0:
+        raise ConfigError(f"--safety-driver {safety_driver:g}: give 0 to 30 seconds")
     model = getattr(args, "model", None)
     if args.mode == "drive" and model is None and args.sim is not None:
         model = "expert"  # the simulator's own driver, unless told otherwise
-    if args.mode == "drive" and model not in SIM_POLICIES:
-        check_model_file(model)
     if args.sim is None and model in SIM_POLICIES:
         raise ConfigError(f"--model {model} is a simulator policy: add --sim SCENARIO")
+    if args.mode == "drive" and model not in SIM_POLICIES:
+        check_model_file(model)
+    return model
+
+
+def build_options(args: argparse.Namespace) -> RunOptions:
+    """Check the request and derive each node's arguments."""
+    model = check_request(args)
     safety_driver = getattr(args, "safety_driver", 0.0)
     if getattr(args, "mcu", "emulator") == "avr":
-        if getattr(args, "serial_loss", 0.0):
-            raise ConfigError("--serial-loss is the emulator's: drop it or --mcu avr")
         from drivers.avr_sim import build_firmware
 
         build_firmware()  # once, here: a missing toolchain is one line, not a failing node
-    if not 0.0 <= safety_driver <= 30.0:
-        raise ConfigError(f"--safety-driver {safety_driver:g}: give 0 to 30 seconds")
     overrides = list(args.set)
+    overrides += _perturb_overrides(args)
+    if getattr(args, "randomise_materials", 0.0) and args.sim is None:
+        raise ConfigError("--randomise-materials is for the simulator: add --sim SCENARIO")
+    if not 0.0 <= getattr(args, "randomise_materials", 0.0) <= 1.0:
+        raise ConfigError(f"--randomise-materials {args.randomise_materials:g}: give 0 to 1")
     sim_args: list[str] = []
     if args.sim is not None:
+        _check_scenarios(args.sim)
         overrides.append(f"motor.port={motor_port_for_sim(args.namespace)}")
         sim_args = ["--scenario", args.sim, "--mode", args.mode]
         for flag, value in (
@@ -123,6 +135,8 @@ def build_options(args: argparse.Namespace) -> RunOptions:
                 sim_args += [f"--{flag.replace('_', '-')}", str(value)]
         if safety_driver:
             sim_args += ["--safety-driver-s", str(safety_driver)]
+        if getattr(args, "randomise_materials", 0.0):
+            sim_args += ["--randomise-materials", str(args.randomise_materials)]
         if args.lockstep:
             sim_args.append("--lockstep")
         if getattr(args, "mcu", "emulator") == "avr":
@@ -154,7 +168,9 @@ def build_options(args: argparse.Namespace) -> RunOptions:
         node_args["recorder"] = ["--out", record_dir]
         sim_args += ["--wait-ready", "recorder"]  # not one frame before the recorder hears
         print(f"recording to {record_dir}")
+    remote = _remote_args(args, node_args, record_dir)
     return RunOptions(
+        **remote,
         mode=args.mode,
         sim=args.sim,
         model=model,
@@ -181,17 +197,77 @@ def _teleop_args(args: argparse.Namespace) -> list[str]:
     return out
 
 
+def _perturb_overrides(args: argparse.Namespace) -> list[str]:
+    """``--perturb RATE,SIZE`` as [perturb] overrides (checked here, in one line)."""
+    text = getattr(args, "perturb", None)
+    if text is None:
+        return []
+    from rover.perturb import parse_perturb
+
+    rate, size = parse_perturb(text)
+    return [f"perturb.rate_hz={rate}", f"perturb.size={size}"]
+
+
+def _check_scenarios(names: str) -> None:
+    """Every scenario of ``--sim a,b,c`` exists (ConfigError naming the missing one)."""
+    from sim.scenario import resolve_scenario_path
+
+    items = [n.strip() for n in names.split(",")]
+    if not all(items):
+        raise ConfigError(f"--sim {names!r}: an empty name in the list; write forest,open")
+    for name in items:
+        resolve_scenario_path(name)
+
+
+def _remote_args(args: argparse.Namespace, node_args: dict, record_dir: str | None) -> dict:
+    """The remote node's and the Foxglove node's arguments (operators off the robot)."""
+    listen, console = getattr(args, "listen", None), getattr(args, "console", None)
+    foxglove = getattr(args, "foxglove", None)
+    from rover.remote import parse_address, require_foxglove_loopback
+
+    for flag, value in (("--listen", listen), ("--console", console), ("--foxglove", foxglove)):
+        if value is not None:
+            try:
+                parse_address(value)
+            except ConfigError as exc:
+                raise ConfigError(f"{flag}: {exc}") from None
+    remote: list[str] = []
+    if listen:
+        from rover.keys import KeyStore, check_curve
+
+        check_curve()
+        KeyStore(getattr(args, "keys", None)).pair("robot")  # no key: one line, before starting
+        remote += ["--listen", listen]
+    if console:
+        import secrets
+
+        from rover.nodes.remote import TOKEN_ENV
+
+        # one token for the whole run: a restarted remote node keeps open pages working
+        os.environ.setdefault(TOKEN_ENV, secrets.token_urlsafe(18))
+        remote += ["--console", console]
+    if getattr(args, "keys", None):
+        remote += ["--keys", args.keys]
+    if record_dir:
+        remote += ["--recording", "--disk", record_dir]
+    node_args["remote"] = remote
+    if foxglove:
+        require_foxglove_loopback(parse_address(foxglove)[0])
+        node_args["foxglove"] = ["--address", foxglove]
+    return {"listen": listen, "console": console, "foxglove": foxglove}
+
+
 def run_stack(args: argparse.Namespace) -> int:
     """Run the stack until the simulator finishes, Ctrl-C, or a node fails for good; then
     say what it did and where its files are (rover.summary)."""
     from rover.summary import RunSummary
 
-    check_flags(args)
+    check_request(args)  # a bad command line says so, even where the namespace is taken
     bus = load_config(args.config, list(args.set)).bus
     bus = BusConfig.from_dict({**bus.__dict__, "namespace": args.namespace})
-    # before anything touches the namespace (its sockets, the simulator's port, a session)
-    lock = NamespaceLock(bus).acquire(f"rover {args.mode}")
     with RunSummary.prepare(args) as summary:  # in the simulator: metrics to quote at the end
+        # before anything touches the namespace (its sockets, the simulator's port, a session)
+        lock = NamespaceLock(bus).acquire(f"rover {args.mode}")
         try:
             options = build_options(args)
             manager = Manager(options, lock=lock)

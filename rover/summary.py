@@ -36,6 +36,7 @@ class RunSummary:
         if getattr(args, "sim", None) is None:
             return cls()
         snapshot = getattr(args, "snapshot", None)
+        check_output_paths(snapshot, getattr(args, "metrics_out", None))
         if getattr(args, "metrics_out", None):
             return cls(Path(args.metrics_out), True, snapshot)
         scratch = Path(tempfile.mkdtemp(prefix="rover-run-"))
@@ -82,6 +83,25 @@ class RunSummary:
             shutil.rmtree(self.scratch, ignore_errors=True)
 
 
+def check_output_paths(snapshot: str | None, metrics_out: str | None) -> None:
+    """Fail before the run, not after it: a snapshot is a .png in a folder that exists; the
+    metrics JSON must not end in .png (its trajectory picture goes beside it under that name).
+    DataError, as the simulator node raises for the same problems."""
+    from rover.errors import DataError
+
+    if snapshot is not None:
+        path = Path(snapshot)
+        if path.suffix.lower() != ".png":
+            raise DataError(f"snapshot {path}: the file name must end in .png")
+        if not path.parent.is_dir():
+            raise DataError(f"snapshot {path}: folder {path.parent} does not exist; create it")
+    if metrics_out is not None and Path(metrics_out).suffix.lower() == ".png":
+        raise DataError(
+            f"--metrics-out {metrics_out}: the trajectory picture is written beside the JSON "
+            "as .png; name the metrics file .json"
+        )
+
+
 def run_line(metrics: dict) -> str:
     """``forest seed 2: 28.0 m driven, 0 collisions, goal 45 %, 15.0 s simulated``."""
     collisions = metrics.get("collisions", 0)
@@ -96,6 +116,8 @@ def run_line(metrics: dict) -> str:
         f"collision{'' if collisions == 1 else 's'}, {goal}, "
         f"{metrics.get('elapsed_s', 0.0):.1f} s simulated"
     )
+    if (metrics.get("net_forward_m") or 0.0) < -0.5:  # goal progress stops at 0 %
+        line += f", ended {-metrics['net_forward_m']:.1f} m behind the start"
     if metrics.get("takeover_m"):
         line += f" (safety driver {metrics['takeover_m']:.1f} m)"
     return line

@@ -1,6 +1,7 @@
 """Human input to teleop commands: keyboard and gamepad logic, no bus (pygame imported lazily).
 
-Keyboard (the simulator window; ``KEYBOARD_HELP`` is the one-line version):
+Keyboard (the simulator window, or the robot's teleop window; ``KEYBOARD_HELP`` is the one-line
+version):
 
   Up / W     forward while held (hold Shift for full throttle)
   Down / S   reverse while held

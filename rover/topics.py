@@ -54,6 +54,12 @@ HEALTH_CAMERA = Topic("health/camera", m.HealthEvent, 1.0, recorded=True)
 HEALTH_CONTROL = Topic("health/control", m.HealthEvent, 1.0, recorded=True)
 HEALTH_TELEOP = Topic("health/teleop", m.HealthEvent, 1.0, recorded=True)
 HEALTH_TOPICS: tuple[Topic, ...] = (HEALTH_CAMERA, HEALTH_CONTROL, HEALTH_TELEOP)
+# a remote operator's commands (console, laptop), published by the remote node on the robot;
+# the control node arbitrates them with teleop/command (rover/operators.py)
+TELEOP_REMOTE = Topic("teleop/remote", m.TeleopCommand, 30.0, recorded=True)
+# what the remote node sends operators over its authenticated link (never on the local bus)
+REMOTE_PREVIEW = Topic("remote/preview", m.StereoPreview, 15.0, recorded=False, frames=True)
+REMOTE_HEALTH = Topic("remote/health", m.StackHealth, 2.0, recorded=False)
 
 ALL_TOPICS: tuple[Topic, ...] = (
     CAMERA_STEREO,
@@ -64,8 +70,18 @@ ALL_TOPICS: tuple[Topic, ...] = (
     SIM_TRUTH,
     PERCEPTION_TRAVERSABILITY,
     *HEALTH_TOPICS,
+    TELEOP_REMOTE,
 )
-BY_NAME: dict[str, Topic] = {t.name: t for t in ALL_TOPICS}
+# on the remote node's link only (`--listen`): what an operator needs, nothing else
+REMOTE_TOPICS: tuple[Topic, ...] = (
+    REMOTE_PREVIEW,
+    REMOTE_HEALTH,
+    MOTOR_STATE,
+    CONTROL_COMMAND,
+    PERCEPTION_STEERING,
+    PERCEPTION_TRAVERSABILITY,
+)
+BY_NAME: dict[str, Topic] = {t.name: t for t in ALL_TOPICS + REMOTE_TOPICS}
 
 DEFAULT_NAMESPACE = "default"
 _IPC_PATH_MAX = 100  # sockaddr_un holds 108 bytes; keep a margin
@@ -87,6 +103,8 @@ class BusConfig:
     host: str = "127.0.0.1"
     base_port: int = 5550
     ipc_dir: str = ""  # default: $XDG_RUNTIME_DIR or the temp dir
+    curve: bool = False  # tcp only: CURVE encryption and authentication (rover keys)
+    keys_dir: str = ""  # default: rover.keys.default_keys_dir()
 
     @classmethod
     def from_dict(cls, raw: dict) -> BusConfig:
@@ -99,12 +117,18 @@ class BusConfig:
         cfg = cls(**raw)
         if cfg.transport not in ("ipc", "tcp"):
             raise ConfigError(f"[bus] transport = {cfg.transport!r}: use 'ipc' or 'tcp'")
-        if cfg.transport == "tcp" and not _loopback(cfg.host):
+        if cfg.transport == "tcp" and not _loopback(cfg.host) and not cfg.curve:
             raise ConfigError(
                 f"[bus] host = {cfg.host!r} would let other machines send motor commands "
-                "unauthenticated (ZeroMQ CURVE is not supported yet): keep 127.0.0.1 and "
-                "reach the robot through an SSH tunnel"
+                "unauthenticated: set [bus] curve = true (keys from `rover keys init`), or "
+                "keep 127.0.0.1 and operate through `--listen` (see docs/remote.md)"
             )
+        if cfg.curve and cfg.transport != "tcp":
+            raise ConfigError("[bus] curve = true is for transport = 'tcp': ipc never leaves")
+        if cfg.curve:
+            from rover.keys import check_curve
+
+            check_curve()
         if not cfg.namespace.replace("-", "").replace("_", "").isalnum():
             raise ConfigError(f"[bus] namespace = {cfg.namespace!r}: use letters, digits, - and _")
         return cfg
@@ -136,3 +160,8 @@ class BusConfig:
         """The folder of this namespace's sockets, without creating it."""
         base = self.ipc_dir or os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
         return os.path.join(base, f"rover-{self.namespace}")
+
+
+def motor_port_for_sim(namespace: str) -> str:
+    """The stable device path of the simulator's firmware emulator (a symlink to its pty)."""
+    return os.path.join(BusConfig(namespace=namespace).ipc_root(), "mcu")

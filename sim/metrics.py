@@ -72,6 +72,7 @@ def compute_metrics(log: RunLog, world: World) -> dict[str, Any]:
         "takeover_m": round(log.takeover_m, 4),
         "autonomy_pct": round(max(0.0, autonomy), 3),
         "goal_progress": round(progress, 4),
+        "net_forward_m": round(final_x - world.start_pose[0], 4),  # < 0: it went backwards
         "reached_goal": log.reached_goal,
         "min_clearance_m": round(min(log.clearance_m), 4) if log.clearance_m else None,
         "steering_smoothness": round(_smoothness(log), 5),

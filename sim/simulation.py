@@ -88,6 +88,7 @@ class Simulation:
         dt_s: float = FRAME_DT_S,
         reset_back_m: float = 1.0,
         safety_driver_s: float = 0.0,
+        safety_driver: Policy | None = None,
     ) -> None:
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         self.vehicle = vehicle or VehicleConfig()
@@ -100,8 +101,12 @@ class Simulation:
         if not 0 <= safety_driver_s <= 30.0:
             raise ConfigError(f"safety_driver_s must be in [0, 30] seconds; got {safety_driver_s}")
         self.reset_back_m = reset_back_m
+        if safety_driver_s > 0 and safety_driver is None:
+            raise ConfigError(
+                "safety_driver_s > 0 needs a safety_driver policy (e.g. sim.Expert())"
+            )
         self.safety_driver_s = float(safety_driver_s)
-        self._safety_driver: Any = None
+        self._safety_driver: Any = safety_driver  # injected: the core knows no policy
         self._seed = self.scenario.seed if seed is None else int(seed)
         self._world = generate_world(self.scenario, self._seed)
         self._renderer: StereoRenderer | None = None
@@ -277,15 +282,12 @@ class Simulation:
         return VehicleState(x_m=x, y_m=y, yaw_rad=yaw)
 
     def _take_over(self, now_s: float) -> None:
-        """A safety driver's intervention: the expert drives for ``safety_driver_s`` from the
-        put-back pose, then hands back (PilotNet's protocol; off at 0)."""
+        """A safety driver's intervention: the injected policy (the expert) drives for
+        ``safety_driver_s`` from the put-back pose, then hands back (PilotNet's protocol; off
+        at 0)."""
         if self.safety_driver_s <= 0:
             return
-        if self._safety_driver is None:
-            from sim.expert import Expert  # sim.expert imports this module
-
-            self._safety_driver = Expert()
-        if now_s >= self._takeover_until_s:
+        if now_s >= self._takeover_until_s and hasattr(self._safety_driver, "reset"):
             self._safety_driver.reset()
         self._takeover_until_s = now_s + self.safety_driver_s
 

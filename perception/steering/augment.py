@@ -2,6 +2,8 @@
 
 A mirrored pair swaps eyes and negates steering; a small horizontal shift is a small yaw and
 corrects steering (PilotNet's viewpoint augmentation, for rotations: exact at any depth);
+``viewpoint`` (opt-in) re-renders both eyes from a step aside using their disparity
+(`perception.steering.viewpoint`) and corrects steering back toward the line;
 light, colour, negatives and shadows change appearance only, identically in both eyes.
 Runs in the data loader's worker processes, one batch at a time.
 """
@@ -31,6 +33,9 @@ class AugmentConfig:
     grayscale: float = 0.2
     invert: float = 0.15  # probability of a photographic negative: light obstacles, dark ground
     shadow: float = 0.3  # probability of a slanted shadow band across both eyes
+    viewpoint: float = 0.0  # probability of a view from a step aside, synthesised from stereo
+    viewpoint_shift_m: float = 0.25  # ... of up to this many metres ...
+    viewpoint_steering_per_m: float = 0.25  # ... answered by this steering per metre
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> AugmentConfig:
@@ -49,6 +54,13 @@ def augment_batch(
             mirrored = cv2.flip(img, 1)  # contiguous, unlike a ::-1 view
             img = np.concatenate([mirrored[..., 3:], mirrored[..., :3]], axis=2)
             steering[b] = -steering[b]
+        if rng.random() < cfg.viewpoint:
+            from perception.steering.viewpoint import ViewpointConfig, shift_view
+
+            view = ViewpointConfig(cfg.viewpoint_shift_m, cfg.viewpoint_steering_per_m)
+            offset = float(rng.uniform(-cfg.viewpoint_shift_m, cfg.viewpoint_shift_m))
+            img = shift_view(img, offset, view)
+            steering[b] -= offset * cfg.viewpoint_steering_per_m  # left of the line: steer right
         if cfg.shift_px:
             dx = int(rng.integers(-cfg.shift_px, cfg.shift_px + 1))
             img = _shift(img, dx)

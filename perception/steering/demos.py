@@ -14,27 +14,36 @@ shapes and stereo. Materials reserved for held-out scenarios are never used.
 
 from __future__ import annotations
 
-import dataclasses
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 from tqdm import tqdm
 
+from drivers.protocol import to_milli
 from rover import messages as m
 from rover.control import ControlConfig, Controller
+from rover.perturb import PerturbConfig, Perturber, perturbed
+from sim.episodes import (
+    TRAINING_FAMILIES,
+    MaterialPools,
+    WorldSequence,
+    repaint,
+    training_materials,
+    training_worlds,
+)
 from sim.expert import Expert, ExpertConfig
-from sim.scenario import RESERVED_SEED_MIN, Scenario, load_scenario
+from sim.scenario import Scenario
 from sim.simulation import Simulation
 
-TRAINING_FAMILIES = ("forest", "open", "corridor")
+__all__ = ["MaterialPools", "repaint", "training_materials"]
 FRAME_RATE_HZ = 30.0
-_FIRST_DEMO_SEED = 1000  # regression-suite worlds use seeds 101-302
 
 
 @dataclass(frozen=True)
@@ -49,64 +58,13 @@ class DemoSample:
     frame_seq: int
     session: str
     index: int
-
-
-@dataclass(frozen=True)
-class MaterialPools:
-    """Every material the training families use, by role."""
-
-    obstacle: tuple[str, ...]
-    ground: tuple[str, ...]
-    sky: tuple[str, ...]
-
-
-@cache
-def training_materials(families: tuple[str, ...] = TRAINING_FAMILIES) -> MaterialPools:
-    """The training families' own materials: nothing a held-out scenario alone shows."""
-    scenarios = [load_scenario(f) for f in families]
-    obstacle = set().union(*(s.obstacle_materials() for s in scenarios))
-    ground = set().union(*(set(s.ground.materials) | {s.ground.trail} for s in scenarios))
-    sky = set().union(*(set(s.lighting.sky) for s in scenarios))
-    return MaterialPools(tuple(sorted(obstacle)), tuple(sorted(ground)), tuple(sorted(sky)))
-
-
-def repaint(scenario: Scenario, rng: np.random.Generator) -> Scenario:
-    """The same layouts with materials drawn from the training pools (one per family)."""
-    pools = training_materials()
-
-    def pick(pool: tuple[str, ...], k: int = 1) -> tuple[str, ...]:
-        return tuple(str(x) for x in rng.choice(pool, size=min(k, len(pool)), replace=False))
-
-    obstacles = tuple(
-        dataclasses.replace(f, materials=pick(pools.obstacle)) for f in scenario.obstacles
-    )
-    ground = dataclasses.replace(
-        scenario.ground, materials=pick(pools.ground, 2), trail=pick(pools.ground)[0]
-    )
-    corridor = scenario.corridor
-    if corridor is not None:
-        corridor = dataclasses.replace(corridor, wall_materials=pick(pools.obstacle))
-    return dataclasses.replace(
-        scenario,
-        name=f"{scenario.name}-repainted",
-        obstacles=obstacles,
-        ground=ground,
-        corridor=corridor,
-        border=dataclasses.replace(scenario.border, materials=pick(pools.obstacle)),
-        lighting=dataclasses.replace(scenario.lighting, sky=pick(pools.sky)),
-    )
+    perturbation: float = 0.0  # steering added on top of the label (DART), as recorded
+    source: str = "expert"  # who drove: "expert" (demonstrations, take-overs), "model"
 
 
 def demo_worlds(count: int, seed: int = 0, families=TRAINING_FAMILIES) -> list[tuple[str, int]]:
     """(family, world seed) pairs: families in turn, seeds drawn from the training range."""
-    rng = np.random.default_rng(seed)
-    seeds = rng.choice(np.arange(_FIRST_DEMO_SEED, RESERVED_SEED_MIN), size=count, replace=False)
-    return [(families[i % len(families)], int(s)) for i, s in enumerate(seeds)]
-
-
-@cache
-def _episode_worlds(seed: int, families: tuple[str, ...]) -> list[tuple[str, int]]:
-    return demo_worlds(10_000, seed, families)
+    return training_worlds(count, seed, families)
 
 
 def expert_samples(spec: EpisodeSpec, minutes: float) -> Iterator[DemoSample]:
@@ -142,16 +100,18 @@ class EpisodeWorlds:
     families: tuple[str, ...] = TRAINING_FAMILIES
     randomise: float = 0.0  # share of worlds repainted with other training materials
     max_episode_s: float | None = None
+    first_seed: int | None = None  # episode 0's world, as `rover drive --sim F --seed S`
 
     def world(self, episode: int) -> tuple[Scenario, int]:
-        """Episode ``episode``'s scenario (repainted for a ``randomise`` share), world seed."""
-        worlds = _episode_worlds(self.seed + self.WORLD_SEED_OFFSET, tuple(self.families))
-        family, world_seed = worlds[episode]
-        scenario = load_scenario(family)
-        paint = np.random.default_rng(world_seed)
-        if paint.random() < self.randomise:
-            scenario = repaint(scenario, paint)
-        return scenario, world_seed
+        """Episode ``episode``'s scenario (repainted for a ``randomise`` share), world seed:
+        the sequence `rover drive --sim` drives (``sim.episodes``)."""
+        sequence = WorldSequence(
+            tuple(self.families),
+            self.seed + self.WORLD_SEED_OFFSET,
+            self.randomise,
+            self.first_seed,
+        )
+        return sequence.world(episode)
 
     def over(self, sim: Simulation, step: int, limit: int | None) -> bool:
         """True once the episode is done: goal, time limit, ``max_episode_s`` or ``limit``."""
@@ -162,33 +122,49 @@ class EpisodeWorlds:
 
 @dataclass(frozen=True)
 class EpisodeSpec(EpisodeWorlds):
-    """A demonstration episode: its world and the expert's perturbations (DART)."""
+    """A demonstration episode: its world and the control node's perturbations (DART), as
+    ``rover drive --sim F --model expert --lockstep --perturb RATE,SIZE --record`` makes them."""
 
     perturb_rate_hz: float = 0.3
     perturb_steering: float = 0.5
 
+    def perturb(self, episode: int) -> PerturbConfig:
+        """The control node's [perturb] for this episode (its own seed: episodes in parallel)."""
+        seed = self.seed * 10_000 + episode
+        if self.perturb_rate_hz <= 0:
+            return PerturbConfig(seed=seed)
+        return PerturbConfig(rate_hz=self.perturb_rate_hz, size=self.perturb_steering, seed=seed)
+
 
 def episode_samples(spec: EpisodeSpec, episode: int, limit: int | None = None):
     """The frames of demonstration episode ``episode`` (at most ``limit``): its world, paint
-    and expert depend only on the spec and the index, so episodes can run in any process."""
+    and perturbations depend only on the spec and the index, so episodes run in any process.
+
+    The lock-step stack without the bus: the expert answers each frame, the control logic
+    slews its command and adds the perturbation, the motors get it in the serial link's
+    thousandths. The label is the driver's command before the perturbation, as the recording
+    reader gives it; the recorded path differs only by the JPEG of each frame (a test
+    compares them)."""
     scenario, world_seed = spec.world(episode)
     sim = Simulation(scenario, world_seed)
-    expert = Expert(
-        ExpertConfig(
-            perturb_rate_hz=spec.perturb_rate_hz,
-            perturb_steering=spec.perturb_steering,
-            seed=spec.seed * 10_000 + episode,
-        )
-    )
+    expert = Expert(ExpertConfig())
+    controller = Controller(ControlConfig(autopilot_without_teleop=True))
+    perturber = Perturber(spec.perturb(episode))
     name = f"sim-{scenario.name}-{world_seed}"
     period_ns = int(1e9 / FRAME_RATE_HZ)
     step = 0
     while not spec.over(sim, step, limit):
+        stamp = step * period_ns
         left, right, _ = sim.render()
-        command = expert.act(sim.observation())
-        steering, throttle = expert.label
-        yield DemoSample(left, right, steering, throttle, step * period_ns, step, name, step)
-        sim.step(*command)
+        steering, throttle = expert.act(sim.observation())
+        est = m.SteeringEstimate(stamp_ns=stamp, frame_seq=step, steering=steering,
+                                 throttle=throttle, source="expert")  # fmt: skip
+        controller.on_estimate(est, stamp)
+        out = controller.output(stamp)
+        ok = not out.stale and perturber.allowed(out.throttle, True, out.estop)
+        sent, offset = perturbed(out.steering, perturber.update(stamp, ok))
+        yield DemoSample(left, right, out.steering, out.throttle, stamp, step, name, step, offset)
+        sim.step(to_milli(sent) / 1000, to_milli(out.throttle) / 1000)
         step += 1
 
 
@@ -199,38 +175,66 @@ def _prepare_episode(spec: EpisodeSpec, episode: int, model_cfg) -> Any:
 
 
 def collect_demos(
-    minutes: float, model_cfg, spec: EpisodeSpec, workers: int = 1, progress: bool = False
+    minutes: float,
+    model_cfg,
+    spec: EpisodeSpec,
+    workers: int = 1,
+    progress: bool = False,
+    cluster: str | None = None,
 ):
     """`expert_samples` prepared into a FrameSet, episodes driven in ``workers`` processes.
 
     The same frames, labels and sessions in the same order as the serial stream: each worker
     drives whole episodes, this process keeps them in order and cuts the last one at
-    ``minutes``. At most ``workers`` episodes run ahead of the one awaited.
+    ``minutes``. At most ``workers`` episodes run ahead of the one awaited. ``cluster``: a
+    Dask scheduler's address or ``local[:N]``, whose workers drive the episodes instead.
     """
     from perception.dataset import collect
 
-    if workers <= 1:
+    if workers <= 1 and not cluster:
         samples = expert_samples(spec, minutes)
         return collect(samples, model_cfg, progress)
-    return _collect_episodes(_prepare_episode, spec, minutes, model_cfg, workers, progress)
+    return _collect_episodes(_prepare_episode, spec, minutes, model_cfg, workers, progress, cluster)
 
 
-def _collect_episodes(job, spec, minutes: float, model_cfg, workers: int, progress: bool):
+@contextmanager
+def _episode_pool(workers: int, cluster: str | None):
+    """(submit, how many may run ahead): local forkserver processes, or the workers of a Dask
+    cluster (`--cluster`, perception.steering.executor), whose tasks are retried."""
+    if not cluster:
+        from perception.workers import worker_context
+
+        with ProcessPoolExecutor(workers, mp_context=worker_context()) as pool:
+            yield pool.submit, workers
+        return
+    from perception.steering import executor
+
+    client = executor.connect(cluster, workers)
+    try:
+        ahead = max(workers, sum(client.nthreads().values()))
+        yield partial(client.submit, retries=executor.RETRIES, pure=False), ahead
+    finally:
+        executor.close(client)
+
+
+def _collect_episodes(
+    job, spec, minutes: float, model_cfg, workers: int, progress: bool, cluster=None
+):
     """``job(spec, episode, model_cfg)`` -> FrameSet for episodes 0, 1, ... in ``workers``
-    processes, kept in order, the last cut at ``minutes``; at most ``workers`` run ahead."""
+    processes (or on a cluster), kept in order, the last cut at ``minutes``; at most
+    ``workers`` (the cluster's threads) run ahead."""
     from perception.dataset import concat_frames, head
-    from perception.workers import worker_context
 
     total = int(minutes * 60 * FRAME_RATE_HZ)
     parts, have, episode = [], 0, 0
     with (
-        ProcessPoolExecutor(workers, mp_context=worker_context()) as pool,
+        _episode_pool(workers, cluster) as (submit, ahead),
         tqdm(total=total, desc="driving", unit="frame", disable=not progress) as bar,
     ):
         running: deque = deque()
         while have < total:
-            while len(running) < workers:
-                running.append(pool.submit(job, spec, episode, model_cfg))
+            while len(running) < ahead:
+                running.append(submit(job, spec, episode, model_cfg))
                 episode += 1
             part = running.popleft().result()
             take = min(len(part), total - have)
@@ -282,10 +286,11 @@ def correction_samples(spec: CorrectionSpec, predictor: Any, episode: int, limit
         stamp = step * period_ns
         left, right, _ = sim.render()
         command = expert.act(sim.observation())
-        yield DemoSample(left, right, *expert.label, stamp, step, name, step)
         state, plan = sim.state, expert.plan
         if state.collided or (plan is not None and plan.clearance_m < spec.takeover_clearance_m):
             expert_until_s = state.time_s + spec.takeover_s
+        source = "expert" if state.time_s < expert_until_s else "model"  # who drives this frame
+        yield DemoSample(left, right, *expert.label, stamp, step, name, step, source=source)
         pred = predictor.predict(left, right, stamp)
         est = m.SteeringEstimate(
             stamp_ns=stamp, frame_seq=step, steering=pred.steering, throttle=pred.throttle
@@ -315,17 +320,23 @@ def _prepare_correction_episode(spec: CorrectionSpec, episode: int, model_cfg) -
 
 
 def collect_corrections(
-    spec: CorrectionSpec, minutes: float, model_cfg, workers: int = 1, progress: bool = False
+    spec: CorrectionSpec,
+    minutes: float,
+    model_cfg,
+    workers: int = 1,
+    progress: bool = False,
+    cluster: str | None = None,
 ):
     """`corrected_samples` of the model ``spec.model`` prepared into a FrameSet, episodes
-    driven in ``workers`` processes: the same frames in the same order as one process."""
+    driven in ``workers`` processes (or on ``cluster``, whose workers read ``spec.model``
+    at the same path): the same frames in the same order as one process."""
     from perception.dataset import collect
 
-    if workers <= 1:
+    if workers <= 1 and not cluster:
         stream = corrected_samples(spec, fp32_predictor(spec.model), minutes)
         return collect(stream, model_cfg, progress)
     return _collect_episodes(
-        _prepare_correction_episode, spec, minutes, model_cfg, workers, progress
+        _prepare_correction_episode, spec, minutes, model_cfg, workers, progress, cluster
     )
 
 

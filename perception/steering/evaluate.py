@@ -24,7 +24,6 @@ import subprocess
 import sys
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from fnmatch import fnmatch
@@ -33,6 +32,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from perception.steering.budget import budget_text
 from perception.steering.report import aggregate, compare, interval_text, targets, write_html
 from rover.config import load_config
 from rover.errors import ConfigError, DataError
@@ -192,15 +192,19 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
         args.safety_driver,
         tuple(args.set),
     )
-    runs: list[dict[str, Any]] = []
-    with ThreadPoolExecutor(max_workers=max(1, args.workers)) as pool:
-        futures = [pool.submit(run_job, job, args.duration) for job in jobs]
-        bar = tqdm(total=len(jobs), desc="eval", unit="run", disable=args.quiet)
-        for future in futures:
-            runs.append(future.result())
-            bar.update(1)
-            bar.set_postfix(last=runs[-1]["run"][:24])
-        bar.close()
+    from perception.steering import executor
+
+    bar = tqdm(total=len(jobs), desc="eval", unit="run", disable=args.quiet)
+
+    def done(result: dict[str, Any]) -> None:
+        bar.update(1)
+        bar.set_postfix(last=result["run"][:24])
+
+    if getattr(args, "cluster", None):
+        runs = executor.eval_on_cluster(args.cluster, jobs, args.duration, args.workers, done)
+    else:
+        runs = executor.run_local(lambda job: run_job(job, args.duration), jobs, args.workers, done)
+    bar.close()
     return build_report(model, args, runs)
 
 
@@ -227,6 +231,8 @@ def build_report(model: str, args: argparse.Namespace, runs: list[dict]) -> dict
     report = {
         "model": str(model),
         "model_arch": ckpt.config.arch,
+        # what the model learned from, in minutes (None: trained before the data budget)
+        "data_budget": ckpt.info.get("data", {}).get("budget"),
         "suite": str(args.suite),
         "seeds_per_scenario": args.seeds,
         "traversability_guard": bool(getattr(args, "traversability", False)),
@@ -255,6 +261,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="eval-report", help="folder for the report and runs")
     parser.add_argument("--baseline", help="an earlier report.json to compare with")
     parser.add_argument("--workers", type=int, default=2, help="stacks running at once")
+    parser.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="run the stacks as tasks on a Dask cluster: its scheduler's tcp://HOST:PORT, or "
+        "local[:N] for N local worker processes (default --workers); docs/cluster.md",
+    )
     parser.add_argument("--only", help="only scenarios whose name matches this glob")
     parser.add_argument("--seeds", type=int, default=1, help="worlds per scenario (1 + reserved)")
     parser.add_argument("--duration", type=float, help="cap each run at this simulated time")
@@ -295,6 +307,13 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.safety_driver <= 30.0:
         raise ConfigError(f"--safety-driver {args.safety_driver:g}: give 0 to 30 seconds")
     load_config(None, args.set)  # a bad --set fails here, once, not in every stack
+    from perception.infer import load_checkpoint
+
+    load_checkpoint(args.model)  # a missing, empty or foreign model: now, not after the suite
+    if getattr(args, "cluster", None):
+        from perception.steering.executor import parse_cluster
+
+        parse_cluster(args.cluster)  # a bad address fails before any stack starts
     report = run_suite(args)
     failed = [r for r in report["runs"] if "error" in r]
     if args.baseline:
@@ -320,7 +339,10 @@ def _print_summary(report: dict[str, Any], out: Path) -> None:
         f"safety driver: {report['safety_driver_s']:g} s after each collision; steering "
         f"node on {inference.get('device', '?')} in {inference.get('precision', '?')}"
     )
-    print(f"{'':10}{'driver':<10}{'dist m':>9}{'coll':>6}{'MDBC m':>9}{'auton %':>9}{'goal':>7}")
+    print(
+        f"{'':10}{'driver':<10}{'dist m':>9}{'coll':>6}{'MDBC m':>9}{'auton %':>9}{'goal':>7}"
+        f"{'goals':>7}"
+    )
     for label, group in rows:
         for driver, fig in group.items():
             if not fig.get("runs"):
@@ -328,14 +350,18 @@ def _print_summary(report: dict[str, Any], out: Path) -> None:
             print(
                 f"{label:<10}{driver:<10}{fig['distance_m']:>9.1f}{fig['collisions']:>6}"
                 f"{fig['mean_distance_between_collisions_m']:>9.1f}{fig['autonomy_pct']:>9.1f}"
-                f"{fig['goal_progress']:>7.2f}"
+                f"{fig['goal_progress']:>7.2f}{fig['goals_reached']:>4}/{fig['runs']:<2}"
             )
+    budget = report.get("data_budget")
+    if budget:
+        print(f"the model learned from {budget_text(budget)}")
     t = report["targets"]
     if report["held_out"].get("model", {}).get("runs"):
         print(
             f"held-out targets (MDBC >= {t['target_mdbc_m']:.0f} m, autonomy >= "
             f"{t['target_autonomy_pct']:.0f}%): {t['verdict']}; MDBC "
-            f"{t['held_out_mdbc_m']:.1f} m{interval_text(t['held_out_mdbc_95ci_m'])}"
+            f"{t['held_out_mdbc_m']:.1f} m{interval_text(t['held_out_mdbc_95ci_m'])}; "
+            f"{t.get('driven', '')}"
         )
     for line in report.get("regressions", []):
         print(f"REGRESSION: {line}")

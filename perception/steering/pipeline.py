@@ -60,6 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suite", default="regression")
     parser.add_argument("--seeds", type=int, default=1, help="worlds per eval scenario")
     parser.add_argument("--workers", type=int, default=2, help="parallel eval stacks")
+    parser.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="drive the demonstrations, corrections and eval stacks on a Dask cluster "
+        "(tcp://HOST:PORT or local[:N]; docs/cluster.md)",
+    )
     parser.add_argument("--skip-eval", action="store_true")
     parser.add_argument("--bundle", action="store_true", help="ship the result as bundled")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -73,6 +79,7 @@ def _train_argv(args, out: Path, caches: list[Path], init: Path | None, epochs: 
     argv += ["--sim-minutes", str(args.demo_minutes), "--sim-seed", str(args.seed)]
     argv += ["--sim-randomise", str(RANDOMISE)]
     argv += ["--init", str(init)] if init else []
+    argv += ["--sim-cluster", args.cluster] if args.cluster else []
     return argv + (["--quiet"] if args.quiet else [])
 
 
@@ -92,7 +99,9 @@ def _train(args, out: Path, caches: list[Path], init: Path | None, epochs: int, 
         raise SystemExit(code)
 
 
-def _corrections(model: Path, cache: Path, minutes: float, seed: int, quiet: bool) -> Path:
+def _corrections(
+    model: Path, cache: Path, minutes: float, seed: int, quiet: bool, cluster: str | None = None
+) -> Path:
     if cache.is_file():
         return cache
     from perception.infer import load_checkpoint
@@ -100,7 +109,8 @@ def _corrections(model: Path, cache: Path, minutes: float, seed: int, quiet: boo
     spec = CorrectionSpec(seed=seed, randomise=RANDOMISE, model=str(model))
     config = load_checkpoint(model).config
     workers = os.cpu_count() or 1  # episodes in parallel: the same frames as one process
-    return save_frames(collect_corrections(spec, minutes, config, workers, not quiet), cache)
+    frames = collect_corrections(spec, minutes, config, workers, not quiet, cluster)
+    return save_frames(frames, cache)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -121,7 +131,9 @@ def run(args: argparse.Namespace) -> int:
         cache = out / f"corrections-{r}.npz"
         with clock("correct"):
             caches.append(
-                _corrections(model, cache, args.correction_minutes, args.seed + r, args.quiet)
+                _corrections(
+                    model, cache, args.correction_minutes, args.seed + r, args.quiet, args.cluster
+                )
             )
         previous, model = model, out / f"steering-r{r}.pt"
         with clock("train"):
@@ -139,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"[evaluate] {args.suite} through the full stack")
         eval_argv = ["--model", str(final), "--suite", args.suite, "--out", str(out / "eval")]
         eval_argv += ["--seeds", str(args.seeds), "--workers", str(args.workers), "--straight"]
+        eval_argv += ["--cluster", args.cluster] if args.cluster else []
         with clock("evaluate"):
             code = evaluate.main(eval_argv + (["--quiet"] if args.quiet else []))
     if args.bundle:

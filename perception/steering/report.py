@@ -18,6 +18,7 @@ from sim.metrics import INTERVENTION_COST_S
 
 TARGET_MDBC_M = 200.0  # ten times DAVE's 20 m
 TARGET_AUTONOMY_PCT = 95.0  # PilotNet reached 98% on roads
+STALLED_M_PER_RUN = 5.0  # less than this per run: the driver barely moved, nothing to judge
 
 
 def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -98,6 +99,12 @@ def targets(report: dict[str, Any]) -> dict[str, Any]:
     low, high = mdbc_interval(distance, collisions) if distance > 0 else (0.0, None)
     if not held.get("runs"):
         verdict = "no held-out runs"
+    elif distance < STALLED_M_PER_RUN * held["runs"]:
+        met = False  # no collision and no intervention because it did not drive
+        verdict = (
+            f"not met: the model barely moved ({distance:.1f} m in {held['runs']} run(s)), "
+            "so its autonomy and MDBC mean nothing"
+        )
     elif not collisions and distance < TARGET_MDBC_M:
         verdict = f"too little distance to judge: drive more than {TARGET_MDBC_M:.0f} m (--seeds)"
     else:
@@ -115,7 +122,18 @@ def targets(report: dict[str, Any]) -> dict[str, Any]:
         "target_autonomy_pct": TARGET_AUTONOMY_PCT,
         "met": met,
         "verdict": verdict,
+        "driven": driven_text(held),
     }
+
+
+def driven_text(fig: dict[str, Any]) -> str:
+    """``201 m driven, 2 of 3 goals reached (goal progress 0.77)``: what the figures rest on."""
+    if not fig.get("runs"):
+        return "no runs"
+    return (
+        f"{fig.get('distance_m', 0.0):.1f} m driven, {fig.get('goals_reached', 0)} of "
+        f"{fig['runs']} goals reached (goal progress {fig.get('goal_progress', 0.0):.2f})"
+    )
 
 
 def compare(report: dict[str, Any], baseline: dict[str, Any], limits: Any) -> list[str]:
@@ -186,6 +204,7 @@ _COLUMNS = (
     ("mean_distance_between_collisions_m", "MDBC m", "{:.1f}"),
     ("autonomy_pct", "autonomy %", "{:.1f}"),
     ("goal_progress", "goal", "{:.2f}"),
+    ("goals_reached", "goals reached", "{}"),
     ("takeover_m", "safety driver m", "{:.1f}"),
 )
 
@@ -194,7 +213,20 @@ def _row(label: str, driver: str, fig: dict[str, Any]) -> str:
     cells = [label, driver] + [
         fmt.format(fig[key]) if fig.get(key) is not None else "" for key, _, fmt in _COLUMNS
     ]
+    if fig.get("goals_reached") is not None and fig.get("runs"):
+        cells[-2] = f"{fig['goals_reached']}/{fig['runs']}"  # of how many
     return "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>"
+
+
+def _targets_html(t: dict[str, Any], verdict: str, interval: str) -> str:
+    if t.get("driven") == "no runs" or verdict == "no held-out runs":
+        return "targets on held-out scenarios: <b>no held-out runs</b> in this suite"
+    return (
+        f"targets on held-out scenarios: MDBC {t['held_out_mdbc_m']:.1f} m{interval} (target "
+        f"{t['target_mdbc_m']:.0f}), autonomy {t['held_out_autonomy_pct']:.1f}% (target "
+        f"{t['target_autonomy_pct']:.0f}): <b>{html.escape(verdict)}</b>"
+        + (f"; {html.escape(t['driven'])}" if t.get("driven") else "")
+    )
 
 
 def write_html(report: dict[str, Any], path: Path) -> Path:
@@ -202,7 +234,11 @@ def write_html(report: dict[str, Any], path: Path) -> Path:
     head = "".join(f"<th>{h}</th>" for h in ["", "driver"] + [c[1] for c in _COLUMNS])
     rows = []
     for label in ("overall", "held_out"):
-        rows += [_row(label.replace("_", " "), d, f) for d, f in report[label].items()]
+        rows += [
+            _row(label.replace("_", " "), d, f)
+            for d, f in report[label].items()
+            if f.get("runs") or f.get("failed_runs")  # no runs: no figures, not 100 % autonomy
+        ]
     for name, entry in report["scenarios"].items():
         tag = f"{name} (held out)" if entry["held_out"] else name
         rows += [_row(tag, d, f) for d, f in entry.items() if d != "held_out"]
@@ -233,9 +269,7 @@ figure{{display:inline-block;margin:8px}} img{{max-width:480px}}</style></head><
 suite <code>{html.escape(report["suite"])}</code>, {report["seeds_per_scenario"]} world(s) per
 scenario, safety driver {report.get("safety_driver_s", 0.0):g} s after each collision,
 steering node on {html.escape(inference)}, {html.escape(report["created"])}</p>
-<p>targets on held-out scenarios: MDBC {t["held_out_mdbc_m"]:.1f} m{interval} (target
-{t["target_mdbc_m"]:.0f}), autonomy {t["held_out_autonomy_pct"]:.1f}% (target
-{t["target_autonomy_pct"]:.0f}): <b>{verdict}</b></p>
+<p>{_targets_html(t, verdict, interval)}</p>
 {"".join(f"<p><b>regression</b>: {html.escape(r)}</p>" for r in report.get("regressions", []))}
 <table><tr>{head}</tr>{"".join(rows)}</table>
 <h2>trajectories</h2>{"".join(pictures)}

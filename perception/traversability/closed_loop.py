@@ -3,8 +3,8 @@
 In-process and deterministic: the simulator, the expert with its steering degraded by
 Ornstein-Uhlenbeck noise (slowly wandering, like a policy that is wrong for a while rather than
 jittery), `rover.control.Controller` (slew limits, as the control node runs it) and, when on,
-the traversability pipeline feeding `GuardedController`: the proposed change to
-rover/control.py, written as a subclass so that what is measured is what is proposed.
+the traversability pipeline feeding `rover.control.GuardedController`, the controller the
+control node runs: what is measured is what drives.
 """
 
 from __future__ import annotations
@@ -15,59 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from perception.traversability.guard import GuardConfig, TraversabilityGuard, stopping_distance_m
+from perception.traversability.guard import GuardConfig
 from perception.traversability.pipeline import TraversabilityConfig, TraversabilityPipeline
-from perception.traversability.polar import PolarSummary
 from rover import messages as m
-from rover.control import ControlConfig, Controller, ControlOutput
-
-
-class GuardedController(Controller):
-    """Controller + traversability guard (to merge into `rover.control.Controller`).
-
-    The autopilot's steering target is biased toward a freer nearby arc before the slew limit;
-    the throttle is capped after it, so braking is immediate. A summary older than the guard's
-    ``stale_ms`` (the traversability node stalled) caps the speed to a crawl.
-    """
-
-    def __init__(self, config: ControlConfig | None = None, guard: GuardConfig | None = None):
-        super().__init__(config)
-        self.guard = TraversabilityGuard(guard)
-        self.polar: PolarSummary | None = None
-        self.polar_recv_ns = 0
-        self.limited_steps = self.biased_steps = 0  # how often it braked / steered
-
-    def on_traversability(self, polar: PolarSummary, recv_ns: int) -> None:
-        """A new summary from perception/traversability."""
-        self.polar, self.polar_recv_ns = polar, recv_ns
-
-    def _fresh_polar(self, now_ns: int) -> PolarSummary | None:
-        if self.polar is None or not self.guard.cfg.enabled:
-            return None
-        if (now_ns - self.polar_recv_ns) / 1e6 > self.guard.cfg.stale_ms:
-            room = stopping_distance_m(self.guard.cfg.stale_crawl_mps, self.guard.cfg)
-            return PolarSummary(self.polar.steering, np.full_like(self.polar.free_m, room))
-        return self.polar
-
-    def on_estimate(self, est: m.SteeringEstimate, recv_ns: int) -> None:
-        polar = self._fresh_polar(recv_ns)
-        if polar is not None and self._active() == "autopilot":
-            decision = self.guard.apply(polar, est.steering, est.throttle, True)
-            self.biased_steps += decision.biased
-            est = replace(est, steering=decision.steering)
-        super().on_estimate(est, recv_ns)
-
-    def output(self, now_ns: int) -> ControlOutput:
-        out = super().output(now_ns)
-        polar = self._fresh_polar(now_ns)
-        if polar is None:
-            return out
-        decision = self.guard.apply(polar, out.steering, out.throttle, autopilot=False)
-        if decision.throttle >= out.throttle:
-            return out
-        self._throttle.value = decision.throttle  # brake now, not after the slew ramp
-        self.limited_steps += 1
-        return replace(out, throttle=decision.throttle)
+from rover.control import ControlConfig, Controller, GuardedController
 
 
 @dataclass(frozen=True)

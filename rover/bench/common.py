@@ -6,6 +6,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from rover.table import print_table
+
+__all__ = ["expert_frames", "latency_summary", "print_table"]
+
 
 def latency_summary(values_ms: Sequence[float]) -> dict:
     """p50/p99/max of a list of latencies in milliseconds (NaN when empty)."""
@@ -18,15 +22,6 @@ def latency_summary(values_ms: Sequence[float]) -> dict:
         "max_ms": float(arr.max()),
         "n": int(arr.size),
     }
-
-
-def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    """Print a plain aligned table."""
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
-    for i, row in enumerate([header, *rows]):
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
 
 
 def expert_frames(scenario: str, count: int) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -1,4 +1,5 @@
-"""Teleop node: the operator's input → teleop/command at 50 Hz, naming the input in use.
+"""Teleop node: the operator's input → teleop/command at 50 Hz and at once on each input
+event (a key press does not wait for the next tick), naming the input in use.
 
 Which input (drivers/gamepad.py): ``--script F`` replays a scripted twin; with a display (and
 no ``--headless``) a small keyboard window that also reads gamepads; else gamepads alone. In
@@ -18,7 +19,6 @@ from rover import bus, topics
 from rover.node import (
     HealthPublisher,
     NodeFinished,
-    RateKeeper,
     Shutdown,
     node_argparser,
     node_config,
@@ -47,6 +47,7 @@ class TeleopNode:
         self.pub = bus.Publisher(topics.TELEOP_COMMAND, bus_cfg)
         self.health = HealthPublisher(topics.HEALTH_TELEOP, bus_cfg, "teleop")
         self.was_connected = False
+        self.next_tick = time.monotonic() + 1.0 / RATE_HZ
 
     def step(self) -> None:
         """Read the input once, publish the command and any change of the input's presence."""
@@ -61,6 +62,17 @@ class TeleopNode:
         elif self.was_connected:  # never connected: the control node says what to connect
             self.health.set("input", True, f"{name} disconnected: throttle zeroed")
         self.health.tick()
+
+    def wait_for_next(self) -> None:
+        """Until the next heartbeat (every period, never a burst after a stall), or sooner
+        when the operator does something: that goes out at once."""
+        while True:
+            left = self.next_tick - time.monotonic()
+            if left <= 0:
+                self.next_tick = max(self.next_tick + 1.0 / RATE_HZ, time.monotonic())
+                return
+            if self.input.wait(left):
+                return
 
     def close(self) -> None:
         self.input.close()
@@ -78,13 +90,12 @@ def main() -> None:
     stop = Shutdown()
     kind = input_kind(args.headless, args.script)
     node = TeleopNode(open_input(kind, cfg.teleop, args.script), bus_cfg, args.mode == "drive")
-    rate = RateKeeper(RATE_HZ)
     try:
         while not stop.requested:
             node.step()
             if node.input.closed:
                 raise NodeFinished("window closed: stopping")
-            rate.keep_time()
+            node.wait_for_next()
     finally:
         node.close()
 

@@ -5,7 +5,8 @@ rover recordings info SESSION [--json]       counts, rates, drops, gaps, steerin
 rover recordings verify PATH... [--decode]   read every message; non-zero exit on damage
 rover recordings recover PATH [--out DIR]    rebuild segments cut short by a crash
 rover recordings trim SESSION --from S --to S | --frames A:B | --undo [ID] | --list
-rover recordings export SESSION [--from S] [--to S] --mp4 FILE | --png DIR
+rover recordings export SESSION [--from S] [--to S] --mp4 FILE | --png DIR | --rosbag2 DIR
+rover recordings import BAG --out DIR [--left T] [--right T] [--command T]   a ROS bag as a session
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 
 from rover.errors import DataError, RoverError, run_command
 
@@ -66,8 +68,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--mp4", metavar="FILE", help="write an MP4 video")
     p.add_argument("--png", metavar="DIR", help="write one PNG per frame")
     p.add_argument("--no-overlay", action="store_true", help="the raw pair, no steering strip")
+    p.add_argument(
+        "--rosbag2", metavar="DIR", help="write a ROS 2 bag (MCAP, Humble-readable; docs/ros2.md)"
+    )
+    p.add_argument(
+        "--traversability",
+        action="store_true",
+        help="with --rosbag2: recompute the traversability cost map of every pair into the bag",
+    )
+    _add_import(sub)
     for verb in sub._choices_actions:  # each verb's --help opens with its line of the list
         sub.choices[verb.dest].description = f"rover recordings {verb.dest}: {verb.help}."
+
+
+def _add_import(sub) -> None:
+    p = sub.add_parser("import", help="a ROS bag with two camera topics as a rover session")
+    p.add_argument("bag", metavar="BAG", help="a rosbag2 folder (MCAP or SQLite) or a ROS 1 bag")
+    p.add_argument("--out", required=True, metavar="DIR", help="the new session folder")
+    p.add_argument("--left", metavar="TOPIC", help="left image topic (default: the one named left)")
+    p.add_argument("--right", metavar="TOPIC", help="right image topic (default: named right)")
+    p.add_argument(
+        "--command",
+        metavar="TOPIC",
+        help="Twist/TwistStamped/AckermannDrive(Stamped) topic: the steering labels "
+        "(default: /control/command, else the bag's only command topic)",
+    )
+    p.add_argument(
+        "--steering-scale",
+        type=float,
+        metavar="X",
+        help="the command's steering value meaning full lock (default 1: normalised)",
+    )
+    p.add_argument(
+        "--throttle-scale",
+        type=float,
+        metavar="X",
+        help="the command's speed meaning full throttle (default 1: normalised)",
+    )
+    p.add_argument(
+        "--max-skew-ms",
+        type=float,
+        metavar="MS",
+        help="pair left and right images whose stamps are this close (default 20)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -132,6 +175,10 @@ def _print_info(info: dict) -> None:
     for f in info.get("faults", []):
         state = "still active at the end" if f["active"] else "recovered"
         print(f"fault     {f['node']} {f['fault']}: {f['count']} time(s), {state}")
+    print(
+        f"takeover  {info['takeover_s']:.1f} s in {info['takeovers']} span(s), "
+        f"{info['takeover_frames']} frame(s): the human took over from the autopilot"
+    )
     print(f"size      {size_text(info['size_bytes'])}, {size_text(info['bytes_per_min'])}/min")
     sw = info["software"]
     print(f"software  rover {sw.get('rover_version')} ({sw.get('git')}), format {sw.get('format')}")
@@ -217,7 +264,11 @@ def _verify(args: argparse.Namespace) -> int:
             if check.problems:
                 bad.append(check)
                 continue
-            print(f"{check.path}: {state}, {check.messages} messages, {check.pairs} pairs")
+            resent = f", {check.resent} re-sent at start-up" if check.resent else ""
+            print(
+                f"{check.path}: {state}, {check.messages} messages, "
+                f"{check.pairs - check.resent} stereo pairs{resent}"
+            )
     if bad:
         first = bad[0]
         more = f" (and {len(bad) - 1} more damaged segment(s))" if len(bad) > 1 else ""
@@ -276,11 +327,38 @@ def _trim(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from rover.recording.export import export
 
+    if args.rosbag2:
+        from rover.recording.rosbag import export_rosbag2
+
+        bag = export_rosbag2(
+            args.session, args.rosbag2, args.from_s, args.to_s, args.traversability
+        )
+        print(
+            f"exported {bag.frames} stereo pairs, {sum(bag.counts.values())} messages to {bag.path}"
+        )
+        if not (args.mp4 or args.png):
+            return 0
     result = export(
         args.session, args.mp4, args.png, args.from_s, args.to_s, overlay=not args.no_overlay
     )
     where = " and ".join(str(p) for p in (result.mp4, result.png_dir) if p is not None)
     print(f"exported {result.frames} frames to {where}")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from rover.recording.rosbag_import import ImportOptions, import_bag
+
+    given = {k: getattr(args, k) for k in ("steering_scale", "throttle_scale", "max_skew_ms")}
+    opts = ImportOptions(args.left, args.right, args.command)
+    opts = replace(opts, **{k: v for k, v in given.items() if v is not None})
+    r = import_bag(args.bag, args.out, opts)
+    left, right, command = r.topics
+    labels = f"{r.commands} commands from {command}" if command else "no commands (no labels)"
+    print(
+        f"imported {r.pairs} stereo pairs ({left} + {right}; {r.unpaired} unpaired) and "
+        f"{labels} to {r.path}"
+    )
     return 0
 
 
@@ -291,6 +369,7 @@ VERBS = {
     "recover": _recover,
     "trim": _trim,
     "export": _export,
+    "import": _import,
 }
 
 

@@ -11,6 +11,8 @@ a lock file. Inside a segment:
   program with only the `mcap` library reads them.
 - `/rover/recorder`: the recorder's running counts (received, written, skipped, dropped), once a
   second, so the counts survive a crash.
+- `/rover/takeover`: a mark where the human took over from the autopilot and where they handed
+  back (rover.recording.takeover).
 - Metadata `rover.session` (software version, clocks, camera size), `rover.config` (the robot
   config), `rover.segment` (counts when the segment closed), `rover.counts` (totals, last
   segment); the calibration file as an attachment.
@@ -41,6 +43,9 @@ LEFT_TOPIC = "/camera/left/compressed"
 RIGHT_TOPIC = "/camera/right/compressed"
 IMAGE_TOPICS = (LEFT_TOPIC, RIGHT_TOPIC)
 STATS_TOPIC = "/rover/recorder"
+TAKEOVER_TOPIC = "/rover/takeover"  # marks where the human took over from the autopilot
+# lossless images (PNG in foxglove.CompressedImage): the cost maps a replay writes
+PNG_IMAGE_TOPICS = ("/perception/traversability/cost",)
 CONTROL_TOPIC = "/" + topics.CONTROL_COMMAND.name
 TELEOP_TOPIC = "/" + topics.TELEOP_COMMAND.name
 IMAGE_SCHEMA = "foxglove.CompressedImage"

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -30,6 +31,7 @@ from mcap.records import Attachment, Channel, Message, Metadata
 from rover.errors import DataError
 from rover.recording import format as fmt
 from rover.recording import segment as seg
+from rover.recording.takeover import SpanBuilder, TakeoverSpan, TakeoverTracker, drive_mode
 from rover.recording.trims import TrimSpan, load_trims
 from rover.recording.writer import session_is_live
 
@@ -42,12 +44,15 @@ class Sample:
 
     left: np.ndarray  # RGB uint8 HxWx3 (JPEG bytes when decode=False)
     right: np.ndarray
-    steering: float  # the command in force at that frame, [-1, 1]
-    throttle: float
+    steering: float  # the command in force at that frame, [-1, 1] (the driver's own: less
+    throttle: float  # any perturbation the control node added, see rover.perturb)
     stamp_ns: int  # frame capture time (monotonic, from the message header)
     frame_seq: int
     session: str  # session folder name
     index: int  # position of the frame in its session (0-based)
+    takeover: bool = False  # the human had taken over from the autopilot (HG-DAgger's label)
+    perturbation: float = 0.0  # steering the control node added on top of the driver's
+    source: str = ""  # who drove: teleop, expert, autopilot, ... (the command's source)
 
 
 @dataclass(slots=True)
@@ -62,8 +67,11 @@ class FrameInfo:
     throttle: float = 0.0
     command: str = "none"  # "frame" (answered it), "control", "teleop" (latest), "none"
     stale: bool = False  # the control node had no live input: its command was not followed
+    perturbation: float = 0.0
     paired: bool = False  # its right eye is in the file too
     trimmed: bool = False
+    takeover: bool = False  # inside a take-over span (rover.recording.takeover)
+    source: str = ""  # who gave the command in force: "teleop" (the human), the autopilot's name
 
 
 def decode_jpeg(data: bytes) -> np.ndarray:
@@ -88,6 +96,7 @@ class Session:
         self.segments = _check_segments(self.path, partial_ok)
         self.partial_ok = partial_ok
         self._frames: list[FrameInfo] | None = None
+        self._takeovers: list[TakeoverSpan] = []
         self._metadata: dict | None = None
 
     def __repr__(self) -> str:
@@ -107,11 +116,24 @@ class Session:
     def frames(self) -> list[FrameInfo]:
         """Every stereo frame with its command and trim flag (first pass, cached)."""
         if self._frames is None:
-            self._frames = _index(self.segments, self.partial_ok)
+            indexer = FrameIndexer(drive_mode(self.metadata["robot_config"]))
+            for topic, msg in walk_session(self.segments, self.partial_ok):
+                indexer.feed(topic, msg)
+            self._frames, self._takeovers = indexer.frames(), indexer.takeovers()
         trims = self.trims
         for f in self._frames:
             f.trimmed = any(t.covers(f.stamp_ns) for t in trims)
         return self._frames
+
+    def takeovers(self) -> list[TakeoverSpan]:
+        """The spans where the human took over from the autopilot, in log time."""
+        self.frames()
+        return self._takeovers
+
+    @property
+    def takeover_s(self) -> float:
+        """Seconds of take-over driving in the session."""
+        return sum(t.seconds for t in self.takeovers())
 
     @property
     def stereo_pairs(self) -> int:
@@ -159,6 +181,9 @@ class Session:
                 frame_seq=info.frame_seq,
                 session=self.name,
                 index=info.index,
+                takeover=info.takeover,
+                perturbation=info.perturbation,
+                source=info.source,
             )
             left = None
 
@@ -259,22 +284,39 @@ def _image_messages(segments: list[Path], partial_ok: bool) -> Iterator[tuple[st
     )
 
 
+class Label(NamedTuple):
+    """What a logged command says of the frames it labels."""
+
+    steering: float  # the driver's own: the perturbation the control node added taken off
+    throttle: float
+    perturbation: float
+    stale: bool  # the control node had no live input: its command was not followed
+    source: str  # who gave it: "teleop" (the human), else the control node's source
+
+
 class FrameIndexer:
     """First pass: frames, paired eyes, and the command in force at each frame."""
 
-    def __init__(self) -> None:
+    def __init__(self, drive_mode: bool = False) -> None:
         self._frames: list[FrameInfo] = []
+        self._tracker = TakeoverTracker(drive_mode)  # for sessions recorded without marks
+        self._derived, self._marked = SpanBuilder(), SpanBuilder()
+        self._marks = False
         self.duplicates = 0  # captures re-sent with the same stamp, counted once
         self._pending: OrderedDict[int, FrameInfo] = OrderedDict()
-        self._early: OrderedDict[int, tuple[float, float, bool]] = OrderedDict()
-        self._latest: dict[str, tuple[float, float, bool] | None] = {
+        self._early: OrderedDict[int, Label] = OrderedDict()
+        self._latest: dict[str, Label | None] = {
             fmt.CONTROL_TOPIC: None,
             fmt.TELEOP_TOPIC: None,
         }
 
     def feed(self, topic: str, msg: Message) -> None:
         """Take one message, in file order."""
-        if topic == fmt.LEFT_TOPIC:
+        self._derived.last_log_ns = self._marked.last_log_ns = msg.log_time
+        if topic == fmt.TAKEOVER_TOPIC:
+            self._marks = True
+            self._marked.event(msg.log_time, bool(json.loads(msg.data)["takeover"]))
+        elif topic == fmt.LEFT_TOPIC:
             self._on_left(msg)
         elif topic == fmt.RIGHT_TOPIC:
             last = self._frames[-1] if self._frames else None
@@ -285,10 +327,13 @@ class FrameIndexer:
                 last.paired = True
         elif topic in self._latest:
             cmd = json.loads(msg.data)
-            label = (float(cmd["steering"]), float(cmd["throttle"]), bool(cmd.get("stale")))
+            label = _command(cmd, topic)
             self._latest[topic] = label
             if topic != fmt.CONTROL_TOPIC:
                 return
+            change = self._tracker.update(str(cmd.get("source", "")))
+            if change is not None:
+                self._derived.event(msg.log_time, change)
             frame_seq = cmd.get("frame_seq", -1)
             answered = self._pending.pop(frame_seq, None)
             if answered is not None:
@@ -323,21 +368,28 @@ class FrameIndexer:
     def frames(self) -> list[FrameInfo]:
         """The complete pairs (a torn tail may split the last one), indexed from 0."""
         complete = [f for f in self._frames if f.paired]
+        spans = self.takeovers()
         for i, f in enumerate(complete):
             f.index = i
+            f.takeover = any(t.covers(f.log_time_ns) for t in spans)
         return complete
 
+    def takeovers(self) -> list[TakeoverSpan]:
+        """Take-over spans: from the recorder's marks, else derived from control's sources."""
+        return (self._marked if self._marks else self._derived).result()
 
-def _label(info: FrameInfo, label: tuple[float, float, bool], command: str) -> None:
-    info.steering, info.throttle, info.stale = label
+
+def _command(cmd: dict, topic: str) -> Label:
+    """A logged command as the label of the frames it answers."""
+    offset = float(cmd.get("perturbation", 0.0))  # absent in older recordings
+    source = str(cmd.get("source", "")) if topic == fmt.CONTROL_TOPIC else "teleop"
+    steering = float(cmd["steering"]) - offset  # the driver's own, not what the motors got
+    return Label(steering, float(cmd["throttle"]), offset, bool(cmd.get("stale")), source)
+
+
+def _label(info: FrameInfo, label: Label, command: str) -> None:
+    info.steering, info.throttle, info.perturbation, info.stale, info.source = label
     info.command = command
-
-
-def _index(segments: list[Path], partial_ok: bool) -> list[FrameInfo]:
-    indexer = FrameIndexer()
-    for topic, msg in walk_session(segments, partial_ok):
-        indexer.feed(topic, msg)
-    return indexer.frames()
 
 
 def _read_metadata(path: Path, partial_ok: bool) -> dict:

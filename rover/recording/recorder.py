@@ -22,6 +22,7 @@ from rover import messages as m
 from rover import topics
 from rover.errors import ConfigError, DataError, DeviceError
 from rover.recording import format as fmt
+from rover.recording.takeover import TakeoverTracker, drive_mode, mark_json
 from rover.recording.writer import RecorderConfig, SessionWriter
 
 __all__ = ["Recorder", "RecorderConfig", "TopicCounts"]
@@ -60,6 +61,7 @@ class Recorder:
         self._queued_messages = 0
         self._lock = threading.Lock()
         self.error: BaseException | None = None
+        self.takeover = TakeoverTracker(drive_mode(robot_config or {}))
         self.session.open_segment(clock_ns())
         self._thread = threading.Thread(target=self._run, name="recorder-writer", daemon=True)
         self._thread.start()
@@ -159,9 +161,18 @@ class Recorder:
             self.session.write_json(
                 self.channels[topic.name], data, log_time_ns, msg.stamp_ns, msg.seq
             )
+            if topic is topics.CONTROL_COMMAND:
+                self._mark_takeover(msg, log_time_ns)
             with self._lock:
                 self._queued_messages -= 1
         self.counts[topic.name].written += 1
+
+    def _mark_takeover(self, cmd: m.ControlCommand, log_time_ns: int) -> None:
+        """A mark on /rover/takeover where the human takes over from the autopilot or hands back."""
+        started = self.takeover.update(cmd.source)
+        if started is not None:
+            data = mark_json(started, cmd.source, cmd.frame_seq)
+            self.session.write_json(fmt.TAKEOVER_TOPIC, data, log_time_ns, cmd.stamp_ns, cmd.seq)
 
     def _write_stats(self) -> None:
         data = json.dumps(

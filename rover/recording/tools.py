@@ -23,6 +23,7 @@ from rover.messages import HealthEvent
 from rover.recording import format as fmt
 from rover.recording import segment as seg
 from rover.recording.reader import FrameIndexer, Session, decode_jpeg, walk_session
+from rover.recording.takeover import drive_mode
 from rover.recording.trims import TrimSpan, add_trim, load_trims, undo_trim
 from rover.recording.writer import session_is_live
 
@@ -175,7 +176,7 @@ def session_info(path: str | Path) -> dict:
     """Everything `info` reports, from one pass over the session (images not decoded)."""
     session_dir, _ = resolve(path)
     session = Session(session_dir, partial_ok=session_is_live(session_dir))
-    scan, indexer = _Scan(), FrameIndexer()
+    scan, indexer = _Scan(), FrameIndexer(drive_mode(session.metadata["robot_config"]))
     health = HealthLog()
 
     def on_record(_path: Path, record: object) -> None:
@@ -197,10 +198,13 @@ def session_info(path: str | Path) -> dict:
             scan.topics.setdefault(topic, _TopicStats()).add(msg.sequence, msg.log_time)
             if topic.startswith("/health/"):
                 _take_health(health, msg.data)
-    session._frames = indexer.frames()
+    session._frames, session._takeovers = indexer.frames(), indexer.takeovers()
     info = _info_dict(session, scan, size)
     info["resent_duplicates"] = indexer.duplicates
     info["faults"] = health.summary()  # lost motor controller, camera stalls, end of file...
+    info["takeovers"] = len(session._takeovers)
+    info["takeover_s"] = round(session.takeover_s, 3)
+    info["takeover_frames"] = sum(f.takeover for f in session._frames)
     return info
 
 
@@ -329,6 +333,7 @@ class SegmentCheck:
     pairs: int = 0
     problems: list[str] = field(default_factory=list)
     live: bool = False
+    resent: int = 0  # left images repeating the previous capture (the simulator's start-up)
 
 
 def verify(path: str | Path, decode: bool = False) -> list[SegmentCheck]:
@@ -354,8 +359,12 @@ def _verify_segment(check: SegmentCheck, decode: bool, on_bytes) -> None:
         if isinstance(record, Metadata) and record.name == fmt.META_SEGMENT:
             segment_meta.update(record.metadata)
 
+    last_left_ns = None
     for topic, msg in walk_session([check.path], True, on_record, on_bytes, states):
         per_topic[topic] += 1
+        if topic == fmt.LEFT_TOPIC:
+            check.resent += msg.publish_time == last_left_ns
+            last_left_ns = msg.publish_time
         problem = _check_message(topic, msg.data, decode)
         if problem:
             check.problems.append(f"{topic} message {msg.sequence}: {problem}")
@@ -380,6 +389,12 @@ def _verify_segment(check: SegmentCheck, decode: bool, on_bytes) -> None:
 
 
 def _check_message(topic: str, data: bytes, decode: bool) -> str | None:
+    if topic in fmt.PNG_IMAGE_TOPICS:
+        try:
+            png = CompressedImage.FromString(data).data
+        except DecodeError:
+            return "not a foxglove.CompressedImage"
+        return None if png[:4] == b"\x89PNG" else "its PNG data is corrupt"
     if topic in fmt.IMAGE_TOPICS:
         try:
             jpeg = CompressedImage.FromString(data).data

@@ -25,6 +25,7 @@ from rover import messages as m
 from rover import topics
 from rover.errors import ConfigError, DataError
 from rover.recording import format as fmt
+from rover.recording import takeover
 
 _COMPRESSIONS = {"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4, "none": None}
 
@@ -131,6 +132,8 @@ class SessionWriter:
             )
         stats = writer.register_schema("rover.RecorderStats", "jsonschema", fmt.stats_schema())
         channels[fmt.STATS_TOPIC] = writer.register_channel(fmt.STATS_TOPIC, "json", stats)
+        marks = writer.register_schema("rover.Takeover", "jsonschema", takeover.mark_schema())
+        channels[fmt.TAKEOVER_TOPIC] = writer.register_channel(fmt.TAKEOVER_TOPIC, "json", marks)
         self.segment = _Segment(self._next_index - 1, path, file, writer, channels, now_ns)
         writer.add_metadata(fmt.META_SESSION, self._session_metadata())
         writer.add_metadata(fmt.META_CONFIG, fmt.flatten_config(self.robot_config))
@@ -173,28 +176,35 @@ class SessionWriter:
 
     def write_stereo(self, msg: m.StereoImage, log_time_ns: int, jpeg_quality: int) -> None:
         """JPEG-encode both eyes and write them as foxglove.CompressedImage."""
-        seg = self.segment
-        for topic, image, stamp in (
-            (fmt.LEFT_TOPIC, msg.left, msg.left_stamp_ns or msg.stamp_ns),
-            (fmt.RIGHT_TOPIC, msg.right, msg.right_stamp_ns or msg.stamp_ns),
-        ):
+        jpegs = []
+        for image in (msg.left, msg.right):
             bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
             ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
             if not ok:
                 raise DataError(f"JPEG encoding failed for a {image.shape} frame")
-            pb = CompressedImage(frame_id=topic.split("/")[2], data=jpeg.tobytes(), format="jpeg")
+            jpegs.append(jpeg.tobytes())
+        stamps = (msg.left_stamp_ns or msg.stamp_ns, msg.right_stamp_ns or msg.stamp_ns)
+        self.write_stereo_jpeg(msg.seq, msg.stamp_ns, stamps, jpegs, log_time_ns)
+
+    def write_stereo_jpeg(
+        self, seq: int, stamp_ns: int, eye_stamps_ns, jpegs, log_time_ns: int
+    ) -> None:
+        """Write a stereo frame already JPEG-encoded (left, right), e.g. imported from a bag."""
+        seg = self.segment
+        for topic, jpeg, stamp in zip(fmt.IMAGE_TOPICS, jpegs, eye_stamps_ns, strict=True):
+            pb = CompressedImage(frame_id=topic.split("/")[2], data=jpeg, format="jpeg")
             pb.timestamp.FromNanoseconds(stamp + self.clock_offset_ns)
             seg.mcap.add_message(
                 seg.channels[topic],
                 log_time=log_time_ns,
                 data=pb.SerializeToString(),
-                publish_time=msg.stamp_ns,
-                sequence=msg.seq & 0xFFFFFFFF,
+                publish_time=stamp_ns,
+                sequence=seq & 0xFFFFFFFF,
             )
         seg.frames += 1
-        seg.pairs += msg.stamp_ns != seg.last_stamp_ns  # a re-sent capture counts once
-        seg.first_stamp_ns = seg.first_stamp_ns or msg.stamp_ns
-        seg.last_stamp_ns = msg.stamp_ns
+        seg.pairs += stamp_ns != seg.last_stamp_ns  # a re-sent capture counts once
+        seg.first_stamp_ns = seg.first_stamp_ns or stamp_ns
+        seg.last_stamp_ns = stamp_ns
 
     def write_json(self, channel: str, data: bytes, log_time_ns: int, stamp_ns: int, seq: int):
         """Write one JSON message on `channel`."""

@@ -214,3 +214,30 @@ def test_frame_cache_round_trips_and_refuses_another_model(tmp_path):
     assert back.sessions == ["a"]
     with pytest.raises(DataError, match="delete the cache"):
         load_frames(path, tiny_config().__class__())  # the 320x240 default
+
+
+def test_a_view_synthesised_from_stereo_is_closer_to_the_true_one_than_a_plain_shift():
+    """A step aside, rendered by the simulator, against the view re-rendered from the pair's
+    disparity and against the best flat shift of the whole image (PilotNet's)."""
+    import torch
+
+    from perception.steering.model import SteeringModelConfig, prepare
+    from perception.steering.viewpoint import ViewpointConfig, corrected_steering, shift_view
+    from sim.simulation import Simulation
+
+    sim = Simulation("forest", 2)
+    cfg = SteeringModelConfig()
+
+    def view(dy: float) -> np.ndarray:
+        s = sim.state
+        left, right, _ = sim.renderer.render_vehicle(s.x_m + 3.0, s.y_m + dy, 0.0)
+        pair = prepare(torch.from_numpy(left[None]), torch.from_numpy(right[None]), cfg)
+        return pair.permute(0, 2, 3, 1).numpy()[0]
+
+    here, aside = view(0.0), view(0.2)  # 0.2 m to the left
+    synthetic = shift_view(here, 0.2, ViewpointConfig())
+    crop = slice(8, -8)  # the edges a shift has to invent
+    err = lambda a: np.abs(a.astype(np.int16) - aside)[:, crop].mean()  # noqa: E731
+    flat = min(err(np.roll(here, k, axis=1)) for k in range(-8, 9))
+    assert err(synthetic) < 0.8 * flat < 0.8 * err(here), (err(synthetic), flat, err(here))
+    assert corrected_steering(0.1, 0.2, ViewpointConfig()) < 0.1  # left of the line: go right

@@ -13,6 +13,7 @@ from perception.dataset import AugmentConfig, DataConfig, collect, save_frames, 
 from perception.infer import SteeringPredictor, load_checkpoint
 from perception.steering.trainer import TrainConfig, Trainer
 from perception.train_steering import main as train_main
+from perception.train_steering import recording_samples
 from tests.perception.steering_fakes import bar_frames, bar_session, bar_steering, tiny_config
 
 # flips and shifts are label-correct for real driving; the bar signal has no yaw geometry
@@ -158,3 +159,60 @@ def test_cli_trains_on_real_recordings(tmp_path):
         float(np.std([s.steering for k in range(2) for s in bar_session(60, "x", seed=k)])),
         rel=1e-3,
     )
+
+
+def test_training_learns_the_drivers_own_commands_and_reports_its_data_budget(tmp_path, capsys):
+    """Perturbed frames are labelled with the driver's command (what was sent less the
+    perturbation); frames the CNN drove itself and stale ones are skipped; take-overs counted."""
+    recorder = pytest.importorskip("rover.recording.recorder")
+    from rover import messages as m
+    from rover import topics
+
+    path = tmp_path / "2025-01-01_10-00-00"
+    rec = recorder.Recorder(path, recorder.RecorderConfig(fsync=False), {}, "test")
+    samples = list(bar_session(120, path.name, seed=3))
+    for s in samples:
+        stamp = 1_000_000_000 + s.stamp_ns
+        offset = 0.3 if 20 <= s.index < 50 else 0.0  # a perturbed span
+        source = "cnn:m" if 60 <= s.index < 80 else "none:stale" if s.index >= 110 else ""
+        source = source or ("teleop" if 80 <= s.index < 110 else "expert")
+        rec.submit(topics.CAMERA_STEREO, m.StereoImage(
+            seq=s.index, stamp_ns=stamp, left=s.left, right=s.right,
+            left_stamp_ns=stamp, right_stamp_ns=stamp))  # fmt: skip
+        rec.submit(topics.CONTROL_COMMAND, m.ControlCommand(
+            seq=s.index, stamp_ns=stamp, frame_seq=s.index, steering=s.steering + offset,
+            throttle=s.throttle, perturbation=offset, source=source))  # fmt: skip
+    rec.close()
+    frames = collect(recording_samples([str(path)])[0], tiny_config())
+    kept = [s for s in samples if not (60 <= s.index < 80 or s.index >= 110)]
+    np.testing.assert_allclose(frames.steering, [s.steering for s in kept], atol=1e-6)
+    out = tmp_path / "m.pt"
+    argv = [str(path), "--out", str(out), "--arch", "dave", "--epochs", "1", "--workers", "0"]
+    argv += ["--batch-size", "8", "--threads", "1", "--quiet", *TINY_MODEL_ARGS]
+    assert train_main(argv) == 0
+    budget = load_checkpoint(out).info["data"]["budget"]
+    minute = 1 / 30 / 60
+    assert budget["demonstration_min"] == pytest.approx(60 * minute, abs=0.006)
+    assert budget["perturbed_min"] == pytest.approx(30 * minute, abs=0.006)
+    assert budget["takeover_min"] == pytest.approx(30 * minute, abs=0.006)
+    assert budget["skipped_learner_frames"] == 20 and budget["skipped_stale_frames"] == 10
+    printed = capsys.readouterr().out
+    assert "learning from 0.1 min of data" in printed and "of take-overs" in printed
+    assert "frames with |steering| >= 0.05" in printed
+
+
+def test_help_shows_every_default_and_limits_cut_the_recordings(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train_main(["--help"])
+    text = capsys.readouterr().out
+    for option, default in (
+        ("--epochs", "8"),
+        ("--batch-size", "64"),
+        ("--lr", "0.002"),
+        ("--seed", "0"),
+        ("--val-fraction", "0.15"),
+        ("--arch", "pilotnet"),
+    ):
+        entry = text.split(f"\n  {option}", 1)[1].split("\n  --", 1)[0]
+        assert f"(default: {default})" in " ".join(entry.split()), option
+    assert "--max-frames" in text and "--max-minutes" in text

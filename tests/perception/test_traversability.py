@@ -227,9 +227,8 @@ def test_config_errors_name_the_key():
 
 
 def test_guarded_controller_brakes_at_once_and_crawls_on_stale_maps():
-    from perception.traversability.closed_loop import GuardedController
     from rover import messages as m
-    from rover.control import ControlConfig
+    from rover.control import ControlConfig, GuardedController
 
     ctl = GuardedController(ControlConfig(autopilot_without_teleop=True), GuardConfig())
     t = 1_000_000_000

@@ -41,6 +41,10 @@ def test_help_lists_the_commands():
         (["--config", "/nonexistent/robot.toml"], "does not exist"),
         (["--safety-driver", "3"], "add --sim"),
         (["--sim", "open", "--safety-driver", "99"], "0 to 30 seconds"),
+        (["--perturb", "fast"], "RATE,SIZE"),
+        (["--perturb", "0.3,2"], "size in (0, 1]"),
+        (["--randomise-materials"], "add --sim"),
+        (["--sim", "forest,nowhere"], "scenario 'nowhere' not found"),
     ],
 )
 def test_bad_setup_gives_one_clear_line(args, needle, bus_cfg):

@@ -66,3 +66,34 @@ def test_lockstep_answers_a_frame_only_once_its_map_is_in(node, bus_cfg):
         estimates.close()
         maps.close()
         commands.close()
+
+
+def test_perturbs_the_drivers_steering_only_while_the_deadman_is_held(bus_cfg):
+    """[perturb]: the motors get the teleop steering plus a perturbation, the command says how
+    much of it was added, and releasing the deadman ends it at once."""
+    with PtyEmulator() as emu:
+        overrides = [f"motor.port={emu.device_path}", "perturb.rate_hz=20", "perturb.size=0.5"]
+        node = ControlNode(load_config(None, overrides), bus_cfg)
+        teleop = bus.Publisher(topics.TELEOP_COMMAND, bus_cfg)
+        commands = bus.Subscriber(topics.CONTROL_COMMAND, bus_cfg, newest=False, hwm=1000)
+        try:
+            got: list = []
+            for i in range(400):  # 4 s of 100 Hz teleop, deadman held for the first half
+                held = i < 200
+                teleop.publish(m.TeleopCommand(
+                    stamp_ns=i * 10_000_000, steering=0.2, throttle=0.4 if held else 0.0,
+                    deadman=held))  # fmt: skip
+                node.spin_once()
+                got += [(held, c) for c in commands.drain() if c.source == "teleop"]
+            # past the slew ramp from 0 to the driver's 0.2
+            perturbed = [c for held, c in got[10:] if held and c.perturbation != 0]
+            assert len(perturbed) > 20, "no perturbation while the deadman was held"
+            assert all(abs(c.perturbation) <= 0.5 + 1e-9 for _, c in got)
+            # what went to the motors less what the node added is the driver's command
+            assert all(abs(c.steering - c.perturbation - 0.2) < 1e-9 for c in perturbed)
+            released = [c for held, c in got if not held][20:]  # after the release reached it
+            assert released and all(c.perturbation == 0 for c in released)
+        finally:
+            teleop.close()
+            commands.close()
+            node.close()

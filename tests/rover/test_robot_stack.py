@@ -16,6 +16,7 @@ from drivers.emulator import PtyEmulator
 from rover import bus, topics
 from rover import messages as m
 from rover.namespace import NamespaceInUse, NamespaceLock
+from rover.recording.reader import Session
 from tests.rover.robot import (
     group_pids,
     start,
@@ -80,6 +81,7 @@ def test_ctrl_c_stops_the_robot_stack_in_2s_with_a_clean_recording_and_motors_st
         else:
             proc.send_signal(signal.SIGTERM)  # `kill PID` of the rover command alone
         sent = time.monotonic()
+        sent_ns = time.monotonic_ns()
         wait_for(lambda: not group_pids(proc.pid), 2.0, "every process to exit", poll_s=0.01)
         gone_s = time.monotonic() - sent
         assert proc.wait(1) == 0, log.read_text()
@@ -94,6 +96,8 @@ def test_ctrl_c_stops_the_robot_stack_in_2s_with_a_clean_recording_and_motors_st
     session = next((tmp_path / "rec").iterdir())
     verify = rover("recordings", "verify", str(session))
     assert verify.returncode == 0, verify.stdout + verify.stderr
+    last_frame_ns = Session(session).frames()[-1].stamp_ns
+    assert sent_ns - last_frame_ns < 0.5e9  # nothing lost but the last half second
     info = rover("recordings", "info", "--json", str(session))
     counts = {t["topic"]: t["messages"] for t in json.loads(info.stdout)["topics"]}
     assert counts["/teleop/command"] > 30 and counts["/control/command"] > 30
@@ -202,7 +206,8 @@ def test_drive_on_a_robot_will_not_arm_without_an_operator_input(tmp_path, mcu, 
         event = wait_for(refused, 60, "the control node to refuse")
         assert event.active and "plug in a gamepad" in event.text and "--unattended" in event.text
         got = cmds.drain()
-        assert got and all(c.throttle == 0.0 and c.source.endswith("no-operator") for c in got)
+        assert got and all(c.throttle == 0.0 and c.stale for c in got)  # stale: not armed
+        assert any(c.source == "autopilot:no-operator" for c in got)  # fresh estimates, refused
         assert not mcu.outputs.armed and mcu.outputs.throttle == 0.0
     finally:
         mgr.stop()
@@ -230,6 +235,14 @@ def test_a_simulator_flag_without_sim_is_an_error_naming_it(flag, namespace):
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert result.returncode == 2 and len(lines) == 1, result.stderr
     assert f"{flag[0]} is for the simulator" in lines[0] and "--sim" in lines[0]
+
+
+def test_a_robot_flag_with_sim_is_an_error_naming_it(namespace):
+    result = rover("drive", "--sim", "open", "--namespace", namespace, "--unattended")
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert (
+        result.returncode == 2 and len(lines) == 1 and "--unattended is for the robot" in lines[0]
+    )
 
 
 def test_robot_toml_paths_are_relative_to_the_file(tmp_path):

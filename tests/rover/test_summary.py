@@ -26,6 +26,7 @@ def test_a_headless_sim_run_ends_with_a_summary_naming_its_files(tmp_path: Path,
         "--snapshot", str(snap), "--record", str(rec),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+    assert "motor controller lost" not in result.stderr  # the simulator's own shutdown: no news
     lines = result.stdout.splitlines()
     (run,) = [ln for ln in lines if ln.startswith("run: ")]
     assert run.startswith("run: forest seed 3: ") and " m driven, 0 collisions, goal " in run
@@ -49,6 +50,15 @@ def test_without_metrics_out_the_summary_leaves_no_files_behind(tmp_path: Path):
         assert summary.lines()[0].startswith("run: forest seed 1: 0.0 m driven")
         assert "--metrics-out PATH keeps" in summary.lines()[1]
     assert not Path(args.metrics_out).parent.exists()
+
+
+def test_the_run_line_says_when_the_vehicle_went_backwards():
+    metrics = {"scenario": "forest", "seed": 2, "distance_m": 1.8, "collisions": 0}
+    line = run_line(metrics | {"goal_progress": 0.0, "elapsed_s": 20.0, "net_forward_m": -1.8})
+    assert line == (
+        "run: forest seed 2: 1.8 m driven, 0 collisions, goal 0 %, 20.0 s simulated, "
+        "ended 1.8 m behind the start"
+    )
 
 
 def test_the_run_line_says_when_the_goal_was_reached():
@@ -105,3 +115,22 @@ def test_old_node_logs_of_failed_runs_are_pruned(tmp_path: Path):
     removed = prune_kept_logs(tmp_path, keep=2)
     assert sorted(removed) == sorted(folders[:4])  # the newest two are the young one and 4
     assert young.is_dir() and folders[4].is_dir()
+
+
+@pytest.mark.parametrize(
+    "flag, value, needle",
+    [
+        ("--snapshot", "shot.jpg", "must end in .png"),
+        ("--snapshot", "nofolder/shot.png", "does not exist; create it"),
+        ("--metrics-out", "run.png", "name the metrics file .json"),
+    ],
+)
+def test_bad_output_paths_fail_before_the_run(tmp_path: Path, flag, value, needle):
+    import argparse
+
+    from rover.errors import DataError
+
+    args = argparse.Namespace(sim="forest", metrics_out=None, snapshot=None)
+    setattr(args, flag.lstrip("-").replace("-", "_"), str(tmp_path / value))
+    with pytest.raises(DataError, match=needle):
+        RunSummary.prepare(args)

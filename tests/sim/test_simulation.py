@@ -66,7 +66,7 @@ def test_collision_is_an_intervention_that_puts_the_vehicle_back_on_its_trail():
 def test_a_safety_driver_takes_over_after_a_collision_so_one_mistake_counts_once():
     trunk = [tree(5.0, 0.0, radius=0.3)]
     rewind = sim_in(world_with(trunk))
-    takeover = Simulation.from_world(world_with(trunk), safety_driver_s=3.0)
+    takeover = Simulation.from_world(world_with(trunk), safety_driver_s=3.0, safety_driver=Expert())
     for sim in (rewind, takeover):
         while sim.state.time_s < 20.0 and not sim.done:
             sim.step(0.0, sim.vehicle.cruise_throttle)  # a policy that never steers
@@ -89,7 +89,9 @@ def test_a_safety_driver_takes_over_after_a_collision_so_one_mistake_counts_once
 
 
 def test_safety_driver_takeover_shows_in_the_state_while_it_lasts():
-    sim = Simulation.from_world(world_with([tree(5.0, 0.0, radius=0.3)]), safety_driver_s=1.0)
+    sim = Simulation.from_world(
+        world_with([tree(5.0, 0.0, radius=0.3)]), safety_driver_s=1.0, safety_driver=Expert()
+    )
     while not sim.state.collided:
         assert not sim.step(0.0, sim.vehicle.cruise_throttle).takeover or sim.state.collided
     flags = [sim.step(0.0, 0.0).takeover for _ in range(round(1.5 / FRAME_DT_S))]

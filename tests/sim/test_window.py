@@ -151,6 +151,8 @@ def test_snapshot_errors_name_the_fix(forest, tmp_path):
 
 
 def test_close_is_clean_and_idempotent(forest):
+    pygame.font.quit()  # what it inits it quits: start from nothing (other tests may not)
+    pygame.display.quit()
     window = SimWindow(forest, headless=True)
     window.draw(view())
     window.close()

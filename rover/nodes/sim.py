@@ -29,9 +29,10 @@ from rover import messages as m
 from rover.config import load_config
 from rover.node import RateKeeper, Shutdown, node_argparser, node_config, run_main
 from rover.ready import all_ready
-from rover.stack import motor_port_for_sim
+from sim.episodes import WorldSequence
 from sim.expert import Expert
 from sim.policies import RandomSteer, Straight
+from sim.scenario import load_scenario
 from sim.simulation import Simulation
 
 POLICIES = {
@@ -57,10 +58,13 @@ class SimNode:
     def __init__(self, args, bus_cfg: topics.BusConfig):
         self.args = args
         self.bus_cfg = bus_cfg
-        self.sim = Simulation(args.scenario, args.seed, safety_driver_s=args.safety_driver_s)
+        self.worlds = world_sequence(args)
+        self.episode, self.episodes = 0, []  # finished episodes' metrics
+        self.elapsed_s, self.steps_done = 0.0, 0  # in finished episodes
+        self.sim = self._simulation(0)
         self.period_ns = int(self.sim.dt_s * 1e9)
         self.faults = random.Random(self.sim.world.seed)  # injected faults, reproducible
-        link = motor_port_for_sim(bus_cfg.namespace)
+        link = topics.motor_port_for_sim(bus_cfg.namespace)
         if args.mcu == "avr":  # the compiled firmware in simavr: outputs read from its pins
             self.emulator: PtyEmulator | AvrMcu = AvrMcu(AvrConfig(build=False), link_path=link)
         else:
@@ -71,6 +75,7 @@ class SimNode:
         self.frames = bus.Publisher(topics.CAMERA_STEREO, bus_cfg)
         self.truth = bus.Publisher(topics.SIM_TRUTH, bus_cfg)
         self.policy = POLICIES[args.policy](self.sim.world.seed) if args.policy else None
+        self._answer: tuple[int, tuple[float, float]] | None = None  # (step, policy's answer)
         self.estimates = bus.Publisher(topics.PERCEPTION_STEERING, bus_cfg) if self.policy else None
         self.commands = bus.Subscriber(topics.CONTROL_COMMAND, bus_cfg, newest=False, hwm=1000)
         show = not args.headless or args.snapshot
@@ -110,7 +115,7 @@ class SimNode:
             )
         )
         if self.policy is not None:
-            steering, throttle = self.policy.act(self.sim.observation())
+            steering, throttle = self._policy_answer()
             self.estimates.publish(
                 m.SteeringEstimate(
                     frame_seq=frame.seq,
@@ -121,6 +126,36 @@ class SimNode:
                 )
             )
         return frame
+
+    def _simulation(self, episode: int) -> Simulation:
+        scenario, seed = self.worlds.world(episode)
+        safety = self.args.safety_driver_s
+        driver = Expert() if safety > 0 else None  # the privileged driver takes over
+        return Simulation(scenario, seed, safety_driver_s=safety, safety_driver=driver)
+
+    def _policy_answer(self) -> tuple[float, float]:
+        """The policy acts once per step: a frame re-sent during warm-up gets the same answer
+        (the expert eases its command on every call, so a second call would move it)."""
+        step = self.sim.state.step
+        if self._answer is None or self._answer[0] != step:
+            self._answer = (step, self.policy.act(self.sim.observation()))
+        return self._answer[1]
+
+    def next_world(self) -> None:
+        """The episode is over but the run is not: go on with the scenario's next world."""
+        self.episodes.append(self._episode_metrics())
+        self.elapsed_s += self.sim.state.time_s
+        self.steps_done += self.sim.state.step
+        self.episode += 1
+        self.sim = self._simulation(self.episode)
+        self._answer = None
+        if self.args.policy:
+            self.policy = POLICIES[self.args.policy](self.sim.world.seed)
+        if self.window is not None:
+            self.window.show(self.sim)
+
+    def _episode_metrics(self) -> dict:
+        return dict(self.sim.metrics(), scenario=self.sim.scenario.name, seed=self.sim.world.seed)
 
     def warm_up(self, stop: Shutdown | None = None) -> None:
         """Slow joiner: re-send the first frame until the nodes we wait for hear the bus, and
@@ -178,9 +213,14 @@ class SimNode:
         self.warm_up(stop)
         rate = RateKeeper(1.0 / self.sim.dt_s)
         t0 = time.monotonic()
-        while not stop.requested and not self.sim.done:
-            if duration is not None and self.sim.state.time_s >= duration - 1e-9:
+        while not stop.requested:
+            if duration is not None and self.elapsed_s + self.sim.state.time_s >= duration - 1e-9:
                 break
+            if self.sim.done:
+                if duration is None:
+                    break  # no duration: one episode, until the goal or the time limit
+                self.next_world()
+                continue
             frame = self.publish_frame()
             if self.args.lockstep and frame is not None:
                 self.wait_answer(frame)
@@ -196,14 +236,17 @@ class SimNode:
         return self.window.update(self._last_images, self.emulator.outputs, self.stats)
 
     def _summary(self, wall_s: float) -> dict:
-        result = dict(self.sim.metrics())
-        result["scenario"] = self.sim.scenario.name
-        result["seed"] = self.sim.world.seed
+        result = self._episode_metrics()
         s = self.sim.state
         result["final_pose"] = [round(s.x_m, 6), round(s.y_m, 6), round(s.yaw_rad, 6)]
-        result["steps"] = s.step
+        episodes = [*self.episodes, self._episode_metrics()]
+        steps = self.steps_done + s.step
+        if len(episodes) > 1:  # the whole run's figures; each world's under "episodes"
+            result.update(_totals(episodes))
+            result["episodes"] = episodes
+        result["steps"] = steps
         result["wall_s"] = round(wall_s, 3)
-        result["steps_per_s"] = round(self.sim.state.step / wall_s, 1) if wall_s else 0.0
+        result["steps_per_s"] = round(steps / wall_s, 1) if wall_s else 0.0
         result["lockstep"] = bool(self.args.lockstep)
         result["late_frames"] = self.stats.late_frames
         return result
@@ -267,8 +310,9 @@ class SimView:
                 late_frames=stats.late_frames,
             )
         )
-        if events.snapshot:
-            self.window.snapshot(f"rover-snapshot-{int(time.time())}.png")
+        if events.snapshot:  # F12: say where it went, the user pressed a key, not a flag
+            path = self.window.snapshot(f"rover-snapshot-{int(time.time())}.png")
+            print(f"window snapshot: {path.resolve()}", flush=True)
         return not events.quit
 
     def _overlay(self, left: np.ndarray) -> np.ndarray:
@@ -285,8 +329,42 @@ class SimView:
     def snapshot(self, path: str) -> None:
         self.window.snapshot(path)
 
+    def show(self, sim: Simulation) -> None:
+        """The next world of a long run: a fresh map."""
+        from sim.window import SimWindow
+
+        headless = self.window.headless
+        self.window.close()
+        self.sim, self.window = sim, SimWindow(sim.world, headless=headless)
+
     def close(self) -> None:
         self.window.close()
+
+
+def world_sequence(args) -> WorldSequence:
+    """The worlds of this run: ``--scenario a,b,c`` cycles families, episode 0 is the first
+    one's world (``--seed`` or its own), the next ones come from the training range."""
+    families = tuple(name.strip() for name in args.scenario.split(",") if name.strip())
+    first = args.seed if args.seed is not None else load_scenario(families[0]).seed
+    return WorldSequence(families, args.seed or 0, args.randomise_materials, first_seed=first)
+
+
+def _totals(episodes: list[dict]) -> dict:
+    """A run of several worlds as one: distances, collisions and time add up."""
+    dist = sum(e["distance_m"] for e in episodes)
+    hits = sum(e["collisions"] for e in episodes)
+    elapsed = sum(e["elapsed_s"] for e in episodes)
+    autonomy = sum(e["autonomy_pct"] * e["elapsed_s"] for e in episodes) / max(elapsed, 1e-9)
+    return {
+        "scenario": ",".join(dict.fromkeys(e["scenario"] for e in episodes)),
+        "distance_m": round(dist, 4),
+        "collisions": hits,
+        "mean_distance_between_collisions_m": round(dist / max(1, hits), 4),
+        "takeover_m": round(sum(e["takeover_m"] for e in episodes), 4),
+        "autonomy_pct": round(autonomy, 3),
+        "goals_reached": sum(bool(e["reached_goal"]) for e in episodes),
+        "elapsed_s": round(elapsed, 4),
+    }
 
 
 def _trail(log, keep: int = 3000) -> np.ndarray:
@@ -312,8 +390,15 @@ def write_outputs(node: SimNode, summary: dict, args) -> None:
 
 def main() -> None:
     parser = node_argparser(__doc__)
-    parser.add_argument("--scenario", required=True)
+    parser.add_argument("--scenario", required=True, help="a scenario, or several: a,b,c")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--randomise-materials",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="repaint this share of the worlds with other training materials",
+    )
     parser.add_argument("--mode", default="drive", choices=("drive", "teleop"))
     parser.add_argument("--policy", default=None, choices=("expert", "straight", "random"))
     parser.add_argument("--lockstep", action="store_true")
