@@ -84,11 +84,8 @@ def check_request(args: argparse.Namespace) -> str | None:
     """Every check of the command line that touches nothing (flags first, then the model);
     returns the model to drive with."""
     check_flags(args)
-    if getattr(args, "mcu", "emulator") == "avr":
-        if args.sim is None:
-            raise ConfigError("--mcu is the simulator's motor controller: add --sim SCENARIO")
-        if getattr(args, "serial_loss", 0.0):
-            raise ConfigError("--serial-loss is the emulator's: drop it or --mcu avr")
+    if getattr(args, "mcu", "emulator") == "avr" and getattr(args, "serial_loss", 0.0):
+        raise ConfigError("--serial-loss is the emulator's: drop it or --mcu avr")
     safety_driver = getattr(args, "safety_driver", 0.0)
     if not 0.0 <= safety_driver <= 30.0:
         raise ConfigError(f"--safety-driver {safety_driver:g}: give 0 to 30 seconds")

@@ -63,6 +63,7 @@ static size_t rx_head, rx_tail;
 static unsigned long rx_dropped;
 static uint64_t wall0;
 static int paced = 1;
+static int wake_pipe[2] = {-1, -1}; /* the reader thread wakes a pacing sleep through it */
 static int uart_xoff;          /* simavr's input FIFO (the wire) is full */
 static uint8_t tx_buf[TX_BUF];
 static size_t tx_len;
@@ -189,19 +190,24 @@ static int rx_pending(void) {
  * back to back (which would overflow the firmware's receive buffer, as no real host does),
  * and the lag does not grow (which keeping the whole 20 ms would do). */
 static void feed_uart(avr_irq_t *uart_in) {
-  static uint64_t chunk_arrival_ns, chunk_gate_ns, last_fed_ns;
+  /* Each write's gate counts from when the previous write's first byte went in, as the host's
+   * pause counts from its arrival: anchored there, a late write does not delay the next. */
+  static uint64_t chunk_arrival_ns, chunk_gate_ns, chunk_fed_ns;
+  static int chunk_started;
   if (!rx_pending() || uart_xoff || avr->cycle < next_feed_cycle) return;
   size_t at = rx_head % RX_RING;
   if (rx_ring_ns[at] != chunk_arrival_ns) { /* the first byte of a new host write */
     uint64_t gap = rx_ring_ns[at] - chunk_arrival_ns;
-    chunk_gate_ns = last_fed_ns + (gap < MAX_GAP_NS ? gap : MAX_GAP_NS);
+    chunk_gate_ns = chunk_fed_ns + (gap < MAX_GAP_NS ? gap : MAX_GAP_NS);
     chunk_arrival_ns = rx_ring_ns[at];
+    chunk_started = 0;
   }
   if (paced && sim_ns() < chunk_gate_ns) return;
   uint8_t byte = rx_ring[at];
   __atomic_store_n(&rx_head, rx_head + 1, __ATOMIC_RELEASE);
-  last_fed_ns = sim_ns();
-  printf("%" PRIu64 " RX %02x\n", last_fed_ns, byte);
+  if (!chunk_started) chunk_fed_ns = sim_ns();
+  chunk_started = 1;
+  printf("%" PRIu64 " RX %02x\n", sim_ns(), byte);
   avr_raise_irq(uart_in, byte);
   next_feed_cycle = avr->cycle + uart_cycles_per_byte();
 }
@@ -228,6 +234,8 @@ static void *read_pty(void *arg) {
       tail++;
     }
     __atomic_store_n(&rx_tail, tail, __ATOMIC_RELEASE);
+    uint8_t one = 1;
+    if (write(wake_pipe[1], &one, 1) < 0 && errno != EAGAIN) break; /* wake a pacing sleep */
   }
   return NULL;
 }
@@ -246,15 +254,19 @@ static void pump_tx(void) {
   }
 }
 
-/* Sleep while simulated time leads the wall clock (by AHEAD_SLACK_NS and a little more; a
- * host byte arriving meanwhile goes in on waking, at most ~0.3 ms late). */
+/* Sleep while simulated time leads the wall clock, waking early when the host writes. */
 static void pace(uint64_t *last_lag_report) {
   uint64_t sim = sim_ns();
   uint64_t wall = wall_ns() - wall0;
   if (sim > wall + AHEAD_SLACK_NS) {
     uint64_t ahead = sim - wall;
     struct timespec ts = {(time_t)(ahead / 1000000000ULL), (long)(ahead % 1000000000ULL)};
-    nanosleep(&ts, NULL);
+    struct pollfd fd = {wake_pipe[0], POLLIN, 0};
+    if (!rx_pending() && ppoll(&fd, 1, &ts, NULL) > 0) {
+      uint8_t drain[64];
+      while (read(wake_pipe[0], drain, sizeof drain) > 0) {
+      }
+    }
   } else if (wall > sim + 5000000ULL && wall - *last_lag_report > 1000000000ULL) {
     printf("%" PRIu64 " LAG %" PRIu64 "\n", sim, (wall - sim) / 1000);
     *last_lag_report = wall;
@@ -414,6 +426,10 @@ int main(int argc, char **argv) {
   pty_master = open_pty();
   if (pty_master < 0) {
     fprintf(stderr, "rover_avr_harness: error: cannot open a pty: %s\n", strerror(errno));
+    return 1;
+  }
+  if (pipe2(wake_pipe, O_NONBLOCK) < 0) {
+    fprintf(stderr, "rover_avr_harness: error: cannot make a pipe: %s\n", strerror(errno));
     return 1;
   }
   wall0 = wall_ns();
