@@ -153,8 +153,12 @@ def build_options(args: argparse.Namespace) -> RunOptions:
             overrides.append("control.require_operator=true")
     load_config(args.config, overrides)  # fail here, once, in one line: not in every node
     node_args = {"sim": sim_args, "teleop": _teleop_args(args)}
-    if getattr(args, "lockstep", False) and getattr(args, "traversability", False):
-        node_args["control"] = ["--lockstep-maps"]  # the guard sees frame N's map, reproducibly
+    if getattr(args, "lockstep", False):
+        # inputs come frame by frame: the 50 Hz repeat re-sends the answer instead of judging
+        # its age on the wall clock, so a loaded machine gives the same run as a quiet one
+        node_args["control"] = ["--lockstep"]
+        if getattr(args, "traversability", False):
+            node_args["control"].append("--lockstep-maps")  # the guard sees frame N's map
     if model is not None and model not in SIM_POLICIES:
         node_args["steering"] = ["--model", model]
     record_dir = None
