@@ -65,3 +65,56 @@ def test_the_check_sees_a_crossing(tmp_path):
     path.write_text("import zmq\nfrom rover import bus\ndef f():\n    from rover.stack import x\n")
     crossing = [m for _, m in imported_modules(path) if crosses(m)]
     assert crossing == ["zmq", "rover.bus", "rover.stack", "rover.stack.x"]
+
+
+PACKAGES = ("rover", "perception", "sim", "drivers")
+
+
+def project_modules() -> dict[str, Path]:
+    modules = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+            modules[name.removesuffix(".__init__")] = path
+    return modules
+
+
+def runtime_imports(path: Path, modules: dict[str, Path], me: str) -> set[str]:
+    """The project modules `me` imports when it runs (lazily too; not under TYPE_CHECKING,
+    not its own packages, which a submodule's `from pkg import sibling` names)."""
+    tree = ast.parse(path.read_text(), str(path))
+    typing_only = {
+        id(n)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+        for stmt in block.body
+        for n in ast.walk(stmt)
+    }
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return {m for m in found if m in modules and m != me and not me.startswith(m + ".")}
+
+
+def test_no_import_circles_between_project_modules():
+    modules = project_modules()
+    graph = {m: runtime_imports(p, modules, m) for m, p in modules.items()}
+    circles = set()
+    for start in graph:
+        stack, seen = [(start, (start,))], set()
+        while stack:
+            here, trail = stack.pop()
+            for nxt in graph[here]:
+                if nxt == start:
+                    circles.add(" -> ".join(sorted(trail)))
+                elif nxt not in seen and len(trail) < 8:
+                    seen.add(nxt)
+                    stack.append((nxt, (*trail, nxt)))
+    assert not circles, "import circles (a lazy import that dodges one still counts):\n" + (
+        "\n".join(sorted(circles))
+    )

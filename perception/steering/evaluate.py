@@ -201,7 +201,9 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
         bar.set_postfix(last=result["run"][:24])
 
     if getattr(args, "cluster", None):
-        runs = executor.eval_on_cluster(args.cluster, jobs, args.duration, args.workers, done)
+        runs = executor.eval_on_cluster(
+            run_job, args.cluster, jobs, args.duration, args.workers, done
+        )
     else:
         runs = executor.run_local(lambda job: run_job(job, args.duration), jobs, args.workers, done)
     bar.close()

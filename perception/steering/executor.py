@@ -16,6 +16,7 @@ path on every worker (a shared folder). See docs/cluster.md.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -149,11 +150,12 @@ def model_file(data: bytes | None, folder: Path) -> str:
     return str(path)
 
 
-def run_job_remote(job, duration: float | None, model_bytes: bytes | None) -> dict[str, Any]:
-    """A Dask task: run one job in a temporary folder on the worker; its result, with the
-    metrics file and the trajectory picture as bytes (``files``), for the client to write."""
-    from perception.steering.evaluate import run_job
-
+def run_job_remote(
+    run_job: Callable, job, duration: float | None, model_bytes: bytes | None
+) -> dict[str, Any]:
+    """A Dask task: ``run_job(job, duration)`` (evaluate's, handed over by reference) in a
+    temporary folder on the worker; its result, with the metrics file and the trajectory
+    picture as bytes (``files``), for the client to write."""
     _drop_dask_environ()
     with tempfile.TemporaryDirectory(prefix="rover-eval-task-") as tmp:
         root = Path(tmp)
@@ -199,7 +201,12 @@ def failed_result(job, exc: BaseException) -> dict[str, Any]:
 
 
 def eval_on_cluster(
-    address: str, jobs: Sequence, duration: float | None, workers: int, on_done: Callable
+    run_job: Callable,
+    address: str,
+    jobs: Sequence,
+    duration: float | None,
+    workers: int,
+    on_done: Callable,
 ) -> list[dict[str, Any]]:
     """Every eval job as a task on the cluster at `address`; results as `run_job` gives them,
     with each run's metrics and picture written where a local run writes them."""
@@ -214,8 +221,7 @@ def eval_on_cluster(
                 write_files(result, out_dirs[result["run"] + result["driver"]])
             on_done(result)
 
-        return run_on_cluster(
-            client, run_job_remote, jobs, done, failed_result, duration, model_bytes
-        )
+        task = functools.partial(run_job_remote, run_job)
+        return run_on_cluster(client, task, jobs, done, failed_result, duration, model_bytes)
     finally:
         close(client)

@@ -10,6 +10,7 @@ engine's overhead; the cluster's start (scheduler and worker processes) is timed
 from __future__ import annotations
 
 import argparse
+import functools
 import tempfile
 import time
 from pathlib import Path
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> dict:
             start = time.monotonic()
             remote = executor.run_on_cluster(
                 client,
-                executor.run_job_remote,
+                functools.partial(executor.run_job_remote, run_job),
                 jobs["cluster"],
                 _noop,
                 executor.failed_result,

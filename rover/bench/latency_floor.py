@@ -19,6 +19,8 @@ import time
 import tty
 from pathlib import Path
 
+DRIVE_BYTES = 13  # a DRIVE frame and the delimiter that may precede it
+
 FRAMES = 150
 
 
@@ -106,7 +108,6 @@ def measure(
     """Each stage's bare cost in milliseconds (a list of samples per stage)."""
     from rover.bench import bus as bus_bench
     from rover.bench.infer import measure_floor as forward_floor
-    from rover.bench.latency import DRIVE_BYTES
 
     reads_ms, pairs = camera_reads(toml, frames)
     pair_hop = bus_bench._measure("raw", len(reads_ms), 30.0, (320, 240))["lat_ms"]

@@ -77,8 +77,8 @@ def run_keys(args: argparse.Namespace) -> dict:
     """Run the key bench, print a table, return the flat result dict."""
     from rover.bench import bus as bus_bench
     from rover.bench.common import latency_summary, print_table
-    from rover.bench.latency import rig_for, start_stack, stop_stack
     from rover.bench.latency_floor import pty_one_way
+    from rover.bench.rig_stack import rig_for, start_stack, stop_stack
     from rover.bench.xkeys import Keyboard, xvfb
 
     with tempfile.TemporaryDirectory(prefix="rover-bench-keys-") as tmp_name:
