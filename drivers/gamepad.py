@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,10 +105,14 @@ class _PygameEvents:
         return events
 
 
-def _display_available() -> bool:
+def has_display() -> bool:
+    """True when a window can be opened (X11/Wayland on Linux; always elsewhere), the one
+    rule the stack, the teleop node and the keyboard window share."""
     if os.environ.get("SDL_VIDEODRIVER") == "dummy":
         return False
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
 
 
 class PygameGamepad:
@@ -115,7 +120,7 @@ class PygameGamepad:
 
     def __init__(self, config: TeleopConfig | None = None, latches: Latches | None = None):
         cfg = config or TeleopConfig()
-        if not _display_available():
+        if not has_display():
             os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
         self._pg = import_pygame()
         self.latches = latches or Latches()
@@ -154,7 +159,7 @@ class KeyboardWindow:
 
     def __init__(self, config: TeleopConfig | None = None):
         cfg = config or TeleopConfig()
-        if not _display_available():
+        if not has_display():
             raise DeviceError(
                 "no display for the keyboard window: run where DISPLAY is set (ssh -X, a "
                 "desktop), plug in a gamepad and pass --headless, or give --teleop-script"

@@ -9,21 +9,13 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from drivers.gamepad import has_display
 from rover.config import load_config
 from rover.errors import ConfigError, DataError
 from rover.manager import Manager, NamespaceLock, RunOptions
 from rover.topics import BusConfig, motor_port_for_sim
 
 SIM_POLICIES = ("expert", "straight", "random")
-
-
-def has_display() -> bool:
-    """True when a window can be opened (X11/Wayland on Linux; always elsewhere)."""
-    if os.environ.get("SDL_VIDEODRIVER") == "dummy":
-        return False
-    if sys.platform.startswith("linux"):
-        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    return True
 
 
 # flags that only the simulator reads: (argparse destination, flag, its "not given" value)

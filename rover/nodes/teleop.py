@@ -11,10 +11,9 @@ window ends the run.
 
 from __future__ import annotations
 
-import os
 import time
 
-from drivers.gamepad import OperatorInput, open_input
+from drivers.gamepad import OperatorInput, has_display, open_input
 from rover import bus, topics
 from rover.node import (
     HealthPublisher,
@@ -32,8 +31,7 @@ def input_kind(headless: bool, script: str | None) -> str:
     """Which operator input this node opens."""
     if script is not None:
         return "script"
-    has_display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    if headless or not has_display or os.environ.get("SDL_VIDEODRIVER") == "dummy":
+    if headless or not has_display():
         return "gamepad"
     return "window"
 
