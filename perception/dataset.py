@@ -144,7 +144,7 @@ def collect(
     labels: dict[str, list] = {k: [] for k in ("steering", "throttle", "session", "offset", "kind")}
     names: dict[str, int] = {}
     skipped = {"learner": 0, "stale": 0}
-    learner_drove: dict[str, bool] = {}  # per session: the model drove the last live frame
+    learner_drove: dict[str, bool] = {}  # per session: the model has driven in it
     frames_l: list = []
     frames_r: list = []
     expected = (model_cfg.image_height_px, model_cfg.image_width_px, 3)
@@ -159,8 +159,12 @@ def collect(
                     learner_drove[s.session] = True
                 skipped["learner" if source.startswith("cnn:") else "stale"] += 1
                 continue
-            labels["kind"].append(_kind(source, learner_drove.get(s.session, False)))
-            learner_drove[s.session] = labels["kind"][-1] != DEMONSTRATION  # a take-over goes on
+            # the reader marks take-overs (rover.recording.takeover); in-process corrections
+            # and older readers: the frames someone drove after the model did
+            after = learner_drove.get(s.session, False) or bool(getattr(s, "takeover", False))
+            labels["kind"].append(_kind(source, after))
+            if source == "model":  # once the model drove a session, anyone else took over
+                learner_drove[s.session] = True
             frames_l.append(s.left)
             frames_r.append(s.right)
             labels["steering"].append(float(s.steering))
@@ -201,8 +205,8 @@ def collect(
 
 def _kind(source: str, after_learner: bool) -> int:
     """A kept frame's kind: the model drove it (in-process, labelled by the expert); someone
-    took the wheel from the model (the frames after the model drove, until it drives again);
-    or a demonstration."""
+    took the wheel from the model (``after_learner``: a marked take-over, or any frame someone
+    else drove in a session the model drove); or a demonstration."""
     if source == "model":
         return RELABELLED
     return TAKEOVER if after_learner else DEMONSTRATION

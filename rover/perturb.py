@@ -70,7 +70,7 @@ def parse_perturb(text: str) -> tuple[float, float]:
 
 class OrnsteinUhlenbeck:
     """A mean-reverting random walk, exactly discretised: stationary std ``sigma``,
-    correlation time ``tau_s``, whatever the step. The one OU process of the project."""
+    correlation time ``tau_s``, whatever the step (also the traversability bench's noise)."""
 
     def __init__(self, sigma: float, tau_s: float, rng: np.random.Generator):
         self.sigma, self.tau_s, self.rng = sigma, tau_s, rng

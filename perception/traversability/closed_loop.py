@@ -9,7 +9,6 @@ control node runs: what is measured is what drives.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from perception.traversability.guard import GuardConfig
 from perception.traversability.pipeline import TraversabilityConfig, TraversabilityPipeline
 from rover import messages as m
 from rover.control import ControlConfig, Controller, GuardedController
+from rover.perturb import OrnsteinUhlenbeck
 
 
 @dataclass(frozen=True)
@@ -35,15 +35,12 @@ class NoisySteering:
 
     def __init__(self, policy, cfg: NoiseConfig):
         self.policy, self.cfg = policy, cfg
-        self.rng = np.random.default_rng(cfg.seed)
-        self.noise = 0.0
+        self.ou = OrnsteinUhlenbeck(cfg.sigma, cfg.tau_s, np.random.default_rng(cfg.seed))
 
     def act(self, observation) -> tuple[float, float]:
         steering, throttle = self.policy.act(observation)
-        dt, c = observation.dt_s, self.cfg
-        keep = math.exp(-dt / c.tau_s)
-        self.noise = keep * self.noise + c.sigma * math.sqrt(1 - keep * keep) * self.rng.normal()
-        return float(np.clip(steering + self.noise, -1.0, 1.0)), throttle
+        noise = self.ou.step(observation.dt_s)
+        return float(np.clip(steering + noise, -1.0, 1.0)), throttle
 
 
 class ModelSteering:

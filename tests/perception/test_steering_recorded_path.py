@@ -26,6 +26,8 @@ def bus_cfg() -> BusConfig:
     cfg = BusConfig(namespace=f"t{uuid.uuid4().hex[:10]}")
     yield cfg
     cfg.remove_ipc_root()
+
+
 ENV = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
 
 

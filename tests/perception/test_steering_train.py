@@ -206,7 +206,7 @@ def test_help_shows_every_default_and_limits_cut_the_recordings(tmp_path, capsys
         train_main(["--help"])
     text = capsys.readouterr().out
     for option, default in (
-        ("--epochs", "8"),
+        ("--epochs", "2"),
         ("--batch-size", "64"),
         ("--lr", "0.002"),
         ("--seed", "0"),

@@ -1,5 +1,6 @@
-"""The bundled steering model: trained by `python -m perception.steering.pipeline` (see
-docs/steering.md), shipped with rover so that `rover demo` drives with a CNN out of the box.
+"""The bundled steering model: made by the user's path (`make model`: 20 minutes recorded with
+`rover drive --perturb`, `rover train steering`, `rover eval`; see docs/steering.md), shipped
+with rover so that `rover demo` drives with a CNN out of the box.
 
 ``steering.pt`` is the checkpoint; ``eval.json`` is its `rover eval` report on the regression
 suite, the baseline CI compares new models with.
