@@ -403,7 +403,13 @@ def main() -> None:
     parser.add_argument("--policy", default=None, choices=("expert", "straight", "random"))
     parser.add_argument("--lockstep", action="store_true")
     parser.add_argument("--mcu", choices=("emulator", "avr"), default="emulator")
-    parser.add_argument("--lockstep-timeout", type=float, default=0.5)
+    parser.add_argument(
+        "--lockstep-timeout",
+        type=float,
+        default=2.0,
+        help="lock-step: seconds to wait for a frame's answer before stepping without it (a "
+        "late frame); long enough that a loaded machine gives the run a quiet one gives",
+    )
     parser.add_argument("--headless", action="store_true")
     parser.add_argument("--duration", type=float, default=None)
     parser.add_argument("--metrics-out", default=None)
