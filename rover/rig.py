@@ -142,7 +142,9 @@ def render_videos(spec: RigSpec, quiet: bool = False) -> dict[str, Path]:
     count = round(spec.seconds * FPS)
     if not quiet:
         print(f"rendering {count} stereo frames of {spec.scenario} (once; cached in {folder})")
-    pairs = _expert_drive(spec.scenario, spec.seed, count)
+    from rover.bench.common import expert_frames  # numpy and the simulator: only to render
+
+    pairs = expert_frames(spec.scenario, count, spec.seed)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -161,22 +163,6 @@ def render_videos(spec: RigSpec, quiet: bool = False) -> dict[str, Path]:
         os.replace(tmp, files[name])
     rig_calibration(camera).save(files["calib.yaml"])
     return files
-
-
-def _expert_drive(scenario: str, seed: int | None, count: int) -> list:
-    """`count` stereo pairs along the simulator expert's drive (a new episode at each end)."""
-    from sim.expert import Expert
-    from sim.simulation import Simulation
-
-    sim, expert, pairs = Simulation(scenario, seed), Expert(), []
-    while len(pairs) < count:
-        if sim.done:
-            sim.reset()
-            expert.reset()
-        left, right, _ = sim.render()
-        pairs.append((left, right))
-        sim.step(*expert.act(sim.observation()))
-    return pairs
 
 
 def rig_toml(spec: RigSpec, files: RigFiles) -> str:

@@ -5,6 +5,8 @@ import shutil
 
 import pytest
 
+from rover.bench.xkeys import xvfb as start_xvfb
+
 
 @pytest.fixture
 def require_tools():
@@ -21,3 +23,11 @@ def require_tools():
         pytest.skip(message)
 
     return _require
+
+
+@pytest.fixture
+def xvfb(require_tools):
+    """A private X server (a real Xvfb); its display name, ":N"."""
+    require_tools("Xvfb", "xdotool")
+    with start_xvfb() as display:
+        yield display

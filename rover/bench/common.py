@@ -24,12 +24,14 @@ def latency_summary(values_ms: Sequence[float]) -> dict:
     }
 
 
-def expert_frames(scenario: str, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def expert_frames(
+    scenario: str, count: int, seed: int | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """`count` stereo pairs rendered along the simulator expert's drive (benchmark inputs)."""
     from sim.expert import Expert
     from sim.simulation import Simulation
 
-    sim, expert, pairs = Simulation(scenario), Expert(), []
+    sim, expert, pairs = Simulation(scenario, seed), Expert(), []
     while len(pairs) < count:
         if sim.done:
             sim.reset()

@@ -148,26 +148,6 @@ def test_authorized_operator_drives_and_a_revoked_key_stops_at_once(robot, keys)
     assert "revoked this operator's key" in out
 
 
-@pytest.fixture
-def xvfb(require_tools):
-    """A private X server for the laptop's window; its display name."""
-    require_tools("Xvfb", "xdotool")
-    read_fd, write_fd = os.pipe()
-    server = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "800x600x24", "-nolisten", "tcp"],
-        pass_fds=(write_fd,),
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write_fd)
-    with os.fdopen(read_fd) as pipe:
-        number = pipe.readline().strip()
-    try:
-        yield f":{number}"
-    finally:
-        server.terminate()
-        server.wait(10)
-
-
 def _lines_until(proc, needle: str, timeout_s: float) -> str:
     found = threading.Event()
     seen: list[str] = []
