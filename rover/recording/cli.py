@@ -144,6 +144,10 @@ def _list(args: argparse.Namespace) -> int:
             for r in rows
         ],
     )
+    print(
+        "status is the files' (read from their indexes); whether the frames are labelled by live "
+        "commands, `rover recordings info SESSION` checks"
+    )
     return 0
 
 
