@@ -43,8 +43,10 @@ def test_bench_latency_times_glass_to_motor_stage_by_stage(rig_env, tmp_path):
         assert result[key] > 0
     for stage in stages:
         assert f"{stage}_p50_ms" in result and result[f"{stage}_floor_p50_ms"] > 0
-    # 13 bytes at 115200 baud take 1.1 ms on the wire: the serial stage and its floor see it
-    assert result["serial_floor_p50_ms"] >= 1.1 and result["serial_p50_ms"] >= 1.0
+    # 13 bytes at 115200 baud take 1.1 ms on the wire: the serial floor sees it (the stage in
+    # the stack is timed from control's ControlCommand stamp, taken just after its write, so a
+    # loaded machine can make it read shorter than the wire; it is never negative)
+    assert result["serial_floor_p50_ms"] >= 1.1 and result["serial_p50_ms"] > 0
     assert result["bus_p50_ms"] >= 0 and result["control_p50_ms"] >= 0  # causal, never negative
     assert "end to end" in done.stdout and "floor p50 ms" in done.stdout
     assert _sim_default(env) == result["capture_publish_p50_ms"]
