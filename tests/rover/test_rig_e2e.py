@@ -63,6 +63,9 @@ def test_keys_drive_the_motors_estop_latches_and_ctrl_c_closes_the_recording(
         moving = drives.wait(
             lambda d: d.armed and d.throttle >= 0.5 and d.steering > 0.5, 20, "forward-left"
         )
+        # hold on for half a second of DRIVEs, so camera frames (15-30 Hz, sparser on a loaded
+        # machine) are recorded while the command is forward-left, not only its ramp
+        drives.wait(lambda d: d.seq >= moving.seq + 25 and d.steering > 0.5, 10, "held")
         keys.up("Left")
         drives.wait(
             lambda d: d.seq > moving.seq and d.steering == 0 and d.throttle > 0, 5, "centred"
