@@ -130,9 +130,9 @@ def _root() -> str:
 
 
 def test_cli_trains_on_real_recordings(tmp_path):
-    recorder = pytest.importorskip("rover.recording.recorder")
     from rover import messages as m
     from rover import topics
+    from rover.recording import recorder
 
     sessions = []
     for k in range(2):
@@ -164,9 +164,9 @@ def test_cli_trains_on_real_recordings(tmp_path):
 def test_training_learns_the_drivers_own_commands_and_reports_its_data_budget(tmp_path, capsys):
     """Perturbed frames are labelled with the driver's command (what was sent less the
     perturbation); frames the CNN drove itself and stale ones are skipped; take-overs counted."""
-    recorder = pytest.importorskip("rover.recording.recorder")
     from rover import messages as m
     from rover import topics
+    from rover.recording import recorder
 
     path = tmp_path / "2025-01-01_10-00-00"
     rec = recorder.Recorder(path, recorder.RecorderConfig(fsync=False), {}, "test")

@@ -19,18 +19,10 @@ import urllib.request
 import pytest
 
 from rover import bus, topics
+from rover.bench.console import CHROMIUM_FLAGS
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PHONE = {"width": 390, "height": 844}
 STALE_S = 0.2  # [control] stale_ms
 

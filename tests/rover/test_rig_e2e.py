@@ -100,8 +100,7 @@ def test_keys_drive_the_motors_estop_latches_and_ctrl_c_closes_the_recording(
 
 def _autopilot_stack(rig, rig_env, display, tmp_path) -> tuple[Stack, str]:
     model = bundled_model_path()
-    if model is None:
-        pytest.skip("no bundled steering model in this checkout")
+    assert model is not None, "the checkout ships perception/steering/bundled/steering.pt"
     ns = namespace()
     argv = ["drive", "--config", str(rig.toml), "--model", str(model), "--namespace", ns]
     return Stack(argv, window_env(rig_env, display), tmp_path / "log"), ns
