@@ -103,15 +103,24 @@ def check_output_paths(snapshot: str | None, metrics_out: str | None) -> None:
 
 
 def run_line(metrics: dict) -> str:
-    """``forest seed 2: 28.0 m driven, 0 collisions, goal 45 %, 15.0 s simulated``."""
+    """``run: forest seed 2: 28.0 m driven, 0 collisions, goal 45 %, 15.0 s simulated``; a run
+    of several worlds names each and counts the goals reached."""
     collisions = metrics.get("collisions", 0)
     goal = (
         "goal reached"
         if metrics.get("reached_goal")
         else (f"goal {100 * metrics.get('goal_progress', 0.0):.0f} %")
     )
+    where = f"{metrics.get('scenario')} seed {metrics.get('seed')}"
+    episodes = metrics.get("episodes") or []
+    if len(episodes) > 1:  # world after world: the totals; seed and goal are per world
+        worlds = ", ".join(f"{e.get('scenario')} seed {e.get('seed')}" for e in episodes)
+        if len(episodes) > 3:  # twenty worlds do not fit a line: their families
+            worlds = ", ".join(dict.fromkeys(str(e.get("scenario")) for e in episodes))
+        where = f"{len(episodes)} worlds ({worlds})"
+        goal = f"goals {metrics.get('goals_reached', 0)} of {len(episodes)}"
     line = (
-        f"run: {metrics.get('scenario')} seed {metrics.get('seed')}: "
+        f"run: {where}: "
         f"{metrics.get('distance_m', 0.0):.1f} m driven, {collisions} "
         f"collision{'' if collisions == 1 else 's'}, {goal}, "
         f"{metrics.get('elapsed_s', 0.0):.1f} s simulated"

@@ -70,6 +70,23 @@ def test_the_run_line_says_when_the_goal_was_reached():
     )
 
 
+def test_a_run_of_several_worlds_names_each_and_counts_the_goals():
+    worlds = [
+        {"scenario": "forest-repainted", "seed": 4, "reached_goal": True},
+        {"scenario": "open", "seed": 75586, "goal_progress": 0.6},
+    ]
+    metrics = {"scenario": "forest-repainted,open", "seed": 75586, "goal_progress": 0.6}
+    line = run_line(
+        metrics
+        | {"distance_m": 113.3, "collisions": 0, "elapsed_s": 60.0}
+        | {"episodes": worlds, "goals_reached": 1}
+    )
+    assert line == (
+        "run: 2 worlds (forest-repainted seed 4, open seed 75586): 113.3 m driven, "
+        "0 collisions, goals 1 of 2, 60.0 s simulated"
+    )
+
+
 def test_problems_caught_up_front_exit_with_their_kind_of_code(tmp_path: Path):
     """An empty model file is a data problem (4); no --model on the robot is a usage problem
     (2), with a line that never mentions a --model the user did not type."""
