@@ -3,6 +3,7 @@
 - render: stereo pairs per second along a real expert trajectory (images; ground truth left
   lazy) and with the ground truth arrays materialised too;
 - sim: whole steps per second, render + expert + vehicle + collisions, as a driver sees them;
+- window: one frame of the window (map, both eyes, HUD), drawn off-screen;
 - whole stack: steps per second in lock-step (as fast as the stack answers) and in real
   time (paced by the camera rate: the target);
 - floor, measured in the same run: one table lookup per pixel of a stereo pair plus the RGB
@@ -100,6 +101,21 @@ def measure_sim(sim: Simulation, frames: int) -> dict[str, list[float]]:
     return parts
 
 
+def measure_window(sim: Simulation, poses) -> list[float]:
+    """Milliseconds per window frame (map, both eyes, HUD at 1280x720), drawn off-screen."""
+    from sim.window import SimWindow, WindowView
+
+    times_ms = []
+    with SimWindow(sim.world, headless=True) as window:
+        for x, y, yaw in poses[:_WARMUP] + poses:
+            left, right, _ = sim.renderer.render_vehicle(x, y, yaw)
+            view = WindowView(pose=(x, y, yaw), left=left, right=right)
+            start = time.perf_counter_ns()
+            window.draw(view)
+            times_ms.append((time.perf_counter_ns() - start) / 1e6)
+    return times_ms[_WARMUP:]
+
+
 def measure_floor(sim: Simulation, frames: int) -> list[float]:
     """Milliseconds for one LUT gather per pixel of a stereo pair plus RGBA->RGB."""
     cam, lut = sim.camera, sim.renderer.look.lut
@@ -153,6 +169,7 @@ def run(args: argparse.Namespace) -> dict:
         )
         sims = [measure_sim(sim, args.frames) for _ in range(args.repeats)]
         floor = latency_summary(measure_floor(sim, args.frames))
+        window = latency_summary(measure_window(sim, poses))
     finally:
         cv2.setNumThreads(threads_before)
     sim_rate, _ = _median_rate([s["total"] for s in sims])
@@ -181,6 +198,7 @@ def run(args: argparse.Namespace) -> dict:
             ["sim step: render+expert+step", summary["total"], sim_rate],
             ["  of which expert", summary["expert"], None],
             ["  of which vehicle+collisions", summary["step"], None],
+            ["window draw (1280x720, off-screen)", window, 1000.0 / window["p50_ms"]],
         ]
     )
     if lockstep is not None:
@@ -209,6 +227,7 @@ def run(args: argparse.Namespace) -> dict:
         "expert_p50_ms": round(summary["expert"]["p50_ms"], 4),
         "step_p50_ms": round(summary["step"]["p50_ms"], 4),
         "floor_p50_ms": round(floor["p50_ms"], 4),
+        "window_draw_p50_ms": round(window["p50_ms"], 4),
         "lockstep_steps_per_s": lockstep["steps_per_s"] if lockstep else None,
         "lockstep_late_frames": lockstep["late_frames"] if lockstep else None,
         "realtime_steps_per_s": realtime["steps_per_s"] if realtime else None,

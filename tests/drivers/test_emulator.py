@@ -250,7 +250,8 @@ def test_pty_round_trip_and_watchdog_in_real_time() -> None:
         out = emu.wait_outputs(lambda o: o.watchdog_tripped, timeout_s=2.0)
         zeroed_after_ms = (time.monotonic_ns() - last_sent_ns) / MS
         assert (out.throttle, out.steering) == (0.0, 0.0)
-        assert 230 <= zeroed_after_ms <= 270, zeroed_after_ms
+        # never before its 250 ms (how soon after: `rover bench serial`, watchdog_ms)
+        assert zeroed_after_ms >= 230, zeroed_after_ms
 
 
 def test_unplug_removes_the_link_and_replug_repoints_it() -> None:

@@ -208,9 +208,8 @@ def test_laptop_window_shows_both_eyes_drives_with_keys_and_a_cut_link_stops(
         xdotool("keydown", "Up")
         emu.wait_outputs(lambda o: o.armed and o.throttle > 0.2, timeout_s=10)
         proc.kill()  # the link cut, key still held: no goodbye, not one more packet
-        cut = time.monotonic()
+        # the robot stops by itself (how fast after stale_ms: `rover bench faults`)
         emu.wait_outputs(lambda o: o.throttle == 0.0, timeout_s=5)
-        assert time.monotonic() - cut < 0.2 + 0.8  # stale_ms; slack for a loaded machine
         xdotool("keyup", "Up")
     finally:
         stop_frames.set()

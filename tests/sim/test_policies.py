@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from rover.errors import ConfigError
@@ -19,13 +17,10 @@ SUITE = list_suite("regression")
 @pytest.mark.parametrize("path", SUITE, ids=[p.stem for p in SUITE])
 def test_expert_drives_each_regression_scenario_without_collision(path):
     sim = Simulation(load_scenario(path))
-    start = time.perf_counter()
-    metrics = sim.run(Expert())
-    wall_s = time.perf_counter() - start
+    metrics = sim.run(Expert())  # how fast: `rover bench sim` (sim_steps_per_s)
     assert metrics["collisions"] == 0
     assert metrics["reached_goal"] and metrics["goal_progress"] == 1.0
     assert metrics["min_clearance_m"] > 0.1
-    assert wall_s < metrics["elapsed_s"], "faster than real time (typically 13-45x)"
 
 
 def test_expert_weaves_through_a_short_forest_smoothly():
