@@ -8,7 +8,10 @@ commands at 50 Hz; then:
   the configured ``[control] stale_ms`` itself: the figure over it is the control node's own
   reaction (up to one 20 ms control period is expected);
 - restart: the control node is SIGKILLed; seconds until the manager's new one publishes
-  (its back-off plus the new process's imports and start-up).
+  (its back-off plus the new process's imports and start-up);
+- Ctrl-C: ``rover drive --sim open --model expert --headless`` in its own process group gets
+  SIGINT, as a terminal sends it; seconds until every process of the group is gone (the
+  README's promise: within 2 s).
 
 The tests assert what happens (throttle zeroed, node back); this bench says how fast.
 """
@@ -18,6 +21,8 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 
@@ -37,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The bench's options."""
     parser.add_argument("--trials", type=int, default=10, help="stale-input trials")
     parser.add_argument("--restarts", type=int, default=2, help="control node kills")
+    parser.add_argument("--stops", type=int, default=1, help="Ctrl-C of a whole stack")
 
 
 def _until(predicate, timeout_s: float, what: str, tick=lambda: None):
@@ -80,9 +86,47 @@ def _restart_trial(mgr: Manager, cmds) -> float:
     return time.monotonic() - killed
 
 
-def run(args: argparse.Namespace) -> dict:
-    """Run the bench, print a table, return the flat result dict."""
-    stale_ms = ControlConfig().stale_ms
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _stop_trial() -> float:
+    """Ctrl-C a simulator stack once it drives; seconds until its whole group is gone."""
+    cfg = topics.BusConfig(namespace=f"bench{os.getpid()}x{uuid.uuid4().hex[:6]}")
+    cmds = bus.Subscriber(topics.CONTROL_COMMAND, cfg, newest=False, hwm=1000)
+    env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
+    argv = [sys.executable, "-m", "rover.cli", "drive", "--sim", "open", "--model", "expert"]
+    proc = subprocess.Popen(
+        [*argv, "--headless", "--namespace", cfg.namespace],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        _until(
+            lambda: any(not c.stale and c.throttle > 0 for c in cmds.drain()),
+            60,
+            "the stack to drive",
+        )
+        os.killpg(proc.pid, signal.SIGINT)
+        sent = time.monotonic()
+        proc.wait(30)
+        _until(lambda: not _group_alive(proc.pid), 30, "every process of the stack to stop")
+        return time.monotonic() - sent
+    finally:
+        cmds.close()
+        if _group_alive(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+def _control_trials(args: argparse.Namespace) -> tuple[list, list[float]]:
+    """Stale-input and restart trials against one manager-run control node."""
     cfg = topics.BusConfig(namespace=f"bench{os.getpid()}x{uuid.uuid4().hex[:6]}")
     with PtyEmulator() as emu:
         opts = RunOptions(
@@ -103,6 +147,33 @@ def run(args: argparse.Namespace) -> dict:
             mgr.stop()
             mgr.failures.clear()  # the kills were ours: no logs to keep
             mgr.clean_up()
+    return stale, restarts
+
+
+def _ms_row(name: str, s: dict) -> list[str]:
+    return [name, f"{s['p50_ms']:.1f} ms", f"{s['max_ms']:.1f} ms", str(s["n"])]
+
+
+def _s_row(name: str, values: list[float]) -> list[str]:
+    if not values:
+        return [name, "-", "", "0"]
+    return [name, f"{np.median(values):.2f} s", f"{max(values):.2f} s", str(len(values))]
+
+
+def _s_figures(key: str, values: list[float]) -> dict:
+    if not values:
+        return {f"{key}_p50_s": None, f"{key}_max_s": None}
+    return {
+        f"{key}_p50_s": round(float(np.median(values)), 3),
+        f"{key}_max_s": round(max(values), 3),
+    }
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Run the bench, print a table, return the flat result dict."""
+    stale_ms = ControlConfig().stale_ms
+    stale, restarts = _control_trials(args)
+    stops = [_stop_trial() for _ in range(args.stops)]
     to_cmd = latency_summary([s for s, _ in stale])
     to_motor = latency_summary([z for _, z in stale])
     print(f"faults: control node + firmware emulator on a pty, stale_ms = {stale_ms:g}")
@@ -110,24 +181,10 @@ def run(args: argparse.Namespace) -> dict:
         ["fault -> reaction", "p50", "max", "n"],
         [
             ["floor: configured stale_ms", f"{stale_ms:.1f} ms", "", ""],
-            [
-                "teleop silent -> stale command",
-                f"{to_cmd['p50_ms']:.1f} ms",
-                f"{to_cmd['max_ms']:.1f} ms",
-                str(to_cmd["n"]),
-            ],
-            [
-                "teleop silent -> motors at zero",
-                f"{to_motor['p50_ms']:.1f} ms",
-                f"{to_motor['max_ms']:.1f} ms",
-                str(to_motor["n"]),
-            ],
-            [
-                "control killed -> new one publishes",
-                f"{np.median(restarts):.2f} s" if restarts else "-",
-                f"{max(restarts):.2f} s" if restarts else "",
-                str(len(restarts)),
-            ],
+            _ms_row("teleop silent -> stale command", to_cmd),
+            _ms_row("teleop silent -> motors at zero", to_motor),
+            _s_row("Ctrl-C -> every process gone", stops),
+            _s_row("control killed -> new one publishes", restarts),
         ],
     )
     return {
@@ -136,7 +193,7 @@ def run(args: argparse.Namespace) -> dict:
         "stale_max_ms": round(to_cmd["max_ms"], 2),
         "motors_zero_p50_ms": round(to_motor["p50_ms"], 2),
         "motors_zero_max_ms": round(to_motor["max_ms"], 2),
-        "restart_p50_s": round(float(np.median(restarts)), 3) if restarts else None,
-        "restart_max_s": round(max(restarts), 3) if restarts else None,
+        **_s_figures("restart", restarts),
+        **_s_figures("stop", stops),
         "trials": args.trials,
     }

@@ -7,7 +7,8 @@ import sys
 
 def test_bench_faults_prints_a_table_and_the_figures_as_json():
     result = subprocess.run(
-        [sys.executable, "-m", "rover.cli", "bench", "faults", "--trials", "2", "--restarts", "1"],
+        [sys.executable, "-m", "rover.cli", "bench", "faults", "--trials", "2", "--restarts", "1"]
+        + ["--stops", "1"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -19,4 +20,4 @@ def test_bench_faults_prints_a_table_and_the_figures_as_json():
     # the control node never calls an input stale before stale_ms (the floor)
     assert figures["stale_p50_ms"] >= figures["floor_stale_ms"] == 200.0
     assert figures["motors_zero_p50_ms"] >= figures["floor_stale_ms"]
-    assert figures["restart_p50_s"] > 0
+    assert figures["restart_p50_s"] > 0 and figures["stop_p50_s"] > 0
