@@ -150,16 +150,29 @@ def _list(args: argparse.Namespace) -> int:
                 size_text(r["size_bytes"]),
                 str(r["segments"]),
                 str(r["trims"]),
-                r["status"] + (": run recover" if r["status"] == "damaged" else ""),
+                r["status"] + _status_note(r),
             )
             for r in rows
         ],
     )
     print(
-        "status is the files' (read from their indexes); whether the frames are labelled by live "
-        "commands, `rover recordings info SESSION` checks"
+        "status: ok when the files are whole and the frames labelled by live commands (as "
+        "`rover recordings info SESSION` says, with the details)"
     )
+    if any(not r["labels_checked"] for r in rows):
+        print(
+            "(*: recorded before the recorder counted labels: the files are ok, "
+            "`rover recordings info` checks the labels)"
+        )
     return 0
+
+
+def _status_note(row: dict) -> str:
+    if row["status"] == "damaged":
+        return ": run recover"
+    if row["status"] == "stale":
+        return ": labels from stale commands"
+    return "*" if row["status"] == "ok" and not row["labels_checked"] else ""
 
 
 def _info(args: argparse.Namespace) -> int:

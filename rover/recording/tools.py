@@ -22,6 +22,7 @@ from rover.health import HealthLog
 from rover.messages import HealthEvent
 from rover.recording import format as fmt
 from rover.recording import segment as seg
+from rover.recording.labels import is_stale, read_counts
 from rover.recording.reader import FrameIndexer, Session, decode_jpeg, walk_session
 from rover.recording.takeover import drive_mode
 from rover.recording.trims import TrimSpan, add_trim, load_trims, undo_trim
@@ -30,7 +31,6 @@ from rover.recording.writer import session_is_live
 HISTOGRAM_BINS = 10  # steering histogram over [-1, 1]
 GAP_FACTOR = 1.5  # a frame interval this many periods long is a gap
 STEADY_FRAMES = 10  # gaps before the first run of this many regular frames are start-up
-STALE_LABELS_MAX_PCT = 5.0  # more frames than this labelled by stale commands: "stale"
 
 
 def progress(total: int, desc: str):
@@ -81,6 +81,7 @@ def list_sessions(roots: list[str | Path]) -> list[dict]:
         segments = fmt.segment_paths(session_dir)
         live = session_is_live(session_dir)
         pairs, first, last, status = 0, None, None, "ok"
+        labels: dict[str, int] | None = {"frames": 0, "stale": 0, "none": 0}
         for p in segments:
             try:
                 seg.read_header(p)
@@ -94,7 +95,13 @@ def list_sessions(roots: list[str | Path]) -> list[dict]:
             pairs += info["pairs"]
             first = first or info["first_stamp_ns"]
             last = info["last_stamp_ns"] or last
+            if labels is not None and info["labels"] is not None:
+                labels = {k: labels[k] + info["labels"][k] for k in labels}
+            else:
+                labels = None  # a segment from before the counts: only `info` can tell
         duration = (last - first) / 1e9 * pairs / (pairs - 1) if pairs > 1 and first else 0.0
+        if status == "ok" and labels is not None and is_stale(labels["frames"], labels["stale"]):
+            status = "stale"  # as `info` says: the frames are labelled by dead commands
         rows.append(
             {
                 "session": session_dir.name,
@@ -105,6 +112,7 @@ def list_sessions(roots: list[str | Path]) -> list[dict]:
                 "size_bytes": sum(p.stat().st_size for p in segments),
                 "trims": len(load_trims(session_dir)),
                 "status": status,
+                "labels_checked": labels is not None,  # False: recorded before the counts
             }
         )
     return rows
@@ -130,7 +138,7 @@ def _segment_summary(path: Path) -> dict:
         reader = SeekingReader(f)
         summary = reader.get_summary()
         if summary is None:  # a valid MCAP without an index: nothing cheap to report
-            return {"pairs": 0, "first_stamp_ns": 0, "last_stamp_ns": 0}
+            return {"pairs": 0, "first_stamp_ns": 0, "last_stamp_ns": 0, "labels": None}
         meta = {m.name: m.metadata for m in reader.iter_metadata()}
     left = [c.id for c in summary.channels.values() if c.topic == fmt.LEFT_TOPIC]
     counts = summary.statistics.channel_message_counts if summary.statistics else {}
@@ -139,6 +147,7 @@ def _segment_summary(path: Path) -> dict:
         "pairs": int(segment.get("pairs", sum(counts.get(i, 0) for i in left))),
         "first_stamp_ns": int(segment.get("first_stamp_ns", 0)),
         "last_stamp_ns": int(segment.get("last_stamp_ns", 0)),
+        "labels": read_counts(segment),
     }
 
 
@@ -240,11 +249,7 @@ def _info_dict(session: Session, scan: _Scan, size: int) -> dict:
     wall_s = (left.last_log_ns - left.first_log_ns) / 1e9 if left.messages > 1 else 0.0
     labels = _labels(frames, scan.control_sources)
     status = "live" if session.partial_ok else "ok"
-    if (
-        status == "ok"
-        and frames
-        and 100 * labels["stale_label_frames"] > STALE_LABELS_MAX_PCT * len(frames)
-    ):
+    if status == "ok" and is_stale(len(frames), labels["stale_label_frames"]):
         status = "stale"  # "ok" only when the frames are labelled by commands that were live
     return {
         "session": session.name,

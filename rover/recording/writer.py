@@ -26,6 +26,7 @@ from rover import topics
 from rover.errors import ConfigError, DataError
 from rover.recording import format as fmt
 from rover.recording import takeover
+from rover.recording.labels import LabelTally
 
 _COMPRESSIONS = {"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4, "none": None}
 
@@ -104,6 +105,7 @@ class SessionWriter:
         self._next_index = max(existing, default=-1) + 1  # a restarted recorder appends
         self.clock_offset_ns = fmt.clock_offset_ns()
         self.segment: _Segment | None = None
+        self.labels = LabelTally()  # each segment's label counts, for `rover recordings list`
 
     def open_segment(self, now_ns: int) -> None:
         """Start the next segment file, with schemas, channels, metadata and attachments."""
@@ -201,6 +203,7 @@ class SessionWriter:
                 publish_time=stamp_ns,
                 sequence=seq & 0xFFFFFFFF,
             )
+            self.labels.feed(topic, log_time_ns, seq, stamp_ns, b"")
         seg.frames += 1
         seg.pairs += stamp_ns != seg.last_stamp_ns  # a re-sent capture counts once
         seg.first_stamp_ns = seg.first_stamp_ns or stamp_ns
@@ -216,6 +219,7 @@ class SessionWriter:
             publish_time=stamp_ns,
             sequence=seq & 0xFFFFFFFF,
         )
+        self.labels.feed(channel, log_time_ns, seq, stamp_ns, data)
 
     def flush(self) -> None:
         """Finish the chunk in progress and push it to the disk."""
@@ -238,6 +242,7 @@ class SessionWriter:
                 "last_stamp_ns": str(seg.last_stamp_ns),
                 "closed_unix_ns": str(time.time_ns()),
                 "counts": _counts_json(counts),
+                "labels": json.dumps(self.labels.segment_counts(), sort_keys=True),
             },
         )
         if final:

@@ -50,6 +50,14 @@ def test_a_recording_labelled_by_stale_commands_is_not_ok(tmp_path: Path, capsys
     text = info_of(tmp_path / "ruined", capsys)
     assert "(stale, 1 segment(s))" in text
     assert "none:stale 100 %" in text and "did not follow these labels" in text
+    # `list` says the same, from the counts the recorder left in the index (no scan)
+    [row] = list_rows(tmp_path, capsys)
+    assert row["status"] == "stale" and row["labels_checked"]
+
+
+def list_rows(root: Path, capsys) -> list[dict]:
+    assert recordings_main(["list", str(root), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)["sessions"]
 
 
 def test_a_recording_labelled_by_live_commands_is_ok(tmp_path: Path, capsys):
@@ -57,6 +65,8 @@ def test_a_recording_labelled_by_live_commands_is_ok(tmp_path: Path, capsys):
     text = info_of(tmp_path / "good", capsys)
     assert "(ok, 1 segment(s))" in text
     assert "100.0 % of frames labelled by live commands" in text
+    [row] = list_rows(tmp_path, capsys)
+    assert row["status"] == "ok" and row["labels_checked"]
 
 
 def test_start_up_is_reported_apart_from_gaps(tmp_path: Path, capsys):
