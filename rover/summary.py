@@ -129,6 +129,10 @@ def run_line(metrics: dict) -> str:
         line += f", ended {-metrics['net_forward_m']:.1f} m behind the start"
     if metrics.get("takeover_m"):
         line += f" (safety driver {metrics['takeover_m']:.1f} m)"
+    wall_s, sim_s = metrics.get("wall_s") or 0.0, metrics.get("elapsed_s") or 0.0
+    if metrics.get("lockstep") is False and wall_s > 0 and sim_s < 0.9 * wall_s:
+        # a real-time run that fell behind the clock (a loaded machine skips ticks)
+        line += f"; in real time it kept {100 * sim_s / wall_s:.0f} % of the clock ({wall_s:.1f} s)"
     return line
 
 

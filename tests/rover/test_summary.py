@@ -70,6 +70,13 @@ def test_the_run_line_says_when_the_goal_was_reached():
     )
 
 
+def test_a_real_time_run_that_fell_behind_the_clock_says_so():
+    metrics = {"scenario": "forest", "seed": 2, "distance_m": 1.8, "collisions": 0}
+    line = run_line(metrics | {"elapsed_s": 11.8, "wall_s": 23.2, "lockstep": False})
+    assert line.endswith("; in real time it kept 51 % of the clock (23.2 s)")
+    assert "clock" not in run_line(metrics | {"elapsed_s": 11.8, "wall_s": 23.2, "lockstep": True})
+
+
 def test_a_run_of_several_worlds_names_each_and_counts_the_goals():
     worlds = [
         {"scenario": "forest-repainted", "seed": 4, "reached_goal": True},
