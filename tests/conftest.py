@@ -5,7 +5,11 @@ import shutil
 
 import pytest
 
-from rover.bench.xkeys import xvfb as start_xvfb
+# Headless everywhere: pygame in this process and in every node it starts draws off-screen.
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+
+from rover.bench.xkeys import xvfb as start_xvfb  # noqa: E402
 
 
 @pytest.fixture

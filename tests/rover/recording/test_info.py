@@ -11,7 +11,7 @@ from rover import messages as m
 from rover import topics
 from rover.recording import format as fmt
 from rover.recording.cli import main as recordings_main
-from tests.rover.test_recording import PERIOD_NS, T0, frame, record
+from tests.rover.recording.test_recording import PERIOD_NS, T0, frame, record
 
 
 def stale_control(seq: int, frame_seq: int) -> m.ControlCommand:

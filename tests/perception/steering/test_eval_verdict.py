@@ -4,7 +4,7 @@ are in it, and a stalled driver fails the targets whatever its autonomy says."""
 from __future__ import annotations
 
 from perception.steering.report import write_html
-from tests.perception.test_steering_eval import _report, run
+from tests.perception.steering.test_evaluate import _report, run
 
 
 def test_a_driver_that_barely_moves_fails_with_the_reason():

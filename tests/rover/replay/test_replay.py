@@ -17,7 +17,7 @@ import pytest
 
 from rover.replay.diff import diff_node, format_report
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "replay"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "replay"
 SESSION = FIXTURES / "session"
 REFERENCE = FIXTURES / "reference"
 FRAMES = 180

@@ -22,7 +22,7 @@ from rover.recording import open_sessions
 from rover.recording.cli import main as recordings_main
 from rover.recording.reader import decode_jpeg, walk_session
 from rover.recording.rosbag import typestore
-from tests.rover.test_recording import PERIOD_NS, T0, H, W, frame, image, record
+from tests.rover.recording.test_recording import PERIOD_NS, T0, H, W, frame, image, record
 
 STORE = typestore()
 

@@ -17,7 +17,7 @@ from perception.steering.demos import EpisodeSpec, episode_samples
 from rover.recording.reader import open_sessions
 from rover.topics import BusConfig
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture

@@ -26,9 +26,9 @@ from rover.topics import PERCEPTION_TRAVERSABILITY
 from sim.policies import Straight
 from sim.simulation import Simulation
 from tests.perception.test_stereo import GEOM, scene, tree
-from tests.perception.test_traversability import TINY
+from tests.perception.traversability.test_traversability import TINY
 
-REGRESSION = Path(__file__).resolve().parents[2] / "sim" / "scenarios" / "regression"
+REGRESSION = Path(__file__).resolve().parents[3] / "sim" / "scenarios" / "regression"
 
 
 def parse(module, argv: list[str]) -> argparse.Namespace:

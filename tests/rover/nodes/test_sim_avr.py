@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.sim.test_node import drive
+from tests.rover.nodes.test_sim import drive
 
 
 @pytest.mark.slow

@@ -23,7 +23,7 @@ from rover.recording.cli import main as recordings_main
 from rover.recording.reader import Session
 from rover.recording.tools import session_info
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 ENV = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
 
 

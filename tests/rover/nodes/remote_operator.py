@@ -1,6 +1,6 @@
 """An operator on "another machine": its own process, its own keys, the robot's --listen link.
 
-    python tests/rover/remote_operator.py ADDRESS KEYS_DIR ROBOT_KEY SECONDS [--plain]
+    python tests/rover/nodes/remote_operator.py ADDRESS KEYS_DIR ROBOT_KEY SECONDS [--plain]
 
 Sends 50 Hz commands (deadman released, then held with throttle 0.6) and prints one JSON line
 with what arrived; a refused link prints the CLI's one error line and exits 5. `--plain`
