@@ -1,5 +1,6 @@
 """Fixtures every test package may use."""
 
+import argparse
 import os
 import shutil
 
@@ -35,3 +36,15 @@ def xvfb(require_tools):
     require_tools("Xvfb", "xdotool")
     with start_xvfb() as display:
         yield display
+
+
+@pytest.fixture(scope="session")
+def cli_args():
+    """`cli_args(module, argv)`: the namespace a command module's own parser gives for argv."""
+
+    def _parse(module, argv: list[str]) -> argparse.Namespace:
+        parser = argparse.ArgumentParser()
+        module.add_arguments(parser)
+        return parser.parse_args(argv)
+
+    return _parse
