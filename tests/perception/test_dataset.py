@@ -25,7 +25,6 @@ from perception.dataset import (
 )
 from perception.steering.demos import DemoSample
 from rover.errors import DataError
-from tests.perception.steering_fakes import bar_session, tiny_config
 
 NO_AUGMENT = AugmentConfig(
     flip=0.0,
@@ -55,7 +54,7 @@ def frameset(n_per_session: list[int], steering=None) -> FrameSet:
     )
 
 
-def test_collect_prepares_frames_with_the_models_own_preprocessing():
+def test_collect_prepares_frames_with_the_models_own_preprocessing(bar_session, tiny_config):
     cfg = tiny_config()
     samples = bar_session(40, "a") + bar_session(30, "b", seed=1)
     frames = collect(samples, cfg)
@@ -68,7 +67,7 @@ def test_collect_prepares_frames_with_the_models_own_preprocessing():
     assert set(np.flatnonzero(bright)) == set(cols)
 
 
-def test_frames_from_another_camera_are_skipped_with_a_warning():
+def test_frames_from_another_camera_are_skipped_with_a_warning(bar_session, tiny_config):
     cfg = tiny_config()
     good = bar_session(20, "a")
     odd = [DemoSample(np.zeros((240, 320, 3), np.uint8), s.right, 0.0, 0.5, 0, 0, "b", 0)
@@ -166,7 +165,7 @@ def test_appearance_augmentation_changes_pixels_not_labels():
     assert np.mean(images != before) > 0.3
 
 
-def test_dataset_yields_channels_last_uint8_batches_with_targets():
+def test_dataset_yields_channels_last_uint8_batches_with_targets(bar_session, tiny_config):
     frames = collect(bar_session(12, "a"), tiny_config())
     ds = SteeringDataset(frames, np.arange(12), augment=AugmentConfig(), targets=2)
     x, y = ds.__getitems__([0, 5, 7])
@@ -175,7 +174,9 @@ def test_dataset_yields_channels_last_uint8_batches_with_targets():
     assert y.shape == (3, 2)
 
 
-def test_shared_images_reach_a_loader_worker_as_a_handle_and_give_the_same_batches():
+def test_shared_images_reach_a_loader_worker_as_a_handle_and_give_the_same_batches(
+    bar_session, tiny_config
+):
     import pickle
     from multiprocessing.reduction import ForkingPickler
 
@@ -206,7 +207,7 @@ def test_degenerate_data_warn_in_plain_words():
     assert {w.category for w in caught} == {DataWarning}
 
 
-def test_frame_cache_round_trips_and_refuses_another_model(tmp_path):
+def test_frame_cache_round_trips_and_refuses_another_model(tmp_path, bar_session, tiny_config):
     frames = collect(bar_session(10, "a"), tiny_config())
     path = save_frames(frames, tmp_path / "cache.npz")
     back = load_frames(path, tiny_config())

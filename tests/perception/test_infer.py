@@ -20,11 +20,10 @@ from perception.infer import (
 )
 from perception.steering.model import SteeringModelConfig, build_model, prepare
 from rover.errors import ConfigError, DataError
-from tests.perception.steering_fakes import bar_frames, tiny_config
 
 
 @pytest.fixture
-def checkpoint(tmp_path):
+def checkpoint(tmp_path, tiny_config):
     torch.manual_seed(0)
     return save_checkpoint(tmp_path / "m.pt", build_model(tiny_config()), 0.55, {"note": "x"})
 
@@ -40,7 +39,7 @@ def _one_line(exc: pytest.ExceptionInfo) -> str:
     return text
 
 
-def test_checkpoint_round_trips_config_weights_and_provenance(checkpoint):
+def test_checkpoint_round_trips_config_weights_and_provenance(checkpoint, tiny_config):
     ckpt = load_checkpoint(checkpoint)
     assert ckpt.config == tiny_config()
     assert ckpt.cruise_throttle == pytest.approx(0.55)
@@ -92,7 +91,9 @@ def test_weights_of_another_shape_are_refused(tmp_path, checkpoint):
     _one_line(exc)
 
 
-def test_predictor_gives_clamped_floats_and_cruise_throttle_without_a_throttle_head(tmp_path):
+def test_predictor_gives_clamped_floats_and_cruise_throttle_without_a_throttle_head(
+    tmp_path, bar_frames, tiny_config
+):
     path = save_checkpoint(tmp_path / "s.pt", build_model(tiny_config(throttle=False)), 0.6, {})
     predictor = SteeringPredictor(path, device="cpu")
     left, right = bar_frames(0.3, np.random.default_rng(0))
@@ -108,7 +109,7 @@ def test_predictor_refuses_frames_of_another_camera(checkpoint):
         predictor.predict(frame, frame)
 
 
-def test_smoothing_eases_steering_by_the_frame_stamps(checkpoint):
+def test_smoothing_eases_steering_by_the_frame_stamps(checkpoint, bar_frames):
     rng = np.random.default_rng(0)
     frames = [bar_frames(x, rng) for x in (0.1, 0.9)]
     raw = SteeringPredictor(checkpoint, device="cpu")
@@ -164,7 +165,7 @@ def test_device_pick_falls_back_to_cpu_here():
     assert pick_device("cpu").type == "cpu"
 
 
-def test_bf16_runs_the_layers_in_bf16_and_answers_like_fp32(checkpoint):
+def test_bf16_runs_the_layers_in_bf16_and_answers_like_fp32(checkpoint, bar_frames):
     full = SteeringPredictor(checkpoint, device="cpu", precision="fp32")
     reduced = SteeringPredictor(checkpoint, device="cpu", precision="bf16")
     assert reduced.precision == "bf16" and full.precision == "fp32"
@@ -196,7 +197,9 @@ def test_pickle_module_is_what_refusal_relies_on():
     assert issubclass(pickle.UnpicklingError, Exception)
 
 
-def test_binned_predictor_keeps_its_way_around_only_while_frames_are_fresh(tmp_path):
+def test_binned_predictor_keeps_its_way_around_only_while_frames_are_fresh(
+    tmp_path, bar_frames, tiny_config
+):
     import dataclasses
 
     cfg = dataclasses.replace(tiny_config(), steering_bins=21)

@@ -14,38 +14,51 @@ from perception.infer import SteeringPredictor, load_checkpoint
 from perception.steering.trainer import TrainConfig, Trainer
 from perception.train_steering import main as train_main
 from perception.train_steering import recording_samples
-from tests.perception.steering_fakes import bar_frames, bar_session, bar_steering, tiny_config
 
 # flips and shifts are label-correct for real driving; the bar signal has no yaw geometry
 LIGHT_AUGMENT = AugmentConfig(shift_px=0, shadow=0.0)
-TINY_MODEL_ARGS = [
-    f"--model-set={k}={v}"
-    for k, v in tiny_config().to_dict().items()
-    if k in ("image_height_px", "image_width_px", "crop_top_px", "crop_bottom_px")
-]
 
 
 @pytest.fixture(scope="module")
-def frames():
+def tiny_model_args(tiny_config) -> list[str]:
+    """The CLI's `--model-set` flags for the tiny model's frame size and crop."""
+    return [
+        f"--model-set={k}={v}"
+        for k, v in tiny_config().to_dict().items()
+        if k in ("image_height_px", "image_width_px", "crop_top_px", "crop_bottom_px")
+    ]
+
+
+@pytest.fixture(scope="module")
+def frames(bar_session, tiny_config):
     sessions = [bar_session(120, f"s{i}", seed=i) for i in range(5)]
     return collect([s for session in sessions for s in session], tiny_config())
 
 
-def _trainer(frames, out, epochs=4, model_cfg=None, **train):
-    cfg = TrainConfig(
-        epochs=epochs, batch_size=32, lr=3e-3, workers=0, threads=1, patience=5, **train
-    )
-    data_cfg = DataConfig(val_fraction=0.2)
-    return Trainer(
-        frames, split(frames, data_cfg), model_cfg or tiny_config(), data_cfg, LIGHT_AUGMENT,
-        cfg, out,
-        progress=False, log=lambda _: None,
-    )  # fmt: skip
+@pytest.fixture(scope="module")
+def make_trainer(tiny_config):
+    """`make_trainer(frames, out, epochs=4, model_cfg=None, **train)`: a quiet Trainer on the
+    tiny model, a fifth of the frames held out."""
+
+    def _trainer(frames, out, epochs=4, model_cfg=None, **train):
+        cfg = TrainConfig(
+            epochs=epochs, batch_size=32, lr=3e-3, workers=0, threads=1, patience=5, **train
+        )
+        data_cfg = DataConfig(val_fraction=0.2)
+        return Trainer(
+            frames, split(frames, data_cfg), model_cfg or tiny_config(), data_cfg, LIGHT_AUGMENT,
+            cfg, out,
+            progress=False, log=lambda _: None,
+        )  # fmt: skip
+
+    return _trainer
 
 
 @pytest.mark.slow
-def test_training_learns_to_steer_away_from_the_obstacle(frames, tmp_path):
-    trainer = _trainer(frames, tmp_path / "m.pt", epochs=6)
+def test_training_learns_to_steer_away_from_the_obstacle(
+    frames, tmp_path, bar_frames, bar_steering, make_trainer
+):
+    trainer = make_trainer(frames, tmp_path / "m.pt", epochs=6)
     before = trainer.validate()
     result = trainer.fit()
     history = result["history"]
@@ -61,9 +74,9 @@ def test_training_learns_to_steer_away_from_the_obstacle(frames, tmp_path):
 
 
 @pytest.mark.parametrize("bins", [0, 21])
-def test_a_few_steps_already_reduce_the_loss(frames, tmp_path, bins):
+def test_a_few_steps_already_reduce_the_loss(frames, tmp_path, bins, tiny_config, make_trainer):
     model_cfg = dataclasses.replace(tiny_config(), steering_bins=bins)
-    trainer = _trainer(frames, tmp_path / "m.pt", model_cfg=model_cfg)
+    trainer = make_trainer(frames, tmp_path / "m.pt", model_cfg=model_cfg)
     images, targets = next(iter(trainer.train_loader))
     first = trainer.step(images, targets)
     for _ in range(40):
@@ -71,8 +84,8 @@ def test_a_few_steps_already_reduce_the_loss(frames, tmp_path, bins):
     assert last < 0.7 * first
 
 
-def test_checkpoint_embeds_config_preprocessing_data_and_version(frames, tmp_path):
-    _trainer(frames, tmp_path / "m.pt", epochs=1).fit()
+def test_checkpoint_embeds_config_preprocessing_data_and_version(frames, tmp_path, make_trainer):
+    make_trainer(frames, tmp_path / "m.pt", epochs=1).fit()
     info = load_checkpoint(tmp_path / "m.pt").info
     assert info["format"] == "rover-steering-cnn"
     assert "YUV" in info["preprocessing"]["inside_model"]
@@ -82,11 +95,11 @@ def test_checkpoint_embeds_config_preprocessing_data_and_version(frames, tmp_pat
     assert 0 <= info["metrics"]["val_sign_pct"] <= 100
 
 
-def test_training_resumes_where_it_stopped(frames, tmp_path):
+def test_training_resumes_where_it_stopped(frames, tmp_path, make_trainer):
     out = tmp_path / "m.pt"
-    _trainer(frames, out, epochs=1).fit()
+    make_trainer(frames, out, epochs=1).fit()
     assert out.with_name("m.pt.resume.pt").is_file()
-    resumed = _trainer(frames, out, epochs=2)
+    resumed = make_trainer(frames, out, epochs=2)
     result = resumed.fit(resume=True)
     assert [h["epoch"] for h in result["history"]] == [1, 2]
 
@@ -108,13 +121,13 @@ def test_cli_help_lists_architecture_sizes(capsys):
 
 
 @pytest.mark.slow
-def test_ddp_with_two_cpu_processes_trains_one_model(frames, tmp_path):
+def test_ddp_with_two_cpu_processes_trains_one_model(frames, tmp_path, tiny_model_args):
     cache = save_frames(frames, tmp_path / "cache.npz")
     out = tmp_path / "ddp.pt"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
     cmd += ["-m", "perception.train_steering", "--cache", str(cache), "--out", str(out)]
     cmd += ["--arch", "dave", "--epochs", "2", "--batch-size", "16", "--workers", "0"]
-    cmd += ["--threads", "1", "--quiet", *TINY_MODEL_ARGS]
+    cmd += ["--threads", "1", "--quiet", *tiny_model_args]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=_root())
     assert result.returncode == 0, result.stderr[-2000:]
     info = load_checkpoint(out).info
@@ -129,7 +142,7 @@ def _root() -> str:
     return str(Path(__file__).resolve().parents[2])
 
 
-def test_cli_trains_on_real_recordings(tmp_path):
+def test_cli_trains_on_real_recordings(tmp_path, bar_session, tiny_model_args):
     from rover import messages as m
     from rover import topics
     from rover.recording import recorder
@@ -150,7 +163,7 @@ def test_cli_trains_on_real_recordings(tmp_path):
         sessions.append(str(path))
     out = tmp_path / "m.pt"
     argv = [*sessions, "--out", str(out), "--arch", "dave", "--epochs", "1", "--workers", "0"]
-    assert train_main([*argv, "--threads", "1", "--quiet", *TINY_MODEL_ARGS]) == 0
+    assert train_main([*argv, "--threads", "1", "--quiet", *tiny_model_args]) == 0
     data = load_checkpoint(out).info["data"]
     assert data["sessions"] == [p.rsplit("/", 1)[-1] for p in sessions]
     assert data["frames"] == 120
@@ -161,7 +174,9 @@ def test_cli_trains_on_real_recordings(tmp_path):
     )
 
 
-def test_training_learns_the_drivers_own_commands_and_reports_its_data_budget(tmp_path, capsys):
+def test_training_learns_the_drivers_own_commands_and_reports_its_data_budget(
+    tmp_path, capsys, bar_session, tiny_config, tiny_model_args
+):
     """Perturbed frames are labelled with the driver's command (what was sent less the
     perturbation); frames the CNN drove itself and stale ones are skipped; take-overs counted."""
     from rover import messages as m
@@ -188,7 +203,7 @@ def test_training_learns_the_drivers_own_commands_and_reports_its_data_budget(tm
     np.testing.assert_allclose(frames.steering, [s.steering for s in kept], atol=1e-6)
     out = tmp_path / "m.pt"
     argv = [str(path), "--out", str(out), "--arch", "dave", "--epochs", "1", "--workers", "0"]
-    argv += ["--batch-size", "8", "--threads", "1", "--quiet", *TINY_MODEL_ARGS]
+    argv += ["--batch-size", "8", "--threads", "1", "--quiet", *tiny_model_args]
     assert train_main(argv) == 0
     budget = load_checkpoint(out).info["data"]["budget"]
     minute = 1 / 30 / 60

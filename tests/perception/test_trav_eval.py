@@ -16,13 +16,11 @@ from perception.traversability.pipeline import TraversabilityPipeline
 from rover.errors import DataError
 from sim.policies import Straight
 from sim.simulation import Simulation
-from tests.perception.test_stereo import GEOM, scene, tree
-from tests.perception.traversability.test_traversability import TINY
 
 REGRESSION = Path(__file__).resolve().parents[2] / "sim" / "scenarios" / "regression"
 
 
-def test_guard_turns_a_crash_into_a_stop():
+def test_guard_turns_a_crash_into_a_stop(scene, tree):
     wall = [tree(6.0 + 0.0, y, radius=0.25, height=3.0) for y in np.arange(-3.0, 3.01, 0.45)]
     noise = closed_loop.NoiseConfig(sigma=0.0)
 
@@ -37,11 +35,13 @@ def test_guard_turns_a_crash_into_a_stop():
     assert guarded["distance_m"] > 4.0  # it drove up to the trees, then stopped
 
 
-def test_eval_cli_prints_a_table_and_the_json_keys(tmp_path, capsys, cli_args):
+def test_eval_cli_prints_a_table_and_the_json_keys(
+    tmp_path, capsys, cli_args, stereo_geometry, tiny_segmenter
+):
     suite = tmp_path / "suite"
     suite.mkdir()
     shutil.copy(REGRESSION / "heldout_birch_snow_90001.toml", suite)
-    model = save_model(tmp_path / "m.pt", SegmenterNet(TINY).eval(), GEOM)
+    model = save_model(tmp_path / "m.pt", SegmenterNet(tiny_segmenter).eval(), stereo_geometry)
     out_json = tmp_path / "report.json"
     args = ["--model", str(model), "--suite", str(suite), "--max-steps", "7"]
     assert trav_eval.run(cli_args(trav_eval, [*args, "--json", str(out_json)])) == 0

@@ -16,7 +16,7 @@ from perception.traversability.guard import (
     allowed_speed_mps,
     stopping_distance_m,
 )
-from perception.traversability.model import SegmenterConfig, SegmenterNet, load_model, save_model
+from perception.traversability.model import SegmenterNet, load_model, save_model
 from perception.traversability.online import OnlineConfig, OnlineHead
 from perception.traversability.pipeline import (
     UNKNOWN_COST,
@@ -25,16 +25,13 @@ from perception.traversability.pipeline import (
 )
 from perception.traversability.polar import ArcCaster, ArcConfig, PolarSummary
 from rover.errors import ConfigError, DataError
-from tests.perception.test_stereo import GEOM, rock, scene, tree
-
-TINY = SegmenterConfig(input_width_px=64, input_height_px=48, width1=8, width2=12, width3=16)
 
 
 @pytest.fixture(scope="module")
-def labelled_set() -> data.LabelledSet:
+def labelled_set(tiny_segmenter) -> data.LabelledSet:
     """Stereo-labelled frames from short forest and open drives (no simulator truth)."""
     pairs = data.sim_pairs(("forest", "open"), seeds=(3,), steps=64, every=4)
-    return data.label_pairs(pairs, stereo.StereoLabeler(), TINY, progress=False)
+    return data.label_pairs(pairs, stereo.StereoLabeler(), tiny_segmenter, progress=False)
 
 
 def test_labelled_set_counts_stereo_labels_per_cell(labelled_set):
@@ -46,22 +43,22 @@ def test_labelled_set_counts_stereo_labels_per_cell(labelled_set):
     assert counts[:, 1].sum() > 0 and counts[:, 0].sum() > counts[:, 1].sum()
 
 
-def test_training_learns_from_stereo_labels(labelled_set):
+def test_training_learns_from_stereo_labels(labelled_set, tiny_segmenter):
     train_set, val_set = labelled_set.split(0.25)
     torch.manual_seed(0)
-    before = train.evaluate(SegmenterNet(TINY), val_set, TINY)
+    before = train.evaluate(SegmenterNet(tiny_segmenter), val_set, tiny_segmenter)
     cfg = train.TrainConfig(epochs=8, batch_size=8, lr=1e-2, threads=1)
-    net, metrics = train.train(train_set, val_set, TINY, cfg, progress=False)
+    net, metrics = train.train(train_set, val_set, tiny_segmenter, cfg, progress=False)
     assert metrics["val_accuracy"] > 0.9
     assert metrics["val_accuracy"] > before["val_accuracy"] + 0.2
     assert metrics["train_frames"] == 24
     # obstacles are the rare class: the class weights must keep them from being ignored
-    assert train.evaluate(net, train_set, TINY)["val_obstacle_iou"] > 0.3
+    assert train.evaluate(net, train_set, tiny_segmenter)["val_obstacle_iou"] > 0.3
 
 
-def test_saved_model_loads_with_the_same_predictions(tmp_path):
-    net = SegmenterNet(TINY).eval()
-    path = save_model(tmp_path / "trav.pt", net, GEOM, {"val_accuracy": 0.5})
+def test_saved_model_loads_with_the_same_predictions(tmp_path, stereo_geometry, tiny_segmenter):
+    net = SegmenterNet(tiny_segmenter).eval()
+    path = save_model(tmp_path / "trav.pt", net, stereo_geometry, {"val_accuracy": 0.5})
     loaded, info = load_model(path)
     x = torch.randn(1, 4, 48, 64)
     with torch.no_grad():
@@ -91,19 +88,19 @@ def synthetic_counts(feats: torch.Tensor) -> np.ndarray:
     return counts
 
 
-def test_online_head_learns_a_new_terrain_within_a_few_seconds_of_frames():
+def test_online_head_learns_a_new_terrain_within_a_few_seconds_of_frames(tiny_segmenter):
     torch.manual_seed(0)
-    head = SegmenterNet(TINY).head
-    online = OnlineHead(head, TINY.features, OnlineConfig(seed=1))
+    head = SegmenterNet(tiny_segmenter).head
+    online = OnlineHead(head, tiny_segmenter.features, OnlineConfig(seed=1))
 
     def accuracy() -> float:
-        feats = torch.randn(1, TINY.features, 24, 32)
+        feats = torch.randn(1, tiny_segmenter.features, 24, 32)
         pred = online.predict(feats).argmax(1)[0]
         return float((pred == (feats[0, 0].numpy() > 0)).mean())
 
     start = accuracy()
     for _ in range(60):  # two seconds at 30 frames per second
-        feats = torch.randn(1, TINY.features, 24, 32)
+        feats = torch.randn(1, tiny_segmenter.features, 24, 32)
         taken = online.update(feats, synthetic_counts(feats))
         assert taken <= online.cfg.new_per_frame
     assert accuracy() > max(0.9, start + 0.2)
@@ -112,10 +109,10 @@ def test_online_head_learns_a_new_terrain_within_a_few_seconds_of_frames():
     assert online.updates == 0 and abs(accuracy() - start) < 0.1
 
 
-def test_online_adaptation_can_be_switched_off():
-    head = SegmenterNet(TINY).head
-    online = OnlineHead(head, TINY.features, OnlineConfig(enabled=False))
-    feats = torch.randn(1, TINY.features, 24, 32)
+def test_online_adaptation_can_be_switched_off(tiny_segmenter):
+    head = SegmenterNet(tiny_segmenter).head
+    online = OnlineHead(head, tiny_segmenter.features, OnlineConfig(enabled=False))
+    feats = torch.randn(1, tiny_segmenter.features, 24, 32)
     before = online.predict(feats)
     for _ in range(5):
         assert online.update(feats, synthetic_counts(feats)) == 0
@@ -129,11 +126,11 @@ def wall_map(row_from: int) -> np.ndarray:
     return prob
 
 
-def test_arcs_end_where_the_obstacle_stands():
-    caster = ArcCaster(GEOM, ArcConfig())
-    plane = GEOM.nominal_plane()
+def test_arcs_end_where_the_obstacle_stands(stereo_geometry):
+    caster = ArcCaster(stereo_geometry, ArcConfig())
+    plane = stereo_geometry.nominal_plane()
     # a wall across the view whose base is seen at the row of ground 4 m ahead
-    base_row = int(GEOM.cy_px + GEOM.fy_px * GEOM.height_m / 4.0)
+    base_row = int(stereo_geometry.cy_px + stereo_geometry.fy_px * stereo_geometry.height_m / 4.0)
     polar = caster.cast(wall_map(base_row + 1), plane)
     straight = polar.free_at(0.0)
     assert 4.0 - 0.1 - 0.2 < straight <= 4.0 - 0.1  # never longer than the truth
@@ -145,7 +142,7 @@ def test_arcs_end_where_the_obstacle_stands():
     assert np.all(clear.free_m[np.abs(clear.steering) > 0.5] < 2.5)
 
 
-def test_a_tree_ahead_blocks_the_straight_arcs_not_the_turns():
+def test_a_tree_ahead_blocks_the_straight_arcs_not_the_turns(scene, tree):
     sim = scene([tree(3.15, 0.0, radius=0.2)])
     left, right, _ = sim.render()
     result = TraversabilityPipeline().process(left, right)
@@ -160,9 +157,11 @@ def test_a_tree_ahead_blocks_the_straight_arcs_not_the_turns():
     assert set(result.timings_ms) >= {"disparity", "labels", "segmenter", "fuse", "online"}
 
 
-def test_pipeline_with_a_model_fills_what_stereo_cannot_see():
-    net = SegmenterNet(TINY).eval()
-    pipe = TraversabilityPipeline(TraversabilityConfig(), GEOM, net)
+def test_pipeline_with_a_model_fills_what_stereo_cannot_see(
+    rock, scene, stereo_geometry, tiny_segmenter
+):
+    net = SegmenterNet(tiny_segmenter).eval()
+    pipe = TraversabilityPipeline(TraversabilityConfig(), stereo_geometry, net)
     left, right, _ = scene([rock(2.6, 0.4)]).render()
     for _ in range(3):
         result = pipe.process(left, right, offline=True)
@@ -247,12 +246,12 @@ def test_guarded_controller_brakes_at_once_and_crawls_on_stale_maps():
     assert 0.0 < crawl <= GuardConfig().stale_crawl_mps / GuardConfig().max_speed_mps + 1e-6
 
 
-def test_overlay_tints_obstacles_and_draws_the_arcs():
+def test_overlay_tints_obstacles_and_draws_the_arcs(scene, stereo_geometry, tree):
     from perception.traversability.overlay import draw_overlay
 
     left, right, _ = scene([tree(3.15, 0.0, radius=0.2)]).render()
     result = TraversabilityPipeline().process(left, right)
-    out = draw_overlay(left, result.cost_map(80, 60), result.polar, GEOM)
+    out = draw_overlay(left, result.cost_map(80, 60), result.polar, stereo_geometry)
     assert out.shape == left.shape and out.dtype == np.uint8
     trunk = result.stereo.labels.labels == stereo.OBSTACLE
     redder = out[..., 0].astype(int) - left[..., 0].astype(int)

@@ -6,12 +6,12 @@ import json
 
 from perception.traversability.model import SegmenterNet, save_model
 from rover.bench import traversability as bench
-from tests.perception.test_stereo import GEOM
-from tests.perception.traversability.test_traversability import TINY
 
 
-def test_bench_reports_every_stage_against_the_sgbm_floor(tmp_path, cli_args):
-    model = save_model(tmp_path / "m.pt", SegmenterNet(TINY).eval(), GEOM)
+def test_bench_reports_every_stage_against_the_sgbm_floor(
+    tmp_path, cli_args, stereo_geometry, tiny_segmenter
+):
+    model = save_model(tmp_path / "m.pt", SegmenterNet(tiny_segmenter).eval(), stereo_geometry)
     result = bench.run(cli_args(bench, ["--model", str(model), "--frames", "12", "--repeats", "1"]))
     for stage in bench.STAGES:
         assert result[f"{stage}_p50_ms"] > 0

@@ -20,11 +20,10 @@ from rover import messages as m
 from rover.config import load_config
 from rover.errors import ConfigError
 from rover.topics import BusConfig
-from tests.perception.steering_fakes import bar_frames, tiny_config
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
+def model_path(tmp_path_factory, tiny_config):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("node") / "tiny.pt"
     return save_checkpoint(path, build_model(tiny_config()), 0.6, {})
@@ -52,7 +51,7 @@ def _until_answered(node, frames, answers, pair, timeout_s=60.0) -> m.SteeringEs
 
 
 @pytest.fixture(scope="module")
-def running(model_path):
+def running(model_path, bar_frames):
     bus_cfg = BusConfig(namespace=f"t{uuid.uuid4().hex[:10]}")
     frames = bus.Publisher(topics.CAMERA_STEREO, bus_cfg)
     answers = bus.Subscriber(topics.PERCEPTION_STEERING, bus_cfg, newest=False, hwm=1000)
@@ -82,7 +81,9 @@ def test_steering_settings_come_from_the_config_and_bad_ones_fail_in_one_line():
         assert "\n" not in str(exc.value)
 
 
-def test_node_answers_a_frame_with_its_seq_stamp_and_the_models_output(running, model_path):
+def test_node_answers_a_frame_with_its_seq_stamp_and_the_models_output(
+    running, model_path, bar_frames
+):
     node, frames, answers = running
     left, right = bar_frames(0.2, np.random.default_rng(1))
     sent = frames.publish(m.StereoImage(stamp_ns=123_456_789, left=left, right=right))
@@ -99,7 +100,7 @@ def test_node_answers_a_frame_with_its_seq_stamp_and_the_models_output(running, 
     assert est.throttle == pytest.approx(want.throttle, abs=1e-5)
 
 
-def test_node_answers_the_newest_frame_after_a_burst(running):
+def test_node_answers_the_newest_frame_after_a_burst(running, bar_frames):
     node, frames, answers = running
     rng = np.random.default_rng(2)
     pairs = [bar_frames(x, rng) for x in np.linspace(0.1, 0.9, 12)]

@@ -14,7 +14,6 @@ from rover import messages as m
 from rover.messages import TraversabilityMap
 from rover.nodes.traversability import TraversabilityNode
 from rover.topics import PERCEPTION_TRAVERSABILITY
-from tests.perception.test_stereo import GEOM, scene, tree
 
 
 def test_message_round_trips_on_the_wire():
@@ -37,11 +36,11 @@ def test_message_round_trips_on_the_wire():
     assert (back.frame_seq, back.plane_fitted, back.model) == (7, True, "abc")
 
 
-def test_node_answers_the_newest_frame_with_a_map_and_arcs():
+def test_node_answers_the_newest_frame_with_a_map_and_arcs(scene, stereo_geometry, tree):
     bus_cfg = topics.BusConfig(namespace=f"t{uuid.uuid4().hex[:10]}")
     left, right, _ = scene([tree(3.15, 0.0, radius=0.2)]).render()
     camera = bus.Publisher(topics.CAMERA_STEREO, bus_cfg)
-    node = TraversabilityNode(TraversabilityConfig(model=""), bus_cfg, GEOM)
+    node = TraversabilityNode(TraversabilityConfig(model=""), bus_cfg, stereo_geometry)
     out = bus.Subscriber(PERCEPTION_TRAVERSABILITY, bus_cfg)
     try:
         deadline = time.monotonic() + 10.0

@@ -26,58 +26,22 @@ from rover.recording import iter_samples, open_sessions
 from rover.recording.cli import main as recordings_main
 from rover.recording.recorder import Recorder, RecorderConfig
 
-H, W = 48, 64
-PERIOD_NS = 33_333_333
-T0 = 1_000_000_000_000
 
-
-def image(i: int, eye: int = 0) -> np.ndarray:
-    """A smooth picture whose brightness encodes the frame number (survives JPEG)."""
-    img = np.zeros((H, W, 3), np.uint8)
-    img[:, :, 0] = (i * 7) % 200 + 20
-    img[:, :, 1] = 100 + 50 * eye
-    img[:, :, 2] = np.linspace(0, 255, W, dtype=np.uint8)
-    return img
-
-
-def frame(i: int, seq: int | None = None, stamp: int | None = None) -> m.StereoImage:
-    stamp = T0 + i * PERIOD_NS if stamp is None else stamp
-    return m.StereoImage(
-        seq=i if seq is None else seq,
-        stamp_ns=stamp,
-        left=image(i, 0),
-        right=image(i, 1),
-        left_stamp_ns=stamp,
-        right_stamp_ns=stamp,
-    )
-
-
-def control(seq: int, steering: float, frame_seq: int = m.NO_FRAME) -> m.ControlCommand:
-    return m.ControlCommand(
-        seq=seq, stamp_ns=T0, frame_seq=frame_seq, steering=steering, throttle=0.5
-    )
-
-
-def record(path: Path, items, config: RecorderConfig | None = None, robot: dict | None = None):
-    """Write (topic, message) items through a real Recorder; returns it, closed."""
-    rec = Recorder(path, config or RecorderConfig(fsync=False), robot or {}, "test")
-    for topic, msg in items:
-        rec.submit(topic, msg)
-    rec.close()
-    return rec
-
-
-def autopilot_items(n: int):
+def autopilot_items(synthetic, n: int):
     """Lock-step-like traffic: frame i, then the command computed from it."""
     for i in range(n):
-        yield topics.CAMERA_STEREO, frame(i)
-        yield topics.CONTROL_COMMAND, control(i, round(i / n, 4), frame_seq=i)
+        yield topics.CAMERA_STEREO, synthetic.frame(i)
+        yield topics.CONTROL_COMMAND, synthetic.control(i, round(i / n, 4), frame_seq=i)
 
 
 @pytest.fixture
-def session(tmp_path: Path) -> Path:
+def session(tmp_path: Path, synthetic) -> Path:
     path = tmp_path / "2025-01-01_10-00-00"
-    record(path, autopilot_items(60), robot={"camera": {"width": W, "height": H}})
+    synthetic.record(
+        path,
+        autopilot_items(synthetic, 60),
+        robot={"camera": {"width": synthetic.W, "height": synthetic.H}},
+    )
     return path
 
 
@@ -85,57 +49,68 @@ def brightness(rgb: np.ndarray) -> float:
     return float(rgb[:, :, 0].mean())
 
 
-def test_samples_round_trip_images_commands_and_stamps(session: Path):
+def test_samples_round_trip_images_commands_and_stamps(session: Path, synthetic):
     (s,) = open_sessions([session])
     samples = list(s.samples())
     assert len(s) == s.stereo_pairs == len(samples) == 60
-    assert s.duration_s == pytest.approx(60 * PERIOD_NS / 1e9)
+    assert s.duration_s == pytest.approx(60 * synthetic.PERIOD_NS / 1e9)
     for i, sample in enumerate(samples):
-        assert sample.left.shape == (H, W, 3) and sample.left.dtype == np.uint8
+        assert sample.left.shape == (synthetic.H, synthetic.W, 3) and sample.left.dtype == np.uint8
         assert sample.left.flags.c_contiguous
-        assert abs(brightness(sample.left) - brightness(image(i))) < 3  # right frame, RGB order
+        assert (
+            abs(brightness(sample.left) - brightness(synthetic.image(i))) < 3
+        )  # right frame, RGB order
         assert sample.right[:, :, 1].mean() == pytest.approx(150, abs=3)
         assert sample.steering == pytest.approx(i / 60, abs=1e-4)
-        assert (sample.stamp_ns, sample.frame_seq, sample.index) == (T0 + i * PERIOD_NS, i, i)
+        assert (sample.stamp_ns, sample.frame_seq, sample.index) == (
+            synthetic.T0 + i * synthetic.PERIOD_NS,
+            i,
+            i,
+        )
         assert sample.session == session.name
-    assert s.metadata["camera"] == {"width": W, "height": H}
+    assert s.metadata["camera"] == {"width": synthetic.W, "height": synthetic.H}
     assert s.metadata["software"]["rover_version"]
 
 
-def test_command_in_force_rules(tmp_path: Path):
-    teleop = m.TeleopCommand(seq=0, stamp_ns=T0, steering=-0.7, throttle=0.2)
+def test_command_in_force_rules(tmp_path: Path, synthetic):
+    teleop = m.TeleopCommand(seq=0, stamp_ns=synthetic.T0, steering=-0.7, throttle=0.2)
     items = [
-        (topics.CAMERA_STEREO, frame(0)),  # nothing logged before it: zero
+        (topics.CAMERA_STEREO, synthetic.frame(0)),  # nothing logged before it: zero
         (topics.TELEOP_COMMAND, teleop),
-        (topics.CAMERA_STEREO, frame(1)),  # only teleop so far
-        (topics.CONTROL_COMMAND, control(0, 0.1)),
-        (topics.CAMERA_STEREO, frame(2)),  # latest control/command before it
-        (topics.CONTROL_COMMAND, control(1, 0.3)),
-        (topics.CONTROL_COMMAND, control(2, 0.9, frame_seq=3)),  # overtook its frame
-        (topics.CAMERA_STEREO, frame(3)),
-        (topics.CAMERA_STEREO, frame(4)),
-        (topics.CONTROL_COMMAND, control(3, 0.4)),
-        (topics.CONTROL_COMMAND, control(4, -0.5, frame_seq=4)),  # answers frame 4
-        (topics.CONTROL_COMMAND, control(5, 0.8, frame_seq=4)),  # a repeat: first answer wins
+        (topics.CAMERA_STEREO, synthetic.frame(1)),  # only teleop so far
+        (topics.CONTROL_COMMAND, synthetic.control(0, 0.1)),
+        (topics.CAMERA_STEREO, synthetic.frame(2)),  # latest control/command before it
+        (topics.CONTROL_COMMAND, synthetic.control(1, 0.3)),
+        (topics.CONTROL_COMMAND, synthetic.control(2, 0.9, frame_seq=3)),  # overtook its frame
+        (topics.CAMERA_STEREO, synthetic.frame(3)),
+        (topics.CAMERA_STEREO, synthetic.frame(4)),
+        (topics.CONTROL_COMMAND, synthetic.control(3, 0.4)),
+        (topics.CONTROL_COMMAND, synthetic.control(4, -0.5, frame_seq=4)),  # answers frame 4
+        (
+            topics.CONTROL_COMMAND,
+            synthetic.control(5, 0.8, frame_seq=4),
+        ),  # a repeat: first answer wins
     ]
-    record(tmp_path / "s", items)
+    synthetic.record(tmp_path / "s", items)
     got = [(round(x.steering, 3), x.frame_seq) for x in iter_samples([tmp_path / "s"])]
     assert got == [(0.0, 0), (-0.7, 1), (0.1, 2), (0.9, 3), (-0.5, 4)]
 
 
-def test_resent_capture_counts_once(tmp_path: Path):
+def test_resent_capture_counts_once(tmp_path: Path, synthetic):
     """The simulator re-sends its first frame (new seq, same stamp) until the stack answers."""
-    items = [(topics.CAMERA_STEREO, frame(0, seq=k, stamp=T0)) for k in range(3)]
-    items += [(topics.CONTROL_COMMAND, control(0, 0.25, frame_seq=2))]
-    items += [(topics.CAMERA_STEREO, frame(i, seq=i + 2)) for i in range(1, 4)]
-    record(tmp_path / "s", items)
+    items = [
+        (topics.CAMERA_STEREO, synthetic.frame(0, seq=k, stamp=synthetic.T0)) for k in range(3)
+    ]
+    items += [(topics.CONTROL_COMMAND, synthetic.control(0, 0.25, frame_seq=2))]
+    items += [(topics.CAMERA_STEREO, synthetic.frame(i, seq=i + 2)) for i in range(1, 4)]
+    synthetic.record(tmp_path / "s", items)
     (s,) = open_sessions([tmp_path / "s"])
     samples = list(s.samples())
     assert s.stereo_pairs == 4 and [x.frame_seq for x in samples] == [2, 3, 4, 5]
     assert samples[0].steering == 0.25
 
 
-def test_plain_mcap_reader_sees_foxglove_images_and_json(session: Path):
+def test_plain_mcap_reader_sees_foxglove_images_and_json(session: Path, synthetic):
     path = fmt.segment_paths(session)[0]
     with open(path, "rb") as f:
         reader = make_reader(f, decoder_factories=[DecoderFactory()])
@@ -152,7 +127,7 @@ def test_plain_mcap_reader_sees_foxglove_images_and_json(session: Path):
         "left",
     )
     decoded = cv2.imdecode(np.frombuffer(first.data, np.uint8), cv2.IMREAD_COLOR)
-    assert decoded.shape == (H, W, 3)
+    assert decoded.shape == (synthetic.H, synthetic.W, 3)
     with open(path, "rb") as f:
         reader = make_reader(f)
         commands = [
@@ -164,11 +139,14 @@ def test_plain_mcap_reader_sees_foxglove_images_and_json(session: Path):
     assert {fmt.META_SESSION, fmt.META_CONFIG, fmt.META_SEGMENT, fmt.META_COUNTS} <= metadata
 
 
-def test_config_calibration_and_counts_are_in_the_recording(tmp_path: Path):
+def test_config_calibration_and_counts_are_in_the_recording(tmp_path: Path, synthetic):
     calib = tmp_path / "calib.yaml"
     calib.write_text("baseline_m: 0.12\n")
-    robot = {"camera": {"width": W, "height": H, "calibration": str(calib)}, "motor": {"baud": 1}}
-    rec = record(tmp_path / "s", autopilot_items(5), robot=robot)
+    robot = {
+        "camera": {"width": synthetic.W, "height": synthetic.H, "calibration": str(calib)},
+        "motor": {"baud": 1},
+    }
+    rec = synthetic.record(tmp_path / "s", autopilot_items(synthetic, 5), robot=robot)
     (s,) = open_sessions([tmp_path / "s"])
     assert s.metadata["robot_config"]["motor"] == {"baud": 1}
     assert s.metadata["calibration"] == "baseline_m: 0.12\n"
@@ -178,27 +156,29 @@ def test_config_calibration_and_counts_are_in_the_recording(tmp_path: Path):
     assert info["recorder_counts"]["camera/stereo"]["written"] == 5
 
 
-def test_segments_split_by_time_and_read_as_one_session(tmp_path: Path):
+def test_segments_split_by_time_and_read_as_one_session(tmp_path: Path, synthetic):
     ticks = itertools.count(0, 50_000_000)  # every look at the clock: 50 ms later
     rec = Recorder(
         tmp_path / "s", RecorderConfig(segment_s=1.0, fsync=False), {}, clock_ns=lambda: next(ticks)
     )
     for i in range(40):
-        rec.submit(topics.CAMERA_STEREO, frame(i))
-        rec.submit(topics.CONTROL_COMMAND, control(i, 0.0, frame_seq=i))
+        rec.submit(topics.CAMERA_STEREO, synthetic.frame(i))
+        rec.submit(topics.CONTROL_COMMAND, synthetic.control(i, 0.0, frame_seq=i))
     rec.close()
     (s,) = open_sessions([tmp_path / "s"])
     assert len(s.segments) >= 3
     assert [x.frame_seq for x in s.samples(decode=False)] == list(range(40))
 
 
-def test_full_queue_drops_are_counted_never_blocking(tmp_path: Path):
+def test_full_queue_drops_are_counted_never_blocking(tmp_path: Path, synthetic):
     big = np.zeros((480, 640, 3), np.uint8)
     rec = Recorder(tmp_path / "s", RecorderConfig(queue_frames=2, fsync=False), {})
     accepted = [
         rec.submit(
             topics.CAMERA_STEREO,
-            m.StereoImage(seq=i, stamp_ns=T0 + i * PERIOD_NS, left=big, right=big),
+            m.StereoImage(
+                seq=i, stamp_ns=synthetic.T0 + i * synthetic.PERIOD_NS, left=big, right=big
+            ),
         )
         for i in range(200)
     ]
@@ -210,21 +190,21 @@ def test_full_queue_drops_are_counted_never_blocking(tmp_path: Path):
     assert info["stereo_pairs"] == c.written and info["dropped_frames"] == c.dropped
 
 
-def test_restarted_recorder_appends_and_a_second_one_is_refused(tmp_path: Path):
+def test_restarted_recorder_appends_and_a_second_one_is_refused(tmp_path: Path, synthetic):
     path = tmp_path / "s"
     rec = Recorder(path, RecorderConfig(fsync=False), {})
     with pytest.raises(DataError, match="being recorded by another recorder"):
         Recorder(path, RecorderConfig(fsync=False), {})
-    rec.submit(topics.CAMERA_STEREO, frame(0))
+    rec.submit(topics.CAMERA_STEREO, synthetic.frame(0))
     rec.close()
-    record(path, [(topics.CAMERA_STEREO, frame(1))])
+    synthetic.record(path, [(topics.CAMERA_STEREO, synthetic.frame(1))])
     assert [p.name for p in fmt.segment_paths(path)] == ["segment-0000.mcap", "segment-0001.mcap"]
     assert open_sessions([path])[0].stereo_pairs == 2
 
 
-def test_open_sessions_takes_a_folder_of_sessions(tmp_path: Path):
+def test_open_sessions_takes_a_folder_of_sessions(tmp_path: Path, synthetic):
     for name in ("b", "a"):
-        record(tmp_path / "all" / name, autopilot_items(3))
+        synthetic.record(tmp_path / "all" / name, autopilot_items(synthetic, 3))
     assert [s.name for s in open_sessions([tmp_path / "all"])] == ["a", "b"]
     assert len(list(iter_samples([tmp_path / "all"]))) == 6
     with pytest.raises(DataError, match="holds no recordings"):
@@ -282,9 +262,9 @@ def test_info_json_reports_what_users_need(session: Path, capsys):
     assert info["command_source"] == {"frame": 60}
 
 
-def test_info_reports_drops_and_gaps(tmp_path: Path):
-    items = [(topics.CAMERA_STEREO, frame(i)) for i in range(10) if i not in (4, 5, 6)]
-    record(tmp_path / "s", items)
+def test_info_reports_drops_and_gaps(tmp_path: Path, synthetic):
+    items = [(topics.CAMERA_STEREO, synthetic.frame(i)) for i in range(10) if i not in (4, 5, 6)]
+    synthetic.record(tmp_path / "s", items)
     info = _info_json(tmp_path / "s")
     assert info["dropped_frames"] == 3 and info["stereo_pairs"] == 7
     assert info["gaps"] == [{"at_s": pytest.approx(0.1, abs=1e-3), "length_s": 0.133}]
@@ -304,9 +284,13 @@ def truncate(path: Path, keep_bytes: int) -> None:
         f.truncate(keep_bytes)
 
 
-def test_torn_segment_verify_fails_and_recover_keeps_the_readable_part(tmp_path: Path, capsys):
+def test_torn_segment_verify_fails_and_recover_keeps_the_readable_part(
+    tmp_path: Path, capsys, synthetic
+):
     session = tmp_path / "s"
-    record(session, autopilot_items(60), RecorderConfig(chunk_kb=4, fsync=False))  # many chunks
+    synthetic.record(
+        session, autopilot_items(synthetic, 60), RecorderConfig(chunk_kb=4, fsync=False)
+    )  # many chunks
     seg_path = fmt.segment_paths(session)[0]
     truncate(seg_path, seg_path.stat().st_size * 2 // 3)
     assert recordings_main(["verify", str(session)]) == 4
@@ -336,7 +320,7 @@ def test_torn_segment_verify_fails_and_recover_keeps_the_readable_part(tmp_path:
         assert 20 <= len(seqs) < 60 and seqs == list(range(len(seqs)))
 
 
-def test_export_mp4_and_png_with_steering_overlay(session: Path, tmp_path: Path, capsys):
+def test_export_mp4_and_png_with_steering_overlay(session: Path, tmp_path: Path, capsys, synthetic):
     mp4, png = tmp_path / "out.mp4", tmp_path / "png"
     argv = ["export", str(session), "--from", "0.5", "--to", "1.0", "--mp4", str(mp4)]
     assert recordings_main([*argv, "--png", str(png)]) == 0
@@ -348,8 +332,12 @@ def test_export_mp4_and_png_with_steering_overlay(session: Path, tmp_path: Path,
         count += 1
     assert count == 15
     first = cv2.imread(str(pngs[0]))
-    assert first.shape == (H + 36, 2 * W, 3)  # both eyes side by side over the strip
-    strip = first[H:]
+    assert first.shape == (
+        synthetic.H + 36,
+        2 * synthetic.W,
+        3,
+    )  # both eyes side by side over the strip
+    strip = first[synthetic.H :]
     assert strip.max() > 200  # the steering bar and its text are drawn
     assert "exported 15 frames" in capsys.readouterr().out
 

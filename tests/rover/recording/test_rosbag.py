@@ -22,41 +22,46 @@ from rover.recording import open_sessions
 from rover.recording.cli import main as recordings_main
 from rover.recording.reader import decode_jpeg, walk_session
 from rover.recording.rosbag import typestore
-from tests.rover.recording.test_recording import PERIOD_NS, T0, H, W, frame, image, record
 
 STORE = typestore()
 
 
-def teleop_items(n: int):
+def teleop_items(synthetic, n: int):
     """Hand driving: frame i, then a command (no frame_seq) in force from the next frame on."""
     for i in range(n):
-        yield topics.CAMERA_STEREO, frame(i)
+        yield topics.CAMERA_STEREO, synthetic.frame(i)
         cmd = m.ControlCommand(
-            seq=i, stamp_ns=T0 + i * PERIOD_NS + 5_000_000, steering=round(i / n - 0.5, 4)
+            seq=i,
+            stamp_ns=synthetic.T0 + i * synthetic.PERIOD_NS + 5_000_000,
+            steering=round(i / n - 0.5, 4),
         )
         yield topics.CONTROL_COMMAND, cmd
         yield topics.MOTOR_STATE, m.MotorState(seq=i, stamp_ns=cmd.stamp_ns, connected=True)
 
 
-def calibration(path: Path) -> Path:
+def calibration(synthetic, path: Path) -> Path:
     k = np.array([[50.0, 0, 31.5], [0, 50.0, 23.5], [0, 0, 1]])
     p1 = np.hstack([k, np.zeros((3, 1))])
     p2 = p1.copy()
     p2[0, 3] = -50.0 * 0.1
     StereoCalibration(
-        (W, H), k, np.zeros((1, 5)), k, np.zeros((1, 5)), np.eye(3), np.array([[-0.1], [0], [0]]),
+        (synthetic.W, synthetic.H), k, np.zeros((1, 5)), k, np.zeros((1, 5)), np.eye(3), np.array([[-0.1], [0], [0]]),
         np.eye(3), np.eye(3), p1, p2, np.eye(4), 0.2,
     ).save(path)  # fmt: skip
     return path
 
 
 @pytest.fixture
-def session(tmp_path: Path) -> Path:
+def session(tmp_path: Path, synthetic) -> Path:
     path = tmp_path / "2025-01-01_10-00-00"
     robot = {
-        "camera": {"width": W, "height": H, "calibration": str(calibration(tmp_path / "c.yaml"))}
+        "camera": {
+            "width": synthetic.W,
+            "height": synthetic.H,
+            "calibration": str(calibration(synthetic, tmp_path / "c.yaml")),
+        }
     }
-    record(path, teleop_items(30), robot=robot)
+    synthetic.record(path, teleop_items(synthetic, 30), robot=robot)
     assert recordings_main(["trim", str(path), "--frames", "10:15"]) == 0
     return path
 
@@ -74,7 +79,9 @@ def stamp_ns(msg) -> int:
     return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
-def test_export_writes_a_humble_bag_with_the_sessions_frames_commands_and_tf(session, tmp_path):
+def test_export_writes_a_humble_bag_with_the_sessions_frames_commands_and_tf(
+    session, tmp_path, synthetic
+):
     bag = tmp_path / "bag"
     assert recordings_main(["export", str(session), "--rosbag2", str(bag)]) == 0
     meta = YAML(typ="safe").load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
@@ -101,17 +108,25 @@ def test_export_writes_a_humble_bag_with_the_sessions_frames_commands_and_tf(ses
         assert bytes(images[3][1].data) == want[3].data  # the JPEG copied, not re-encoded
     left = decode_jpeg(bytes(got["/stereo/left/image_raw/compressed"][12][1].data))
     np.testing.assert_array_equal(left, decode_jpeg(source["/camera/left/compressed"][12].data))
-    assert abs(float(left[:, :, 0].mean()) - float(image(17)[:, :, 0].mean())) < 3  # frame 17
+    assert (
+        abs(float(left[:, :, 0].mean()) - float(synthetic.image(17)[:, :, 0].mean())) < 3
+    )  # frame 17
 
     commands = got["/control/command"]
     trimmed = [t for t in s.trims][0]
-    expected = [i for i in range(30) if not trimmed.covers(T0 + i * PERIOD_NS + 5_000_000)]
+    expected = [
+        i
+        for i in range(30)
+        if not trimmed.covers(synthetic.T0 + i * synthetic.PERIOD_NS + 5_000_000)
+    ]
     assert len(commands) == len(expected) == len(got["/motor/status"])
-    assert stamp_ns(commands[0][1]) == T0 + 5_000_000 + offset
+    assert stamp_ns(commands[0][1]) == synthetic.T0 + 5_000_000 + offset
     assert commands[-1][1].twist.angular.z == pytest.approx(29 / 30 - 0.5, abs=1e-4)
 
     info = got["/stereo/right/camera_info"][0][1]
-    assert (info.width, info.height) == (W, H) and info.p[3] == pytest.approx(-5.0)
+    assert (info.width, info.height) == (synthetic.W, synthetic.H) and info.p[3] == pytest.approx(
+        -5.0
+    )
     ((_, tf),) = got["/tf_static"]
     pairs = [(t.header.frame_id, t.child_frame_id) for t in tf.transforms]
     assert pairs == [("base_link", "left_camera"), ("left_camera", "right_camera")]
@@ -129,7 +144,7 @@ def test_import_of_an_exported_bag_gives_back_the_same_pairs_and_labels(session,
     assert [g.steering for g in got] == pytest.approx([w.steering for w in want])
 
 
-def write_foreign_bag(path: Path, n: int) -> None:
+def write_foreign_bag(synthetic, path: Path, n: int) -> None:
     """Another team's bag: raw rgb8 images under their own names, Twist commands in rad/s."""
     t = STORE.types
     with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as w:
@@ -142,22 +157,24 @@ def write_foreign_bag(path: Path, n: int) -> None:
             )
         }
         for i in range(n):
-            stamp = 1_700_000_000_000_000_000 + i * PERIOD_NS
+            stamp = 1_700_000_000_000_000_000 + i * synthetic.PERIOD_NS
             header = t["std_msgs/msg/Header"](
                 t["builtin_interfaces/msg/Time"](stamp // 10**9, stamp % 10**9), "cam"
             )
             for eye, topic in enumerate(("/front/cam0/image", "/front/cam1/image")):
-                img = image(i, eye)
-                msg = t["sensor_msgs/msg/Image"](header, H, W, "rgb8", 0, W * 3, img.ravel())
+                img = synthetic.image(i, eye)
+                msg = t["sensor_msgs/msg/Image"](
+                    header, synthetic.H, synthetic.W, "rgb8", 0, synthetic.W * 3, img.ravel()
+                )
                 w.write(conns[topic], stamp + eye * 1000, STORE.serialize_cdr(msg, msg.__msgtype__))
             vec = t["geometry_msgs/msg/Vector3"]
             twist = t["geometry_msgs/msg/Twist"](vec(1.0, 0.0, 0.0), vec(0.0, 0.0, 0.2 * (i % 3)))
             w.write(conns["/cmd_vel"], stamp + 2000, STORE.serialize_cdr(twist, twist.__msgtype__))
 
 
-def test_import_takes_named_raw_image_topics_and_scales_the_commands(tmp_path, capsys):
+def test_import_takes_named_raw_image_topics_and_scales_the_commands(tmp_path, capsys, synthetic):
     bag, out = tmp_path / "foreign", tmp_path / "session"
-    write_foreign_bag(bag, 12)
+    write_foreign_bag(synthetic, bag, 12)
     # cam0/cam1: no "left"/"right" in the names; the error names the topics and the flag
     assert recordings_main(["import", str(bag), "--out", str(out)]) != 0
     err = capsys.readouterr().err.strip().splitlines()
@@ -173,17 +190,21 @@ def test_import_takes_named_raw_image_topics_and_scales_the_commands(tmp_path, c
     assert [x.steering for x in samples[1:]] == pytest.approx([0.5 * (i % 3) for i in range(11)])
     assert samples[5].throttle == pytest.approx(0.5)
     for i, x in enumerate(samples):
-        assert abs(float(x.left[:, :, 0].mean()) - float(image(i)[:, :, 0].mean())) < 3
+        assert abs(float(x.left[:, :, 0].mean()) - float(synthetic.image(i)[:, :, 0].mean())) < 3
         assert x.right[:, :, 1].mean() == pytest.approx(150, abs=3)
 
 
-def test_export_can_add_the_recomputed_traversability_map(tmp_path):
+def test_export_can_add_the_recomputed_traversability_map(tmp_path, synthetic):
     path = tmp_path / "2025-01-01_11-00-00"
     robot = {
-        "camera": {"width": W, "height": H, "calibration": str(calibration(tmp_path / "c.yaml"))}
+        "camera": {
+            "width": synthetic.W,
+            "height": synthetic.H,
+            "calibration": str(calibration(synthetic, tmp_path / "c.yaml")),
+        }
     }
     robot["traversability"] = {"model": "", "map_width_px": 16, "map_height_px": 12}  # stereo
-    record(path, teleop_items(4), robot=robot)
+    synthetic.record(path, teleop_items(synthetic, 4), robot=robot)
     bag = tmp_path / "bag"
     assert recordings_main(["export", str(path), "--rosbag2", str(bag), "--traversability"]) == 0
     maps = read_bag(bag)["/perception/traversability/cost"]
