@@ -162,6 +162,8 @@ class BusConfig:
         return os.path.join(base, f"rover-{self.namespace}")
 
 
-def motor_port_for_sim(namespace: str) -> str:
-    """The stable device path of the simulator's firmware emulator (a symlink to its pty)."""
-    return os.path.join(BusConfig(namespace=namespace).ipc_root(), "mcu")
+def motor_port_for_sim(namespace: str, create: bool = True) -> str:
+    """The stable device path of the simulator's firmware emulator (a symlink to its pty);
+    ``create``: make its folder too."""
+    bus = BusConfig(namespace=namespace)
+    return os.path.join(bus.ipc_root() if create else bus.ipc_path(), "mcu")
