@@ -24,10 +24,10 @@ log = logging.getLogger("rover.traversability")
 
 def geometry_for(cfg, trav: TraversabilityConfig) -> tuple[StereoGeometry, str]:
     """The rig: the camera calibration when configured (height and pitch from [traversability]),
-    else the simulator's camera."""
+    else the robot's default rig (drivers.stereo_rig)."""
     calibration = getattr(cfg.camera, "calibration", None) if hasattr(cfg, "camera") else None
     if not calibration:
-        return StereoGeometry.from_camera_model(), "simulator CameraModel defaults"
+        return StereoGeometry.from_camera_model(), "the default rig (drivers.stereo_rig)"
     from drivers.calibration import StereoCalibration
 
     calib = StereoCalibration.load(calibration, (cfg.camera.width, cfg.camera.height))
