@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from rover import messages as m
 from rover.errors import ConfigError
 
+STALE_PERIODS = 5.0  # the bus, the control node and its health reports judge liveness by it
+
 
 @dataclass(frozen=True)
 class Topic:
@@ -31,6 +33,11 @@ class Topic:
     @property
     def period_s(self) -> float:
         return 1.0 / self.rate_hz
+
+    def stale_after_s(self, rate_hz: float | None = None) -> float:
+        """The one staleness rule: a topic is stale once STALE_PERIODS of its periods passed
+        without a message; at its registered rate, or the rate a config sets (camera fps)."""
+        return STALE_PERIODS / (rate_hz or self.rate_hz)
 
     @property
     def wire_name(self) -> bytes:

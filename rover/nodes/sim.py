@@ -323,9 +323,11 @@ class SimView:
             return left
         from perception.stereo import StereoGeometry
         from perception.traversability.overlay import draw_overlay
+        from perception.traversability.polar import PolarSummary
 
         self.trav_geom = self.trav_geom or StereoGeometry.from_camera_model(self.sim.camera)
-        return draw_overlay(left, msg.cost, msg.polar(), self.trav_geom)
+        polar = PolarSummary.from_arcs(msg.arcs)
+        return draw_overlay(left, msg.cost, polar, self.trav_geom)
 
     def snapshot(self, path: str) -> None:
         self.window.snapshot(path)

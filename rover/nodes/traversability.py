@@ -16,7 +16,7 @@ from perception.stereo import StereoGeometry
 from perception.traversability.pipeline import TraversabilityConfig, TraversabilityPipeline
 from rover import bus, topics
 from rover.messages import TraversabilityMap
-from rover.node import Shutdown, node_argparser, node_config, run_main
+from rover.node import Shutdown, node_argparser, node_config, run_main, spin
 from rover.topics import PERCEPTION_TRAVERSABILITY
 
 log = logging.getLogger("rover.traversability")
@@ -89,12 +89,7 @@ def main() -> None:
     geom, source = geometry_for(cfg, trav)
     log.info("stereo geometry from %s", source)
     stop = Shutdown()
-    node = TraversabilityNode(trav, bus_cfg, geom)
-    try:
-        while not stop.requested:
-            node.spin_once()
-    finally:
-        node.close()
+    spin(TraversabilityNode(trav, bus_cfg, geom), stop)
 
 
 if __name__ == "__main__":
