@@ -192,16 +192,17 @@ def test_file_camera_at_its_end_stops_the_stack_with_one_line(tmp_path, mcu, nam
 def test_drive_on_a_robot_will_not_arm_without_an_operator_input(tmp_path, mcu, namespace):
     """Headless, no gamepad, no script: the control node keeps the motors disarmed and says
     in one line what to connect; the autopilot's estimates change nothing."""
-    from rover.manager import Manager, RunOptions
+    from rover.manager import Manager
+    from rover.runspec import Run
 
     robot = write_robot(tmp_path, mcu.device_path)
     overrides = ("control.require_operator=true", "control.autopilot_without_teleop=true")
-    options = RunOptions(
+    options = Run(
         mode="drive",
+        bus=topics.BusConfig(namespace=namespace),
         config=str(robot),
-        namespace=namespace,
         overrides=overrides,
-        node_args={"teleop": ["--mode", "drive", "--headless"]},
+        headless=True,
     )
     nodes = tuple(n for n in __import__("rover.manager").manager.NODES if n.name != "steering")
     mgr = Manager(options, nodes=nodes)
