@@ -271,3 +271,62 @@ def test_the_checks_see_what_they_look_for(tmp_path):
     assert getattr_with_default(probe) == [1]
     assert policy_tables(probe) == [2]
     assert import_errors_swallowed(probe) == [3]
+
+
+def test_tests_import_no_test_file_and_never_skip_our_own_modules(tmp_path):
+    """Shared test helpers are fixtures (conftest.py), never imports of another test file; a
+    broken import of our own code fails a test, never skips it (importorskip, or a try/except
+    ImportError around it)."""
+    own = ("rover", "perception", "sim", "drivers")
+
+    def is_own(module: str) -> bool:
+        return module.split(".")[0] in own
+
+    def offences(folder: Path) -> list[str]:
+        found = []
+        for path in sorted(folder.rglob("*.py")):
+            where = path.relative_to(folder)
+            found += [
+                f"{where}:{line}: imports {module}"
+                for line, module in imported_modules(path)
+                if module == "tests" or module.startswith("tests.")
+            ]
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if (
+                    isinstance(node, ast.Call)
+                    and getattr(node.func, "attr", getattr(node.func, "id", "")) == "importorskip"
+                    and node.args
+                    and isinstance(node.args[0], ast.Constant)
+                    and is_own(str(node.args[0].value))
+                ):
+                    found.append(f"{where}:{node.lineno}: importorskip({node.args[0].value!r})")
+                if isinstance(node, ast.Try) and any(
+                    "ImportError" in ast.unparse(h.type or ast.Name("")) for h in node.handlers
+                ):
+                    tried = [
+                        name
+                        for stmt in node.body
+                        for n in ast.walk(stmt)
+                        for name in (
+                            [a.name for a in n.names] if isinstance(n, ast.Import) else
+                            [n.module or ""] if isinstance(n, ast.ImportFrom) else []
+                        )
+                    ]  # fmt: skip
+                    if any(is_own(m) for m in tried):
+                        found.append(f"{where}:{node.lineno}: try/except ImportError of our own")
+        return found
+
+    offenders = offences(ROOT / "tests")
+    assert not offenders, "make it a fixture in conftest.py, or let it fail:\n" + "\n".join(
+        offenders
+    )
+    (tmp_path / "test_bad.py").write_text(
+        "import pytest\nfrom tests.rover.conftest import x\nsim = pytest.importorskip('sim.x')\n"
+        "try:\n    import rover.recording\nexcept ImportError:\n    pass\n"
+    )
+    assert sorted(o.split(": ", 1)[0] for o in offences(tmp_path)) == [
+        "test_bad.py:2",
+        "test_bad.py:2",
+        "test_bad.py:3",
+        "test_bad.py:4",
+    ]

@@ -9,8 +9,6 @@ import sys
 
 import pytest
 
-from tests.rover.rig_helpers import rover
-
 MEASURED = "from rover.bench.latency import measured_camera_latency_ms as m; print(m())"
 
 
@@ -32,9 +30,11 @@ def test_the_simulator_default_camera_delay_is_the_committed_figure_until_a_benc
 
 
 @pytest.mark.slow
-def test_bench_latency_times_glass_to_motor_stage_by_stage(rig_env, tmp_path):
+def test_bench_latency_times_glass_to_motor_stage_by_stage(rig_env, tmp_path, rover_cli):
     env = {**rig_env, "XDG_STATE_HOME": str(tmp_path / "state")}
-    done = rover("bench", "latency", "--seconds", "3", "--baud", "115200", env=env, timeout_s=300)
+    done = rover_cli(
+        "bench", "latency", "--seconds", "3", "--baud", "115200", env=env, timeout_s=300
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["frames"] >= 30 and result["baud"] == 115200 and result["traversability"]
