@@ -23,6 +23,7 @@ from rover import topics
 from rover.errors import EXIT_DATA, EXIT_DEVICE, EXIT_FAILED, EXIT_USAGE
 from rover.health import HealthLog
 from rover.namespace import NamespaceInUse, NamespaceLock
+from rover.node import MANAGER_PID_ENV
 from rover.runspec import Run
 from rover.topics import BusConfig
 
@@ -142,7 +143,11 @@ class ManagedNode:
         self.restart_at = None
         with open(self.log_path, "ab") as err:
             self.proc = subprocess.Popen(
-                self.argv, stderr=err, stdin=subprocess.DEVNULL, pass_fds=keep_fds
+                self.argv,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                pass_fds=keep_fds,
+                env={**os.environ, MANAGER_PID_ENV: str(os.getpid())},  # rover.node
             )
 
     def last_line(self) -> str:
@@ -198,7 +203,7 @@ class Manager:
         self._started_at = time.monotonic()
         self.stop_timeout_s = stop_timeout_s
         self.max_backoff_s = max_backoff_s
-        self.log_dir = Path(tempfile.mkdtemp(prefix=f"rover-{options.namespace}-logs-"))
+        self.log_dir = Path(tempfile.mkdtemp(prefix=log_folder_prefix(options.namespace)))
         self.nodes = [
             ManagedNode(s, self._argv(s), self.log_dir) for s in nodes if s.runs_when(options)
         ]
@@ -336,9 +341,9 @@ class Manager:
         finally:
             self.stop()
             self.print_health(final=True)
+            self.clean_up()  # before the handlers go: a second Ctrl-C must not skip it
             for signum, previous in handlers.items():
                 signal.signal(signum, previous)
-            self.clean_up()
         return reason
 
     def clean_up(self) -> None:
@@ -350,6 +355,7 @@ class Manager:
         self.bus.remove_ipc_root()
         if self.failures:
             self.kept_logs = self.log_dir
+            (self.log_dir / KEPT_MARKER).write_text("\n".join(self.failures) + "\n")
             log.info("node logs kept in %s", self.log_dir)
         else:
             shutil.rmtree(self.log_dir, ignore_errors=True)
@@ -391,18 +397,57 @@ class Manager:
 
 KEEP_LOG_FOLDERS = 10  # of failed runs; older ones go once they are a while old
 KEEP_LOG_MIN_AGE_S = 600.0  # never touch a folder a run (or a test) may still be reading
+KEPT_MARKER = "FAILED"  # in a folder kept for the user: the failures its run printed
+
+
+def log_folder_prefix(namespace: str) -> str:
+    """``rover-NS-logs-PID-``: the manager's pid in the name tells a later run whether the
+    folder's run is still going (see prune_kept_logs)."""
+    return f"rover-{namespace}-logs-{os.getpid()}-"
 
 
 def prune_kept_logs(root: Path, keep: int = KEEP_LOG_FOLDERS) -> list[Path]:
-    """Remove the node logs of all but the newest ``keep`` failed runs (those older than
-    KEEP_LOG_MIN_AGE_S), so they do not pile up in the temp folder; returns what went."""
+    """Tidy the temp folder of node logs; returns what went.
+
+    A run that was killed (SIGKILL, or its machine's session ended) never cleaned up after
+    itself and nobody was told where its logs are: its folder goes as soon as its manager is
+    gone. Folders kept for a failure (KEPT_MARKER) stay, the newest ``keep`` of them, and older
+    ones once they are KEEP_LOG_MIN_AGE_S old; so do folders of older versions, unnamed by pid.
+    """
     folders = sorted(root.glob("rover-*-logs-*"), key=_mtime, reverse=True)
-    now, removed = time.time(), []
-    for folder in folders[keep:]:
-        if folder.is_dir() and now - _mtime(folder) > KEEP_LOG_MIN_AGE_S:
+    now, removed, kept = time.time(), [], 0
+    for folder in folders:
+        owner = _log_folder_owner(folder)
+        if owner is not None and _pid_running(owner):
+            continue  # a running stack's (or a test's, in this process)
+        killed = owner is not None and not (folder / KEPT_MARKER).exists()
+        if not killed:
+            kept += 1
+            if kept <= keep or now - _mtime(folder) <= KEEP_LOG_MIN_AGE_S:
+                continue
+        if folder.is_dir():
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
+
+
+def _log_folder_owner(folder: Path) -> int | None:
+    """The pid in ``rover-NS-logs-PID-xxxx``; None for a folder without one."""
+    pid = folder.name.rpartition("-logs-")[2].partition("-")[0]
+    return int(pid) if pid.isdigit() else None
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    try:  # a zombie (exited, not yet reaped) is gone too
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True  # no /proc: kill(0) said it exists
 
 
 def _mtime(path: Path) -> float:

@@ -149,12 +149,17 @@ class HealthPublisher:
         self._pub.close(linger_ms=200)  # a last event (end of file) still reaches the listeners
 
 
+MANAGER_PID_ENV = "ROVER_MANAGER_PID"  # set by the manager for each node it starts
+
+
 def stop_with_parent() -> None:
     """Linux: SIGTERM this process when its parent dies (the manager SIGKILLed), so no node
     outlives its stack driving motors or holding the namespace."""
     if not sys.platform.startswith("linux"):
         return
-    parent = os.getppid()
+    # the manager's pid, from before this process spent a second on imports: a manager that
+    # died meanwhile is not our parent any more, and os.getppid() would name the reaper
+    parent = int(os.environ.get(MANAGER_PID_ENV) or os.getppid())
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)

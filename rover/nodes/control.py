@@ -249,7 +249,10 @@ class ControlNode:
             text = f"camera stalled: no camera/stereo frame for {quiet_ms:.0f} ms"
             self.health.set("camera_stall", True, f"{text}; the autopilot holds zero throttle")
         elif faults.active("camera_stall"):
-            gone_s = faults.active_for_s("camera_stall", now)
+            # the stall began camera_stale_ms before the fault was raised
+            gone_s = (
+                faults.active_for_s("camera_stall", now) + self.controller.camera_stale_ms / 1e3
+            )
             self.health.set("camera_stall", False, f"camera frames back after {gone_s:.1f} s")
 
     def _check_operator(self, out: ControlOutput, now: int) -> None:
