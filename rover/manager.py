@@ -16,19 +16,19 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from rover import topics
-from rover.config import load_config
-from rover.errors import EXIT_DATA, EXIT_DEVICE, EXIT_FAILED, EXIT_USAGE, RoverError
+from rover.errors import EXIT_DATA, EXIT_DEVICE, EXIT_FAILED, EXIT_USAGE
 from rover.health import HealthLog
 from rover.namespace import NamespaceInUse, NamespaceLock
 from rover.node import MANAGER_PID_ENV
+from rover.runspec import Run
 from rover.topics import BusConfig
 
 log = logging.getLogger("rover.manager")
-__all__ = ["Manager", "NamespaceInUse", "NamespaceLock", "NODES", "NodeSpec", "RunOptions"]
+__all__ = ["Manager", "NamespaceInUse", "NamespaceLock", "NODES", "NodeSpec", "Run"]
 
 # Exit codes of a node that restarting cannot fix (rover.errors: ConfigError, DataError);
 # a DeviceError (3) is fatal only at the first start: a device that was never there is a
@@ -42,73 +42,83 @@ STOP_SIGNALS = {-signal.SIGINT, -signal.SIGTERM}
 
 
 @dataclass(frozen=True)
-class RunOptions:
-    """What the user asked for: drives which nodes run and with which arguments."""
-
-    mode: str  # "teleop" | "drive"
-    sim: str | None = None
-    model: str | None = None
-    record: str | None = None
-    traversability: bool = False
-    config: str | None = None
-    namespace: str = "default"
-    overrides: tuple[str, ...] = ()
-    listen: str | None = None  # remote operators' CURVE link (HOST:PORT)
-    console: str | None = None  # web console ([HOST:]PORT)
-    foxglove: str | None = None  # Foxglove live server ([HOST:]PORT)
-    node_args: dict[str, list[str]] = field(default_factory=dict)
-    unattended: bool = False  # drive without an operator input that can stop the robot
-
-    @property
-    def sim_policy(self) -> bool:
-        return self.model in ("expert", "straight", "random")
-
-
-@dataclass(frozen=True)
 class NodeSpec:
-    """One row of the table: a node, its module, and when it runs."""
+    """One row of the table: a node, its module, when it runs, with which arguments."""
 
     name: str
     module: str
-    runs_when: Callable[[RunOptions], bool]
+    runs_when: Callable[[Run], bool]
+    args: Callable[[Run], list[str]] = lambda r: []  # its own, after the common ones
     primary: bool = False  # when it exits cleanly, the whole run is over
     # a path that must exist before the node starts (the simulator's serial device)
-    wait_for: Callable[[RunOptions], str | None] = lambda o: None
+    wait_for: Callable[[Run], str | None] = lambda r: None
+
+
+def _teleop_args(r: Run) -> list[str]:
+    """Its mode (drive starts on the autopilot), window or not, a script instead of a person."""
+    out = ["--mode", r.mode] + (["--headless"] if r.headless else [])
+    return out + (["--script", r.teleop_script] if r.teleop_script else [])
+
+
+def _control_args(r: Run) -> list[str]:
+    """Lock-step: inputs come frame by frame, so the 50 Hz repeat re-sends the answer instead of
+    judging its age on the wall clock (a loaded machine gives the run a quiet one gives); with
+    the traversability node the guard sees frame N's map."""
+    if not r.lockstep:
+        return []
+    return ["--lockstep"] + (["--lockstep-maps"] if r.traversability else [])
+
+
+def _remote_args(r: Run) -> list[str]:
+    out = ["--listen", r.listen] if r.listen else []
+    out += ["--console", r.console] if r.console else []
+    out += ["--keys", r.keys] if r.keys else []
+    return out + (["--recording", "--disk", r.record] if r.record else [])
+
+
+def _steers(r: Run) -> bool:
+    return r.model is not None and not r.sim_policy
 
 
 NODES: tuple[NodeSpec, ...] = (
-    NodeSpec("camera", "rover.nodes.camera", lambda o: o.sim is None),
-    NodeSpec("sim", "rover.nodes.sim", lambda o: o.sim is not None, primary=True),
+    NodeSpec("camera", "rover.nodes.camera", lambda r: r.sim is None),
+    NodeSpec(
+        "sim",
+        "rover.nodes.sim",
+        lambda r: r.sim is not None,
+        args=lambda r: ["--spec", r.sim.to_json()],
+        primary=True,
+    ),
     # the operator's keyboard window, gamepad or script; with --sim the simulator's window
     # reads the keyboard instead
-    NodeSpec("teleop", "rover.nodes.teleop", lambda o: o.sim is None),
+    NodeSpec("teleop", "rover.nodes.teleop", lambda r: r.sim is None, args=_teleop_args),
+    NodeSpec("steering", "rover.nodes.steering", _steers, args=lambda r: ["--model", r.model]),
+    NodeSpec("traversability", "rover.nodes.traversability", lambda r: r.traversability),
     NodeSpec(
-        "steering", "rover.nodes.steering", lambda o: o.model is not None and not o.sim_policy
+        "recorder",
+        "rover.nodes.recorder",
+        lambda r: r.record is not None,
+        args=lambda r: ["--out", r.record],
     ),
-    NodeSpec("traversability", "rover.nodes.traversability", lambda o: o.traversability),
-    NodeSpec("recorder", "rover.nodes.recorder", lambda o: o.record is not None),
-    NodeSpec("remote", "rover.nodes.remote", lambda o: bool(o.listen or o.console)),
-    NodeSpec("foxglove", "rover.nodes.foxglove", lambda o: o.foxglove is not None),
+    NodeSpec("remote", "rover.nodes.remote", lambda r: bool(r.listen or r.console), _remote_args),
+    NodeSpec(
+        "foxglove",
+        "rover.nodes.foxglove",
+        lambda r: r.foxglove is not None,
+        args=lambda r: ["--address", r.foxglove],
+    ),
     NodeSpec(
         "control",
         "rover.nodes.control",
-        lambda o: True,
-        wait_for=lambda o: _sim_motor_port(o) if o.sim is not None else None,
+        lambda r: True,
+        args=_control_args,
+        wait_for=lambda r: _sim_motor_port(r) if r.sim is not None else None,
     ),
 )
 
 
-def _bus_config(options: RunOptions) -> BusConfig:
-    """The bus of this run: the config's [bus] section in the run's namespace."""
-    try:
-        bus = load_config(options.config, list(options.overrides)).bus
-    except RoverError:
-        bus = BusConfig()
-    return BusConfig.from_dict({**bus.__dict__, "namespace": options.namespace})
-
-
-def _sim_motor_port(options: RunOptions) -> str:
-    return topics.motor_port_for_sim(options.namespace)
+def _sim_motor_port(run: Run) -> str:
+    return topics.motor_port_for_sim(run.namespace)
 
 
 class ManagedNode:
@@ -173,7 +183,7 @@ class Manager:
 
     def __init__(
         self,
-        options: RunOptions,
+        options: Run,
         nodes: tuple[NodeSpec, ...] = NODES,
         stop_timeout_s: float = 1.5,
         max_backoff_s: float = 5.0,
@@ -181,7 +191,7 @@ class Manager:
         lock: NamespaceLock | None = None,
     ):
         self.options = options
-        self.bus = _bus_config(options)
+        self.bus = options.bus
         # first, before any socket, folder or log: one stack per namespace
         self.lock = lock or NamespaceLock(self.bus).acquire(f"rover {options.mode}")
         self.health = HealthLog()
@@ -203,6 +213,18 @@ class Manager:
         self.exit_code = EXIT_FAILED  # of a failed run: the failing node's (rover.errors)
         self._stopping = False
 
+    @classmethod
+    def holding(cls, bus: BusConfig, what: str, describe: Callable[[], Run], **kwargs) -> Manager:
+        """Take the namespace first, before anything touches it (its sockets, the simulator's
+        port, a session folder), then describe the run and build its manager; the lock goes
+        again when either fails."""
+        lock = NamespaceLock(bus).acquire(what)
+        try:
+            return cls(describe(), lock=lock, **kwargs)
+        except BaseException:
+            lock.release()
+            raise
+
     def _argv(self, spec: NodeSpec) -> list[str]:
         o = self.options
         argv = [sys.executable, "-m", spec.module, "--namespace", o.namespace]
@@ -210,7 +232,7 @@ class Manager:
             argv += ["--config", o.config]
         for item in o.overrides:
             argv += ["--set", item]
-        return argv + list(o.node_args.get(spec.name, []))
+        return argv + spec.args(o)
 
     def start(self) -> None:
         """Start every node, except those still waiting for their device (see poll)."""

@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from rover.config import RobotConfig, load_config
 from rover.errors import RoverError
@@ -71,6 +72,24 @@ class RateKeeper:
             time.sleep((self.next_ns - now) / 1e9)
         self.next_ns += self.period_ns
         return lagging
+
+
+class Spinner(Protocol):
+    """A node's logic around its sockets: one step of its loop, and closing what it holds."""
+
+    def spin_once(self) -> object: ...
+
+    def close(self) -> None: ...
+
+
+def spin(node: Spinner, stop: Shutdown | None = None) -> None:
+    """The node main loop: step until SIGINT/SIGTERM, then close the node, whatever happened."""
+    stop = stop or Shutdown()
+    try:
+        while not stop.requested:
+            node.spin_once()
+    finally:
+        node.close()
 
 
 def node_argparser(description: str) -> argparse.ArgumentParser:

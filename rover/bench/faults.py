@@ -33,7 +33,8 @@ from rover import bus, topics
 from rover import messages as m
 from rover.bench.common import latency_summary, print_table
 from rover.control import ControlConfig
-from rover.manager import NODES, Manager, RunOptions
+from rover.manager import NODES, Manager
+from rover.runspec import Run
 
 _TELEOP_PERIOD_S = 0.02  # 50 Hz, as a gamepad's teleop node sends
 
@@ -129,11 +130,7 @@ def _control_trials(args: argparse.Namespace) -> tuple[list, list[float]]:
     """Stale-input and restart trials against one manager-run control node."""
     cfg = topics.BusConfig(namespace=f"bench{os.getpid()}x{uuid.uuid4().hex[:6]}")
     with PtyEmulator() as emu:
-        opts = RunOptions(
-            mode="teleop",
-            namespace=cfg.namespace,
-            overrides=(f"motor.port={emu.device_path}",),
-        )
+        opts = Run(mode="teleop", bus=cfg, overrides=(f"motor.port={emu.device_path}",))
         mgr = Manager(opts, nodes=tuple(n for n in NODES if n.name == "control"))
         mgr.start()
         pub = bus.Publisher(topics.TELEOP_COMMAND, cfg)

@@ -6,7 +6,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from rover.stack import run_stack, sim_drive_args
+from rover.runspec import sim_request
+from rover.stack import run_stack
 
 
 def measure_lockstep(
@@ -19,10 +20,10 @@ def measure_lockstep(
     """Run `rover drive --sim [--lockstep]` headless; return the simulator's run summary."""
     with tempfile.TemporaryDirectory(prefix="rover-bench-") as tmp:
         out = Path(tmp) / "run.json"
-        args = sim_drive_args(
-            scenario, model, out, duration=seconds, seed=seed, lockstep=lockstep, summary=False
+        request = sim_request(
+            scenario, model, out, duration_s=seconds, seed=seed, lockstep=lockstep, summary=False
         )
-        if run_stack(args) != 0 or not out.exists():
+        if run_stack(request) != 0 or not out.exists():
             mode = "lock-step" if lockstep else "real-time"
             raise RuntimeError(f"the {mode} stack run failed (see the error above)")
         return json.loads(out.read_text())

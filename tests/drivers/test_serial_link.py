@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 import tty
@@ -172,16 +171,3 @@ def test_config_from_dict_names_the_bad_key() -> None:
         SerialConfig.from_dict({"baud": -1})
     with pytest.raises(ConfigError, match=r"\[motor\] port"):
         SerialConfig.from_dict({"port": 3})
-
-
-def test_bench_reports_round_trip_floor_and_watchdog(capsys: pytest.CaptureFixture[str]) -> None:
-    from rover.bench import serial as bench
-
-    parser = argparse.ArgumentParser()
-    bench.add_arguments(parser)
-    result = bench.run(parser.parse_args(["--count", "100", "--watchdog-ms", "100"]))
-    assert {"p50_ms", "p99_ms", "floor_p50_ms", "floor_p99_ms", "count", "lost"} <= set(result)
-    assert result["count"] == 100 and result["lost"] == 0
-    assert result["floor_p50_ms"] > 0 and 0 < result["p50_ms"] <= result["p99_ms"]
-    assert abs(result["watchdog_ms"] - 100) <= 20
-    assert "SerialMotorLink" in capsys.readouterr().out

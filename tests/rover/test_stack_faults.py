@@ -10,13 +10,14 @@ import pytest
 from drivers.emulator import PtyEmulator
 from rover import bus, topics
 from rover import messages as m
-from rover.manager import NODES, Manager, RunOptions
+from rover.manager import NODES, Manager
+from rover.runspec import Run
 
 CONTROL_ONLY = tuple(n for n in NODES if n.name == "control")
 
 
 def _manager(bus_cfg, port: str) -> Manager:
-    opts = RunOptions(mode="teleop", namespace=bus_cfg.namespace, overrides=(f"motor.port={port}",))
+    opts = Run(mode="teleop", bus=bus_cfg, overrides=(f"motor.port={port}",))
     return Manager(opts, nodes=CONTROL_ONLY, stop_timeout_s=3.0)
 
 
