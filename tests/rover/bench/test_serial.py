@@ -20,7 +20,7 @@ def test_bench_reports_round_trip_floor_and_watchdog(capsys, cli_args):
     assert {"p50_ms", "p99_ms", "floor_p50_ms", "floor_p99_ms", "count", "lost"} <= set(result)
     assert result["count"] == 100 and result["lost"] == 0
     assert result["floor_p50_ms"] > 0 and 0 < result["p50_ms"] <= result["p99_ms"]
-    assert abs(result["watchdog_ms"] - 100) <= 20
+    assert result["watchdog_ms"] >= 80  # never before its 100 ms, less the write's own trip
     assert "SerialMotorLink" in capsys.readouterr().out
 
 
