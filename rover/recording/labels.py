@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass
 
 from rover.recording import format as fmt
+from rover.recording.reader import FrameIndexer
 
 STALE_LABELS_MAX_PCT = 5.0  # more frames than this labelled by stale commands: "stale"
 LABEL_TOPICS = (fmt.CONTROL_TOPIC, fmt.TELEOP_TOPIC)
@@ -35,8 +36,6 @@ class LabelTally:
     """The frames' labels as the writer writes them; counts per segment."""
 
     def __init__(self) -> None:
-        from rover.recording.reader import FrameIndexer  # reader imports the writer
-
         self._indexer = FrameIndexer()
         self._counted = 0  # frames already counted in an earlier segment
 

@@ -22,6 +22,7 @@ from rover import messages as m
 from rover import topics
 from rover.errors import ConfigError, DataError, DeviceError
 from rover.recording import format as fmt
+from rover.recording.labels import LabelTally
 from rover.recording.takeover import TakeoverTracker, drive_mode, mark_json
 from rover.recording.writer import RecorderConfig, SessionWriter
 
@@ -53,7 +54,9 @@ class Recorder:
     ):
         self.config = config or RecorderConfig()
         self.clock_ns = clock_ns
-        self.session = SessionWriter(Path(session_dir), self.config, robot_config, namespace)
+        self.session = SessionWriter(
+            Path(session_dir), self.config, robot_config, namespace, labels=LabelTally()
+        )
         self.counts = {t.name: TopicCounts() for t in fmt.recorded_topics()}
         self.channels = {t.name: fmt.channel_topic(t) for t in fmt.recorded_topics()}
         self._queue: queue.SimpleQueue = queue.SimpleQueue()

@@ -26,6 +26,7 @@ from rover import messages as m
 from rover import topics
 from rover.errors import DataError, RoverError
 from rover.recording import format as fmt
+from rover.recording.labels import LabelTally
 from rover.recording.recorder import TopicCounts
 from rover.recording.writer import RecorderConfig, SessionWriter
 
@@ -263,7 +264,7 @@ class _Importer:
 
     def _open(self, staging: Path, first_ns: int, size: tuple[int, int]) -> None:
         robot = {"camera": {"width": size[0], "height": size[1]}}
-        self.writer = SessionWriter(staging, self.config, robot, "import")
+        self.writer = SessionWriter(staging, self.config, robot, "import", labels=LabelTally())
         self.writer.clock_offset_ns = first_ns - START_NS
         self.writer.open_segment(START_NS)
         self.segment_start_ns = START_NS

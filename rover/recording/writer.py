@@ -26,7 +26,6 @@ from rover import topics
 from rover.errors import ConfigError, DataError
 from rover.recording import format as fmt
 from rover.recording import takeover
-from rover.recording.labels import LabelTally
 
 _COMPRESSIONS = {"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4, "none": None}
 
@@ -88,6 +87,7 @@ class SessionWriter:
         config: RecorderConfig,
         robot_config: dict | None = None,
         namespace: str = "",
+        labels=None,
     ):
         self.dir = Path(session_dir)
         self.config = config
@@ -105,7 +105,9 @@ class SessionWriter:
         self._next_index = max(existing, default=-1) + 1  # a restarted recorder appends
         self.clock_offset_ns = fmt.clock_offset_ns()
         self.segment: _Segment | None = None
-        self.labels = LabelTally()  # each segment's label counts, for `rover recordings list`
+        # rover.recording.labels.LabelTally (given by its callers: it reads with the reader,
+        # which imports this module): each segment's label counts, for `rover recordings list`
+        self.labels = labels
 
     def open_segment(self, now_ns: int) -> None:
         """Start the next segment file, with schemas, channels, metadata and attachments."""
@@ -203,7 +205,8 @@ class SessionWriter:
                 publish_time=stamp_ns,
                 sequence=seq & 0xFFFFFFFF,
             )
-            self.labels.feed(topic, log_time_ns, seq, stamp_ns, b"")
+            if self.labels is not None:
+                self.labels.feed(topic, log_time_ns, seq, stamp_ns, b"")
         seg.frames += 1
         seg.pairs += stamp_ns != seg.last_stamp_ns  # a re-sent capture counts once
         seg.first_stamp_ns = seg.first_stamp_ns or stamp_ns
@@ -219,7 +222,8 @@ class SessionWriter:
             publish_time=stamp_ns,
             sequence=seq & 0xFFFFFFFF,
         )
-        self.labels.feed(channel, log_time_ns, seq, stamp_ns, data)
+        if self.labels is not None:
+            self.labels.feed(channel, log_time_ns, seq, stamp_ns, data)
 
     def flush(self) -> None:
         """Finish the chunk in progress and push it to the disk."""
@@ -242,8 +246,8 @@ class SessionWriter:
                 "last_stamp_ns": str(seg.last_stamp_ns),
                 "closed_unix_ns": str(time.time_ns()),
                 "counts": _counts_json(counts),
-                "labels": json.dumps(self.labels.segment_counts(), sort_keys=True),
-            },
+            }
+            | self._label_counts(),
         )
         if final:
             seg.mcap.add_metadata(fmt.META_COUNTS, {"counts": _counts_json(counts)})
@@ -253,6 +257,11 @@ class SessionWriter:
             os.fsync(seg.file.fileno())
         seg.file.close()
         self.segment = None
+
+    def _label_counts(self) -> dict[str, str]:
+        if self.labels is None:
+            return {}
+        return {"labels": json.dumps(self.labels.segment_counts(), sort_keys=True)}
 
     def release(self) -> None:
         """Give up the session lock; a clean stop leaves no lock file behind (a crash does,
