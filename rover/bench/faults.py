@@ -33,6 +33,7 @@ from rover import bus, topics
 from rover import messages as m
 from rover.bench.common import latency_summary, print_table
 from rover.control import ControlConfig
+from rover.errors import ConfigError
 from rover.manager import NODES, Manager
 from rover.runspec import Run
 
@@ -168,6 +169,8 @@ def _s_figures(key: str, values: list[float]) -> dict:
 
 def run(args: argparse.Namespace) -> dict:
     """Run the bench, print a table, return the flat result dict."""
+    if args.trials < 1 or args.restarts < 0 or args.stops < 0:
+        raise ConfigError("--trials must be at least 1, --restarts and --stops at least 0")
     stale_ms = ControlConfig().stale_ms
     stale, restarts = _control_trials(args)
     stops = [_stop_trial() for _ in range(args.stops)]
