@@ -51,6 +51,11 @@ def check_request(request: RunRequest) -> str | None:
         if sim.mcu == "avr" and sim.serial_loss:
             raise ConfigError("--serial-loss is the emulator's: drop it or --mcu avr")
         check_safety_driver_s(sim.safety_driver_s, "--safety-driver")
+        if sim.lockstep and request.mode == "teleop":  # it would wait for an answer forever
+            raise ConfigError(
+                "--lockstep steps the simulator when the autopilot has answered each frame, and "
+                "rover teleop has no autopilot: drop --lockstep, or use rover drive --sim"
+            )
     model = request.model
     if request.mode == "drive" and model is None and sim is not None:
         model = "expert"  # the simulator's own driver, unless told otherwise

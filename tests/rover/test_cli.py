@@ -45,6 +45,7 @@ def test_help_lists_the_commands():
         (["--perturb", "0.3,2"], "size in (0, 1]"),
         (["--randomise-materials"], "add --sim"),
         (["--sim", "forest,nowhere"], "scenario 'nowhere' not found"),
+        (["--sim", "forest", "--lockstep"], "rover teleop has no autopilot"),  # never starts
     ],
 )
 def test_bad_setup_gives_one_clear_line(args, needle, bus_cfg):
