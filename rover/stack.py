@@ -30,6 +30,7 @@ SIM_ONLY_FLAGS = (
     ("safety_driver", "--safety-driver", 0.0),
     ("metrics_out", "--metrics-out", None),
     ("mcu", "--mcu", "emulator"),
+    ("takeover", "--takeover", None),
 )
 ROBOT_ONLY_FLAGS = (
     ("unattended", "--unattended", False),
@@ -88,7 +89,23 @@ def check_request(args: argparse.Namespace) -> str | None:
         raise ConfigError(f"--model {model} is a simulator policy: add --sim SCENARIO")
     if args.mode == "drive" and model not in SIM_POLICIES:
         check_model_file(model)
+    _check_takeover(args, model)
     return model
+
+
+def _check_takeover(args: argparse.Namespace, model: str | None) -> None:
+    """``--takeover``: a simulated operator takes the wheel from a trained model only."""
+    text = getattr(args, "takeover", None)
+    if text is None:
+        return
+    from sim.takeover import parse_takeover
+
+    parse_takeover(text)
+    if args.mode != "drive" or model in SIM_POLICIES:
+        raise ConfigError(
+            f"--takeover is the expert taking the wheel from a model: give --model M (a "
+            f"checkpoint), not {model or 'teleop'}"
+        )
 
 
 def build_options(args: argparse.Namespace) -> RunOptions:
@@ -126,6 +143,8 @@ def build_options(args: argparse.Namespace) -> RunOptions:
             sim_args += ["--safety-driver-s", str(safety_driver)]
         if getattr(args, "randomise_materials", 0.0):
             sim_args += ["--randomise-materials", str(args.randomise_materials)]
+        if getattr(args, "takeover", None):
+            sim_args += ["--takeover", args.takeover]
         if args.lockstep:
             sim_args.append("--lockstep")
         if getattr(args, "mcu", "emulator") == "avr":

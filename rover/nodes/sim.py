@@ -34,6 +34,7 @@ from sim.expert import Expert
 from sim.policies import RandomSteer, Straight
 from sim.scenario import load_scenario
 from sim.simulation import Simulation
+from sim.takeover import TakeoverOperator, parse_takeover
 
 POLICIES = {
     "expert": lambda seed: Expert(),
@@ -78,11 +79,15 @@ class SimNode:
         self._answer: tuple[int, tuple[float, float]] | None = None  # (step, policy's answer)
         self.estimates = bus.Publisher(topics.PERCEPTION_STEERING, bus_cfg) if self.policy else None
         self.commands = bus.Subscriber(topics.CONTROL_COMMAND, bus_cfg, newest=False, hwm=1000)
+        takeover = getattr(args, "takeover", None)  # --takeover: the expert as safety operator
+        self.operator = TakeoverOperator(parse_takeover(takeover)) if takeover else None
+        self.operator_pub = bus.Publisher(topics.TELEOP_COMMAND, bus_cfg) if takeover else None
         show = not args.headless or args.snapshot
         self.window = SimView(self.sim, args, bus_cfg, headless=args.headless) if show else None
         self.stats = LockstepStats(answer_ms=[])
         self.clock_ns = time.monotonic_ns()  # lock-step: virtual capture time
         self.started = False
+        self._answers = 1  # lock-step: commands answering a frame (sim.takeover: 2 in one)
 
     def publish_frame(self) -> m.StereoImage | None:
         """Render and publish the current view, its ground truth and the policy's answer;
@@ -95,6 +100,9 @@ class SimNode:
             return None
         if self.args.camera_latency_ms > 0:
             time.sleep(self.args.camera_latency_ms / 1000)  # the injected transport delay
+        if self.operator is not None:  # before the frame: control has it when the frame's due
+            said = self.operator_pub.publish(self._operator_command(stamp))
+            self._answers = 1 if said.autopilot else 2  # the operator's, then the CNN's repeat
         frame = self.frames.publish(
             m.StereoImage(
                 stamp_ns=stamp, left=left, right=right, left_stamp_ns=stamp, right_stamp_ns=stamp
@@ -127,6 +135,19 @@ class SimNode:
             )
         return frame
 
+    def _operator_command(self, stamp_ns: int) -> m.TeleopCommand:
+        """The safety operator's answer to the frame about to go out (sim.takeover)."""
+        said = self.operator.answer(self.sim.observation())
+        return m.TeleopCommand(
+            stamp_ns=stamp_ns,
+            frame_seq=self.frames.seq,
+            steering=said.steering,
+            throttle=said.throttle,
+            autopilot=not said.driving,
+            deadman=said.driving,
+            operator="simulator expert",
+        )
+
     def _simulation(self, episode: int) -> Simulation:
         scenario, seed = self.worlds.world(episode)
         safety = self.args.safety_driver_s
@@ -151,6 +172,8 @@ class SimNode:
         self._answer = None
         if self.args.policy:
             self.policy = POLICIES[self.args.policy](self.sim.world.seed)
+        if self.operator is not None:
+            self.operator.next_episode()
         if self.window is not None:
             self.window.show(self.sim)
 
@@ -185,10 +208,12 @@ class SimNode:
         """Lock-step: block until the command answering `frame` reached the motors."""
         sent_ns = time.monotonic_ns()
         deadline = time.monotonic() + self.args.lockstep_timeout
+        answers = self._answers  # in a take-over the CNN still answers: it keeps pace
         while True:
             left_ms = (deadline - time.monotonic()) * 1000
             cmd = self.commands.receive(timeout_ms=max(0.0, left_ms))
-            if cmd is not None and cmd.frame_seq == frame.seq:
+            answers -= cmd is not None and cmd.frame_seq == frame.seq
+            if answers == 0:
                 break
             if left_ms <= 0:
                 self.stats.late_frames += 1
@@ -249,6 +274,8 @@ class SimNode:
         result["steps_per_s"] = round(steps / wall_s, 1) if wall_s else 0.0
         result["lockstep"] = bool(self.args.lockstep)
         result["late_frames"] = self.stats.late_frames
+        if self.operator is not None:
+            result["operator_takeover_s"] = round(self.operator.driven_steps * self.sim.dt_s, 3)
         return result
 
     def close(self) -> None:
@@ -268,7 +295,8 @@ class SimView:
         self.teleop = load_config(args.config, args.set).teleop.build()
         self.teleop.latches.autopilot = args.mode == "drive"  # the human can take over
         self.autopilot_name = args.policy or "autopilot"
-        self.teleop_pub = None if headless else bus.Publisher(topics.TELEOP_COMMAND, bus_cfg)
+        quiet = headless or getattr(args, "takeover", None)  # --takeover: the operator's topic
+        self.teleop_pub = None if quiet else bus.Publisher(topics.TELEOP_COMMAND, bus_cfg)
         # the traversability map, tinted on the left eye when that node runs
         self.trav = bus.Subscriber(topics.PERCEPTION_TRAVERSABILITY, bus_cfg)
         self.trav_geom = None
@@ -414,6 +442,12 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=None)
     parser.add_argument("--metrics-out", default=None)
     parser.add_argument("--snapshot", default=None)
+    parser.add_argument(
+        "--takeover",
+        default=None,
+        metavar="expert[,CLEARANCE_M[,SECONDS]]",
+        help="the expert takes the wheel from the model on teleop/command near trouble",
+    )
     parser.add_argument(
         "--safety-driver-s",
         type=float,
