@@ -221,13 +221,8 @@ def _key_values(items: list[str]) -> dict[str, Any]:
 def recording_samples(paths: list[str], limit: int | None = None):
     """(samples, how many) of every session in `paths` via the recording reader, at most
     ``limit``; warns on camera mismatch."""
-    try:
-        from rover.recording.reader import open_sessions
-    except ImportError:
-        raise DataError(
-            "this rover cannot read recordings yet (rover.recording missing): "
-            "update rover, or train on the simulator with --sim-minutes"
-        ) from None
+    from rover.recording.reader import open_sessions  # mcap and friends: only when reading
+
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
         raise DataError(f"recording {missing[0]} does not exist: check the path")

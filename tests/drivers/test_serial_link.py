@@ -15,6 +15,9 @@ from drivers.serial_link import MotorLink, SerialConfig, SerialMotorLink
 from rover.errors import ConfigError, DeviceError
 
 WIRE_115200_MS = 30 * WireModel(115200).byte_ns / 1e6  # a DRIVE + STATE at 115200 baud
+# How fast the link answers, reconnects and gives up on a full buffer: `rover bench serial`.
+# The deadlines here only end a test that hangs; a loaded machine must not fail it.
+DEADLINE_S = 10.0
 
 
 @pytest.fixture(params=[None, 115200], ids=["pty-speed", "wire-115200"])
@@ -63,17 +66,17 @@ def test_motor_link_contract(twin: tuple[PtyEmulator, SerialMotorLink]) -> None:
     assert (state.estop, state.armed, state.throttle) == (True, False, 0.0)
     assert exchange(link, DriveCommand(23, 0.5, 0.5, arm=True)).estop  # latched
     assert exchange(link, DriveCommand(65536 + 24, 0.0, 0.0)).seq == 24  # seq wraps
+    before_last = time.monotonic()
     assert exchange(link, DriveCommand(25, 0.0, 0.2, arm=True)).throttle == 0.2  # re-armed
 
     health = link.health()
     assert health.connected and health.reconnects == 0
     assert (health.tx_frames, health.rx_frames, health.tx_dropped) == (25, 25, 0)
-    assert health.bad_frames == 0 and health.last_state_age_ms < 1000
+    assert health.bad_frames == 0  # the age is that of the last STATE, the one just received
+    assert 0 <= health.last_state_age_ms <= 1000 * (time.monotonic() - before_last)
     assert health.rtt_p50_ms is not None
     if emu.config.baud:  # simulated latency is honest: never faster than the wire
         assert health.rtt_p50_ms >= WIRE_115200_MS
-    else:
-        assert health.rtt_p50_ms < WIRE_115200_MS
     link.close()
     link.close()
     with pytest.raises(RuntimeError, match="closed"):
@@ -101,25 +104,24 @@ def test_not_a_serial_port_and_busy_port_are_explained(tmp_path: os.PathLike[str
         SerialMotorLink(SerialConfig(port=emu.device_path))
 
 
-def test_unplug_then_replug_reconnects_within_a_second() -> None:
+def test_unplug_then_replug_reconnects() -> None:
     with PtyEmulator() as emu, SerialMotorLink(SerialConfig(port=emu.device_path)) as link:
-        seq, _ = drive_until(link, 0, lambda: emu.outputs.throttle == 0.4, timeout_s=2)
+        seq, _ = drive_until(link, 0, lambda: emu.outputs.throttle == 0.4, DEADLINE_S)
         emu.unplug()
-        seq, _ = drive_until(link, seq, lambda: not link.health().connected, timeout_s=1)
+        seq, _ = drive_until(link, seq, lambda: not link.health().connected, DEADLINE_S)
         # The loop keeps its 50 Hz while the device is away; the firmware's watchdog acts.
-        seq, _ = drive_until(link, seq, lambda: emu.outputs.watchdog_tripped, timeout_s=1)
+        seq, _ = drive_until(link, seq, lambda: emu.outputs.watchdog_tripped, DEADLINE_S)
         assert (emu.outputs.throttle, emu.outputs.steering) == (0.0, 0.0)
         dropped = link.health().tx_dropped
         assert dropped > 0
 
         emu.replug()
         replugged = link.health().rx_frames
-        seq, took_s = drive_until(link, seq, lambda: link.health().rx_frames > replugged, 2)
-        assert took_s < 1.0
+        seq, _ = drive_until(link, seq, lambda: link.health().rx_frames > replugged, DEADLINE_S)
         health = link.health()
         assert health.connected and health.reconnects == 1
         assert link.last_state is not None and link.last_state.watchdog_tripped
-        drive_until(link, seq, lambda: emu.outputs.throttle == 0.4, timeout_s=1)
+        drive_until(link, seq, lambda: emu.outputs.throttle == 0.4, DEADLINE_S)
 
 
 def test_garbage_from_the_device_is_counted_and_replies_still_matched() -> None:
@@ -146,15 +148,13 @@ def test_send_never_blocks_when_the_device_stops_reading() -> None:
     tty.setraw(slave)
     try:
         link = SerialMotorLink(SerialConfig(port=os.ttyname(slave), write_timeout_ms=5))
-        slowest_s = 0.0
-        seq = 0
+        seq, start = 0, time.monotonic()
+        # a full buffer: send() gives up (and counts the drop) instead of blocking the loop
         while link.health().tx_dropped == 0:
             assert seq < 100_000, "the pty never filled up"
-            start = time.monotonic()
+            assert time.monotonic() - start < DEADLINE_S, "send() blocked"
             link.send(DriveCommand(seq, 0.0, 0.0))
-            slowest_s = max(slowest_s, time.monotonic() - start)
             seq += 1
-        assert slowest_s < 0.05
         assert link.health().connected  # a full buffer is not an unplug
         link.close()
     finally:

@@ -165,9 +165,9 @@ def test_sky_is_distant_not_obstacle(forest_frames):
     assert (frame.labels.labels[sky] == stereo.DISTANT).mean() > 0.5
 
 
-def test_geometry_from_metadata_or_simulator_defaults():
+def test_geometry_from_metadata_or_the_default_rig():
     geom, source = stereo.StereoGeometry.from_metadata({})
-    assert geom == GEOM and "simulator" in source
+    assert geom == GEOM and "default rig" in source
     raw = dataclasses.asdict(dataclasses.replace(GEOM, baseline_m=0.2))
     geom, source = stereo.StereoGeometry.from_metadata({"stereo_geometry": raw})
     assert geom.baseline_m == 0.2 and source == "recording metadata"

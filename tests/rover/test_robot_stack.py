@@ -3,9 +3,11 @@ firmware emulator on a pty, a scripted operator, `rover teleop` as a user starts
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -119,6 +121,55 @@ def test_ctrl_c_stops_the_robot_stack_in_2s_with_a_clean_recording_and_motors_st
     counts = {t["topic"]: t["messages"] for t in json.loads(info.stdout)["topics"]}
     assert counts["/teleop/command"] > 30 and counts["/control/command"] > 30
     assert not os.path.exists(topics.BusConfig(namespace=namespace).ipc_path())
+    assert not _log_folders(namespace)  # a clean stop leaves no node logs in the temp folder
+
+
+def _log_folders(namespace: str) -> list[Path]:
+    return list(Path(tempfile.gettempdir()).glob(f"rover-{namespace}-logs-*"))
+
+
+@pytest.mark.slow
+def test_the_node_logs_of_a_killed_stack_go_with_the_next_run(
+    tmp_path,
+    mcu,
+    namespace,
+    start_rover,
+    stop_group,
+    wait_until,
+    write_robot,
+    write_script,
+    group_pids,
+):
+    """SIGKILL leaves the manager no chance to tidy up; the next run removes the folder of a
+    manager that is gone, unless it was kept for a failure the user was told about."""
+    from rover.manager import KEPT_MARKER, prune_kept_logs
+
+    robot = write_robot(tmp_path, mcu.device_path)
+    args = ["teleop", "--config", str(robot), "--namespace", namespace]
+    proc = start_rover(
+        *args,
+        "--teleop-script",
+        str(write_script(tmp_path)),
+        cwd=tmp_path,
+        log=tmp_path / "stack.log",
+    )
+    try:
+        folder = wait_until(lambda: _log_folders(namespace), 60, "the node log folder")[0]
+        wait_until(lambda: (folder / "control.log").exists(), 60, "the control node")
+        proc.kill()  # the manager alone: its nodes follow it (parent-death signal)
+        proc.wait(10)
+        wait_until(lambda: not group_pids(proc.pid), 10, "the nodes to follow the manager")
+    finally:
+        stop_group(proc)
+    assert folder.is_dir()  # nobody tidied up
+    failed = Path(tempfile.mkdtemp(prefix=f"rover-{namespace}x-logs-{proc.pid}-"))
+    (failed / KEPT_MARKER).write_text("node control exited with code 1\n")
+    try:
+        removed = prune_kept_logs(Path(tempfile.gettempdir()))
+        assert folder in removed and not folder.exists()
+        assert failed.is_dir()  # kept for a failure: the newest few stay
+    finally:
+        shutil.rmtree(failed, ignore_errors=True)
 
 
 def test_a_second_stack_in_a_namespace_is_refused_and_the_first_lives_on(
@@ -201,16 +252,17 @@ def test_drive_on_a_robot_will_not_arm_without_an_operator_input(
 ):
     """Headless, no gamepad, no script: the control node keeps the motors disarmed and says
     in one line what to connect; the autopilot's estimates change nothing."""
-    from rover.manager import Manager, RunOptions
+    from rover.manager import Manager
+    from rover.runspec import Run
 
     robot = write_robot(tmp_path, mcu.device_path)
     overrides = ("control.require_operator=true", "control.autopilot_without_teleop=true")
-    options = RunOptions(
+    options = Run(
         mode="drive",
+        bus=topics.BusConfig(namespace=namespace),
         config=str(robot),
-        namespace=namespace,
         overrides=overrides,
-        node_args={"teleop": ["--mode", "drive", "--headless"]},
+        headless=True,
     )
     nodes = tuple(n for n in __import__("rover.manager").manager.NODES if n.name != "steering")
     mgr = Manager(options, nodes=nodes)

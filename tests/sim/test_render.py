@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -183,14 +182,12 @@ def test_rock_silhouette_narrows_toward_its_top(rock, world_with):
 
 
 @pytest.mark.parametrize("name", ["forest", "corridor"])
-def test_render_rate_is_far_from_a_regression(name):
-    # The real target (>= 300 pairs/s) is shown by `rover bench sim`; this only catches a
-    # gross regression (a Python loop over pixels), even on a busy shared machine.
+def test_the_renderer_draws_each_pose_along_a_drive(name):
+    # How fast: `rover bench sim` (render_pairs_per_s, against a per-pixel floor).
     sim = Simulation(name)
     sim.render()
-    frames = 40
-    start = time.perf_counter()
-    for i in range(frames):
-        sim.renderer.render_vehicle(0.1 * i, 0.0, 0.0)
-    rate = frames / (time.perf_counter() - start)
-    assert rate > 60, f"{rate:.0f} stereo pairs/s"
+    pairs = [sim.renderer.render_vehicle(0.5 * i, 0.0, 0.0)[:2] for i in range(8)]
+    for left, right in pairs:
+        assert left.shape == right.shape == (240, 320, 3) and left.dtype == np.uint8
+        assert left.std() > 5 and not np.array_equal(left, right)  # a scene, two viewpoints
+    assert all(not np.array_equal(a[0], b[0]) for a, b in zip(pairs, pairs[1:], strict=False))

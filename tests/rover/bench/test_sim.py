@@ -13,6 +13,7 @@ def test_bench_returns_flat_json_ready_figures(capsys):
     bench.add_arguments(parser)
     args = parser.parse_args(
         ["--scenario", "open", "--frames", "20", "--repeats", "1", "--lockstep-s", "2"]
+        + ["--realtime-s", "1"]
     )
     result = bench.run(args)
     json.dumps(result)
@@ -23,9 +24,11 @@ def test_bench_returns_flat_json_ready_figures(capsys):
         "sim_steps_per_s",
         "floor_p50_ms",
         "lockstep_steps_per_s",
+        "realtime_steps_per_s",
     ):
         assert result[key] > 0, key
     assert result["lockstep_late_frames"] == 0
     assert result["scenario"] == "open" and result["threads"] == 1
     out = capsys.readouterr().out
-    assert "render (images)" in out and "sim step" in out
+    assert "render (images)" in out and "sim step" in out and "in real time" in out
+    assert result["realtime_target_steps_per_s"] == 30.0

@@ -11,7 +11,6 @@ import signal
 import ssl
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -19,7 +18,7 @@ import urllib.request
 import pytest
 
 from rover import bus, topics
-from rover.bench.console import CHROMIUM_FLAGS
+from rover.bench.console import CHROMIUM_FLAGS, start_stack_for_url
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
@@ -29,28 +28,8 @@ STALE_S = 0.2  # [control] stale_ms
 
 def start_stack(namespace: str, *extra: str) -> tuple[subprocess.Popen, str]:
     """The stack as a user starts it; returns it and the URL it printed."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rover.cli", "teleop", "--sim", "forest", "--headless"]
-        + ["--namespace", namespace, *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"},
-    )
-    found: list[str] = []
-    seen = threading.Event()
-
-    def read() -> None:
-        for line in proc.stdout:
-            if line.startswith("console: ") and not found:
-                found.append(line.split(" ", 1)[1].strip())
-                seen.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    if not seen.wait(60):
-        proc.kill()
-        raise AssertionError("the stack printed no `console: URL` line within 60 s")
-    return proc, found[0]
+    argv = ["teleop", "--sim", "forest", "--headless", "--namespace", namespace, *extra]
+    return start_stack_for_url(argv, "console: ")
 
 
 def stop_stack(proc: subprocess.Popen) -> None:

@@ -3,12 +3,9 @@
 
 import asyncio
 import json
-import os
 import signal
 import struct
 import subprocess
-import sys
-import threading
 
 import cv2
 import numpy as np
@@ -16,6 +13,7 @@ import pytest
 import websockets
 from foxglove_schemas_protobuf.CompressedImage_pb2 import CompressedImage
 
+from rover.bench.console import start_stack_for_url
 from rover.recording import format as fmt
 
 pytestmark = pytest.mark.slow
@@ -23,28 +21,9 @@ MESSAGE_DATA = 0x01  # server -> client binary opcode: subscription id, log time
 
 
 def start_stack(namespace: str) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rover.cli", "drive", "--sim", "forest", "--model", "expert"]
-        + ["--headless", "--namespace", namespace, "--foxglove", "127.0.0.1:0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"},
-    )
-    found: list[str] = []
-    seen = threading.Event()
-
-    def read() -> None:
-        for line in proc.stdout:
-            if line.startswith("foxglove: ") and not found:
-                found.append(line.split()[1])
-                seen.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    if not seen.wait(60):
-        proc.kill()
-        raise AssertionError("the stack printed no `foxglove: ws://...` line within 60 s")
-    return proc, found[0]
+    argv = ["drive", "--sim", "forest", "--model", "expert", "--headless"]
+    argv += ["--namespace", namespace, "--foxglove", "127.0.0.1:0"]
+    return start_stack_for_url(argv, "foxglove: ")
 
 
 async def first_image(url: str, topic: str, timeout_s: float = 30) -> tuple[dict, bytes]:

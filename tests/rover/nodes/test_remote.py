@@ -18,8 +18,9 @@ from drivers.emulator import PtyEmulator
 from rover import bus, topics
 from rover import messages as m
 from rover.keys import OPERATOR, KeyStore
-from rover.manager import NODES, Manager, RunOptions
+from rover.manager import NODES, Manager
 from rover.remote import free_port_pair
+from rover.runspec import Run
 
 OPERATOR_SCRIPT = Path(__file__).with_name("remote_operator.py")
 ROBOT_NODES = tuple(n for n in NODES if n.name in ("control", "remote"))
@@ -55,12 +56,12 @@ def robot(bus_cfg, keys):
     """The robot: control + remote nodes, --listen on loopback; yields (address, emulator)."""
     address = f"127.0.0.1:{free_port_pair()}"
     with PtyEmulator() as emu:
-        opts = RunOptions(
+        opts = Run(
             mode="teleop",
-            namespace=bus_cfg.namespace,
+            bus=bus_cfg,
             overrides=(f"motor.port={emu.device_path}",),
             listen=address,
-            node_args={"remote": ["--listen", address, "--keys", str(keys[0].root)]},
+            keys=str(keys[0].root),
         )
         mgr = Manager(opts, nodes=ROBOT_NODES)
         mgr.start()

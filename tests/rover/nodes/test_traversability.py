@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from perception.traversability.pipeline import TraversabilityConfig
+from perception.traversability.polar import PolarSummary
 from rover import bus, topics
 from rover import messages as m
 from rover.messages import TraversabilityMap
@@ -30,7 +31,7 @@ def test_message_round_trips_on_the_wire():
     )
     back = m.decode(m.encode(PERCEPTION_TRAVERSABILITY.wire_name, msg), TraversabilityMap)
     np.testing.assert_array_equal(back.cost, msg.cost)
-    polar = back.polar()
+    polar = PolarSummary.from_arcs(back.arcs)
     assert polar.free_m[14] == 14.0 and polar.steering[0] == -1.0
     assert (back.frame_seq, back.plane_fitted, back.model) == (7, True, "abc")
 
@@ -51,7 +52,7 @@ def test_node_answers_the_newest_frame_with_a_map_and_arcs(bus_cfg, scene, stere
         assert got is not None, "no traversability map within 10 s"
         assert got.stamp_ns == 123 and got.frame_seq <= sent.frame_seq
         assert got.cost.shape == (60, 80)
-        polar = got.polar()
+        polar = PolarSummary.from_arcs(got.arcs)
         assert polar.free_at(0.0) == pytest.approx(2.65, abs=0.35)
         assert got.latency_ms > 0 and got.model == ""
     finally:
