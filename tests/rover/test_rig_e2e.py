@@ -14,17 +14,10 @@ import pytest
 
 from perception.steering.bundled import bundled_model_path
 from rover import bus, topics
-from rover.bench.xkeys import Keyboard, xvfb
+from rover.bench.xkeys import Keyboard
 from rover.ready import ready_path
 from rover.recording.reader import Session
 from rover.topics import BusConfig
-
-
-@pytest.fixture
-def display(require_tools):
-    require_tools("Xvfb", "xdotool")
-    with xvfb() as name:
-        yield name
 
 
 def window_env(env: dict, display: str) -> dict:
@@ -36,16 +29,16 @@ def window_env(env: dict, display: str) -> dict:
 
 @pytest.mark.slow
 def test_keys_drive_the_motors_estop_latches_and_ctrl_c_closes_the_recording(
-    rig, rig_env, display, tmp_path, drive_log, new_namespace, rover_cli, rover_stack, wait_until
+    rig, rig_env, xvfb, tmp_path, drive_log, new_namespace, rover_cli, rover_stack, wait_until
 ):
     drives = drive_log(rig.drive_log)
     ns = new_namespace()
     argv = ["teleop", "--config", str(rig.toml), "--namespace", ns]
     stack = rover_stack(
-        [*argv, "--record", str(tmp_path / "rec")], window_env(rig_env, display), tmp_path / "log"
+        [*argv, "--record", str(tmp_path / "rec")], window_env(rig_env, xvfb), tmp_path / "log"
     )
     try:
-        keys = Keyboard(display)
+        keys = Keyboard(xvfb)
         keys.focus()
         recorder = ready_path(BusConfig(namespace=ns), "recorder")
         wait_until(recorder.exists, 30, "the recorder hearing the bus")
@@ -89,25 +82,25 @@ def test_keys_drive_the_motors_estop_latches_and_ctrl_c_closes_the_recording(
     assert any(t >= 0.5 and s > 0.5 for s, t in carried), carried  # the commands carry it
 
 
-def _autopilot_stack(rig, rig_env, display, tmp_path, rover_stack, new_namespace) -> tuple:
+def _autopilot_stack(rig, rig_env, xvfb, tmp_path, rover_stack, new_namespace) -> tuple:
     model = bundled_model_path()
     assert model is not None, "the checkout ships perception/steering/bundled/steering.pt"
     ns = new_namespace()
     argv = ["drive", "--config", str(rig.toml), "--model", str(model), "--namespace", ns]
-    return rover_stack(argv, window_env(rig_env, display), tmp_path / "log"), ns
+    return rover_stack(argv, window_env(rig_env, xvfb), tmp_path / "log"), ns
 
 
 @pytest.mark.slow
 def test_autopilot_stops_for_a_stalled_camera_and_a_key_takes_over(
-    rig, rig_env, display, tmp_path, drive_log, node_pid, wait_until, new_namespace, rover_stack
+    rig, rig_env, xvfb, tmp_path, drive_log, node_pid, wait_until, new_namespace, rover_stack
 ):
     drives = drive_log(rig.drive_log)
-    stack, ns = _autopilot_stack(rig, rig_env, display, tmp_path, rover_stack, new_namespace)
+    stack, ns = _autopilot_stack(rig, rig_env, xvfb, tmp_path, rover_stack, new_namespace)
     bus_cfg = BusConfig(namespace=ns)
     commands = bus.Subscriber(topics.CONTROL_COMMAND, bus_cfg, newest=False, hwm=5000)
     teleop = bus.Subscriber(topics.TELEOP_COMMAND, bus_cfg, newest=False, hwm=5000)
     try:
-        keys = Keyboard(display)
+        keys = Keyboard(xvfb)
         keys.focus()
         drives.wait(lambda d: d.armed and d.throttle > 0.2, 60, "the autopilot driving")
 

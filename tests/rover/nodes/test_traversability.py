@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 
 import numpy as np
 import pytest
@@ -37,8 +36,7 @@ def test_message_round_trips_on_the_wire():
     assert (back.frame_seq, back.plane_fitted, back.model) == (7, True, "abc")
 
 
-def test_node_answers_the_newest_frame_with_a_map_and_arcs(scene, stereo_geometry, tree):
-    bus_cfg = topics.BusConfig(namespace=f"t{uuid.uuid4().hex[:10]}")
+def test_node_answers_the_newest_frame_with_a_map_and_arcs(bus_cfg, scene, stereo_geometry, tree):
     left, right, _ = scene([tree(3.15, 0.0, radius=0.2)]).render()
     camera = bus.Publisher(topics.CAMERA_STEREO, bus_cfg)
     node = TraversabilityNode(TraversabilityConfig(model=""), bus_cfg, stereo_geometry)
@@ -61,4 +59,3 @@ def test_node_answers_the_newest_frame_with_a_map_and_arcs(scene, stereo_geometr
         node.close()
         camera.close()
         out.close()
-        bus_cfg.remove_ipc_root()
