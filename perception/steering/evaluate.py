@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from perception.steering.budget import budget_text
 from perception.steering.report import aggregate, compare, interval_text, targets, write_html
+from perception.steering.settings import SteeringNodeConfig
 from rover.config import load_config
 from rover.errors import ConfigError, DataError
 from rover.runspec import sim_request
@@ -177,8 +178,9 @@ def _last_line(stderr: str, code: int) -> str:
     return lines[-1] if lines else f"exited with code {code}"
 
 
-def run_suite(args: argparse.Namespace) -> dict[str, Any]:
-    """Run every job in `args.workers` parallel stacks; returns the report (not yet written)."""
+def run_suite(args: argparse.Namespace, steering: SteeringNodeConfig) -> dict[str, Any]:
+    """Run every job in `args.workers` parallel stacks; returns the report (not yet written).
+    ``steering``: the stacks' [steering] section (the robot config, read once)."""
     model = args.model
     if not Path(model).is_file():
         raise DataError(f"model file {model} does not exist: check the path or train one")
@@ -211,10 +213,12 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
     else:
         runs = executor.run_local(lambda job: run_job(job, args.duration), jobs, args.workers, done)
     bar.close()
-    return build_report(model, args, runs)
+    return build_report(model, args, runs, steering)
 
 
-def build_report(model: str, args: argparse.Namespace, runs: list[dict]) -> dict[str, Any]:
+def build_report(
+    model: str, args: argparse.Namespace, runs: list[dict], steering: SteeringNodeConfig
+) -> dict[str, Any]:
     """The JSON report: settings, overall / held-out / per-scenario figures, every run."""
     from perception.infer import (
         load_checkpoint,
@@ -225,7 +229,6 @@ def build_report(model: str, args: argparse.Namespace, runs: list[dict]) -> dict
     )
 
     ckpt = load_checkpoint(model)
-    steering = load_config(None, list(getattr(args, "set", []))).steering
     device = pick_device(steering.device)  # what the stacks' steering nodes picked
     drivers = sorted({r["driver"] for r in runs}, key=["model", "expert", "straight"].index)
     scenarios: dict[str, Any] = {}
@@ -311,7 +314,7 @@ def run(args: argparse.Namespace) -> int:
     if args.seeds < 1 or args.workers < 1:
         raise ConfigError("--seeds and --workers must be at least 1")
     check_safety_driver_s(args.safety_driver, "--safety-driver")
-    load_config(None, args.set)  # a bad --set fails here, once, not in every stack
+    robot = load_config(None, args.set)  # a bad --set fails here, once, not in every stack
     from perception.infer import load_checkpoint
 
     load_checkpoint(args.model)  # a missing, empty or foreign model: now, not after the suite
@@ -319,7 +322,7 @@ def run(args: argparse.Namespace) -> int:
         from perception.steering.executor import parse_cluster
 
         parse_cluster(args.cluster)  # a bad address fails before any stack starts
-    report = run_suite(args)
+    report = run_suite(args, robot.steering)
     failed = [r for r in report["runs"] if "error" in r]
     if args.baseline:
         path = Path(args.baseline)
