@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from perception import trav_eval
 from perception.traversability import closed_loop
@@ -74,9 +75,10 @@ def test_closed_loop_drives_a_steering_checkpoint_over_extra_worlds(tmp_path, ca
     suite = tmp_path / "suite"
     suite.mkdir()
     shutil.copy(REGRESSION / "heldout_birch_snow_90001.toml", suite)
-    steering = save_checkpoint(
-        tmp_path / "s.pt", build_model(SteeringModelConfig(arch="dave")), 0.6, {}
-    )
+    with torch.random.fork_rng():  # an untrained net whose throttle moves: not the suite's RNG
+        torch.manual_seed(0)
+        net = build_model(SteeringModelConfig(arch="dave"))
+    steering = save_checkpoint(tmp_path / "s.pt", net, 0.6, {})
     args = ["--model", "", "--suite", str(suite), "--max-steps", "20", "--closed-loop"]
     args += ["--steering", str(steering), "--seeds", "2"]
     assert trav_eval.run(cli_args(trav_eval, args)) == 0
