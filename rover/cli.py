@@ -244,6 +244,16 @@ def _add_stack_args(p: argparse.ArgumentParser) -> None:
         help="simulator: repaint this share of the worlds with other training materials "
         "(0.6 when given alone)",
     )
+    demo.add_argument(
+        "--takeover",
+        nargs="?",
+        const="expert",
+        metavar="expert[,CLEARANCE_M[,SECONDS]]",
+        help="simulator, with --model M: the expert watches the model drive and takes the "
+        "wheel (teleop, deadman held) for SECONDS (default 1) when its planned clearance drops "
+        "below CLEARANCE_M (default 0.35) or after a collision, then hands back; with "
+        "--record the spans are take-overs, training data (HG-DAgger; docs/steering.md)",
+    )
 
 
 def _add_connect_args(p: argparse.ArgumentParser, what: str) -> None:

@@ -52,6 +52,7 @@ class SimSpec:
     frame_drop: float = 0.0  # probability a frame is dropped
     serial_loss: float = 0.0  # probability a chunk to the motor controller is garbled
     randomise_materials: float = 0.0  # share of worlds repainted with other materials
+    takeover: str | None = None  # expert[,CLEARANCE_M[,SECONDS]]: the expert takes the wheel
     wait_ready: tuple[str, ...] = ()  # nodes that must be ready before the first frame
 
     def to_json(self) -> str:
@@ -141,6 +142,7 @@ SIM_ONLY_FLAGS = (
     ("safety_driver", "--safety-driver", 0.0),
     ("metrics_out", "--metrics-out", None),
     ("mcu", "--mcu", "emulator"),
+    ("takeover", "--takeover", None),
 )
 ROBOT_ONLY_FLAGS = (
     ("unattended", "--unattended", False),
@@ -178,6 +180,7 @@ def request_from_args(args: argparse.Namespace) -> RunRequest:
             frame_drop=args.frame_drop,
             serial_loss=args.serial_loss,
             randomise_materials=args.randomise_materials,
+            takeover=args.takeover,
         )
     elif args.randomise_materials:
         raise ConfigError("--randomise-materials is for the simulator: add --sim SCENARIO")

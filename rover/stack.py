@@ -62,10 +62,26 @@ def check_request(request: RunRequest) -> str | None:
         if not 0.0 <= sim.randomise_materials <= 1.0:
             raise ConfigError(f"--randomise-materials {sim.randomise_materials:g}: give 0 to 1")
         _check_scenarios(sim.scenario)
+    _check_takeover(request, model)
     script = request.teleop_script
     if script is not None and not os.path.isfile(script):
         raise ConfigError(f"--teleop-script {script} is not a file: give a JSON input script")
     return model
+
+
+def _check_takeover(request: RunRequest, model: str | None) -> None:
+    """``--takeover``: a simulated operator takes the wheel from a trained model only."""
+    text = request.sim.takeover if request.sim is not None else None
+    if text is None:
+        return
+    from sim.takeover import parse_takeover
+
+    parse_takeover(text)
+    if request.mode != "drive" or model in POLICIES:
+        raise ConfigError(
+            f"--takeover is the expert taking the wheel from a model: give --model M (a "
+            f"checkpoint), not {model or 'teleop'}"
+        )
 
 
 def stack_overrides(request: RunRequest) -> tuple[str, ...]:

@@ -37,6 +37,7 @@ from sim.expert import Expert
 from sim.policies import make_policy
 from sim.scenario import load_scenario
 from sim.simulation import Simulation
+from sim.takeover import TakeoverOperator, parse_takeover
 
 WARMUP_REPUBLISH_S = 0.1  # slow joiner: re-send the first frame until the stack answers
 STARTUP_TIMEOUT_S = 60.0
@@ -76,11 +77,15 @@ class SimNode:
         self._answer: tuple[int, tuple[float, float]] | None = None  # (step, policy's answer)
         self.estimates = bus.Publisher(topics.PERCEPTION_STEERING, bus_cfg) if self.policy else None
         self.commands = bus.Subscriber(topics.CONTROL_COMMAND, bus_cfg, newest=False, hwm=1000)
+        takeover = spec.takeover  # --takeover: the expert as safety operator
+        self.operator = TakeoverOperator(parse_takeover(takeover)) if takeover else None
+        self.operator_pub = bus.Publisher(topics.TELEOP_COMMAND, bus_cfg) if takeover else None
         show = not spec.headless or spec.snapshot
         self.window = SimView(self.sim, spec, bus_cfg, teleop) if show else None
         self.stats = LockstepStats(answer_ms=[])
         self.clock_ns = time.monotonic_ns()  # lock-step: virtual capture time
         self.started = False
+        self._answers = 1  # lock-step: commands answering a frame (sim.takeover: 2 in one)
 
     def publish_frame(self) -> m.StereoImage | None:
         """Render and publish the current view, its ground truth and the policy's answer;
@@ -93,6 +98,9 @@ class SimNode:
             return None
         if self.spec.camera_latency_ms > 0:
             time.sleep(self.spec.camera_latency_ms / 1000)  # the injected transport delay
+        if self.operator is not None:  # before the frame: control has it when the frame's due
+            said = self.operator_pub.publish(self._operator_command(stamp))
+            self._answers = 1 if said.autopilot else 2  # the operator's, then the CNN's repeat
         frame = self.frames.publish(
             m.StereoImage(
                 stamp_ns=stamp, left=left, right=right, left_stamp_ns=stamp, right_stamp_ns=stamp
@@ -125,6 +133,19 @@ class SimNode:
             )
         return frame
 
+    def _operator_command(self, stamp_ns: int) -> m.TeleopCommand:
+        """The safety operator's answer to the frame about to go out (sim.takeover)."""
+        said = self.operator.answer(self.sim.observation())
+        return m.TeleopCommand(
+            stamp_ns=stamp_ns,
+            frame_seq=self.frames.seq,
+            steering=said.steering,
+            throttle=said.throttle,
+            autopilot=not said.driving,
+            deadman=said.driving,
+            operator="simulator expert",
+        )
+
     def _simulation(self, episode: int) -> Simulation:
         scenario, seed = self.worlds.world(episode)
         safety = self.spec.safety_driver_s
@@ -149,6 +170,8 @@ class SimNode:
         self._answer = None
         if self.spec.policy:
             self.policy = make_policy(self.spec.policy, self.sim.world.seed)
+        if self.operator is not None:
+            self.operator.next_episode()
         if self.window is not None:
             self.window.show(self.sim)
 
@@ -183,10 +206,12 @@ class SimNode:
         """Lock-step: block until the command answering `frame` reached the motors."""
         sent_ns = time.monotonic_ns()
         deadline = time.monotonic() + self.spec.lockstep_timeout_s
+        answers = self._answers  # in a take-over the CNN still answers: it keeps pace
         while True:
             left_ms = (deadline - time.monotonic()) * 1000
             cmd = self.commands.receive(timeout_ms=max(0.0, left_ms))
-            if cmd is not None and cmd.frame_seq == frame.seq:
+            answers -= cmd is not None and cmd.frame_seq == frame.seq
+            if answers == 0:
                 break
             if left_ms <= 0:
                 self.stats.late_frames += 1
@@ -247,6 +272,8 @@ class SimNode:
         result["steps_per_s"] = round(steps / wall_s, 1) if wall_s else 0.0
         result["lockstep"] = bool(self.spec.lockstep)
         result["late_frames"] = self.stats.late_frames
+        if self.operator is not None:
+            result["operator_takeover_s"] = round(self.operator.driven_steps * self.sim.dt_s, 3)
         return result
 
     def close(self) -> None:
@@ -269,7 +296,8 @@ class SimView:
         self.teleop = teleop.build()
         self.teleop.latches.autopilot = spec.mode == "drive"  # the human can take over
         self.autopilot_name = spec.policy or "autopilot"
-        self.teleop_pub = None if headless else bus.Publisher(topics.TELEOP_COMMAND, bus_cfg)
+        quiet = headless or spec.takeover  # --takeover: the operator's topic
+        self.teleop_pub = None if quiet else bus.Publisher(topics.TELEOP_COMMAND, bus_cfg)
         # the traversability map, tinted on the left eye when that node runs
         self.trav = bus.Subscriber(topics.PERCEPTION_TRAVERSABILITY, bus_cfg)
         self.trav_geom = None

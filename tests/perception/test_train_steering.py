@@ -14,6 +14,7 @@ from perception.infer import SteeringPredictor, load_checkpoint
 from perception.steering.trainer import TrainConfig, Trainer
 from perception.train_steering import main as train_main
 from perception.train_steering import recording_samples
+from rover.errors import ConfigError
 
 # flips and shifts are label-correct for real driving; the bar signal has no yaw geometry
 LIGHT_AUGMENT = AugmentConfig(shift_px=0, shadow=0.0)
@@ -142,16 +143,17 @@ def _root() -> str:
     return str(Path(__file__).resolve().parents[2])
 
 
-def test_cli_trains_on_real_recordings(tmp_path, bar_session, tiny_model_args):
+def _bar_recordings(tmp_path, bar_session, count: int = 2, frames: int = 60) -> list[str]:
+    """`count` real recorded sessions (the Recorder, MCAP) of bar frames."""
     from rover import messages as m
     from rover import topics
     from rover.recording import recorder
 
     sessions = []
-    for k in range(2):
+    for k in range(count):
         path = tmp_path / f"2025-01-01_10-00-0{k}"
         rec = recorder.Recorder(path, recorder.RecorderConfig(fsync=False), {}, "test")
-        for s in bar_session(60, path.name, seed=k):
+        for s in bar_session(frames, path.name, seed=k):
             stamp = 1_000_000_000 + s.stamp_ns
             rec.submit(topics.CAMERA_STEREO, m.StereoImage(
                 seq=s.index, stamp_ns=stamp, left=s.left, right=s.right,
@@ -161,6 +163,11 @@ def test_cli_trains_on_real_recordings(tmp_path, bar_session, tiny_model_args):
                 throttle=s.throttle))  # fmt: skip
         rec.close()
         sessions.append(str(path))
+    return sessions
+
+
+def test_cli_trains_on_real_recordings(tmp_path, bar_session, tiny_model_args):
+    sessions = _bar_recordings(tmp_path, bar_session)
     out = tmp_path / "m.pt"
     argv = [*sessions, "--out", str(out), "--arch", "dave", "--epochs", "1", "--workers", "0"]
     assert train_main([*argv, "--threads", "1", "--quiet", *tiny_model_args]) == 0
@@ -231,3 +238,38 @@ def test_help_shows_every_default_and_limits_cut_the_recordings(tmp_path, capsys
         entry = text.split(f"\n  {option}", 1)[1].split("\n  --", 1)[0]
         assert f"(default: {default})" in " ".join(entry.split()), option
     assert "--max-frames" in text and "--max-minutes" in text
+
+
+def test_training_twice_on_the_same_recordings_gives_the_same_weights_bit_for_bit(
+    tmp_path, bar_session, tiny_model_args
+):
+    """`make model` reproduces its file: the recipe's defaults (one loader worker with its own
+    augmentation draws, a fixed data order) and the same seed give the same bytes."""
+    import torch
+
+    sessions = _bar_recordings(tmp_path, bar_session, count=3)
+    models = []
+    for run in ("a", "b"):
+        out = tmp_path / run / "m.pt"
+        argv = [*sessions, "--out", str(out), "--arch", "dave", "--epochs", "2"]
+        argv += ["--batch-size", "16", "--quiet", "--prepare-workers", "2", *tiny_model_args]
+        assert train_main(argv) == 0
+        models.append(load_checkpoint(out).state_dict)
+    a, b = models
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_takeover_frames_are_drawn_takeover_weight_times_as_often(frames, tmp_path, make_trainer):
+    from perception.steering.budget import DEMONSTRATION, TAKEOVER
+
+    kind = np.where(np.arange(len(frames)) % 3 == 0, TAKEOVER, DEMONSTRATION).astype(np.int8)
+    marked = dataclasses.replace(frames, kind=kind)
+    plain = make_trainer(marked, tmp_path / "a.pt", epochs=1).sampler.weights.numpy()
+    weighted = make_trainer(marked, tmp_path / "b.pt", epochs=1, takeover_weight=3.0)
+    w = weighted.sampler.weights.numpy()
+    taken = marked.kind[weighted.train_idx] == TAKEOVER
+    assert taken.any() and (~taken).any()
+    np.testing.assert_allclose(w[taken], 3.0 * plain[taken])
+    np.testing.assert_allclose(w[~taken], plain[~taken])
+    with pytest.raises(ConfigError, match="--takeover-weight"):
+        TrainConfig(takeover_weight=0.0)

@@ -44,3 +44,32 @@ def test_bench_infer_times_the_node_against_the_bare_forward(capsys):
     assert result["e2e_p99_ms"] > result["p99_ms"], result
     assert result["drops"] <= 1, result  # a 1 s stall on a shared machine: not a bug
     assert "node: frame received -> estimate sent" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_bench_train_times_the_real_recipe_on_a_recording(tmp_path, capsys):
+    import os
+    import subprocess
+    import sys
+    import uuid
+
+    from rover.topics import BusConfig
+
+    bus_cfg = BusConfig(namespace=f"t{uuid.uuid4().hex[:10]}")
+    env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
+    cmd = [sys.executable, "-m", "rover.cli", "drive", "--sim", "forest", "--headless"]
+    cmd += ["--lockstep", "--duration", "6", "--record", str(tmp_path / "rec")]
+    try:
+        done = subprocess.run(
+            [*cmd, "--namespace", bus_cfg.namespace], env=env, capture_output=True, timeout=180
+        )
+    finally:
+        bus_cfg.remove_ipc_root()
+    assert done.returncode == 0, done.stderr[-2000:]
+    argv = ["--batch-size", "8", "--batches", "2", "--repeats", "1", "--workers", "0"]
+    result = train.run(_args(train, [*argv, "--recording", str(tmp_path / "rec")]))
+    _flat(result)
+    assert result["recipe_frames"] == 180 and result["recipe_epochs"] == 2  # the defaults
+    assert result["recipe_total_s"] > 0 and result["recipe_floor_s"] > 0
+    assert result["load_avg_before"] >= 0
+    assert "recipe: rover train steering REC" in capsys.readouterr().out

@@ -146,6 +146,7 @@ def test_traversability_node_and_guard_run_in_the_stack(tmp_path):
         "forest",
         "--model",
         "expert",
+        "--lockstep",  # frame by frame: a loaded machine drives as far as a quiet one
         "--duration",
         "3",
         "--traversability",
