@@ -90,7 +90,8 @@ def test_a_perturbed_model_is_caught_and_named(tmp_path: Path):
     )
     assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-2000:]
     assert "differs from the reference in: steering" in out.stdout
-    steering_line = next(line for line in out.stdout.splitlines() if line.startswith("steering"))
+    rows = [line for line in out.stdout.splitlines() if line.startswith("steering ")]
+    steering_line = next(line for line in rows if not line.startswith("steering model:"))
     assert "DIFFERS" in steering_line
     figures = last_json(out.stdout)
     assert not figures["steering_ok"] and figures["steering_steering_max_abs"] > 0
