@@ -9,6 +9,8 @@ stops delivering is noticed by the control node, which watches camera/stereo's l
 
 from __future__ import annotations
 
+import gc
+
 import cv2
 
 from drivers.camera import EndOfStream, open_camera
@@ -37,6 +39,7 @@ def main() -> None:
     pub = bus.Publisher(topics.CAMERA_STEREO, bus_cfg)
     health = HealthPublisher(topics.HEALTH_CAMERA, bus_cfg, "camera")
     rate = RateKeeper(cfg.camera.fps)  # paces file sources; a live device paces itself
+    gc.freeze()  # what start-up made stays: no full collection of it between grab and publish
     try:
         while not stop.requested:
             try:

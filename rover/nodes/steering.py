@@ -12,6 +12,7 @@ process among several on a small computer.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import time
 
@@ -104,6 +105,9 @@ def main() -> None:
         log.warning("this CPU has no native bf16: it is emulated and slower than fp32")
     node = SteeringNode(predictor, bus_cfg)
     node.warm_up()
+    # torch's ~170k objects out of the collector's sight: a full collection of them is a
+    # 50-180 ms pause of the answer, whenever one comes due
+    gc.freeze()
     started = time.monotonic()
     try:
         while not stop.requested:
