@@ -32,7 +32,7 @@ def main() -> None:
     cfg, bus_cfg = node_config(args)
     # one thread: decode, colour and rectification of a 320x240 pair are ~0.3 ms of work, and
     # a pool's second thread waits for a core the perception nodes are using (p50 of the
-    # pair's retrieve 2.8 ms with the pool on a busy 2-core machine, 0.3 ms without)
+    # pair's retrieve 0.9-2.8 ms with the pool on a busy 2-core machine, 0.2-0.3 ms without)
     cv2.setNumThreads(1)
     stop = Shutdown()
     camera = open_camera(cfg.camera)
