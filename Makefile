@@ -84,7 +84,7 @@ model: $(BIN)/rover-installed
 	$(HEADLESS) $(BIN)/python -m perception.steering.bundle $(MODEL_RUN)/steering.pt \
 		$(MODEL_RUN)/eval/report.json $(MODEL_RUN)/heldout/report.json
 
-# The reference answers that tests/rover/test_replay.py checks every node against: run when a
+# The reference answers that tests/rover/replay/test_replay.py checks every node against: run when a
 # change is meant to move an answer (the diff of the old and new reference is the review).
 REPLAY_FIXTURES = tests/fixtures/replay
 replay-reference: $(BIN)/rover-installed

@@ -420,7 +420,13 @@ class PtyEmulator:
             master, generation = self._master, self._generation
             timeout_s = self._timeout_s(time.monotonic_ns())
         watched = [self._wake_r] if master is None else [self._wake_r, master]
-        ready, _, _ = select.select(watched, [], [], timeout_s)
+        try:
+            ready, _, _ = select.select(watched, [], [], timeout_s)
+        except OSError:
+            with self._lock:
+                if generation == self._generation:
+                    raise
+            return True  # unplugged while we waited: its fd was closed under the select
         if self._wake_r in ready:
             os.read(self._wake_r, 4096)
         with self._lock:

@@ -17,6 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from drivers.stereo_rig import DEFAULT_RIG
 from rover.config import dataclass_from_dict
 from rover.errors import ConfigError, DataError
 
@@ -44,12 +45,9 @@ class StereoGeometry:
 
     @classmethod
     def from_camera_model(cls, camera: Any = None) -> StereoGeometry:
-        """The simulator's rig (``sim.camera.CameraModel``; default: its defaults)."""
-        if camera is None:
-            from sim.camera import CameraModel
-
-            camera = CameraModel()
-        c = camera
+        """A pinhole rig (``drivers.stereo_rig.StereoRig``, the simulator's camera is one);
+        default: the robot's default rig."""
+        c = DEFAULT_RIG if camera is None else camera
         return cls(
             c.fx_px,
             c.fy_px,
@@ -77,7 +75,7 @@ class StereoGeometry:
     def from_metadata(cls, metadata: dict | None) -> tuple[StereoGeometry, str]:
         """Geometry from a recording's metadata: a ``stereo_geometry`` table, else the attached
         camera calibration (height and pitch from the recorded [traversability] config), else
-        the simulator's defaults. Returns (geometry, where it came from)."""
+        the robot's default rig. Returns (geometry, where it came from)."""
         meta = metadata or {}
         raw = meta.get("stereo_geometry")
         if raw is not None:
@@ -95,7 +93,7 @@ class StereoGeometry:
             height = float(trav.get("camera_height_m", cls.height_m))
             pitch = math.radians(float(trav.get("camera_pitch_deg", 0.0)))
             return cls.from_calibration(calib, height, pitch), "the recorded camera calibration"
-        return cls.from_camera_model(), "simulator CameraModel defaults"
+        return cls.from_camera_model(), "the default rig (drivers.stereo_rig)"
 
     @property
     def focal_baseline(self) -> float:

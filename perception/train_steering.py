@@ -147,6 +147,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=t.patience,
         help="stop after this many epochs without a better validation MAE",
     )
+    parser.add_argument(
+        "--takeover-weight",
+        type=float,
+        default=t.takeover_weight,
+        metavar="W",
+        help="draw each take-over frame (HG-DAgger: where someone took the wheel from the "
+        "model) W times as often as a demonstration frame",
+    )
     parser.add_argument("--workers", type=int, default=t.workers, help="data-loading processes")
     parser.add_argument("--threads", type=int, default=t.threads, help="torch threads (0: auto)")
     parser.add_argument("--device", default=t.device, help="auto, cpu, cuda or mps")
@@ -196,6 +204,7 @@ def configs(args: argparse.Namespace) -> tuple[Any, ...]:
         batch_size=args.batch_size,
         lr=args.lr,
         patience=args.patience,
+        takeover_weight=args.takeover_weight,
         workers=args.workers,
         threads=args.threads,
         device=args.device,
@@ -221,13 +230,8 @@ def _key_values(items: list[str]) -> dict[str, Any]:
 def recording_samples(paths: list[str], limit: int | None = None):
     """(samples, how many) of every session in `paths` via the recording reader, at most
     ``limit``; warns on camera mismatch."""
-    try:
-        from rover.recording.reader import open_sessions
-    except ImportError:
-        raise DataError(
-            "this rover cannot read recordings yet (rover.recording missing): "
-            "update rover, or train on the simulator with --sim-minutes"
-        ) from None
+    from rover.recording.reader import open_sessions  # mcap and friends: only when reading
+
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
         raise DataError(f"recording {missing[0]} does not exist: check the path")
@@ -339,8 +343,9 @@ def _torchrun(args: argparse.Namespace) -> int:
     for name in (*names, "epochs"):
         if getattr(args, name) is not None:
             argv += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
-    for name in ("batch_size", "lr", "patience", "workers", "threads", "device", "seed"):
+    for name in ("batch_size", "lr", "patience", "takeover_weight", "workers", "threads"):
         argv += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+    argv += ["--device", str(args.device), "--seed", str(args.seed)]
     argv += ["--latency-frames", str(args.latency_frames), "--val-fraction", str(args.val_fraction)]
     argv += [f"--model-set={item}" for item in args.model_set]
     argv += [f"--augment-set={item}" for item in args.augment_set]

@@ -177,7 +177,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--suite", required=True, help="folder of scenario .toml files")
     parser.add_argument("--held-out", action="store_true", help="score held-out scenarios only")
-    parser.add_argument("--near-band", type=float, default=EvalConfig.near_band_m, metavar="M")
+    parser.add_argument(
+        "--near-band",
+        type=float,
+        default=EvalConfig.near_band_m,
+        metavar="M",
+        help="true depth (m) below which a pixel is in the near band, where stereo is trusted",
+    )
     parser.add_argument("--every", type=int, default=EvalConfig.every, help="score every Nth")
     parser.add_argument("--max-steps", type=int, default=None, help="cut each drive short")
     parser.add_argument("--json", metavar="PATH", help="also write the JSON report here")

@@ -173,8 +173,8 @@ class Subscriber:
         return (len(self._arrivals) - 1) / span if span > 0 else 0.0
 
     def alive(self, max_age_s: float | None = None) -> bool:
-        """Heard from within `max_age_s` (default: five nominal periods)."""
-        return self.age_s() <= (max_age_s if max_age_s is not None else 5 * self.topic.period_s)
+        """Heard from within `max_age_s` (default: the registry's staleness rule)."""
+        return self.age_s() <= (max_age_s if max_age_s is not None else self.topic.stale_after_s())
 
     def rate_ok(self, tolerance: float = 0.8) -> bool:
         """Alive and arriving at no less than `tolerance` of the registry's nominal rate."""

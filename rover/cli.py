@@ -19,6 +19,7 @@ from rover.errors import EXIT_USAGE, RoverError, exit_code_table, run_command
 BENCHES = {
     "bus": "rover.bench.bus",
     "serial": "rover.bench.serial",
+    "faults": "rover.bench.faults",
     "sim": "rover.bench.sim",
     "infer": "rover.bench.infer",
     "train": "rover.bench.train",
@@ -243,6 +244,16 @@ def _add_stack_args(p: argparse.ArgumentParser) -> None:
         help="simulator: repaint this share of the worlds with other training materials "
         "(0.6 when given alone)",
     )
+    demo.add_argument(
+        "--takeover",
+        nargs="?",
+        const="expert",
+        metavar="expert[,CLEARANCE_M[,SECONDS]]",
+        help="simulator, with --model M: the expert watches the model drive and takes the "
+        "wheel (teleop, deadman held) for SECONDS (default 1) when its planned clearance drops "
+        "below CLEARANCE_M (default 0.35) or after a collision, then hands back; with "
+        "--record the spans are take-overs, training data (HG-DAgger; docs/steering.md)",
+    )
 
 
 def _add_connect_args(p: argparse.ArgumentParser, what: str) -> None:
@@ -270,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="steering model file, or in the simulator expert/straight/random "
         "(default: expert with --sim; required on the robot)",
     )
-    p.set_defaults(func=_cmd_stack, mode="drive")
+    p.set_defaults(func=_cmd_stack, mode="drive", connect=None)
 
     p = _command(
         sub, "teleop", "drive by hand (gamepad, or the keyboard in a window; Ctrl-C stops)"
@@ -446,10 +457,11 @@ def _cmd_delegate(args: argparse.Namespace) -> int:
 
 
 def _cmd_stack(args: argparse.Namespace) -> int:
-    if getattr(args, "connect", None):
+    if args.connect:
         from rover.nodes.remote_teleop import run_remote_teleop
 
         return run_remote_teleop(args)
+    from rover.runspec import request_from_args
     from rover.stack import run_stack
 
     if args.camera_latency_ms is None:  # a real-time simulator sees the robot's camera delay
@@ -458,13 +470,13 @@ def _cmd_stack(args: argparse.Namespace) -> int:
         real_time = args.sim and not args.lockstep  # lock-step time does not model it
         args.camera_latency_ms = measured_camera_latency_ms() if real_time else 0.0
 
-    return run_stack(args)
+    return run_stack(request_from_args(args))
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from rover.stack import run_demo
 
-    return run_demo(args)
+    return run_demo(args.sim, args.headless, args.duration)
 
 
 def _cmd_topics(args: argparse.Namespace) -> int:

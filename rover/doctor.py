@@ -300,17 +300,32 @@ CHECKS: dict[str, Callable[[Context], Iterator[Finding]]] = {
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """`rover doctor`'s options."""
     parser.add_argument("--config", help="robot TOML file (default: built-in defaults)")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value, e.g. --set motor.port=/dev/ttyACM0 (repeatable)",
+    )
     parser.add_argument("--model", help="steering model to check (default: the bundled one)")
     parser.add_argument("--record-dir", default="recordings", help="where you will record")
     parser.add_argument("--seconds", type=float, default=5.0, help="how long the nodes run")
     parser.add_argument("--camera-timeout", type=float, default=5.0, help="seconds per camera")
-    parser.add_argument("--steering-budget-ms", type=float, default=5.0)
+    parser.add_argument(
+        "--steering-budget-ms",
+        type=float,
+        default=5.0,
+        help="the steering node's per-frame latency p99 must stay below this",
+    )
     parser.add_argument(
         "--traversability-budget-ms", type=float, default=None, help="default: a frame period"
     )
     parser.add_argument(
-        "--skip", action="append", default=[], choices=list(CHECKS)[1:], help="leave out a check"
+        "--skip",
+        action="append",
+        default=[],
+        choices=list(CHECKS)[1:],
+        help="leave out a check (repeatable)",
     )
 
 

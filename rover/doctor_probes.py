@@ -195,7 +195,7 @@ def _watchdog(link, reply_s: float) -> tuple[str, str, str]:
                 "no STATE after the silence: the firmware stopped answering",
             )
         if state.watchdog_tripped:
-            text = f"tripped after {silence_s:g} s without commands (motors zeroed)"
+            text = f"tripped within {silence_s:g} s without commands (motors zeroed)"
             return ("ok", "watchdog", text)
     return (
         "FAIL",

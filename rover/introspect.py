@@ -12,6 +12,8 @@ from rover.bench.common import print_table
 from rover.errors import EXIT_FAILED, ConfigError
 from rover.health import HealthLog
 
+FORWARDED = ("control/command", "motor/state")  # sent at a fixed rate and on each input
+
 
 def measure_topics(
     bus_cfg: topics.BusConfig, seconds: float, health: HealthLog | None = None
@@ -121,6 +123,16 @@ def run_topics(args: argparse.Namespace) -> int:
             for r in rows
         ],
     )
+    fast = [
+        r["topic"]
+        for r in rows
+        if r["topic"] in FORWARDED and r["messages"] and r["rate_hz"] > 1.1 * r["nominal_hz"]
+    ]
+    if fast:
+        print(
+            f"({' and '.join(fast)} above nominal: the control node sends at its fixed rate "
+            "and also forwards each new input at once, and the motor controller answers each)"
+        )
     for f in faults:
         state = "ACTIVE" if f["active"] else "recovered"
         print(f"fault {f['node']} {f['fault']}: {f['count']} time(s), {state}: {f['text']}")

@@ -16,18 +16,19 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from rover import topics
-from rover.config import load_config
-from rover.errors import EXIT_DATA, EXIT_DEVICE, EXIT_FAILED, EXIT_USAGE, RoverError
+from rover.errors import EXIT_DATA, EXIT_DEVICE, EXIT_FAILED, EXIT_USAGE
 from rover.health import HealthLog
 from rover.namespace import NamespaceInUse, NamespaceLock
+from rover.node import MANAGER_PID_ENV
+from rover.runspec import Run
 from rover.topics import BusConfig
 
 log = logging.getLogger("rover.manager")
-__all__ = ["Manager", "NamespaceInUse", "NamespaceLock", "NODES", "NodeSpec", "RunOptions"]
+__all__ = ["Manager", "NamespaceInUse", "NamespaceLock", "NODES", "NodeSpec", "Run"]
 
 # Exit codes of a node that restarting cannot fix (rover.errors: ConfigError, DataError);
 # a DeviceError (3) is fatal only at the first start: a device that was never there is a
@@ -41,73 +42,83 @@ STOP_SIGNALS = {-signal.SIGINT, -signal.SIGTERM}
 
 
 @dataclass(frozen=True)
-class RunOptions:
-    """What the user asked for: drives which nodes run and with which arguments."""
-
-    mode: str  # "teleop" | "drive"
-    sim: str | None = None
-    model: str | None = None
-    record: str | None = None
-    traversability: bool = False
-    config: str | None = None
-    namespace: str = "default"
-    overrides: tuple[str, ...] = ()
-    listen: str | None = None  # remote operators' CURVE link (HOST:PORT)
-    console: str | None = None  # web console ([HOST:]PORT)
-    foxglove: str | None = None  # Foxglove live server ([HOST:]PORT)
-    node_args: dict[str, list[str]] = field(default_factory=dict)
-    unattended: bool = False  # drive without an operator input that can stop the robot
-
-    @property
-    def sim_policy(self) -> bool:
-        return self.model in ("expert", "straight", "random")
-
-
-@dataclass(frozen=True)
 class NodeSpec:
-    """One row of the table: a node, its module, and when it runs."""
+    """One row of the table: a node, its module, when it runs, with which arguments."""
 
     name: str
     module: str
-    runs_when: Callable[[RunOptions], bool]
+    runs_when: Callable[[Run], bool]
+    args: Callable[[Run], list[str]] = lambda r: []  # its own, after the common ones
     primary: bool = False  # when it exits cleanly, the whole run is over
     # a path that must exist before the node starts (the simulator's serial device)
-    wait_for: Callable[[RunOptions], str | None] = lambda o: None
+    wait_for: Callable[[Run], str | None] = lambda r: None
+
+
+def _teleop_args(r: Run) -> list[str]:
+    """Its mode (drive starts on the autopilot), window or not, a script instead of a person."""
+    out = ["--mode", r.mode] + (["--headless"] if r.headless else [])
+    return out + (["--script", r.teleop_script] if r.teleop_script else [])
+
+
+def _control_args(r: Run) -> list[str]:
+    """Lock-step: inputs come frame by frame, so the 50 Hz repeat re-sends the answer instead of
+    judging its age on the wall clock (a loaded machine gives the run a quiet one gives); with
+    the traversability node the guard sees frame N's map."""
+    if not r.lockstep:
+        return []
+    return ["--lockstep"] + (["--lockstep-maps"] if r.traversability else [])
+
+
+def _remote_args(r: Run) -> list[str]:
+    out = ["--listen", r.listen] if r.listen else []
+    out += ["--console", r.console] if r.console else []
+    out += ["--keys", r.keys] if r.keys else []
+    return out + (["--recording", "--disk", r.record] if r.record else [])
+
+
+def _steers(r: Run) -> bool:
+    return r.model is not None and not r.sim_policy
 
 
 NODES: tuple[NodeSpec, ...] = (
-    NodeSpec("camera", "rover.nodes.camera", lambda o: o.sim is None),
-    NodeSpec("sim", "rover.nodes.sim", lambda o: o.sim is not None, primary=True),
+    NodeSpec("camera", "rover.nodes.camera", lambda r: r.sim is None),
+    NodeSpec(
+        "sim",
+        "rover.nodes.sim",
+        lambda r: r.sim is not None,
+        args=lambda r: ["--spec", r.sim.to_json()],
+        primary=True,
+    ),
     # the operator's keyboard window, gamepad or script; with --sim the simulator's window
     # reads the keyboard instead
-    NodeSpec("teleop", "rover.nodes.teleop", lambda o: o.sim is None),
+    NodeSpec("teleop", "rover.nodes.teleop", lambda r: r.sim is None, args=_teleop_args),
+    NodeSpec("steering", "rover.nodes.steering", _steers, args=lambda r: ["--model", r.model]),
+    NodeSpec("traversability", "rover.nodes.traversability", lambda r: r.traversability),
     NodeSpec(
-        "steering", "rover.nodes.steering", lambda o: o.model is not None and not o.sim_policy
+        "recorder",
+        "rover.nodes.recorder",
+        lambda r: r.record is not None,
+        args=lambda r: ["--out", r.record],
     ),
-    NodeSpec("traversability", "rover.nodes.traversability", lambda o: o.traversability),
-    NodeSpec("recorder", "rover.nodes.recorder", lambda o: o.record is not None),
-    NodeSpec("remote", "rover.nodes.remote", lambda o: bool(o.listen or o.console)),
-    NodeSpec("foxglove", "rover.nodes.foxglove", lambda o: o.foxglove is not None),
+    NodeSpec("remote", "rover.nodes.remote", lambda r: bool(r.listen or r.console), _remote_args),
+    NodeSpec(
+        "foxglove",
+        "rover.nodes.foxglove",
+        lambda r: r.foxglove is not None,
+        args=lambda r: ["--address", r.foxglove],
+    ),
     NodeSpec(
         "control",
         "rover.nodes.control",
-        lambda o: True,
-        wait_for=lambda o: _sim_motor_port(o) if o.sim is not None else None,
+        lambda r: True,
+        args=_control_args,
+        wait_for=lambda r: _sim_motor_port(r) if r.sim is not None else None,
     ),
 )
 
 
-def _bus_config(options: RunOptions) -> BusConfig:
-    """The bus of this run: the config's [bus] section in the run's namespace."""
-    try:
-        bus = load_config(options.config, list(options.overrides)).bus
-    except RoverError:
-        bus = BusConfig()
-    return BusConfig.from_dict({**bus.__dict__, "namespace": options.namespace})
-
-
-def _sim_motor_port(options: RunOptions) -> str:
-    return topics.motor_port_for_sim(options.namespace)
+def _sim_motor_port(run: Run) -> str:
+    return topics.motor_port_for_sim(run.namespace)
 
 
 class ManagedNode:
@@ -132,7 +143,11 @@ class ManagedNode:
         self.restart_at = None
         with open(self.log_path, "ab") as err:
             self.proc = subprocess.Popen(
-                self.argv, stderr=err, stdin=subprocess.DEVNULL, pass_fds=keep_fds
+                self.argv,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                pass_fds=keep_fds,
+                env={**os.environ, MANAGER_PID_ENV: str(os.getpid())},  # rover.node
             )
 
     def last_line(self) -> str:
@@ -168,7 +183,7 @@ class Manager:
 
     def __init__(
         self,
-        options: RunOptions,
+        options: Run,
         nodes: tuple[NodeSpec, ...] = NODES,
         stop_timeout_s: float = 1.5,
         max_backoff_s: float = 5.0,
@@ -176,7 +191,7 @@ class Manager:
         lock: NamespaceLock | None = None,
     ):
         self.options = options
-        self.bus = _bus_config(options)
+        self.bus = options.bus
         # first, before any socket, folder or log: one stack per namespace
         self.lock = lock or NamespaceLock(self.bus).acquire(f"rover {options.mode}")
         self.health = HealthLog()
@@ -188,7 +203,7 @@ class Manager:
         self._started_at = time.monotonic()
         self.stop_timeout_s = stop_timeout_s
         self.max_backoff_s = max_backoff_s
-        self.log_dir = Path(tempfile.mkdtemp(prefix=f"rover-{options.namespace}-logs-"))
+        self.log_dir = Path(tempfile.mkdtemp(prefix=log_folder_prefix(options.namespace)))
         self.nodes = [
             ManagedNode(s, self._argv(s), self.log_dir) for s in nodes if s.runs_when(options)
         ]
@@ -198,6 +213,18 @@ class Manager:
         self.exit_code = EXIT_FAILED  # of a failed run: the failing node's (rover.errors)
         self._stopping = False
 
+    @classmethod
+    def holding(cls, bus: BusConfig, what: str, describe: Callable[[], Run], **kwargs) -> Manager:
+        """Take the namespace first, before anything touches it (its sockets, the simulator's
+        port, a session folder), then describe the run and build its manager; the lock goes
+        again when either fails."""
+        lock = NamespaceLock(bus).acquire(what)
+        try:
+            return cls(describe(), lock=lock, **kwargs)
+        except BaseException:
+            lock.release()
+            raise
+
     def _argv(self, spec: NodeSpec) -> list[str]:
         o = self.options
         argv = [sys.executable, "-m", spec.module, "--namespace", o.namespace]
@@ -205,7 +232,7 @@ class Manager:
             argv += ["--config", o.config]
         for item in o.overrides:
             argv += ["--set", item]
-        return argv + list(o.node_args.get(spec.name, []))
+        return argv + spec.args(o)
 
     def start(self) -> None:
         """Start every node, except those still waiting for their device (see poll)."""
@@ -314,9 +341,9 @@ class Manager:
         finally:
             self.stop()
             self.print_health(final=True)
+            self.clean_up()  # before the handlers go: a second Ctrl-C must not skip it
             for signum, previous in handlers.items():
                 signal.signal(signum, previous)
-            self.clean_up()
         return reason
 
     def clean_up(self) -> None:
@@ -328,6 +355,7 @@ class Manager:
         self.bus.remove_ipc_root()
         if self.failures:
             self.kept_logs = self.log_dir
+            (self.log_dir / KEPT_MARKER).write_text("\n".join(self.failures) + "\n")
             log.info("node logs kept in %s", self.log_dir)
         else:
             shutil.rmtree(self.log_dir, ignore_errors=True)
@@ -369,18 +397,57 @@ class Manager:
 
 KEEP_LOG_FOLDERS = 10  # of failed runs; older ones go once they are a while old
 KEEP_LOG_MIN_AGE_S = 600.0  # never touch a folder a run (or a test) may still be reading
+KEPT_MARKER = "FAILED"  # in a folder kept for the user: the failures its run printed
+
+
+def log_folder_prefix(namespace: str) -> str:
+    """``rover-NS-logs-PID-``: the manager's pid in the name tells a later run whether the
+    folder's run is still going (see prune_kept_logs)."""
+    return f"rover-{namespace}-logs-{os.getpid()}-"
 
 
 def prune_kept_logs(root: Path, keep: int = KEEP_LOG_FOLDERS) -> list[Path]:
-    """Remove the node logs of all but the newest ``keep`` failed runs (those older than
-    KEEP_LOG_MIN_AGE_S), so they do not pile up in the temp folder; returns what went."""
+    """Tidy the temp folder of node logs; returns what went.
+
+    A run that was killed (SIGKILL, or its machine's session ended) never cleaned up after
+    itself and nobody was told where its logs are: its folder goes as soon as its manager is
+    gone. Folders kept for a failure (KEPT_MARKER) stay, the newest ``keep`` of them, and older
+    ones once they are KEEP_LOG_MIN_AGE_S old; so do folders of older versions, unnamed by pid.
+    """
     folders = sorted(root.glob("rover-*-logs-*"), key=_mtime, reverse=True)
-    now, removed = time.time(), []
-    for folder in folders[keep:]:
-        if folder.is_dir() and now - _mtime(folder) > KEEP_LOG_MIN_AGE_S:
+    now, removed, kept = time.time(), [], 0
+    for folder in folders:
+        owner = _log_folder_owner(folder)
+        if owner is not None and _pid_running(owner):
+            continue  # a running stack's (or a test's, in this process)
+        killed = owner is not None and not (folder / KEPT_MARKER).exists()
+        if not killed:
+            kept += 1
+            if kept <= keep or now - _mtime(folder) <= KEEP_LOG_MIN_AGE_S:
+                continue
+        if folder.is_dir():
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
+
+
+def _log_folder_owner(folder: Path) -> int | None:
+    """The pid in ``rover-NS-logs-PID-xxxx``; None for a folder without one."""
+    pid = folder.name.rpartition("-logs-")[2].partition("-")[0]
+    return int(pid) if pid.isdigit() else None
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    try:  # a zombie (exited, not yet reaped) is gone too
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True  # no /proc: kill(0) said it exists
 
 
 def _mtime(path: Path) -> float:

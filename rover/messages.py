@@ -138,13 +138,6 @@ class TraversabilityMap(Message):
     latency_ms: float = 0.0  # processing time of this frame
     model: str = ""  # the segmenter's file hash, empty when stereo only
 
-    def polar(self):
-        """The arcs as the guard reads them (a `perception.traversability.polar.PolarSummary`)."""
-        from perception.traversability.polar import PolarSummary
-
-        arcs = np.asarray(self.arcs, np.float32).reshape(2, -1)
-        return PolarSummary(arcs[0].copy(), arcs[1].copy())
-
 
 @dataclass(frozen=True, kw_only=True)
 class HealthEvent(Message):

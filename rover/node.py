@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from rover.config import RobotConfig, load_config
 from rover.errors import RoverError
@@ -71,6 +72,24 @@ class RateKeeper:
             time.sleep((self.next_ns - now) / 1e9)
         self.next_ns += self.period_ns
         return lagging
+
+
+class Spinner(Protocol):
+    """A node's logic around its sockets: one step of its loop, and closing what it holds."""
+
+    def spin_once(self) -> object: ...
+
+    def close(self) -> None: ...
+
+
+def spin(node: Spinner, stop: Shutdown | None = None) -> None:
+    """The node main loop: step until SIGINT/SIGTERM, then close the node, whatever happened."""
+    stop = stop or Shutdown()
+    try:
+        while not stop.requested:
+            node.spin_once()
+    finally:
+        node.close()
 
 
 def node_argparser(description: str) -> argparse.ArgumentParser:
@@ -130,12 +149,17 @@ class HealthPublisher:
         self._pub.close(linger_ms=200)  # a last event (end of file) still reaches the listeners
 
 
+MANAGER_PID_ENV = "ROVER_MANAGER_PID"  # set by the manager for each node it starts
+
+
 def stop_with_parent() -> None:
     """Linux: SIGTERM this process when its parent dies (the manager SIGKILLed), so no node
     outlives its stack driving motors or holding the namespace."""
     if not sys.platform.startswith("linux"):
         return
-    parent = os.getppid()
+    # the manager's pid, from before this process spent a second on imports: a manager that
+    # died meanwhile is not our parent any more, and os.getppid() would name the reaper
+    parent = int(os.environ.get(MANAGER_PID_ENV) or os.getppid())
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)

@@ -1,55 +1,27 @@
-"""`rover drive`, `rover teleop`, `rover demo`: turn the user's request into a managed stack."""
+"""`rover drive`, `rover teleop`, `rover demo`: turn the user's request into a managed stack.
+
+`run_stack(request)` checks a ``rover.runspec.RunRequest`` (built once by the CLI, the demo, the
+benches or `rover eval`), reads the robot config once, takes the namespace and hands the checked
+``Run`` to the manager, whose table derives every node's arguments from it.
+``python -m rover.stack REQUEST_JSON`` runs a request in a process of its own (`rover eval`).
+"""
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import os
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 
 from drivers.gamepad import has_display
-from rover.config import load_config
+from rover.config import RobotConfig, load_config
 from rover.errors import ConfigError, DataError
-from rover.manager import Manager, NamespaceLock, RunOptions
+from rover.manager import Manager
+from rover.runspec import Run, RunRequest, sim_request
 from rover.topics import BusConfig, motor_port_for_sim
-
-SIM_POLICIES = ("expert", "straight", "random")
-
-
-# flags that only the simulator reads: (argparse destination, flag, its "not given" value)
-SIM_ONLY_FLAGS = (
-    ("duration", "--duration", None),
-    ("lockstep", "--lockstep", False),
-    ("seed", "--seed", None),
-    ("snapshot", "--snapshot", None),
-    ("frame_drop", "--frame-drop", 0.0),
-    ("serial_loss", "--serial-loss", 0.0),
-    ("camera_latency_ms", "--camera-latency-ms", 0.0),
-    ("safety_driver", "--safety-driver", 0.0),
-    ("metrics_out", "--metrics-out", None),
-    ("mcu", "--mcu", "emulator"),
-)
-ROBOT_ONLY_FLAGS = (
-    ("unattended", "--unattended", False),
-    ("teleop_script", "--teleop-script", None),
-)
-
-
-def check_flags(args: argparse.Namespace) -> None:
-    """A flag the chosen target ignores is a mistake: say which, in one line."""
-    if args.sim is None:
-        for dest, flag, unset in SIM_ONLY_FLAGS:
-            if getattr(args, dest, unset) != unset:
-                raise ConfigError(
-                    f"{flag} is for the simulator: add --sim SCENARIO, or leave {flag} out "
-                    "on the robot"
-                )
-        return
-    for dest, flag, unset in ROBOT_ONLY_FLAGS:
-        if getattr(args, dest, unset) != unset:
-            raise ConfigError(f"{flag} is for the robot: leave it out with --sim")
+from sim.policies import POLICIES
+from sim.simulation import check_safety_driver_s
 
 
 def check_model_file(model: str | None) -> None:
@@ -63,7 +35,7 @@ def check_model_file(model: str | None) -> None:
     if not os.path.isfile(model):
         raise DataError(
             f"--model {model!r} is not a file: give a checkpoint from "
-            "`rover train steering`, or in the simulator expert|straight|random"
+            f"`rover train steering`, or in the simulator {'|'.join(POLICIES)}"
         )
     if os.path.getsize(model) == 0:
         raise DataError(
@@ -72,127 +44,108 @@ def check_model_file(model: str | None) -> None:
         )
 
 
-def check_request(args: argparse.Namespace) -> str | None:
-    """Every check of the command line that touches nothing (flags first, then the model);
-    returns the model to drive with."""
-    check_flags(args)
-    if getattr(args, "mcu", "emulator") == "avr" and getattr(args, "serial_loss", 0.0):
-        raise ConfigError("--serial-loss is the emulator's: drop it or --mcu avr")
-    safety_driver = getattr(args, "safety_driver", 0.0)
-    if not 0.0 <= safety_driver <= 30.0:
-        raise ConfigError(f"--safety-driver {safety_driver:g}: give 0 to 30 seconds")
-    model = getattr(args, "model", None)
-    if args.mode == "drive" and model is None and args.sim is not None:
+def check_request(request: RunRequest) -> str | None:
+    """Every check of the request that touches nothing; returns the model to drive with."""
+    sim = request.sim
+    if sim is not None:
+        if sim.mcu == "avr" and sim.serial_loss:
+            raise ConfigError("--serial-loss is the emulator's: drop it or --mcu avr")
+        check_safety_driver_s(sim.safety_driver_s, "--safety-driver")
+    model = request.model
+    if request.mode == "drive" and model is None and sim is not None:
         model = "expert"  # the simulator's own driver, unless told otherwise
-    if args.sim is None and model in SIM_POLICIES:
+    if sim is None and model in POLICIES:
         raise ConfigError(f"--model {model} is a simulator policy: add --sim SCENARIO")
-    if args.mode == "drive" and model not in SIM_POLICIES:
+    if request.mode == "drive" and model not in POLICIES:
         check_model_file(model)
+    if sim is not None:
+        if not 0.0 <= sim.randomise_materials <= 1.0:
+            raise ConfigError(f"--randomise-materials {sim.randomise_materials:g}: give 0 to 1")
+        _check_scenarios(sim.scenario)
+    _check_takeover(request, model)
+    script = request.teleop_script
+    if script is not None and not os.path.isfile(script):
+        raise ConfigError(f"--teleop-script {script} is not a file: give a JSON input script")
     return model
 
 
-def build_options(args: argparse.Namespace) -> RunOptions:
-    """Check the request and derive each node's arguments."""
-    model = check_request(args)
-    safety_driver = getattr(args, "safety_driver", 0.0)
-    if getattr(args, "mcu", "emulator") == "avr":
+def _check_takeover(request: RunRequest, model: str | None) -> None:
+    """``--takeover``: a simulated operator takes the wheel from a trained model only."""
+    text = request.sim.takeover if request.sim is not None else None
+    if text is None:
+        return
+    from sim.takeover import parse_takeover
+
+    parse_takeover(text)
+    if request.mode != "drive" or model in POLICIES:
+        raise ConfigError(
+            f"--takeover is the expert taking the wheel from a model: give --model M (a "
+            f"checkpoint), not {model or 'teleop'}"
+        )
+
+
+def stack_overrides(request: RunRequest) -> tuple[str, ...]:
+    """The robot-config values of every node: the user's, then the stack's own."""
+    overrides = [*request.overrides, *_perturb_overrides(request.perturb)]
+    if request.sim is not None:
+        overrides.append(f"motor.port={motor_port_for_sim(request.namespace, create=False)}")
+    if request.mode == "drive":
+        overrides.append("control.autopilot_without_teleop=true")
+    if request.sim is None:
+        overrides.append("control.camera_stale=true")
+        if not request.unattended:
+            overrides.append("control.require_operator=true")
+    return tuple(overrides)
+
+
+def describe(request: RunRequest, model: str | None, robot: RobotConfig, bus: BusConfig) -> Run:
+    """The checked run, once the namespace is ours: the steps that leave something behind
+    (the firmware build, the session folder, the console's token) happen here, once."""
+    sim = request.sim
+    if sim is not None and sim.mcu == "avr":
         from drivers.avr_sim import build_firmware
 
         build_firmware()  # once, here: a missing toolchain is one line, not a failing node
-    overrides = list(args.set)
-    overrides += _perturb_overrides(args)
-    if getattr(args, "randomise_materials", 0.0) and args.sim is None:
-        raise ConfigError("--randomise-materials is for the simulator: add --sim SCENARIO")
-    if not 0.0 <= getattr(args, "randomise_materials", 0.0) <= 1.0:
-        raise ConfigError(f"--randomise-materials {args.randomise_materials:g}: give 0 to 1")
-    sim_args: list[str] = []
-    if args.sim is not None:
-        _check_scenarios(args.sim)
-        overrides.append(f"motor.port={motor_port_for_sim(args.namespace)}")
-        sim_args = ["--scenario", args.sim, "--mode", args.mode]
-        for flag, value in (
-            ("--seed", args.seed),
-            ("--duration", args.duration),
-            ("--metrics-out", args.metrics_out),
-            ("--snapshot", args.snapshot),
-        ):
-            if value is not None:
-                sim_args += [flag, str(value)]
-        for flag in ("camera_latency_ms", "frame_drop", "serial_loss"):
-            value = getattr(args, flag, 0.0)
-            if value:
-                sim_args += [f"--{flag.replace('_', '-')}", str(value)]
-        if safety_driver:
-            sim_args += ["--safety-driver-s", str(safety_driver)]
-        if getattr(args, "randomise_materials", 0.0):
-            sim_args += ["--randomise-materials", str(args.randomise_materials)]
-        if args.lockstep:
-            sim_args.append("--lockstep")
-        if getattr(args, "mcu", "emulator") == "avr":
-            sim_args += ["--mcu", "avr"]
-            if args.lockstep:  # simavr shares the CPU: on a loaded machine it lags real time
-                sim_args += ["--lockstep-timeout", "5"]
-        if model in SIM_POLICIES:
-            sim_args += ["--policy", model]
-        if args.headless or not has_display():
-            sim_args.append("--headless")
-    if args.mode == "drive":
-        overrides.append("control.autopilot_without_teleop=true")
-    unattended = bool(getattr(args, "unattended", False))
-    if args.sim is None:
-        overrides.append("control.camera_stale=true")
-        if not unattended:
-            overrides.append("control.require_operator=true")
-    load_config(args.config, overrides)  # fail here, once, in one line: not in every node
-    node_args = {"sim": sim_args, "teleop": _teleop_args(args)}
-    if getattr(args, "lockstep", False):
-        # inputs come frame by frame: the 50 Hz repeat re-sends the answer instead of judging
-        # its age on the wall clock, so a loaded machine gives the same run as a quiet one
-        node_args["control"] = ["--lockstep"]
-        if getattr(args, "traversability", False):
-            node_args["control"].append("--lockstep-maps")  # the guard sees frame N's map
-    if model is not None and model not in SIM_POLICIES:
-        node_args["steering"] = ["--model", model]
     record_dir = None
-    if getattr(args, "record", None) is not None:
+    if request.record is not None:
         from rover.recording.format import new_session_dir
 
-        record_dir = str(new_session_dir(args.record))  # once: a restarted recorder appends
-        node_args["recorder"] = ["--out", record_dir]
-        sim_args += ["--wait-ready", "recorder"]  # not one frame before the recorder hears
+        record_dir = str(new_session_dir(request.record))  # once: a restarted recorder appends
         print(f"recording to {record_dir}")
-    remote = _remote_args(args, node_args, record_dir)
-    return RunOptions(
-        **remote,
-        mode=args.mode,
-        sim=args.sim,
+    _check_remote(request)
+    if sim is not None:
+        sim = dataclasses.replace(
+            sim,
+            mode=request.mode,
+            policy=model if model in POLICIES else None,
+            headless=request.headless or not has_display(),
+            # simavr shares the CPU: on a loaded machine it lags real time
+            lockstep_timeout_s=5.0 if sim.mcu == "avr" and sim.lockstep else sim.lockstep_timeout_s,
+            wait_ready=("recorder",) if record_dir else (),  # not one frame before it hears
+        )
+    script = request.teleop_script
+    return Run(
+        mode=request.mode,
+        bus=bus,
+        config=request.config,
+        overrides=stack_overrides(request),
+        sim=sim,
         model=model,
-        config=args.config,
-        namespace=args.namespace,
-        overrides=tuple(overrides),
         record=record_dir,
-        traversability=bool(getattr(args, "traversability", False)),
-        node_args=node_args,
-        unattended=unattended,
+        traversability=request.traversability,
+        headless=request.headless,
+        lockstep=sim is not None and sim.lockstep,
+        unattended=request.unattended,
+        teleop_script=os.path.abspath(script) if script is not None else None,
+        listen=request.listen,
+        console=request.console,
+        foxglove=request.foxglove,
+        keys=request.keys,
     )
 
 
-def _teleop_args(args: argparse.Namespace) -> list[str]:
-    """The teleop node's arguments: its mode (drive starts on the autopilot), window or not."""
-    out = ["--mode", args.mode]
-    if getattr(args, "headless", False):
-        out.append("--headless")
-    script = getattr(args, "teleop_script", None)
-    if script is not None:
-        if not os.path.isfile(script):
-            raise ConfigError(f"--teleop-script {script} is not a file: give a JSON input script")
-        out += ["--script", os.path.abspath(script)]
-    return out
-
-
-def _perturb_overrides(args: argparse.Namespace) -> list[str]:
+def _perturb_overrides(text: str | None) -> list[str]:
     """``--perturb RATE,SIZE`` as [perturb] overrides (checked here, in one line)."""
-    text = getattr(args, "perturb", None)
     if text is None:
         return []
     from rover.perturb import parse_perturb
@@ -212,63 +165,59 @@ def _check_scenarios(names: str) -> None:
         resolve_scenario_path(name)
 
 
-def _remote_args(args: argparse.Namespace, node_args: dict, record_dir: str | None) -> dict:
-    """The remote node's and the Foxglove node's arguments (operators off the robot)."""
-    listen, console = getattr(args, "listen", None), getattr(args, "console", None)
-    foxglove = getattr(args, "foxglove", None)
+def _check_remote(request: RunRequest) -> None:
+    """The operators off the robot: addresses, keys and the console's token."""
     from rover.remote import parse_address, require_foxglove_loopback
 
-    for flag, value in (("--listen", listen), ("--console", console), ("--foxglove", foxglove)):
+    for flag, value in (
+        ("--listen", request.listen),
+        ("--console", request.console),
+        ("--foxglove", request.foxglove),
+    ):
         if value is not None:
             try:
                 parse_address(value)
             except ConfigError as exc:
                 raise ConfigError(f"{flag}: {exc}") from None
-    remote: list[str] = []
-    if listen:
+    if request.listen:
         from rover.keys import KeyStore, check_curve
 
         check_curve()
-        KeyStore(getattr(args, "keys", None)).pair("robot")  # no key: one line, before starting
-        remote += ["--listen", listen]
-    if console:
+        KeyStore(request.keys).pair("robot")  # no key: one line, before starting
+    if request.console:
         import secrets
 
         from rover.nodes.remote import TOKEN_ENV
 
         # one token for the whole run: a restarted remote node keeps open pages working
         os.environ.setdefault(TOKEN_ENV, secrets.token_urlsafe(18))
-        remote += ["--console", console]
-    if getattr(args, "keys", None):
-        remote += ["--keys", args.keys]
-    if record_dir:
-        remote += ["--recording", "--disk", record_dir]
-    node_args["remote"] = remote
-    if foxglove:
-        require_foxglove_loopback(parse_address(foxglove)[0])
-        node_args["foxglove"] = ["--address", foxglove]
-    return {"listen": listen, "console": console, "foxglove": foxglove}
+    if request.foxglove:
+        require_foxglove_loopback(parse_address(request.foxglove)[0])
 
 
-def run_stack(args: argparse.Namespace) -> int:
+def run_stack(request: RunRequest) -> int:
     """Run the stack until the simulator finishes, Ctrl-C, or a node fails for good; then
     say what it did and where its files are (rover.summary)."""
     from rover.summary import RunSummary
 
-    check_request(args)  # a bad command line says so, even where the namespace is taken
-    bus = load_config(args.config, list(args.set)).bus
-    bus = BusConfig.from_dict({**bus.__dict__, "namespace": args.namespace})
-    with RunSummary.prepare(args) as summary:  # in the simulator: metrics to quote at the end
-        # before anything touches the namespace (its sockets, the simulator's port, a session)
-        lock = NamespaceLock(bus).acquire(f"rover {args.mode}")
-        try:
-            options = build_options(args)
-            manager = Manager(options, lock=lock)
-        except BaseException:
-            lock.release()
-            raise
+    model = check_request(request)  # a bad request says so, even where the namespace is taken
+    robot = load_config(request.config, list(stack_overrides(request)))  # once, in one line
+    bus = BusConfig.from_dict({**robot.bus.__dict__, "namespace": request.namespace})
+    with RunSummary.prepare(request.sim, request.summary) as summary:
+        if request.sim is not None and summary.metrics_path is not None:
+            sim = dataclasses.replace(request.sim, metrics_out=str(summary.metrics_path))
+            request = dataclasses.replace(request, sim=sim)
+        # the namespace first: before anything touches it (its sockets, a session folder)
+        manager = Manager.holding(
+            bus, f"rover {request.mode}", lambda: describe(request, model, robot, bus)
+        )
         reason = manager.run()
-        summary.report(options.record)
+        summary.report(manager.options.record)
+    return _outcome(manager, reason)
+
+
+def _outcome(manager: Manager, reason: str) -> int:
+    """Say how the run ended; its exit code."""
     if manager.clean:
         if reason not in ("sim finished", "stopped", "interrupted", *manager.printed):
             print(f"rover: {reason}", file=sys.stderr, flush=True)
@@ -284,52 +233,37 @@ def run_stack(args: argparse.Namespace) -> int:
     return manager.exit_code  # the failing node's: the same as had the CLI caught it
 
 
-def sim_drive_args(
-    scenario: str,
-    model: str,
-    metrics_out: Path,
-    *,
-    headless: bool = True,
-    lockstep: bool = True,
-    duration: float | None = None,
-    seed: int | None = None,
-    summary: bool = True,
-) -> argparse.Namespace:
-    """The arguments of `rover drive --sim ...` for a run started from code (demo, bench)."""
-    return argparse.Namespace(
-        mode="drive",
-        sim=scenario,
-        model=model,
-        seed=seed,
-        headless=headless,
-        lockstep=lockstep,
-        duration=duration,
-        metrics_out=str(metrics_out),
-        snapshot=None,
-        config=None,
-        set=[],
-        namespace=f"run{os.getpid()}x{uuid.uuid4().hex[:6]}",
-        summary=summary,  # False: no end-of-run lines (a bench prints its own table)
-    )
-
-
-def run_demo(args: argparse.Namespace) -> int:
+def run_demo(scenario: str, headless: bool, duration_s: float | None) -> int:
     """The simulator driven by the bundled steering CNN (else the expert), in a window or headless with a summary."""
-    headless = args.headless or not has_display()
-    duration = args.duration  # None: until the goal (or the scenario's time limit)
+    headless = headless or not has_display()
     metrics = Path(tempfile.mkdtemp(prefix="rover-demo-")) / "metrics.json"
     from perception.steering.bundled import bundled_model_path
 
     bundled = bundled_model_path()  # a checkout without it still demos with the expert
     model = str(bundled) if bundled else "expert"
-    stack = sim_drive_args(
-        args.sim, model, metrics, headless=headless, lockstep=headless, duration=duration
+    request = sim_request(
+        scenario, model, metrics, headless=headless, lockstep=headless, duration_s=duration_s
     )
     print(
-        f"rover demo: {args.sim} scenario, "
+        f"rover demo: {scenario} scenario, "
         f"{'bundled steering CNN' if bundled else 'expert'} autopilot, "
         f"{'headless' if headless else 'window'}"
-        + (f", {duration:g} s simulated" if duration else ", until the goal")
+        + (f", {duration_s:g} s simulated" if duration_s else ", until the goal")
         + ("" if headless else " (Esc or close the window to stop)")
     )
-    return run_stack(stack)  # its summary names the metrics and the trajectory picture
+    return run_stack(request)  # its summary names the metrics and the trajectory picture
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m rover.stack REQUEST_JSON``: one request's stack, as `rover drive` runs it."""
+    from rover.errors import run_command
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m rover.stack REQUEST_JSON", file=sys.stderr)
+        return 2
+    return run_command("rover", lambda: run_stack(RunRequest.from_json(args[0])))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

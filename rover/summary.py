@@ -9,12 +9,15 @@ simulator writes; into a temporary folder, removed afterwards, when the user gav
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rover.runspec import SimSpec
 
 
 @dataclass
@@ -28,20 +31,18 @@ class RunSummary:
     silent: bool = False  # a run started from code that reports on its own (a bench)
 
     @classmethod
-    def prepare(cls, args: argparse.Namespace) -> RunSummary:
+    def prepare(cls, sim: SimSpec | None, summary: bool = True) -> RunSummary:
         """In the simulator, make sure the run's metrics are written (to a temporary folder
-        when no --metrics-out was given), so the summary can quote them."""
-        if not getattr(args, "summary", True):
+        when no --metrics-out was given: ``metrics_path``), so the summary can quote them."""
+        if not summary:
             return cls(silent=True)
-        if getattr(args, "sim", None) is None:
+        if sim is None:
             return cls()
-        snapshot = getattr(args, "snapshot", None)
-        check_output_paths(snapshot, getattr(args, "metrics_out", None))
-        if getattr(args, "metrics_out", None):
-            return cls(Path(args.metrics_out), True, snapshot)
+        check_output_paths(sim.snapshot, sim.metrics_out)
+        if sim.metrics_out:
+            return cls(Path(sim.metrics_out), True, sim.snapshot)
         scratch = Path(tempfile.mkdtemp(prefix="rover-run-"))
-        args.metrics_out = str(scratch / "metrics.json")
-        return cls(Path(args.metrics_out), False, snapshot, scratch)
+        return cls(scratch / "metrics.json", False, sim.snapshot, scratch)
 
     def lines(self, record_dir: str | None = None) -> list[str]:
         """The summary's lines (empty when there is nothing to say)."""

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from rover import messages as m
 from rover.errors import ConfigError
 
+STALE_PERIODS = 5.0  # the bus, the control node and its health reports judge liveness by it
+
 
 @dataclass(frozen=True)
 class Topic:
@@ -31,6 +33,11 @@ class Topic:
     @property
     def period_s(self) -> float:
         return 1.0 / self.rate_hz
+
+    def stale_after_s(self, rate_hz: float | None = None) -> float:
+        """The one staleness rule: a topic is stale once STALE_PERIODS of its periods passed
+        without a message; at its registered rate, or the rate a config sets (camera fps)."""
+        return STALE_PERIODS / (rate_hz or self.rate_hz)
 
     @property
     def wire_name(self) -> bytes:
@@ -162,6 +169,8 @@ class BusConfig:
         return os.path.join(base, f"rover-{self.namespace}")
 
 
-def motor_port_for_sim(namespace: str) -> str:
-    """The stable device path of the simulator's firmware emulator (a symlink to its pty)."""
-    return os.path.join(BusConfig(namespace=namespace).ipc_root(), "mcu")
+def motor_port_for_sim(namespace: str, create: bool = True) -> str:
+    """The stable device path of the simulator's firmware emulator (a symlink to its pty);
+    ``create``: make its folder too."""
+    bus = BusConfig(namespace=namespace)
+    return os.path.join(bus.ipc_root() if create else bus.ipc_path(), "mcu")

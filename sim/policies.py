@@ -7,12 +7,14 @@ floor any learned driver must beat. The privileged expert lives in ``sim.expert`
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
+from sim.expert import Expert
 from sim.simulation import Observation, Policy
 
-__all__ = ["Policy", "RandomSteer", "Straight"]
+__all__ = ["POLICIES", "Policy", "RandomSteer", "Straight", "make_policy"]
 
 
 class Straight:
@@ -47,3 +49,16 @@ class RandomSteer:
         noise = self.std * math.sqrt(2.0 * pull) * float(self.rng.normal())
         self._steering = float(np.clip(self._steering * (1.0 - pull) + noise, -1.0, 1.0))
         return self._steering, observation.vehicle.cruise_throttle
+
+
+# the simulator's policies by the name `--model NAME` gives them: each built from the world's seed
+POLICIES: dict[str, Callable[[int], Policy]] = {
+    "expert": lambda seed: Expert(),
+    "straight": lambda seed: Straight(),
+    "random": lambda seed: RandomSteer(seed=seed),
+}
+
+
+def make_policy(name: str, seed: int) -> Policy:
+    """The policy called `name` (a key of POLICIES) for the world of `seed`."""
+    return POLICIES[name](seed)

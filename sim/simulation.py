@@ -24,6 +24,14 @@ from sim.world import World, generate_world
 
 FRAME_DT_S = 1.0 / 30.0  # the camera rate: one step per frame
 TRAIL_SPACING_M = 0.05
+SAFETY_DRIVER_MAX_S = 30.0  # a takeover longer than this is no takeover but a second driver
+
+
+def check_safety_driver_s(seconds: float, name: str = "safety_driver_s") -> float:
+    """The one range check of a safety driver's takeover time (ConfigError naming `name`)."""
+    if not 0.0 <= seconds <= SAFETY_DRIVER_MAX_S:
+        raise ConfigError(f"{name} {seconds:g}: give 0 to {SAFETY_DRIVER_MAX_S:g} seconds")
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -98,8 +106,7 @@ class Simulation:
         if not 0 < reset_back_m <= 20.0:
             raise ConfigError(f"reset_back_m must be in (0, 20] metres; got {reset_back_m}")
         self.dt_s = dt_s
-        if not 0 <= safety_driver_s <= 30.0:
-            raise ConfigError(f"safety_driver_s must be in [0, 30] seconds; got {safety_driver_s}")
+        check_safety_driver_s(safety_driver_s)
         self.reset_back_m = reset_back_m
         if safety_driver_s > 0 and safety_driver is None:
             raise ConfigError(

@@ -41,6 +41,7 @@ from sim.episodes import (
 from sim.expert import Expert, ExpertConfig
 from sim.scenario import Scenario
 from sim.simulation import Simulation
+from sim.takeover import TakeoverConfig, TakeoverOperator
 
 __all__ = ["MaterialPools", "repaint", "training_materials"]
 FRAME_RATE_HZ = 30.0
@@ -278,26 +279,27 @@ def correction_samples(spec: CorrectionSpec, predictor: Any, episode: int, limit
     episode to the next (its stamps restart at 0), so episodes can run in any process."""
     scenario, world_seed = spec.world(episode)  # other worlds than the demonstrations'
     sim = Simulation(scenario, world_seed)
-    expert = Expert(ExpertConfig(seed=spec.seed * 10_000 + episode))
+    # the rule of `rover drive --takeover` (sim.takeover): the same places, the same hold
+    operator = TakeoverOperator(TakeoverConfig(spec.takeover_clearance_m, spec.takeover_s))
     controller = Controller(ControlConfig(autopilot_without_teleop=True))
-    name, step, expert_until_s = f"dagger-{scenario.name}-{world_seed}", 0, -1.0
+    name, step = f"dagger-{scenario.name}-{world_seed}", 0
     period_ns = int(1e9 / FRAME_RATE_HZ)
     while not spec.over(sim, step, limit):
         stamp = step * period_ns
         left, right, _ = sim.render()
-        command = expert.act(sim.observation())
-        state, plan = sim.state, expert.plan
-        if state.collided or (plan is not None and plan.clearance_m < spec.takeover_clearance_m):
-            expert_until_s = state.time_s + spec.takeover_s
-        source = "expert" if state.time_s < expert_until_s else "model"  # who drives this frame
-        yield DemoSample(left, right, *expert.label, stamp, step, name, step, source=source)
+        said = operator.answer(sim.observation())
+        source = "expert" if said.driving else "model"  # who drives this frame
+        label = operator.expert.label  # the expert's command, also where the model drives
+        yield DemoSample(left, right, *label, stamp, step, name, step, source=source)
         pred = predictor.predict(left, right, stamp)
         est = m.SteeringEstimate(
             stamp_ns=stamp, frame_seq=step, steering=pred.steering, throttle=pred.throttle
         )
         controller.on_estimate(est, stamp)
         out = controller.output(stamp)
-        sim.step(*(command if state.time_s < expert_until_s else (out.steering, out.throttle)))
+        sim.step(
+            *((said.steering, said.throttle) if said.driving else (out.steering, out.throttle))
+        )
         step += 1
 
 

@@ -36,7 +36,9 @@ from perception.steering.budget import budget_text
 from perception.steering.report import aggregate, compare, interval_text, targets, write_html
 from rover.config import load_config
 from rover.errors import ConfigError, DataError
+from rover.runspec import sim_request
 from sim.scenario import RESERVED_SEED_MIN, list_suite, load_scenario
+from sim.simulation import check_safety_driver_s
 
 JOB_TIMEOUT_S = 900.0
 SAFETY_DRIVER_S = 3.0  # a takeover: steer past the obstacle, then hand back
@@ -122,18 +124,20 @@ def plan_jobs(
 
 
 def drive_command(job: Job, namespace: str, duration: float | None) -> list[str]:
-    """The full-stack command for one job: `rover drive --lockstep --headless ...`."""
-    common = ["--sim", str(job.path), "--seed", str(job.seed), "--model", job.model]
-    common += ["--metrics-out", str(job.metrics_out), "--namespace", namespace]
-    if duration is not None:
-        common += ["--duration", str(duration)]
-    if job.guard:
-        common.append("--traversability")
-    if job.safety_driver_s:
-        common += ["--safety-driver", str(job.safety_driver_s)]
-    for item in job.overrides:
-        common += ["--set", item]
-    return [sys.executable, "-m", "rover.cli", "drive", "--lockstep", "--headless", *common]
+    """The full-stack process for one job: `rover drive --lockstep --headless ...`'s request,
+    typed (rover.runspec), run by `python -m rover.stack`."""
+    request = sim_request(
+        str(job.path),
+        job.model,
+        job.metrics_out,
+        duration_s=duration,
+        seed=job.seed,
+        traversability=job.guard,
+        safety_driver_s=job.safety_driver_s,
+        overrides=job.overrides,
+        namespace=namespace,
+    )
+    return [sys.executable, "-m", "rover.stack", request.to_json()]
 
 
 def run_job(job: Job, duration: float | None) -> dict[str, Any]:
@@ -306,8 +310,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the suite, write report.json and report.html; 1 when a figure regressed."""
     if args.seeds < 1 or args.workers < 1:
         raise ConfigError("--seeds and --workers must be at least 1")
-    if not 0.0 <= args.safety_driver <= 30.0:
-        raise ConfigError(f"--safety-driver {args.safety_driver:g}: give 0 to 30 seconds")
+    check_safety_driver_s(args.safety_driver, "--safety-driver")
     load_config(None, args.set)  # a bad --set fails here, once, not in every stack
     from perception.infer import load_checkpoint
 

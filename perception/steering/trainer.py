@@ -36,6 +36,7 @@ from perception.dataset import (
     sign_accuracy,
 )
 from perception.infer import pick_device, save_checkpoint
+from perception.steering.budget import TAKEOVER
 from perception.steering.model import (
     SteeringModelConfig,
     SteeringNet,
@@ -59,6 +60,8 @@ class TrainConfig:
     patience: int = 3  # epochs without a better validation MAE before stopping
     min_delta: float = 1e-4
     throttle_weight: float = 0.5  # share of the throttle error in the loss
+    # a take-over frame (HG-DAgger) is drawn this many times as often as a demonstration's
+    takeover_weight: float = 1.0
     workers: int = 1  # data-loading worker processes
     threads: int = 0  # torch threads for compute; 0: the cores left over by the workers
     device: str = "auto"
@@ -69,6 +72,8 @@ class TrainConfig:
             raise ConfigError("train: epochs >= 1, batch_size >= 2 and patience >= 1")
         if self.lr <= 0 or self.workers < 0 or self.threads < 0:
             raise ConfigError("train: lr > 0, workers >= 0, threads >= 0")
+        if not 0 < self.takeover_weight <= 100:
+            raise ConfigError(f"--takeover-weight {self.takeover_weight:g}: use (0, 100]")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
@@ -210,6 +215,9 @@ class Trainer:
     def _build_loaders(self) -> None:
         targets = len(self.model_cfg.outputs)
         weights = balance_weights(self.frames.steering[self.train_idx], self.data_cfg)
+        if self.cfg.takeover_weight != 1.0:  # HG-DAgger: the corrections drawn more often
+            takeover = self.frames.kind[self.train_idx] == TAKEOVER
+            weights = np.where(takeover, weights * self.cfg.takeover_weight, weights)
         self.sampler = BalancedSampler(
             weights, len(self.train_idx), self.dist.rank, self.dist.world_size, self.cfg.seed
         )

@@ -62,13 +62,8 @@ def sim_pairs(
 def recording_pairs(paths: list[str | Path]) -> tuple[Iterator, stereo.StereoGeometry, str]:
     """Pairs from recordings (all sessions under ``paths``), and the geometry to label them
     with: the recordings' metadata when they carry one, else the simulator's defaults."""
-    try:
-        from rover.recording.reader import open_sessions
-    except ImportError:
-        raise DataError(
-            "reading recordings needs rover.recording (not installed in this checkout): "
-            "update rover, or train from the simulator with --sim"
-        ) from None
+    from rover.recording.reader import open_sessions  # mcap and friends: only when reading
+
     sessions = open_sessions(paths)
     if not sessions:
         raise DataError(f"no recordings found under {', '.join(map(str, paths))}: check the paths")

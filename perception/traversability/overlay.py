@@ -1,6 +1,6 @@
 """Draw the traversability map and the arcs over the left camera image (for the sim window).
 
-    rgb = draw_overlay(left, msg.cost, msg.polar(), geom)
+    rgb = draw_overlay(left, msg.cost, PolarSummary.from_arcs(msg.arcs), geom)
 
 Obstacle cells are tinted red, free ground green (by cost), unknown cells are left as they are;
 each arc is drawn up to its free distance, coloured from red (short) to green (long).

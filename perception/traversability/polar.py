@@ -56,6 +56,12 @@ class PolarSummary:
     steering: np.ndarray  # (K,) float32 normalised steering of each arc, -1..1
     free_m: np.ndarray  # (K,) float32
 
+    @classmethod
+    def from_arcs(cls, arcs: np.ndarray) -> PolarSummary:
+        """From the (2, K) rows [steering, free_m] a `TraversabilityMap` message carries."""
+        rows = np.asarray(arcs, np.float32).reshape(2, -1)
+        return cls(rows[0].copy(), rows[1].copy())
+
     def free_at(self, steering: float) -> float:
         """Free distance of the arc the vehicle drives at ``steering``: that arc's when it is
         one of the K, else the lesser of the two around it (never assume a gap between arcs)."""

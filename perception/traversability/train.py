@@ -188,13 +188,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SCENARIO",
         help="train on simulator drives of these scenarios instead of recordings",
     )
-    parser.add_argument("--sim-seeds", type=int, nargs="+", default=[11, 12])
+    parser.add_argument(
+        "--sim-seeds", type=int, nargs="+", default=[11, 12], help="world seeds of the drives"
+    )
     parser.add_argument("--sim-steps", type=int, default=600, help="steps per simulator drive")
-    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
-    parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
-    parser.add_argument("--lr", type=float, default=TrainConfig.lr)
-    parser.add_argument("--threads", type=int, default=TrainConfig.threads)
-    parser.add_argument("--max-frames", type=int, default=None, help="stop labelling after N")
+    parser.add_argument(
+        "--epochs", type=int, default=TrainConfig.epochs, help="passes over the data"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=TrainConfig.batch_size, help="frames per step"
+    )
+    parser.add_argument("--lr", type=float, default=TrainConfig.lr, help="learning rate")
+    parser.add_argument("--threads", type=int, default=TrainConfig.threads, help="torch threads")
+    parser.add_argument(
+        "--max-frames", type=int, default=None, help="stop labelling after N (default: all)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

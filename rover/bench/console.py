@@ -46,10 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chromium", default="/usr/bin/chromium", help="the browser binary")
 
 
-def _start(namespace: str, keys: str, port: int) -> tuple[subprocess.Popen, str]:
-    cmd = [sys.executable, "-m", "rover.cli", "teleop", "--sim", "forest", "--headless"]
-    cmd += ["--namespace", namespace, "--console", "127.0.0.1:0", "--keys", keys]
-    cmd += ["--listen", f"127.0.0.1:{port}"]
+def start_stack_for_url(
+    argv: list[str], prefix: str = "console: ", timeout_s: float = 60.0
+) -> tuple[subprocess.Popen, str]:
+    """`rover *argv` as a user starts it, headless (the bench's stack, and the tests'), and the
+    address it printed on its first line that starts with ``prefix`` (``console: URL``,
+    ``foxglove: ws://...``); its output keeps being read, so the stack never blocks on it."""
+    cmd = [sys.executable, "-m", "rover.cli", *argv]
     env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
@@ -59,15 +62,24 @@ def _start(namespace: str, keys: str, port: int) -> tuple[subprocess.Popen, str]
 
     def read() -> None:
         for line in proc.stdout:
-            if line.startswith("console: "):
-                url.append(line.split(" ", 1)[1].strip())
+            if line.startswith(prefix) and not url:
+                url.append(line[len(prefix) :].split()[0])
                 seen.set()
 
     threading.Thread(target=read, daemon=True).start()
-    if not seen.wait(60):
+    if not seen.wait(timeout_s):
         proc.kill()
-        raise ConfigError("the stack printed no console URL within 60 s: run it by hand to see why")
+        raise ConfigError(
+            f"the stack printed no `{prefix.strip()} ...` line within {timeout_s:g} s: run "
+            f"`rover {' '.join(argv)}` by hand to see why"
+        )
     return proc, url[0]
+
+
+def _start(namespace: str, keys: str, port: int) -> tuple[subprocess.Popen, str]:
+    argv = ["teleop", "--sim", "forest", "--headless", "--namespace", namespace]
+    argv += ["--console", "127.0.0.1:0", "--keys", keys, "--listen", f"127.0.0.1:{port}"]
+    return start_stack_for_url(argv)
 
 
 def _wait_motor(motor: bus.Subscriber, predicate, timeout_s: float) -> int | None:

@@ -7,7 +7,10 @@ bare pty with an echo thread, raw os.write/os.read, no protocol and no pyserial.
 this process, as the simulator runs them. With --baud the emulator also waits the wire time a
 real serial line would take (then the floor is not comparable: it has no wire). Also measures
 how long after the last command the firmware's watchdog zeroes the motors (with --mcu avr on
-the firmware's own clock: from the last DRIVE's final byte to the watchdog's trip).
+the firmware's own clock: from the last DRIVE's final byte to the watchdog's trip); with the
+emulator, how long after a replug (USB unplugged and back) the first STATE arrives, and the
+slowest send() into a device that stopped reading (it gives up after ``write_timeout_ms``, the
+floor of that figure).
 """
 
 from __future__ import annotations
@@ -120,6 +123,44 @@ def measure_watchdog(link: SerialMotorLink, emu: PtyEmulator | AvrMcu) -> float:
     return (out.stamp_ns - last_sent_ns) / 1e6
 
 
+def measure_reconnect(link: SerialMotorLink, emu: PtyEmulator) -> float:
+    """Milliseconds from a replug to the first STATE, sending at 50 Hz as the control node."""
+    emu.unplug()
+    seq, deadline = 100, time.monotonic() + 10.0
+    while link.health().connected and time.monotonic() < deadline:
+        link.send(DriveCommand(seq, 0.0, 0.0))
+        link.poll(timeout_s=0.02)
+        seq += 1
+    emu.replug()
+    replugged_ns, before = time.monotonic_ns(), link.health().rx_frames
+    while link.health().rx_frames == before:
+        if time.monotonic() > deadline + 10.0:
+            raise RuntimeError("bench serial: the link never reconnected")
+        link.send(DriveCommand(seq, 0.0, 0.0))
+        link.poll(timeout_s=0.02)
+        seq += 1
+    return (time.monotonic_ns() - replugged_ns) / 1e6
+
+
+def measure_full_send(config: SerialConfig, max_sends: int = 100_000) -> float:
+    """The slowest send() (ms) into a pty nobody reads, until the first one that gives up."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    slowest_ms = 0.0
+    try:
+        with SerialMotorLink(SerialConfig(port=os.ttyname(slave), **config)) as link:
+            for seq in range(max_sends):
+                start = time.perf_counter_ns()
+                link.send(DriveCommand(seq, 0.0, 0.0))
+                slowest_ms = max(slowest_ms, (time.perf_counter_ns() - start) / 1e6)
+                if link.health().tx_dropped:
+                    break
+    finally:
+        os.close(master)
+        os.close(slave)
+    return slowest_ms
+
+
 def run(args: argparse.Namespace) -> dict:
     """Run the bench, print a table, return the flat result dict."""
     floor = latency_summary(measure_floor(args.count))
@@ -137,6 +178,9 @@ def run(args: argparse.Namespace) -> dict:
     with mcu, SerialMotorLink(SerialConfig(port=mcu.device_path)) as link:
         rtts_ms, lost = measure_link(link, args.count)
         watchdog_ms = measure_watchdog(link, mcu)
+        reconnect_ms = measure_reconnect(link, mcu) if isinstance(mcu, PtyEmulator) else None
+    write_timeout_ms = SerialConfig().write_timeout_ms
+    full_send_ms = measure_full_send({"write_timeout_ms": write_timeout_ms})
     link_summary = latency_summary(rtts_ms)
     print(f"serial round trip, DRIVE -> STATE, {args.count} commands, {wire}")
     print_table(
@@ -147,6 +191,13 @@ def run(args: argparse.Namespace) -> dict:
         ],
     )
     print(f"lost: {lost}   watchdog zeroed the motors {watchdog_ms:.1f} ms after the last DRIVE")
+    if reconnect_ms is not None:
+        period_ms = SerialConfig().reconnect_period_ms
+        print(f"replug -> first STATE: {reconnect_ms:.0f} ms (reopen tried every {period_ms} ms)")
+    print(
+        f"slowest send() into a device that stopped reading: {full_send_ms:.2f} ms "
+        f"(floor: write_timeout_ms = {write_timeout_ms})"
+    )
     return {
         "count": args.count,
         "lost": lost,
@@ -156,6 +207,9 @@ def run(args: argparse.Namespace) -> dict:
         "floor_p50_ms": floor["p50_ms"],
         "floor_p99_ms": floor["p99_ms"],
         "watchdog_ms": watchdog_ms,
+        "reconnect_ms": None if reconnect_ms is None else round(reconnect_ms, 1),
+        "full_send_max_ms": round(full_send_ms, 3),
+        "floor_full_send_ms": write_timeout_ms,
         "baud": 1_000_000 if args.mcu == "avr" else args.baud or 0,
         "mcu": args.mcu,
     }

@@ -3,6 +3,8 @@
 - render: stereo pairs per second along a real expert trajectory (images; ground truth left
   lazy) and with the ground truth arrays materialised too;
 - sim: whole steps per second, render + expert + vehicle + collisions, as a driver sees them;
+- whole stack: steps per second in lock-step (as fast as the stack answers) and in real
+  time (paced by the camera rate: the target);
 - floor, measured in the same run: one table lookup per pixel of a stereo pair plus the RGB
   conversion, the least any textured renderer has to do per frame.
 
@@ -41,6 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=20.0,
         help="simulated seconds of the whole-stack lock-step run (0: skip)",
+    )
+    parser.add_argument(
+        "--realtime-s",
+        type=float,
+        default=4.0,
+        help="seconds of the whole stack in real time, paced by the camera rate (0: skip)",
     )
 
 
@@ -154,6 +162,12 @@ def run(args: argparse.Namespace) -> dict:
     lockstep = (
         measure_lockstep(args.scenario, args.seed, args.lockstep_s) if args.lockstep_s > 0 else None
     )
+    realtime = (
+        measure_lockstep(args.scenario, args.seed, args.realtime_s, lockstep=False)
+        if args.realtime_s > 0
+        else None
+    )
+    camera_hz = 1.0 / sim.dt_s
     cam = sim.camera
     print(
         f"simulator core, {args.scenario}, {cam.width_px}x{cam.height_px} per eye, "
@@ -175,6 +189,11 @@ def run(args: argparse.Namespace) -> dict:
             f"{lockstep['steps_per_s']:.0f} steps/s over {lockstep['steps']} steps, "
             f"{lockstep['late_frames']} late frames"
         )
+    if realtime is not None:
+        print(
+            f"whole stack in real time: {realtime['steps_per_s']:.1f} steps/s over "
+            f"{realtime['wall_s']:.1f} s (target: the camera rate, {camera_hz:.0f}/s)"
+        )
     return {
         "scenario": args.scenario,
         "frames": args.frames,
@@ -192,6 +211,8 @@ def run(args: argparse.Namespace) -> dict:
         "floor_p50_ms": round(floor["p50_ms"], 4),
         "lockstep_steps_per_s": lockstep["steps_per_s"] if lockstep else None,
         "lockstep_late_frames": lockstep["late_frames"] if lockstep else None,
+        "realtime_steps_per_s": realtime["steps_per_s"] if realtime else None,
+        "realtime_target_steps_per_s": round(camera_hz, 1),
     }
 
 

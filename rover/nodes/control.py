@@ -31,10 +31,19 @@ import time
 
 from drivers.protocol import DriveCommand
 from drivers.serial_link import SerialMotorLink
+from perception.traversability.polar import PolarSummary
 from rover import bus, topics
 from rover import messages as m
 from rover.control import ControlOutput, GuardedController
-from rover.node import HealthPublisher, RateKeeper, Shutdown, node_argparser, node_config, run_main
+from rover.node import (
+    HealthPublisher,
+    RateKeeper,
+    Shutdown,
+    node_argparser,
+    node_config,
+    run_main,
+    spin,
+)
 from rover.operators import InputSelect
 from rover.perturb import Perturber, perturbed
 
@@ -66,8 +75,9 @@ class ControlNode:
         self.cfg = cfg
         # the traversability guard acts only while perception/traversability is published
         self.controller = GuardedController(cfg.control, cfg.guard)
-        # liveness as the bus judges it: five periods of the camera's rate, at least stale_ms
-        self.controller.camera_stale_ms = max(cfg.control.stale_ms, 5000.0 / cfg.camera.fps)
+        # liveness as the bus judges it (rover.topics), at the camera's rate; at least stale_ms
+        camera_stale_s = topics.CAMERA_STEREO.stale_after_s(cfg.camera.fps)
+        self.controller.camera_stale_ms = max(cfg.control.stale_ms, 1000.0 * camera_stale_s)
         self.link = SerialMotorLink(cfg.motor)
         self.teleop = bus.Subscriber(topics.TELEOP_COMMAND, bus_cfg)
         self.remote = bus.Subscriber(topics.TELEOP_REMOTE, bus_cfg)  # remote operators
@@ -239,7 +249,10 @@ class ControlNode:
             text = f"camera stalled: no camera/stereo frame for {quiet_ms:.0f} ms"
             self.health.set("camera_stall", True, f"{text}; the autopilot holds zero throttle")
         elif faults.active("camera_stall"):
-            gone_s = faults.active_for_s("camera_stall", now)
+            # the stall began camera_stale_ms before the fault was raised
+            gone_s = (
+                faults.active_for_s("camera_stall", now) + self.controller.camera_stale_ms / 1e3
+            )
             self.health.set("camera_stall", False, f"camera frames back after {gone_s:.1f} s")
 
     def _check_operator(self, out: ControlOutput, now: int) -> None:
@@ -279,7 +292,7 @@ class ControlNode:
         if self.held_map is not None:
             msg, received = self.held_map
             self.held_map = None
-            self.controller.on_traversability(msg.polar(), received)
+            self.controller.on_traversability(PolarSummary.from_arcs(msg.arcs), received)
 
     def close(self) -> None:
         self.link.send(
@@ -312,14 +325,12 @@ def main() -> None:
     args = parser.parse_args()
     cfg, bus_cfg = node_config(args)
     stop = Shutdown()
-    node = ControlNode(
-        cfg, bus_cfg, args.lockstep_maps, lockstep=args.lockstep, map_wait_ms=args.map_wait_ms
+    spin(
+        ControlNode(
+            cfg, bus_cfg, args.lockstep_maps, lockstep=args.lockstep, map_wait_ms=args.map_wait_ms
+        ),
+        stop,
     )
-    try:
-        while not stop.requested:
-            node.spin_once()
-    finally:
-        node.close()
 
 
 if __name__ == "__main__":

@@ -3,10 +3,12 @@
 It publishes camera/stereo exactly as the camera node does, serves the firmware emulator on a
 pty (the control node opens it as its serial port), and moves the vehicle from the outputs the
 emulator applies. With `--mcu avr` the compiled firmware runs in simavr instead, and the outputs
-are read back from its servo/ESC pulses. With `--policy expert|straight|random` it also publishes the privileged
-driver's answer to each frame on perception/steering, as a steering model would.
+are read back from its servo/ESC pulses. With a simulator policy (expert, straight, random) it
+also publishes the privileged driver's answer to each frame on perception/steering, as a
+steering model would. Its configuration is one ``rover.runspec.SimSpec`` (`--spec JSON`), which
+the stack fills from `rover drive --sim`'s flags.
 
-Lock-step (`--lockstep`): publish frame N, wait until the control command that answers frame N
+Lock-step: publish frame N, wait until the control command that answers frame N
 arrived and the emulator applied its DRIVE, then step. A run is then deterministic and as fast as
 the stack. Without it the simulator runs in real time at the camera rate, for people.
 """
@@ -26,20 +28,17 @@ from drivers.avr_sim import AvrConfig, AvrMcu
 from drivers.emulator import EmulatorConfig, PtyEmulator
 from rover import bus, topics
 from rover import messages as m
-from rover.config import load_config
 from rover.node import RateKeeper, Shutdown, node_argparser, node_config, run_main
 from rover.ready import all_ready
+from rover.runspec import SimSpec
+from rover.teleop import TeleopConfig
 from sim.episodes import WorldSequence
 from sim.expert import Expert
-from sim.policies import RandomSteer, Straight
+from sim.policies import make_policy
 from sim.scenario import load_scenario
 from sim.simulation import Simulation
+from sim.takeover import TakeoverOperator, parse_takeover
 
-POLICIES = {
-    "expert": lambda seed: Expert(),
-    "straight": lambda seed: Straight(),
-    "random": lambda seed: RandomSteer(seed=seed),
-}
 WARMUP_REPUBLISH_S = 0.1  # slow joiner: re-send the first frame until the stack answers
 STARTUP_TIMEOUT_S = 60.0
 
@@ -55,46 +54,53 @@ class LockstepStats:
 class SimNode:
     """Wires a Simulation to the bus and the emulated motor controller."""
 
-    def __init__(self, args, bus_cfg: topics.BusConfig):
-        self.args = args
+    def __init__(self, spec: SimSpec, bus_cfg: topics.BusConfig, teleop: TeleopConfig):
+        self.spec = spec
         self.bus_cfg = bus_cfg
-        self.worlds = world_sequence(args)
+        self.worlds = world_sequence(spec)
         self.episode, self.episodes = 0, []  # finished episodes' metrics
         self.elapsed_s, self.steps_done = 0.0, 0  # in finished episodes
         self.sim = self._simulation(0)
         self.period_ns = int(self.sim.dt_s * 1e9)
         self.faults = random.Random(self.sim.world.seed)  # injected faults, reproducible
         link = topics.motor_port_for_sim(bus_cfg.namespace)
-        if args.mcu == "avr":  # the compiled firmware in simavr: outputs read from its pins
+        if spec.mcu == "avr":  # the compiled firmware in simavr: outputs read from its pins
             self.emulator: PtyEmulator | AvrMcu = AvrMcu(AvrConfig(build=False), link_path=link)
         else:
             self.emulator = PtyEmulator(
-                EmulatorConfig(loss_prob=args.serial_loss, loss_seed=self.sim.world.seed),
+                EmulatorConfig(loss_prob=spec.serial_loss, loss_seed=self.sim.world.seed),
                 link_path=link,
             )
         self.frames = bus.Publisher(topics.CAMERA_STEREO, bus_cfg)
         self.truth = bus.Publisher(topics.SIM_TRUTH, bus_cfg)
-        self.policy = POLICIES[args.policy](self.sim.world.seed) if args.policy else None
+        self.policy = make_policy(spec.policy, self.sim.world.seed) if spec.policy else None
         self._answer: tuple[int, tuple[float, float]] | None = None  # (step, policy's answer)
         self.estimates = bus.Publisher(topics.PERCEPTION_STEERING, bus_cfg) if self.policy else None
         self.commands = bus.Subscriber(topics.CONTROL_COMMAND, bus_cfg, newest=False, hwm=1000)
-        show = not args.headless or args.snapshot
-        self.window = SimView(self.sim, args, bus_cfg, headless=args.headless) if show else None
+        takeover = spec.takeover  # --takeover: the expert as safety operator
+        self.operator = TakeoverOperator(parse_takeover(takeover)) if takeover else None
+        self.operator_pub = bus.Publisher(topics.TELEOP_COMMAND, bus_cfg) if takeover else None
+        show = not spec.headless or spec.snapshot
+        self.window = SimView(self.sim, spec, bus_cfg, teleop) if show else None
         self.stats = LockstepStats(answer_ms=[])
         self.clock_ns = time.monotonic_ns()  # lock-step: virtual capture time
         self.started = False
+        self._answers = 1  # lock-step: commands answering a frame (sim.takeover: 2 in one)
 
     def publish_frame(self) -> m.StereoImage | None:
         """Render and publish the current view, its ground truth and the policy's answer;
         None when an injected fault dropped the frame (a seq gap, as a real camera makes)."""
         left, right, _ = self.sim.render()
-        stamp = self.clock_ns if self.args.lockstep else time.monotonic_ns()
+        stamp = self.clock_ns if self.spec.lockstep else time.monotonic_ns()
         self._last_images = (left, right)
-        if self.started and self.faults.random() < self.args.frame_drop:
+        if self.started and self.faults.random() < self.spec.frame_drop:
             self.frames.seq += 1
             return None
-        if self.args.camera_latency_ms > 0:
-            time.sleep(self.args.camera_latency_ms / 1000)  # the injected transport delay
+        if self.spec.camera_latency_ms > 0:
+            time.sleep(self.spec.camera_latency_ms / 1000)  # the injected transport delay
+        if self.operator is not None:  # before the frame: control has it when the frame's due
+            said = self.operator_pub.publish(self._operator_command(stamp))
+            self._answers = 1 if said.autopilot else 2  # the operator's, then the CNN's repeat
         frame = self.frames.publish(
             m.StereoImage(
                 stamp_ns=stamp, left=left, right=right, left_stamp_ns=stamp, right_stamp_ns=stamp
@@ -122,14 +128,27 @@ class SimNode:
                     stamp_ns=stamp,
                     steering=steering,
                     throttle=throttle,
-                    source=self.args.policy,
+                    source=self.spec.policy,
                 )
             )
         return frame
 
+    def _operator_command(self, stamp_ns: int) -> m.TeleopCommand:
+        """The safety operator's answer to the frame about to go out (sim.takeover)."""
+        said = self.operator.answer(self.sim.observation())
+        return m.TeleopCommand(
+            stamp_ns=stamp_ns,
+            frame_seq=self.frames.seq,
+            steering=said.steering,
+            throttle=said.throttle,
+            autopilot=not said.driving,
+            deadman=said.driving,
+            operator="simulator expert",
+        )
+
     def _simulation(self, episode: int) -> Simulation:
         scenario, seed = self.worlds.world(episode)
-        safety = self.args.safety_driver_s
+        safety = self.spec.safety_driver_s
         driver = Expert() if safety > 0 else None  # the privileged driver takes over
         return Simulation(scenario, seed, safety_driver_s=safety, safety_driver=driver)
 
@@ -149,8 +168,10 @@ class SimNode:
         self.episode += 1
         self.sim = self._simulation(self.episode)
         self._answer = None
-        if self.args.policy:
-            self.policy = POLICIES[self.args.policy](self.sim.world.seed)
+        if self.spec.policy:
+            self.policy = make_policy(self.spec.policy, self.sim.world.seed)
+        if self.operator is not None:
+            self.operator.next_episode()
         if self.window is not None:
             self.window.show(self.sim)
 
@@ -161,8 +182,8 @@ class SimNode:
         """Slow joiner: re-send the first frame until the nodes we wait for hear the bus, and
         (lock-step) until the stack answers; only then does simulated time start."""
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        waiting = list(self.args.wait_ready)
-        answered = not self.args.lockstep
+        waiting = list(self.spec.wait_ready)
+        answered = not self.spec.lockstep
         while not (answered and all_ready(self.bus_cfg, waiting)):
             if stop is not None and stop.requested:
                 return  # Ctrl-C while the stack starts: stop now, not after a SIGKILL
@@ -184,11 +205,13 @@ class SimNode:
     def wait_answer(self, frame: m.StereoImage) -> None:
         """Lock-step: block until the command answering `frame` reached the motors."""
         sent_ns = time.monotonic_ns()
-        deadline = time.monotonic() + self.args.lockstep_timeout
+        deadline = time.monotonic() + self.spec.lockstep_timeout_s
+        answers = self._answers  # in a take-over the CNN still answers: it keeps pace
         while True:
             left_ms = (deadline - time.monotonic()) * 1000
             cmd = self.commands.receive(timeout_ms=max(0.0, left_ms))
-            if cmd is not None and cmd.frame_seq == frame.seq:
+            answers -= cmd is not None and cmd.frame_seq == frame.seq
+            if answers == 0:
                 break
             if left_ms <= 0:
                 self.stats.late_frames += 1
@@ -196,7 +219,7 @@ class SimNode:
         try:
             self.emulator.wait_outputs(
                 lambda o: ((o.seq - cmd.drive_seq) & 0xFFFF) < 0x8000,
-                timeout_s=self.args.lockstep_timeout,
+                timeout_s=self.spec.lockstep_timeout_s,
             )
         except TimeoutError:
             self.stats.late_frames += 1
@@ -209,7 +232,7 @@ class SimNode:
         self.clock_ns += self.period_ns
 
     def run(self, stop: Shutdown) -> dict:
-        duration = self.args.duration
+        duration = self.spec.duration_s
         self.warm_up(stop)
         rate = RateKeeper(1.0 / self.sim.dt_s)
         t0 = time.monotonic()
@@ -222,11 +245,11 @@ class SimNode:
                 self.next_world()
                 continue
             frame = self.publish_frame()
-            if self.args.lockstep and frame is not None:
+            if self.spec.lockstep and frame is not None:
                 self.wait_answer(frame)
             if self.window is not None and not self._draw_window():
                 break
-            if not self.args.lockstep:
+            if not self.spec.lockstep:
                 rate.keep_time()
             self.step()
         wall_s = time.monotonic() - t0
@@ -247,8 +270,10 @@ class SimNode:
         result["steps"] = steps
         result["wall_s"] = round(wall_s, 3)
         result["steps_per_s"] = round(steps / wall_s, 1) if wall_s else 0.0
-        result["lockstep"] = bool(self.args.lockstep)
+        result["lockstep"] = bool(self.spec.lockstep)
         result["late_frames"] = self.stats.late_frames
+        if self.operator is not None:
+            result["operator_takeover_s"] = round(self.operator.driven_steps * self.sim.dt_s, 3)
         return result
 
     def close(self) -> None:
@@ -260,15 +285,19 @@ class SimNode:
 class SimView:
     """The window (or its off-screen twin, for --snapshot) and the keyboard/gamepad teleop."""
 
-    def __init__(self, sim: Simulation, args, bus_cfg: topics.BusConfig, headless: bool):
+    def __init__(
+        self, sim: Simulation, spec: SimSpec, bus_cfg: topics.BusConfig, teleop: TeleopConfig
+    ):
         from sim.window import SimWindow
 
+        headless = spec.headless
         self.sim = sim
         self.window = SimWindow(sim.world, headless=headless)
-        self.teleop = load_config(args.config, args.set).teleop.build()
-        self.teleop.latches.autopilot = args.mode == "drive"  # the human can take over
-        self.autopilot_name = args.policy or "autopilot"
-        self.teleop_pub = None if headless else bus.Publisher(topics.TELEOP_COMMAND, bus_cfg)
+        self.teleop = teleop.build()
+        self.teleop.latches.autopilot = spec.mode == "drive"  # the human can take over
+        self.autopilot_name = spec.policy or "autopilot"
+        quiet = headless or spec.takeover  # --takeover: the operator's topic
+        self.teleop_pub = None if quiet else bus.Publisher(topics.TELEOP_COMMAND, bus_cfg)
         # the traversability map, tinted on the left eye when that node runs
         self.trav = bus.Subscriber(topics.PERCEPTION_TRAVERSABILITY, bus_cfg)
         self.trav_geom = None
@@ -322,9 +351,11 @@ class SimView:
             return left
         from perception.stereo import StereoGeometry
         from perception.traversability.overlay import draw_overlay
+        from perception.traversability.polar import PolarSummary
 
         self.trav_geom = self.trav_geom or StereoGeometry.from_camera_model(self.sim.camera)
-        return draw_overlay(left, msg.cost, msg.polar(), self.trav_geom)
+        polar = PolarSummary.from_arcs(msg.arcs)
+        return draw_overlay(left, msg.cost, polar, self.trav_geom)
 
     def snapshot(self, path: str) -> None:
         self.window.snapshot(path)
@@ -341,12 +372,12 @@ class SimView:
         self.window.close()
 
 
-def world_sequence(args) -> WorldSequence:
-    """The worlds of this run: ``--scenario a,b,c`` cycles families, episode 0 is the first
-    one's world (``--seed`` or its own), the next ones come from the training range."""
-    families = tuple(name.strip() for name in args.scenario.split(",") if name.strip())
-    first = args.seed if args.seed is not None else load_scenario(families[0]).seed
-    return WorldSequence(families, args.seed or 0, args.randomise_materials, first_seed=first)
+def world_sequence(spec: SimSpec) -> WorldSequence:
+    """The worlds of this run: scenario ``a,b,c`` cycles families, episode 0 is the first
+    one's world (the seed or its own), the next ones come from the training range."""
+    families = tuple(name.strip() for name in spec.scenario.split(",") if name.strip())
+    first = spec.seed if spec.seed is not None else load_scenario(families[0]).seed
+    return WorldSequence(families, spec.seed or 0, spec.randomise_materials, first_seed=first)
 
 
 def _totals(episodes: list[dict]) -> dict:
@@ -375,88 +406,30 @@ def _xy(points) -> np.ndarray:
     return np.asarray(points, dtype=float).reshape(-1, 2)
 
 
-def write_outputs(node: SimNode, summary: dict, args) -> None:
+def write_outputs(node: SimNode, summary: dict, spec: SimSpec) -> None:
     """Metrics JSON (atomically), trajectory PNG beside it, window snapshot."""
-    if args.metrics_out:
-        path = Path(args.metrics_out)
+    if spec.metrics_out:
+        path = Path(spec.metrics_out)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(summary, indent=2))
         os.replace(tmp, path)
         node.sim.write_trajectory_png(path.with_suffix(".png"))
-    if args.snapshot and node.window is not None:
-        node.window.snapshot(args.snapshot)
+    if spec.snapshot and node.window is not None:
+        node.window.snapshot(spec.snapshot)
 
 
 def main() -> None:
     parser = node_argparser(__doc__)
-    parser.add_argument("--scenario", required=True, help="a scenario, or several: a,b,c")
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument(
-        "--randomise-materials",
-        type=float,
-        default=0.0,
-        metavar="P",
-        help="repaint this share of the worlds with other training materials",
-    )
-    parser.add_argument("--mode", default="drive", choices=("drive", "teleop"))
-    parser.add_argument("--policy", default=None, choices=("expert", "straight", "random"))
-    parser.add_argument("--lockstep", action="store_true")
-    parser.add_argument("--mcu", choices=("emulator", "avr"), default="emulator")
-    parser.add_argument(
-        "--lockstep-timeout",
-        type=float,
-        default=2.0,
-        help="lock-step: seconds to wait for a frame's answer before stepping without it (a "
-        "late frame); long enough that a loaded machine gives the run a quiet one gives",
-    )
-    parser.add_argument("--headless", action="store_true")
-    parser.add_argument("--duration", type=float, default=None)
-    parser.add_argument("--metrics-out", default=None)
-    parser.add_argument("--snapshot", default=None)
-    parser.add_argument(
-        "--safety-driver-s",
-        type=float,
-        default=0.0,
-        metavar="S",
-        help="after a collision the expert drives for S seconds from the put-back pose, then "
-        "hands back: a safety driver's takeover (0: put back only)",
-    )
-    parser.add_argument(
-        "--camera-latency-ms",
-        type=float,
-        default=0.0,
-        help="inject this delay between capture and publication",
-    )
-    parser.add_argument(
-        "--frame-drop",
-        type=float,
-        default=0.0,
-        metavar="P",
-        help="inject: drop each camera frame with probability P",
-    )
-    parser.add_argument(
-        "--serial-loss",
-        type=float,
-        default=0.0,
-        metavar="P",
-        help="inject: garble each chunk the motor controller receives with P",
-    )
-    parser.add_argument(
-        "--wait-ready",
-        action="append",
-        default=[],
-        metavar="NODE",
-        help="before starting, wait until NODE marked itself ready",
-    )
+    parser.add_argument("--spec", required=True, type=SimSpec.from_json, help="the SimSpec as JSON")
     args = parser.parse_args()
-    _, bus_cfg = node_config(args)
+    cfg, bus_cfg = node_config(args)
     stop = Shutdown()
-    node = SimNode(args, bus_cfg)
+    node = SimNode(args.spec, bus_cfg, cfg.teleop)
     node.emulator.start()
     try:
         summary = node.run(stop)
-        write_outputs(node, summary, args)
+        write_outputs(node, summary, args.spec)
     finally:
         node.close()
 

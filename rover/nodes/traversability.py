@@ -18,7 +18,7 @@ from perception.stereo import StereoGeometry
 from perception.traversability.pipeline import TraversabilityConfig, TraversabilityPipeline
 from rover import bus, topics
 from rover.messages import TraversabilityMap
-from rover.node import Shutdown, node_argparser, node_config, run_main
+from rover.node import Shutdown, node_argparser, node_config, run_main, spin
 from rover.topics import PERCEPTION_TRAVERSABILITY
 
 log = logging.getLogger("rover.traversability")
@@ -27,10 +27,10 @@ NICE = 10  # below the steering path's nodes (0): see `lower_priority`
 
 def geometry_for(cfg, trav: TraversabilityConfig) -> tuple[StereoGeometry, str]:
     """The rig: the camera calibration when configured (height and pitch from [traversability]),
-    else the simulator's camera."""
+    else the robot's default rig (drivers.stereo_rig)."""
     calibration = getattr(cfg.camera, "calibration", None) if hasattr(cfg, "camera") else None
     if not calibration:
-        return StereoGeometry.from_camera_model(), "simulator CameraModel defaults"
+        return StereoGeometry.from_camera_model(), "the default rig (drivers.stereo_rig)"
     from drivers.calibration import StereoCalibration
 
     calib = StereoCalibration.load(calibration, (cfg.camera.width, cfg.camera.height))
@@ -104,12 +104,7 @@ def main() -> None:
     geom, source = geometry_for(cfg, trav)
     log.info("stereo geometry from %s", source)
     stop = Shutdown()
-    node = TraversabilityNode(trav, bus_cfg, geom)
-    try:
-        while not stop.requested:
-            node.spin_once()
-    finally:
-        node.close()
+    spin(TraversabilityNode(trav, bus_cfg, geom), stop)
 
 
 if __name__ == "__main__":

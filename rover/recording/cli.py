@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object instead of text")
 
     p = sub.add_parser("verify", help="read every message; exit non-zero on damage")
-    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="session folders or segments")
     p.add_argument("--decode", action="store_true", help="also decode every JPEG (slower)")
 
     p = sub.add_parser("recover", help="rebuild the index of segments cut short by a crash")
@@ -57,14 +57,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--from", dest="from_s", type=float, metavar="S", help="start, seconds")
     p.add_argument("--to", dest="to_s", type=float, metavar="S", help="end, seconds")
     p.add_argument("--frames", metavar="A:B", help="frame indices A (included) to B (excluded)")
-    p.add_argument("--reason", default="", help="why (shown by info and trim --list)")
+    p.add_argument(
+        "--reason", default="", help="why (shown by info and trim --list; default: none)"
+    )
     p.add_argument("--undo", nargs="?", const=-1, type=int, metavar="ID", help="remove a trim")
     p.add_argument("--list", action="store_true", help="show the session's trims")
 
     p = sub.add_parser("export", help="a span to MP4 and/or PNG frames with a steering overlay")
     p.add_argument("session", metavar="SESSION", help=SESSION_HELP)
-    p.add_argument("--from", dest="from_s", type=float, default=0.0, metavar="S")
-    p.add_argument("--to", dest="to_s", type=float, default=None, metavar="S")
+    p.add_argument(
+        "--from", dest="from_s", type=float, default=0.0, metavar="S", help="start, seconds"
+    )
+    p.add_argument(
+        "--to",
+        dest="to_s",
+        type=float,
+        default=None,
+        metavar="S",
+        help="end, seconds (default: the end)",
+    )
     p.add_argument("--mp4", metavar="FILE", help="write an MP4 video")
     p.add_argument("--png", metavar="DIR", help="write one PNG per frame")
     p.add_argument("--no-overlay", action="store_true", help="the raw pair, no steering strip")

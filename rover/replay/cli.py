@@ -64,7 +64,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout-ms", type=float, default=2000.0, help="a node's longest answer")
     p.add_argument("--limit", type=int, default=None, help="replay only the first N frames")
     p.add_argument("--config", default=None, help="robot TOML (default: the recorded config)")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one value of the recorded config (repeatable)",
+    )
     p.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
 
 
@@ -164,6 +170,9 @@ def run(args: argparse.Namespace) -> int:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)  # interrupted or refused: no debris
     _print_run(result, out, nodes)
+    if spec.model is not None:
+        bundled = " (the bundled one; --model M for another)" if args.model is None else ""
+        print(f"steering model: {spec.model}{bundled}")
     figures = _figures(result)
     code = 1 if any(result.misses.values()) else 0
     if args.diff is not None:

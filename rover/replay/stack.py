@@ -26,8 +26,9 @@ from drivers.emulator import PtyEmulator
 from rover import bus, topics
 from rover import messages as m
 from rover.errors import DeviceError
-from rover.manager import Manager, NodeSpec, RunOptions
+from rover.manager import Manager, NodeSpec
 from rover.ready import mark_ready, ready_path
+from rover.runspec import Run
 from rover.topics import BusConfig
 
 NODE_MODULES = {
@@ -104,37 +105,46 @@ class ReplayStack:
             n: sub.socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
             for n, sub in self.answers.items()
         }
-        self.manager = Manager(
-            self._options(lockstep_maps), nodes=self._table(), device_timeout_s=START_TIMEOUT_S
+        self.manager = Manager.holding(
+            self.bus_cfg,
+            "rover replay",
+            self._run,
+            nodes=self._table(lockstep_maps),
+            device_timeout_s=START_TIMEOUT_S,
         )
         self._connected: set[str] = set()
 
-    def _options(self, lockstep_maps: bool) -> RunOptions:
-        node_args: dict[str, list[str]] = {}
-        if self.spec.model:
-            node_args["steering"] = ["--model", self.spec.model]
-        node_args["control"] = ["--lockstep"]
-        if lockstep_maps:  # a map slower than control's default wait must not move the answer
-            node_args["control"] += ["--lockstep-maps", "--map-wait-ms", str(MAP_WAIT_MS)]
+    def _run(self) -> Run:
         port = self.emulator.device_path
-        return RunOptions(
+        return Run(
             mode="drive",
+            bus=self.bus_cfg,
             model=self.spec.model,
             traversability="traversability" in self.spec.nodes,
+            lockstep=True,
             config=self.spec.config,
-            namespace=self.bus_cfg.namespace,
             overrides=(*self.spec.overrides, f"motor.port={port}"),
-            node_args=node_args,
         )
 
-    def _table(self) -> tuple[NodeSpec, ...]:
+    def _table(self, lockstep_maps: bool) -> tuple[NodeSpec, ...]:
+        """The replayed nodes' rows: control in lock-step, its maps waited for as long as the
+        replay's own timeout (a map slower than control's default wait must not move the
+        answer), and started once the perception nodes are connected."""
         marker = str(ready_path(self.bus_cfg, _PERCEPTION_UP))
+        control = ["--lockstep"]
+        if lockstep_maps:
+            control += ["--lockstep-maps", "--map-wait-ms", str(MAP_WAIT_MS)]
+        args = {
+            "steering": ["--model", self.spec.model] if self.spec.model else [],
+            "control": control,
+        }
         return tuple(
             NodeSpec(
                 name,
                 NODE_MODULES[name],
-                lambda o, n=name: n in self.spec.nodes,
-                wait_for=(lambda o: marker) if name == "control" else (lambda o: None),
+                lambda r, n=name: n in self.spec.nodes,
+                args=lambda r, n=name: args.get(n, []),
+                wait_for=(lambda r: marker) if name == "control" else (lambda r: None),
             )
             for name in NODE_MODULES
         )

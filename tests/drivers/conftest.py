@@ -1,16 +1,25 @@
-"""Fixtures for the camera and calibration tests: a virtual stereo rig that photographs a
-checkerboard, so calibration runs on real images whose true geometry we know."""
+"""Fixtures for the driver tests: a virtual stereo rig that photographs a checkerboard, so
+calibration runs on real images whose true geometry we know; and the two motor-controller
+implementations (the emulator, the firmware in simavr) behind one small surface, for the
+contract suite, with the raw wire helpers that talk to them."""
 
 from __future__ import annotations
 
+import struct
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import serial
+from cobs import cobs
 
+from drivers.avr_sim import AvrConfig, AvrMcu
 from drivers.calibration import StereoCalibration, calibrate
+from drivers.emulator import EmulatorConfig, MotorOutputs, PtyEmulator
+from drivers.protocol import TYPE_DRIVE, FrameDecoder, MotorState, crc16
 
 CALIB_BOARD = (9, 6)  # inner corners
 CALIB_SQUARE_M = 0.025
@@ -173,11 +182,109 @@ def avr_tools(require_tools) -> None:
 @pytest.fixture(params=["emulator", "avr"])
 def mcu(request):
     """One motor controller serving a pty: the Python emulator or the firmware in simavr."""
-    from tests.drivers.mcu_targets import start_target
-
     if request.param == "avr":
         request.getfixturevalue("avr_tools")
         request.getfixturevalue("avr_build")
-    target = start_target(request.param)
+    target = _start_target(request.param)
     yield target
     target.stop()
+
+
+# The motor controllers behind one surface, and the raw wire.
+
+
+@dataclass
+class Target:
+    """An MCU on a pty: ``name`` is "emulator" or "avr"; ``impl`` the PtyEmulator or AvrMcu."""
+
+    name: str
+    impl: PtyEmulator | AvrMcu
+
+    @property
+    def device_path(self) -> str:
+        return self.impl.device_path
+
+    @property
+    def outputs(self) -> MotorOutputs:
+        return self.impl.outputs
+
+    def wait_outputs(self, predicate, timeout_s: float = 5.0) -> MotorOutputs:
+        return self.impl.wait_outputs(predicate, timeout_s)
+
+    def last_drive_ns(self) -> int:
+        """When the last DRIVE reached the MCU, on its own clock."""
+        if isinstance(self.impl, AvrMcu):
+            return max(e.t_ns for e in self.impl.events if e.kind == "RX" and e.value == 0)
+        return self.impl.outputs.stamp_ns  # the emulator stamps outputs with each DRIVE
+
+    def trip_ns(self) -> int:
+        """When the watchdog tripped (after wait_outputs saw it), on the MCU's own clock."""
+        if isinstance(self.impl, AvrMcu):
+            return max(e.t_ns for e in self.impl.events if e.kind == "MEM" and e.value == 1)
+        return self.impl.outputs.stamp_ns
+
+    def stop(self) -> None:
+        self.impl.stop()
+
+
+def _start_target(name: str, **avr: object) -> Target:
+    if name == "avr":
+        return Target(name, AvrMcu(AvrConfig(build=False, **avr)).start())  # type: ignore[arg-type]
+    return Target(name, PtyEmulator(EmulatorConfig()).start())
+
+
+def _raw_drive(seq: int, steering: int, throttle: int, flags: int = 1, kind: int = TYPE_DRIVE):
+    """A DRIVE frame with any field values (thousandths), even out of range or a foreign type."""
+    payload = struct.pack("<BHhhB", kind, seq & 0xFFFF, steering, throttle, flags)
+    return cobs.encode(payload + crc16(payload).to_bytes(2, "little")) + b"\x00"
+
+
+def _open_port(target: Target) -> serial.Serial:
+    return serial.Serial(target.device_path, 1_000_000, timeout=0.05, write_timeout=0.5)
+
+
+def _read_states(port: serial.Serial, count: int, timeout_s: float = 5.0) -> list[MotorState]:
+    """Read until ``count`` STATE replies came (or the deadline); returns what came."""
+    decoder, states = FrameDecoder(), []
+    deadline = time.monotonic() + timeout_s
+    while len(states) < count and time.monotonic() < deadline:
+        states += decoder.feed(port.read(port.in_waiting or 1))
+    return states
+
+
+def _exchange(port: serial.Serial, data: bytes, timeout_s: float = 5.0) -> list[MotorState]:
+    """Write ``data`` (ending in one valid DRIVE) and return the STATEs up to its answer."""
+    port.write(data)
+    return _read_states(port, 1, timeout_s)
+
+
+@pytest.fixture(scope="session")
+def start_target():
+    """`start_target("emulator" | "avr", **avr_config)`: an MCU serving a pty (stop it after)."""
+    return _start_target
+
+
+@pytest.fixture(scope="session")
+def raw_drive():
+    """`raw_drive(seq, steering, throttle, flags=1, kind=TYPE_DRIVE)`: a DRIVE frame with any
+    field values (thousandths), even out of range or of a foreign type."""
+    return _raw_drive
+
+
+@pytest.fixture(scope="session")
+def open_port():
+    """`open_port(target)`: the host's end of the target's pty at 1 Mbaud."""
+    return _open_port
+
+
+@pytest.fixture(scope="session")
+def read_states():
+    """`read_states(port, count, timeout_s=5)`: STATE replies until `count` came or the deadline."""
+    return _read_states
+
+
+@pytest.fixture(scope="session")
+def exchange():
+    """`exchange(port, data, timeout_s=5)`: write `data` (ending in one valid DRIVE), return the
+    STATEs up to its answer."""
+    return _exchange

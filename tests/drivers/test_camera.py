@@ -1,7 +1,8 @@
 """The stereo camera: one contract every camera passes, then the OpenCV camera's own behaviour.
 
-Sources are real files made here with cv2.VideoWriter (MJPG .avi) and cv2.imwrite. To add the
-simulator's camera to the contract, append a CameraCase to CONTRACT_CASES.
+Sources are real files made here with cv2.VideoWriter (MJPG .avi) and cv2.imwrite, read by the
+real OpenCV capture; the simulator's twin (sim/stereo_camera.py) renders a simulated vehicle's
+eyes. Both pass the same contract (CONTRACT_CASES).
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ from drivers.camera import (
     open_camera,
 )
 from rover.errors import ConfigError, DataError, DeviceError
+from sim.camera import CameraModel
+from sim.policies import Straight
+from sim.scenario import Scenario
+from sim.simulation import Simulation
+from sim.stereo_camera import SimStereoCamera
 
 EYE_W, EYE_H = 160, 120
 FRAMES = 5
@@ -108,6 +114,26 @@ def _pattern_from_7(tmp_path: Path, **options) -> OpenCVStereoCamera:
     )
 
 
+SIM_STEP_S = 0.2  # the simulator's shortest episode is 1 s: five frames at this step
+
+
+def _simulation(length_m: float = 30.0) -> Simulation:
+    """A bare field whose episode ends after FRAMES steps (its 1 s time limit)."""
+    field = Scenario.from_dict(
+        {
+            "name": "field",
+            "task": {"length_m": length_m, "width_m": 20.0, "time_limit_s": FRAMES * SIM_STEP_S},
+            "border": {"shape": "wall", "materials": ["concrete"]},
+        }
+    )
+    camera = CameraModel(width_px=EYE_W, height_px=EYE_H)
+    return Simulation(field, 0, camera=camera, dt_s=SIM_STEP_S)
+
+
+def _sim_twin(tmp_path: Path) -> SimStereoCamera:
+    return SimStereoCamera(_simulation(), Straight())
+
+
 @dataclass(frozen=True)
 class CameraCase:
     """A way to build a camera in a temporary folder, for the contract tests."""
@@ -123,7 +149,7 @@ FILE_CASES = [
     CameraCase("side-by-side-video", _side_by_side_video, FRAMES),
     CameraCase("pattern-from-7", _pattern_from_7, FRAMES),
 ]
-CONTRACT_CASES = [*FILE_CASES]
+CONTRACT_CASES = [*FILE_CASES, CameraCase("sim-twin", _sim_twin, FRAMES)]
 LOSSLESS = {"image-folder", "pattern-from-7"}
 
 
@@ -343,3 +369,16 @@ def test_camera_refuses_a_calibration_made_at_another_size(tmp_path, calib_pairs
     raw = {"left": str(calib_pairs_dir), "width": 160, "height": 120, "calibration": str(path)}
     with pytest.raises(DataError, match="calibration is for 320x240 images .* 160x120"):
         open_camera(CameraConfig.from_dict(raw))
+
+
+def test_the_sim_twin_shows_what_the_simulator_renders_as_the_vehicle_drives():
+    reference = _simulation()
+    with SimStereoCamera(_simulation(), Straight(), start_ns=10**9) as camera:
+        first, second = camera.read(), camera.read()
+    left, right, _ = reference.render()
+    np.testing.assert_array_equal(first.left, left)
+    np.testing.assert_array_equal(first.right, right)
+    assert not np.array_equal(first.left, first.right)  # two eyes, two viewpoints
+    assert not np.array_equal(second.left, first.left)  # it drove on between the frames
+    assert second.left_stamp_ns - first.left_stamp_ns == round(SIM_STEP_S * 1e9)
+    assert first.left_stamp_ns == 10**9 and camera.nominal_fps == pytest.approx(5.0)

@@ -13,16 +13,9 @@ import pytest
 
 from drivers.avr_sim import BUILD_DIR, FIRMWARE_DIR, AvrMcu
 from drivers.protocol import DriveCommand, encode_drive
-from tests.drivers.mcu_targets import (
-    MS,
-    exchange,
-    open_port,
-    raw_drive,
-    read_states,
-    start_target,
-)
 
 pytestmark = pytest.mark.usefixtures("avr_tools", "avr_build")
+MS = 1_000_000
 US = 1000
 
 
@@ -31,7 +24,7 @@ def drive(seq: int, steering: float = 0.0, throttle: float = 0.0, **flags: bool)
 
 
 @pytest.fixture
-def avr():
+def avr(start_target):
     target = start_target("avr")
     yield target
     target.stop()
@@ -56,7 +49,7 @@ def test_both_stages_fit_the_budget_and_build_without_warnings() -> None:
         assert flash <= 8192 and ram <= 512, line
 
 
-def test_pulses_follow_steering_and_throttle_within_2us(avr) -> None:
+def test_pulses_follow_steering_and_throttle_within_2us(avr, exchange, open_port) -> None:
     mcu: AvrMcu = avr.impl
     mcu.wait_sim_ns(50 * MS, timeout_s=5.0)
     boot = mcu.pulses("D9")
@@ -78,7 +71,7 @@ def test_pulses_follow_steering_and_throttle_within_2us(avr) -> None:
         assert all(abs(p - 20 * MS) <= 2 * US for p in periods)  # 50 Hz, steady
 
 
-def test_watchdog_trip_brings_pulses_to_neutral_within_one_frame(avr) -> None:
+def test_watchdog_trip_brings_pulses_to_neutral_within_one_frame(avr, exchange, open_port) -> None:
     mcu: AvrMcu = avr.impl
     with open_port(avr) as port:
         exchange(port, drive(1, 0.8, 0.6, arm=True))
@@ -91,7 +84,7 @@ def test_watchdog_trip_brings_pulses_to_neutral_within_one_frame(avr) -> None:
     assert abs(pulses_after(mcu, "D9", trip_ns)[0][1] - 1500 * US) <= 2 * US
 
 
-def test_hbridge_duty_and_direction_pins_follow_throttle() -> None:
+def test_hbridge_duty_and_direction_pins_follow_throttle(exchange, open_port, start_target) -> None:
     target = start_target("avr", stage="hbridge")
     mcu: AvrMcu = target.impl
     try:
@@ -108,7 +101,9 @@ def test_hbridge_duty_and_direction_pins_follow_throttle() -> None:
         target.stop()
 
 
-def test_hardware_watchdog_resets_a_stalled_loop_and_pulses_come_back_neutral() -> None:
+def test_hardware_watchdog_resets_a_stalled_loop_and_pulses_come_back_neutral(
+    exchange, open_port, start_target
+) -> None:
     target = start_target("avr", stall_at_ms=300)
     mcu: AvrMcu = target.impl
     try:
@@ -139,7 +134,9 @@ def test_hardware_watchdog_resets_a_stalled_loop_and_pulses_come_back_neutral() 
         target.stop()
 
 
-def test_per_frame_processing_leaves_headroom_at_the_host_rate(avr) -> None:
+def test_per_frame_processing_leaves_headroom_at_the_host_rate(
+    avr, exchange, open_port, raw_drive, read_states
+) -> None:
     """Cycles from a DRIVE's delimiter going on the wire to its STATE's first byte: the work."""
     mcu: AvrMcu = avr.impl
     with open_port(avr) as port:

@@ -5,12 +5,14 @@ and takes over again, then goes away; each input must answer the same way."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import time
 
 import pytest
 
+import drivers.gamepad
 from drivers.gamepad import (
     WINDOW_TITLE,
     KeyboardWindow,
@@ -147,7 +149,13 @@ def _wait(predicate, timeout_s: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.fixture(params=["script", "gamepad", "keyboard"])
+# Every OperatorInput of drivers/gamepad.py and the contract case that drives it. No virtual
+# joystick can be made here (no /dev/uinput, and pygame has no SDL virtual-joystick call), so the
+# gamepad's case posts joystick events on SDL's real queue instead of plugging a pad in.
+CONTRACT_CASES = {ScriptedGamepad: "script", PygameGamepad: "gamepad", KeyboardWindow: "keyboard"}
+
+
+@pytest.fixture(params=list(CONTRACT_CASES.values()))
 def harness(request, monkeypatch):
     if request.param == "script":
         yield ScriptHarness()
@@ -219,6 +227,19 @@ def test_operator_input_contract(harness):
     assert gone.throttle == 0.0 and not gone.deadman
     inp.close()
     inp.close()  # twice is fine
+
+
+def test_every_operator_input_has_a_contract_case():
+    protocol = {name for name, _ in inspect.getmembers(OperatorInput) if not name.startswith("_")}
+    implementations = {
+        cls
+        for _, cls in inspect.getmembers(drivers.gamepad, inspect.isclass)
+        if cls.__module__ == drivers.gamepad.__name__
+        and cls is not OperatorInput
+        and protocol <= set(dir(cls))
+    }
+    assert protocol >= {"read", "wait", "close", "connected", "closed", "name"}
+    assert implementations == set(CONTRACT_CASES), "add a harness for each new OperatorInput"
 
 
 def test_script_file_errors_name_the_step(tmp_path):

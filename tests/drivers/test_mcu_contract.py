@@ -18,14 +18,17 @@ from drivers.protocol import (
     encode_drive,
     encode_state,
 )
-from tests.drivers.mcu_targets import MS, exchange, open_port, raw_drive, read_states
+
+MS = 1_000_000
 
 
 def drive(seq: int, steering: float = 0.0, throttle: float = 0.0, **flags: bool) -> bytes:
     return encode_drive(DriveCommand(seq, steering, throttle, **flags))
 
 
-def test_drive_is_answered_with_its_seq_and_clamped_values(mcu) -> None:
+def test_drive_is_answered_with_its_seq_and_clamped_values(
+    mcu, exchange, open_port, raw_drive
+) -> None:
     with open_port(mcu) as port:
         [state] = exchange(port, raw_drive(41, 1200, -1100))
         assert (state.seq, state.armed, state.steering, state.throttle) == (41, True, 1.0, -1.0)
@@ -38,7 +41,9 @@ def test_drive_is_answered_with_its_seq_and_clamped_values(mcu) -> None:
     assert (out.steering, out.throttle, out.armed) == (0.0, 0.0, False)
 
 
-def test_watchdog_trips_250ms_after_the_last_drive_on_the_mcu_clock(mcu) -> None:
+def test_watchdog_trips_250ms_after_the_last_drive_on_the_mcu_clock(
+    mcu, exchange, open_port
+) -> None:
     with open_port(mcu) as port:
         for seq in range(1, 6):  # 50 Hz for 100 ms, then silence, as a crashed host
             assert exchange(port, drive(seq, 0.3, 0.5, arm=True))[0].seq == seq
@@ -55,7 +60,7 @@ def test_watchdog_trips_250ms_after_the_last_drive_on_the_mcu_clock(mcu) -> None
         assert not exchange(port, drive(7, 0.3, 0.5, arm=True))[0].watchdog_tripped
 
 
-def test_estop_latches_through_armed_drives_until_arm_rises(mcu) -> None:
+def test_estop_latches_through_armed_drives_until_arm_rises(mcu, exchange, open_port) -> None:
     with open_port(mcu) as port:
         assert exchange(port, drive(1, 0.5, 0.5, arm=True))[0].armed
         [state] = exchange(port, drive(2, 0.5, 0.5, arm=True, estop=True))
@@ -71,7 +76,7 @@ def test_estop_latches_through_armed_drives_until_arm_rises(mcu) -> None:
     assert (out.estop, out.armed, out.throttle) == (False, True, 0.5)
 
 
-def garbage_frames(rng: random.Random) -> list[tuple[str, bytes]]:
+def garbage_frames(raw_drive, rng: random.Random) -> list[tuple[str, bytes]]:
     """One of each kind of frame the MCU must count and never answer, each 0x00-terminated."""
     good = bytearray(drive(9, 0.1, 0.1, arm=True))
     bad_crc = bytearray(good)
@@ -91,10 +96,12 @@ def garbage_frames(rng: random.Random) -> list[tuple[str, bytes]]:
     ]
 
 
-def test_bad_frames_are_counted_as_the_host_decoder_counts_them_never_answered(mcu) -> None:
+def test_bad_frames_are_counted_as_the_host_decoder_counts_them_never_answered(
+    mcu, exchange, open_port, read_states, raw_drive
+) -> None:
     host = FrameDecoder(accept=(TYPE_DRIVE,))
     with open_port(mcu) as port:
-        for seq, (kind, junk) in enumerate(garbage_frames(random.Random(13)), start=100):
+        for seq, (kind, junk) in enumerate(garbage_frames(raw_drive, random.Random(13)), start=100):
             host.feed(junk)
             states = exchange(port, junk + drive(seq, 0.2, 0.2, arm=True))
             assert [s.seq for s in states] == [seq], kind  # the junk got no reply
@@ -108,7 +115,7 @@ def test_bad_frames_are_counted_as_the_host_decoder_counts_them_never_answered(m
         assert states[-1].bad_frames == host.counters.bad_total
 
 
-def test_random_byte_streams_never_kill_it(mcu) -> None:
+def test_random_byte_streams_never_kill_it(mcu, exchange, open_port) -> None:
     rng = random.Random(7)
     with open_port(mcu) as port:
         for seq in range(20):
@@ -117,7 +124,7 @@ def test_random_byte_streams_never_kill_it(mcu) -> None:
             assert states and states[-1].seq == seq
 
 
-def test_a_lost_delimiter_costs_only_the_frame_that_lost_it(mcu) -> None:
+def test_a_lost_delimiter_costs_only_the_frame_that_lost_it(mcu, exchange, open_port) -> None:
     host = FrameDecoder(accept=(TYPE_DRIVE,))
     with open_port(mcu) as port:
         lost = drive(1, 0.1, 0.1, arm=True)[:-1]  # line noise ate its 0x00

@@ -4,52 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 
 import numpy as np
 import pytest
 
-os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
-
-from perception import stereo  # noqa: E402
-from rover.errors import DataError  # noqa: E402
-from sim.camera import CameraModel  # noqa: E402
-from sim.geometry import Obstacle  # noqa: E402
-from sim.scenario import Scenario  # noqa: E402
-from sim.simulation import Simulation  # noqa: E402
-from sim.world import generate_world  # noqa: E402
+from perception import stereo
+from rover.errors import DataError
+from sim.camera import CameraModel
+from sim.simulation import Simulation
 
 GEOM = stereo.StereoGeometry.from_camera_model()
-
-
-def field_scenario(length_m: float = 40.0) -> Scenario:
-    """A bare textured field with a far fence: nothing near but what a test places."""
-    return Scenario.from_dict(
-        {
-            "name": "field",
-            "task": {"length_m": length_m, "width_m": 40.0, "time_limit_s": 30.0},
-            "border": {"shape": "wall", "materials": ["concrete"]},
-            "lighting": {"sky": "clear", "fog_distance_m": 40.0},
-        }
-    )
-
-
-def scene(obstacles: list[Obstacle], camera: CameraModel | None = None) -> Simulation:
-    """A simulation whose world holds exactly ``obstacles`` (plus no border), at the start."""
-    world = generate_world(field_scenario(), 0)
-    world = dataclasses.replace(world, obstacles=tuple(obstacles))
-    return Simulation.from_world(world, camera=camera)
-
-
-def tree(x: float, y: float, radius: float = 0.25, height: float = 6.0) -> Obstacle:
-    """A trunk at (x, y) in the world (the vehicle starts at the origin facing +x)."""
-    return Obstacle("tree", x, y, 0.0, radius, 2 * radius, 2 * radius, height, "bark_brown")
-
-
-def rock(x: float, y: float, radius: float = 0.3, height: float = 0.3) -> Obstacle:
-    """A low rock at (x, y)."""
-    return Obstacle("rock", x, y, 0.0, radius, 2 * radius, 2 * radius, height, "rock_grey")
 
 
 @pytest.fixture(scope="module")
@@ -150,8 +114,10 @@ def labelled(sim: Simulation, geom: stereo.StereoGeometry = GEOM):
     return frame, truth
 
 
-def test_a_tree_ahead_is_labelled_obstacle_down_to_its_footline():
-    sim = scene([tree(3.25, 0.0)])  # rig 0.15 m ahead of the centre: trunk face at ~2.85 m
+def test_a_tree_ahead_is_labelled_obstacle_down_to_its_footline(scene, tree):
+    sim = scene(
+        [tree(3.25, 0.0, radius=0.25)]
+    )  # rig 0.15 m ahead of the centre: trunk face at ~2.85 m
     frame, truth = labelled(sim)
     labels = frame.labels
     near = truth.depth_m[0] < 6.0
@@ -168,7 +134,7 @@ def test_a_tree_ahead_is_labelled_obstacle_down_to_its_footline():
     assert np.median(labels.footline_depth_m[cols]) == pytest.approx(2.85, abs=0.25)
 
 
-def test_a_low_rock_is_an_obstacle_and_open_ground_is_not():
+def test_a_low_rock_is_an_obstacle_and_open_ground_is_not(rock, scene):
     frame, truth = labelled(scene([rock(2.6, 0.4, radius=0.25, height=0.2)]))
     lab = frame.labels.labels
     rock_px = truth.obstacle_mask[0] & (truth.depth_m[0] < 6.0)
@@ -178,10 +144,10 @@ def test_a_low_rock_is_an_obstacle_and_open_ground_is_not():
     assert (lab[open_ground] == stereo.OBSTACLE).mean() < 0.02
 
 
-def test_labels_survive_a_pitch_the_calibration_does_not_know():
+def test_labels_survive_a_pitch_the_calibration_does_not_know(scene, tree):
     # rendered 4 degrees further down than calibrated: the refit plane absorbs it
     pitched = CameraModel(pitch_deg=9.0)
-    frame, truth = labelled(scene([tree(4.15, 0.8)], camera=pitched))
+    frame, truth = labelled(scene([tree(4.15, 0.8, radius=0.25)], camera=pitched))
     assert frame.labels.plane.fitted
     assert frame.labels.plane.tilt_deg(GEOM.nominal_plane()) == pytest.approx(4.0, abs=1.5)
     known = frame.labels.labels != stereo.UNKNOWN
@@ -199,9 +165,9 @@ def test_sky_is_distant_not_obstacle(forest_frames):
     assert (frame.labels.labels[sky] == stereo.DISTANT).mean() > 0.5
 
 
-def test_geometry_from_metadata_or_simulator_defaults():
+def test_geometry_from_metadata_or_the_default_rig():
     geom, source = stereo.StereoGeometry.from_metadata({})
-    assert geom == GEOM and "simulator" in source
+    assert geom == GEOM and "default rig" in source
     raw = dataclasses.asdict(dataclasses.replace(GEOM, baseline_m=0.2))
     geom, source = stereo.StereoGeometry.from_metadata({"stereo_geometry": raw})
     assert geom.baseline_m == 0.2 and source == "recording metadata"

@@ -6,8 +6,6 @@ import os
 
 import pytest
 
-from tests.rover.rig_helpers import rover, start_rig, stop_rig
-
 QUICK = ["--skip", "torch", "--skip", "models", "--skip", "nodes"]
 
 
@@ -22,9 +20,9 @@ def _lines(out: str) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_doctor_passes_a_good_rig_with_the_nodes_on_live_frames(rig, rig_env):
+def test_doctor_passes_a_good_rig_with_the_nodes_on_live_frames(rig, rig_env, rover_cli):
     # wide budgets: this shared machine is noisy; `rover bench latency` measures the targets
-    done = rover(
+    done = rover_cli(
         "doctor", "--config", str(rig.toml), "--seconds", "2", "--steering-budget-ms", "500",
         "--traversability-budget-ms", "2000", env=rig_env, timeout_s=300,
     )  # fmt: skip
@@ -40,11 +38,13 @@ def test_doctor_passes_a_good_rig_with_the_nodes_on_live_frames(rig, rig_env):
     assert "live frames" in done.stdout and "all checks passed" in done.stdout
 
 
-def test_doctor_names_a_wrong_port_and_a_camera_that_does_not_deliver(rig, rig_env, tmp_path):
+def test_doctor_names_a_wrong_port_and_a_camera_that_does_not_deliver(
+    rig, rig_env, tmp_path, rover_cli
+):
     silent = tmp_path / "camera.pipe"
     os.mkfifo(silent)  # a stream nobody sends on: opening it never delivers a frame
     wrong = tmp_path / "ttyACM9"
-    done = rover(
+    done = rover_cli(
         "doctor", "--config", str(rig.toml), "--set", f"camera.right={silent}",
         "--set", f"motor.port={wrong}", "--camera-timeout", "2", *QUICK, env=rig_env,
     )  # fmt: skip
@@ -57,11 +57,13 @@ def test_doctor_names_a_wrong_port_and_a_camera_that_does_not_deliver(rig, rig_e
 
 
 @pytest.mark.slow
-def test_doctor_talks_to_the_compiled_firmware_in_simavr(rig_env, tmp_path, require_tools):
+def test_doctor_talks_to_the_compiled_firmware_in_simavr(
+    rig_env, tmp_path, require_tools, rover_cli, start_rig, stop_rig
+):
     require_tools("avr-gcc", "simavr")
     files = start_rig(tmp_path / "rig", rig_env, "--mcu", "avr")
     try:
-        done = rover("doctor", "--config", str(files.toml), *QUICK, env=rig_env)
+        done = rover_cli("doctor", "--config", str(files.toml), *QUICK, env=rig_env)
     finally:
         stop_rig(files.root, rig_env)
     assert done.returncode == 0, done.stdout + done.stderr

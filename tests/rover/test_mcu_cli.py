@@ -1,8 +1,7 @@
-"""`rover mcu serve` and `rover bench serial --mcu avr`: the firmware for people and benches."""
+"""`rover mcu serve`: the firmware on a link for people and benches."""
 
 from __future__ import annotations
 
-import json
 import select
 import signal
 import subprocess
@@ -59,21 +58,3 @@ def test_mcu_serve_refuses_a_link_that_is_a_real_file(tmp_path):
     assert result.stderr.strip() == (
         f"rover: error: --link {taken} exists and is not a symlink: pick another path"
     )
-
-
-@pytest.mark.slow
-def test_bench_serial_against_the_compiled_firmware(require_tools):
-    require_tools("avr-gcc", "avr-nm", "simavr", "cc", "make")
-    result = subprocess.run(
-        [sys.executable, "-m", "rover.cli", "bench", "serial", "--mcu", "avr", "--count", "100"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert result.returncode == 0, result.stderr
-    figures = json.loads(result.stdout.strip().splitlines()[-1])
-    assert figures["mcu"] == "avr" and figures["baud"] == 1_000_000 and figures["lost"] == 0
-    # 30 bytes at 1 Mbaud are 0.3 ms on the wire: the firmware's round trip cannot beat that.
-    assert 0.3 < figures["p50_ms"] < figures["p99_ms"]
-    assert 230 <= figures["watchdog_ms"] <= 270

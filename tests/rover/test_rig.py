@@ -11,37 +11,28 @@ from drivers.camera import EndOfStream, OpenCVStereoCamera
 from drivers.protocol import DriveCommand
 from drivers.serial_link import SerialMotorLink
 from rover.config import load_config
-from tests.rover.rig_helpers import (
-    RIG_SECONDS,
-    DriveLog,
-    Stack,
-    namespace,
-    process_gone,
-    rover,
-    start_rig,
-    stop_rig,
-    wait_until,
-)
 
 
-def test_the_rig_toml_drives_the_real_camera_and_serial_paths(rig):
+def test_the_rig_toml_drives_the_real_camera_and_serial_paths(
+    rig, drive_log, rig_seconds, wait_until
+):
     cfg = load_config(rig.toml)
     camera = OpenCVStereoCamera(cfg.camera)
     assert camera.calibration is not None  # rectified through the calibration file
-    frames = [camera.read() for _ in range(RIG_SECONDS * 30 + 5)]  # past the end: it loops
+    frames = [camera.read() for _ in range(rig_seconds * 30 + 5)]  # past the end: it loops
     camera.close()
     assert frames[0].left.shape == (240, 320, 3) and frames[0].left.std() > 10
     assert frames[0].left.tobytes() != frames[60].left.tobytes()  # the drive moves
     assert frames[0].left.tobytes() != frames[0].right.tobytes()  # two eyes, a baseline apart
 
     ending = OpenCVStereoCamera(dataclasses.replace(cfg.camera, loop=False))
-    for _ in range(RIG_SECONDS * 30):
+    for _ in range(rig_seconds * 30):
         ending.read()
     with pytest.raises(EndOfStream):
         ending.read()
     ending.close()
 
-    drives = DriveLog(rig.drive_log)
+    drives = drive_log(rig.drive_log)
     with SerialMotorLink(cfg.motor) as link:
         link.send(DriveCommand(7, 0.25, 0.5, arm=True))
         state = wait_until(lambda: [s for s in link.poll(0.1) if s.seq == 7], 5, "STATE 7")[0]
@@ -50,15 +41,17 @@ def test_the_rig_toml_drives_the_real_camera_and_serial_paths(rig):
     assert arrived.armed and (arrived.steering, arrived.throttle) == (0.25, 0.5)
 
 
-def test_rig_reuses_its_videos_stops_and_starts_again(rig, rig_env, tmp_path):
-    again = rover(
-        "rig", "--out", str(tmp_path / "other"), "--seconds", str(RIG_SECONDS), env=rig_env
+def test_rig_reuses_its_videos_stops_and_starts_again(
+    rig, rig_env, tmp_path, process_gone, rig_seconds, rover_cli, start_rig, stop_rig
+):
+    again = rover_cli(
+        "rig", "--out", str(tmp_path / "other"), "--seconds", str(rig_seconds), env=rig_env
     )
     assert again.returncode == 0 and "rendering" not in again.stdout  # from the cache
     stop_rig(tmp_path / "other", rig_env)
 
     pid = int(rig.pidfile.read_text())
-    running = rover("rig", "--out", str(rig.root), "--seconds", str(RIG_SECONDS), env=rig_env)
+    running = rover_cli("rig", "--out", str(rig.root), "--seconds", str(rig_seconds), env=rig_env)
     assert "already running" in running.stdout
     stop_rig(rig.root, rig_env)
     assert not os.path.lexists(rig.port) and process_gone(pid)
@@ -74,18 +67,20 @@ def test_rig_reuses_its_videos_stops_and_starts_again(rig, rig_env, tmp_path):
         (["--mcu", "arduino"], "--mcu arduino: use one of emulator, avr"),
     ],
 )
-def test_bad_rig_options_are_one_line(rig_env, tmp_path, argv, message):
-    done = rover("rig", "--out", str(tmp_path / "rig"), *argv, env=rig_env)
+def test_bad_rig_options_are_one_line(rig_env, tmp_path, argv, message, rover_cli):
+    done = rover_cli("rig", "--out", str(tmp_path / "rig"), *argv, env=rig_env)
     assert done.returncode != 0 and message in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "rig" / "rig.toml").exists()
 
 
 @pytest.mark.slow
-def test_a_video_that_ends_ends_the_run_with_a_line(rig_env, tmp_path):
+def test_a_video_that_ends_ends_the_run_with_a_line(
+    rig_env, tmp_path, new_namespace, rover_stack, start_rig, stop_rig
+):
     files = start_rig(tmp_path / "rig", rig_env, "--no-loop")
     try:
-        stack = Stack(
-            ["teleop", "--config", str(files.toml), "--headless", "--namespace", namespace()],
+        stack = rover_stack(
+            ["teleop", "--config", str(files.toml), "--headless", "--namespace", new_namespace()],
             rig_env,
             tmp_path / "stack.log",
         )

@@ -18,15 +18,6 @@ from rover.bench.xkeys import Keyboard, xvfb
 from rover.ready import ready_path
 from rover.recording.reader import Session
 from rover.topics import BusConfig
-from tests.rover.rig_helpers import (
-    DriveLog,
-    Stack,
-    namespace,
-    node_pid,
-    rover,
-    start_rig,
-    wait_until,
-)
 
 
 @pytest.fixture
@@ -45,12 +36,12 @@ def window_env(env: dict, display: str) -> dict:
 
 @pytest.mark.slow
 def test_keys_drive_the_motors_estop_latches_and_ctrl_c_closes_the_recording(
-    rig, rig_env, display, tmp_path
+    rig, rig_env, display, tmp_path, drive_log, new_namespace, rover_cli, rover_stack, wait_until
 ):
-    drives = DriveLog(rig.drive_log)
-    ns = namespace()
+    drives = drive_log(rig.drive_log)
+    ns = new_namespace()
     argv = ["teleop", "--config", str(rig.toml), "--namespace", ns]
-    stack = Stack(
+    stack = rover_stack(
         [*argv, "--record", str(tmp_path / "rec")], window_env(rig_env, display), tmp_path / "log"
     )
     try:
@@ -89,27 +80,29 @@ def test_keys_drive_the_motors_estop_latches_and_ctrl_c_closes_the_recording(
         assert stack.proc.returncode == 0
     finally:
         stack.stop()
-    last = DriveLog(rig.drive_log, from_start=True).drives()[-1]
+    last = drive_log(rig.drive_log, from_start=True).drives()[-1]
     assert last.throttle == 0 and not last.armed  # the stack's last DRIVE stopped the motors
-    verify = rover("recordings", "verify", session, env=rig_env)
+    verify = rover_cli("recordings", "verify", session, env=rig_env)
     assert verify.returncode == 0, verify.stdout + verify.stderr
     frames = Session(session).frames()
     carried = [(f.steering, f.throttle) for f in frames]
     assert any(t >= 0.5 and s > 0.5 for s, t in carried), carried  # the commands carry it
 
 
-def _autopilot_stack(rig, rig_env, display, tmp_path) -> tuple[Stack, str]:
+def _autopilot_stack(rig, rig_env, display, tmp_path, rover_stack, new_namespace) -> tuple:
     model = bundled_model_path()
     assert model is not None, "the checkout ships perception/steering/bundled/steering.pt"
-    ns = namespace()
+    ns = new_namespace()
     argv = ["drive", "--config", str(rig.toml), "--model", str(model), "--namespace", ns]
-    return Stack(argv, window_env(rig_env, display), tmp_path / "log"), ns
+    return rover_stack(argv, window_env(rig_env, display), tmp_path / "log"), ns
 
 
 @pytest.mark.slow
-def test_autopilot_stops_for_a_stalled_camera_and_a_key_takes_over(rig, rig_env, display, tmp_path):
-    drives = DriveLog(rig.drive_log)
-    stack, ns = _autopilot_stack(rig, rig_env, display, tmp_path)
+def test_autopilot_stops_for_a_stalled_camera_and_a_key_takes_over(
+    rig, rig_env, display, tmp_path, drive_log, node_pid, wait_until, new_namespace, rover_stack
+):
+    drives = drive_log(rig.drive_log)
+    stack, ns = _autopilot_stack(rig, rig_env, display, tmp_path, rover_stack, new_namespace)
     bus_cfg = BusConfig(namespace=ns)
     commands = bus.Subscriber(topics.CONTROL_COMMAND, bus_cfg, newest=False, hwm=5000)
     teleop = bus.Subscriber(topics.TELEOP_COMMAND, bus_cfg, newest=False, hwm=5000)
@@ -157,14 +150,16 @@ def _script(tmp_path, throttle: float = 0.4) -> str:
 
 
 @pytest.mark.slow
-def test_a_second_stack_in_the_namespace_is_refused_and_the_first_lives_on(rig, rig_env, tmp_path):
-    ns = namespace()
-    drives = DriveLog(rig.drive_log)
+def test_a_second_stack_in_the_namespace_is_refused_and_the_first_lives_on(
+    rig, rig_env, tmp_path, drive_log, new_namespace, rover_cli, rover_stack
+):
+    ns = new_namespace()
+    drives = drive_log(rig.drive_log)
     argv = ["teleop", "--config", str(rig.toml), "--namespace", ns]
-    first = Stack([*argv, "--teleop-script", _script(tmp_path)], rig_env, tmp_path / "first")
+    first = rover_stack([*argv, "--teleop-script", _script(tmp_path)], rig_env, tmp_path / "first")
     try:
         drives.wait(lambda d: d.armed and d.throttle > 0, 30, "the first stack driving")
-        second = rover(*argv, "--headless", env=rig_env, timeout_s=30)
+        second = rover_cli(*argv, "--headless", env=rig_env, timeout_s=30)
         assert second.returncode != 0
         lines = second.stderr.strip().splitlines()
         assert len(lines) == 1 and re.search(f"namespace '{ns}' is in use", lines[0]), lines
@@ -176,10 +171,12 @@ def test_a_second_stack_in_the_namespace_is_refused_and_the_first_lives_on(rig, 
 
 
 @pytest.mark.slow
-def test_a_killed_motor_controller_is_reported_and_comes_back(rig, rig_env, tmp_path):
-    drives = DriveLog(rig.drive_log)
-    argv = ["teleop", "--config", str(rig.toml), "--namespace", namespace()]
-    stack = Stack([*argv, "--teleop-script", _script(tmp_path)], rig_env, tmp_path / "log")
+def test_a_killed_motor_controller_is_reported_and_comes_back(
+    rig, rig_env, tmp_path, drive_log, new_namespace, rover_stack, start_rig
+):
+    drives = drive_log(rig.drive_log)
+    argv = ["teleop", "--config", str(rig.toml), "--namespace", new_namespace()]
+    stack = rover_stack([*argv, "--teleop-script", _script(tmp_path)], rig_env, tmp_path / "log")
     try:
         drives.wait(lambda d: d.armed and d.throttle > 0, 30, "driving")
         os.kill(int(rig.pidfile.read_text()), signal.SIGKILL)  # the motor controller dies

@@ -11,11 +11,12 @@ import pytest
 
 from drivers.avr_sim import AvrConfig, AvrMcu
 from rover import topics
-from tests.rover.robot import start, stop_group, write_robot, write_script
 
 
 @pytest.mark.slow
-def test_teleop_on_the_robot_drives_the_firmwares_pulses_and_stops_them(tmp_path, require_tools):
+def test_teleop_on_the_robot_drives_the_firmwares_pulses_and_stops_them(
+    tmp_path, require_tools, start_rover, stop_group, write_robot, write_script
+):
     require_tools("avr-gcc", "avr-nm", "simavr", "cc", "make")
     namespace = f"t{uuid.uuid4().hex[:10]}"
     with AvrMcu(AvrConfig()) as mcu:
@@ -23,7 +24,7 @@ def test_teleop_on_the_robot_drives_the_firmwares_pulses_and_stops_them(tmp_path
         script = write_script(tmp_path)
         log = tmp_path / "stack.log"
         args = ["teleop", "--config", str(robot), "--namespace", namespace]
-        proc = start(*args, "--teleop-script", str(script), cwd=tmp_path, log=log)
+        proc = start_rover(*args, "--teleop-script", str(script), cwd=tmp_path, log=log)
         try:
             # The operator's half throttle reaches the ESC pin as a pulse longer than neutral.
             out = mcu.wait_outputs(lambda o: o.armed and o.throttle > 0.3, timeout_s=60)

@@ -3,9 +3,11 @@ firmware emulator on a pty, a scripted operator, `rover teleop` as a user starts
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -17,14 +19,6 @@ from rover import bus, topics
 from rover import messages as m
 from rover.namespace import NamespaceInUse, NamespaceLock
 from rover.recording.reader import Session
-from tests.rover.robot import (
-    group_pids,
-    start,
-    stop_group,
-    wait_for,
-    write_robot,
-    write_script,
-)
 
 
 def rover(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -50,7 +44,7 @@ def namespace():
     topics.BusConfig(namespace=name).remove_ipc_root()
 
 
-def _stopped(proc, namespace: str) -> bool:
+def _stopped(group_pids, proc, namespace: str) -> bool:
     """No process of the stack's group but `rover` itself, and its namespace lock free."""
     if set(group_pids(proc.pid)) - {proc.pid}:
         return False
@@ -69,7 +63,16 @@ def _ready(namespace: str) -> bool:
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
 def test_ctrl_c_stops_the_robot_stack_in_2s_with_a_clean_recording_and_motors_stopped(
-    tmp_path, mcu, namespace, how
+    tmp_path,
+    mcu,
+    namespace,
+    how,
+    start_rover,
+    stop_group,
+    wait_until,
+    write_robot,
+    write_script,
+    group_pids,
 ):
     robot = write_robot(tmp_path, mcu.device_path)
     script = write_script(tmp_path)
@@ -78,14 +81,14 @@ def test_ctrl_c_stops_the_robot_stack_in_2s_with_a_clean_recording_and_motors_st
     log = tmp_path / "stack.log"
     args = ["teleop", "--config", str(robot), "--namespace", namespace]
     args += ["--record", str(tmp_path / "rec"), "--teleop-script", str(script)]
-    proc = start(*args, cwd=elsewhere, log=log)
+    proc = start_rover(*args, cwd=elsewhere, log=log)
     try:
         # the operator drives: the motors follow, and the recorder hears frames and commands
-        wait_for(lambda: _ready(namespace), 60, "the recorder")
-        wait_for(lambda: mcu.outputs.throttle > 0.3, 20, "the motors to follow the script")
+        wait_until(lambda: _ready(namespace), 60, "the recorder")
+        wait_until(lambda: mcu.outputs.throttle > 0.3, 20, "the motors to follow the script")
         cmds = bus.Subscriber(topics.CONTROL_COMMAND, topics.BusConfig(namespace=namespace))
         heard = []
-        wait_for(lambda: heard.extend(cmds.drain()) or len(heard) > 30, 10, "30 commands")
+        wait_until(lambda: heard.extend(cmds.drain()) or len(heard) > 30, 10, "30 commands")
         cmds.close()
         if how == "ctrl-c":
             os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C
@@ -95,7 +98,9 @@ def test_ctrl_c_stops_the_robot_stack_in_2s_with_a_clean_recording_and_motors_st
         sent_ns = time.monotonic_ns()
         # stopped: every node gone and the namespace free (the manager has cleaned up); then
         # `rover` itself prints its summary (it reads the recording) and exits
-        wait_for(lambda: _stopped(proc, namespace), 2.0, "the stack to stop", poll_s=0.01)
+        wait_until(
+            lambda: _stopped(group_pids, proc, namespace), 2.0, "the stack to stop", poll_s=0.01
+        )
         gone_s = time.monotonic() - sent
         assert proc.wait(10) == 0, log.read_text()
         exit_s = time.monotonic() - sent
@@ -116,16 +121,67 @@ def test_ctrl_c_stops_the_robot_stack_in_2s_with_a_clean_recording_and_motors_st
     counts = {t["topic"]: t["messages"] for t in json.loads(info.stdout)["topics"]}
     assert counts["/teleop/command"] > 30 and counts["/control/command"] > 30
     assert not os.path.exists(topics.BusConfig(namespace=namespace).ipc_path())
+    assert not _log_folders(namespace)  # a clean stop leaves no node logs in the temp folder
 
 
-def test_a_second_stack_in_a_namespace_is_refused_and_the_first_lives_on(tmp_path, mcu, namespace):
+def _log_folders(namespace: str) -> list[Path]:
+    return list(Path(tempfile.gettempdir()).glob(f"rover-{namespace}-logs-*"))
+
+
+@pytest.mark.slow
+def test_the_node_logs_of_a_killed_stack_go_with_the_next_run(
+    tmp_path,
+    mcu,
+    namespace,
+    start_rover,
+    stop_group,
+    wait_until,
+    write_robot,
+    write_script,
+    group_pids,
+):
+    """SIGKILL leaves the manager no chance to tidy up; the next run removes the folder of a
+    manager that is gone, unless it was kept for a failure the user was told about."""
+    from rover.manager import KEPT_MARKER, prune_kept_logs
+
+    robot = write_robot(tmp_path, mcu.device_path)
+    args = ["teleop", "--config", str(robot), "--namespace", namespace]
+    proc = start_rover(
+        *args,
+        "--teleop-script",
+        str(write_script(tmp_path)),
+        cwd=tmp_path,
+        log=tmp_path / "stack.log",
+    )
+    try:
+        folder = wait_until(lambda: _log_folders(namespace), 60, "the node log folder")[0]
+        wait_until(lambda: (folder / "control.log").exists(), 60, "the control node")
+        proc.kill()  # the manager alone: its nodes follow it (parent-death signal)
+        proc.wait(10)
+        wait_until(lambda: not group_pids(proc.pid), 10, "the nodes to follow the manager")
+    finally:
+        stop_group(proc)
+    assert folder.is_dir()  # nobody tidied up
+    failed = Path(tempfile.mkdtemp(prefix=f"rover-{namespace}x-logs-{proc.pid}-"))
+    (failed / KEPT_MARKER).write_text("node control exited with code 1\n")
+    try:
+        removed = prune_kept_logs(Path(tempfile.gettempdir()))
+        assert folder in removed and not folder.exists()
+        assert failed.is_dir()  # kept for a failure: the newest few stay
+    finally:
+        shutil.rmtree(failed, ignore_errors=True)
+
+
+def test_a_second_stack_in_a_namespace_is_refused_and_the_first_lives_on(
+    tmp_path, mcu, namespace, start_rover, stop_group, wait_until, write_robot, write_script
+):
     robot = write_robot(tmp_path, mcu.device_path)
     script = write_script(tmp_path)
     args = ["teleop", "--config", str(robot), "--namespace", namespace]
-    first = start(*args, "--teleop-script", str(script), cwd=tmp_path, log=tmp_path / "1.log")
+    first = start_rover(*args, "--teleop-script", str(script), cwd=tmp_path, log=tmp_path / "1.log")
     try:
         cmds = bus.Subscriber(topics.CONTROL_COMMAND, topics.BusConfig(namespace=namespace))
-        wait_for(lambda: cmds.receive(10), 60, "the first stack's control commands")
+        wait_until(lambda: cmds.receive(10), 60, "the first stack's control commands")
         second = rover(*args, "--record", str(tmp_path / "rec2"))
         lines = [ln for ln in second.stderr.splitlines() if ln.strip()]
         assert second.returncode != 0 and len(lines) == 1, second.stderr
@@ -133,7 +189,7 @@ def test_a_second_stack_in_a_namespace_is_refused_and_the_first_lives_on(tmp_pat
         assert f"pid {first.pid}" in lines[0] and "--namespace" in lines[0]
         assert not (tmp_path / "rec2").exists()  # refused before it touched anything
         cmds.drain()
-        wait_for(lambda: cmds.receive(10), 5, "the first stack, still running")
+        wait_until(lambda: cmds.receive(10), 5, "the first stack, still running")
         assert first.poll() is None
     finally:
         stop_group(first)
@@ -170,7 +226,9 @@ def test_a_stale_lock_from_a_killed_stack_is_taken_over(tmp_path, namespace):
     assert NamespaceLock(bus_cfg).acquire().took_over_from == ""  # released cleanly
 
 
-def test_file_camera_at_its_end_stops_the_stack_with_one_line(tmp_path, mcu, namespace):
+def test_file_camera_at_its_end_stops_the_stack_with_one_line(
+    tmp_path, mcu, namespace, write_robot, write_script
+):
     robot = write_robot(tmp_path, mcu.device_path, loop=False, frames=15)
     result = rover(
         "teleop",
@@ -189,19 +247,22 @@ def test_file_camera_at_its_end_stops_the_stack_with_one_line(tmp_path, mcu, nam
     assert "restarting" not in result.stderr
 
 
-def test_drive_on_a_robot_will_not_arm_without_an_operator_input(tmp_path, mcu, namespace):
+def test_drive_on_a_robot_will_not_arm_without_an_operator_input(
+    tmp_path, mcu, namespace, wait_until, write_robot
+):
     """Headless, no gamepad, no script: the control node keeps the motors disarmed and says
     in one line what to connect; the autopilot's estimates change nothing."""
-    from rover.manager import Manager, RunOptions
+    from rover.manager import Manager
+    from rover.runspec import Run
 
     robot = write_robot(tmp_path, mcu.device_path)
     overrides = ("control.require_operator=true", "control.autopilot_without_teleop=true")
-    options = RunOptions(
+    options = Run(
         mode="drive",
+        bus=topics.BusConfig(namespace=namespace),
         config=str(robot),
-        namespace=namespace,
         overrides=overrides,
-        node_args={"teleop": ["--mode", "drive", "--headless"]},
+        headless=True,
     )
     nodes = tuple(n for n in __import__("rover.manager").manager.NODES if n.name != "steering")
     mgr = Manager(options, nodes=nodes)
@@ -217,7 +278,7 @@ def test_drive_on_a_robot_will_not_arm_without_an_operator_input(tmp_path, mcu, 
             estimates.publish(m.SteeringEstimate(steering=0.1, throttle=0.8))
             return next((e for e in health.drain() if e.fault == "operator"), None)
 
-        event = wait_for(refused, 60, "the control node to refuse")
+        event = wait_until(refused, 60, "the control node to refuse")
         assert event.active and "plug in a gamepad" in event.text and "--unattended" in event.text
         got = cmds.drain()
         assert got and all(c.throttle == 0.0 and c.stale for c in got)  # stale: not armed
@@ -275,7 +336,7 @@ def test_robot_toml_paths_are_relative_to_the_file(tmp_path):
     assert cfg.motor.port == "/dev/ttyACM0" and cfg.traversability.model == "bundled"
 
 
-def _node_pid(pgid: int, module: str) -> int:
+def _node_pid(group_pids, pgid: int, module: str) -> int:
     for pid in group_pids(pgid):
         try:
             if module in Path(f"/proc/{pid}/cmdline").read_text():
@@ -287,28 +348,36 @@ def _node_pid(pgid: int, module: str) -> int:
 
 @pytest.mark.slow
 def test_lost_motor_controller_and_stalled_camera_print_lines_and_are_counted(
-    tmp_path, mcu, namespace
+    tmp_path,
+    mcu,
+    namespace,
+    start_rover,
+    stop_group,
+    wait_until,
+    write_robot,
+    write_script,
+    group_pids,
 ):
     robot = write_robot(tmp_path, mcu.device_path)
     log = tmp_path / "stack.log"
     args = ["teleop", "--config", str(robot), "--namespace", namespace]
     args += ["--record", str(tmp_path / "rec"), "--teleop-script", str(write_script(tmp_path))]
-    proc = start(*args, cwd=tmp_path, log=log)
+    proc = start_rover(*args, cwd=tmp_path, log=log)
     try:
-        wait_for(lambda: _ready(namespace), 60, "the recorder")
-        wait_for(lambda: mcu.outputs.throttle > 0.3, 20, "the motors to follow the script")
+        wait_until(lambda: _ready(namespace), 60, "the recorder")
+        wait_until(lambda: mcu.outputs.throttle > 0.3, 20, "the motors to follow the script")
         mcu.unplug()  # the USB cable out
-        wait_for(lambda: "control: motor controller lost" in log.read_text(), 5, "lost line")
+        wait_until(lambda: "control: motor controller lost" in log.read_text(), 5, "lost line")
         mcu.replug()
-        wait_for(lambda: "control: motor controller back" in log.read_text(), 5, "back line")
-        wait_for(lambda: mcu.outputs.throttle > 0.3, 5, "the motors to follow again")
-        camera = _node_pid(proc.pid, "rover.nodes.camera")
+        wait_until(lambda: "control: motor controller back" in log.read_text(), 5, "back line")
+        wait_until(lambda: mcu.outputs.throttle > 0.3, 5, "the motors to follow again")
+        camera = _node_pid(group_pids, proc.pid, "rover.nodes.camera")
         os.kill(camera, signal.SIGSTOP)  # a camera that stops delivering
         try:
-            wait_for(lambda: "control: camera stalled" in log.read_text(), 5, "stall line")
+            wait_until(lambda: "control: camera stalled" in log.read_text(), 5, "stall line")
         finally:
             os.kill(camera, signal.SIGCONT)
-        wait_for(lambda: "control: camera frames back" in log.read_text(), 5, "back line")
+        wait_until(lambda: "control: camera frames back" in log.read_text(), 5, "back line")
         listen = rover("topics", "--namespace", namespace, "--seconds", "1.5", "--json")
         faults = {(f["node"], f["fault"]): f for f in json.loads(listen.stdout)["faults"]}
         live_lost = faults[("control", "motor_link")]["count"]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from rover.errors import EXIT_DATA, EXIT_USAGE
+from rover.runspec import SimSpec
 from rover.summary import RunSummary, run_line
 
 
@@ -41,15 +42,13 @@ def test_a_headless_sim_run_ends_with_a_summary_naming_its_files(tmp_path: Path,
 
 
 def test_without_metrics_out_the_summary_leaves_no_files_behind(tmp_path: Path):
-    import argparse
-
-    args = argparse.Namespace(sim="forest", metrics_out=None, snapshot=None)
-    with RunSummary.prepare(args) as summary:
-        assert args.metrics_out is not None  # the simulator writes there
-        Path(args.metrics_out).write_text('{"scenario": "forest", "seed": 1, "elapsed_s": 3.0}')
+    with RunSummary.prepare(SimSpec("forest")) as summary:
+        metrics = summary.metrics_path
+        assert metrics is not None  # the simulator writes there
+        metrics.write_text('{"scenario": "forest", "seed": 1, "elapsed_s": 3.0}')
         assert summary.lines()[0].startswith("run: forest seed 1: 0.0 m driven")
         assert "--metrics-out PATH keeps" in summary.lines()[1]
-    assert not Path(args.metrics_out).parent.exists()
+    assert not metrics.parent.exists()
 
 
 def test_the_run_line_says_when_the_vehicle_went_backwards():
@@ -126,11 +125,8 @@ def test_old_node_logs_of_failed_runs_are_pruned(tmp_path: Path):
     ],
 )
 def test_bad_output_paths_fail_before_the_run(tmp_path: Path, flag, value, needle):
-    import argparse
-
     from rover.errors import DataError
 
-    args = argparse.Namespace(sim="forest", metrics_out=None, snapshot=None)
-    setattr(args, flag.lstrip("-").replace("-", "_"), str(tmp_path / value))
+    spec = SimSpec("forest", **{flag.lstrip("-").replace("-", "_"): str(tmp_path / value)})
     with pytest.raises(DataError, match=needle):
-        RunSummary.prepare(args)
+        RunSummary.prepare(spec)

@@ -1,37 +1,18 @@
-"""Shared fixtures for the simulator tests: small scenarios and hand-placed worlds."""
+"""Fixtures for the simulator tests: a bare scenario and hand-placed worlds (the obstacles
+themselves, `tree`, `rock` and `box`, are in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import pytest
 
-os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
-
-from sim.geometry import Obstacle  # noqa: E402
-from sim.scenario import Scenario  # noqa: E402
-from sim.world import World, generate_world  # noqa: E402
+from sim.geometry import Obstacle
+from sim.scenario import Scenario
+from sim.world import World, generate_world
 
 
-def tree(x: float, y: float, radius: float = 0.2, height: float = 6.0) -> Obstacle:
-    """A trunk at (x, y)."""
-    return Obstacle("tree", x, y, 0.0, radius, 2 * radius, 2 * radius, height, "bark_brown")
-
-
-def rock(x: float, y: float, radius: float = 0.3, height: float = 0.3) -> Obstacle:
-    """A low rock at (x, y)."""
-    return Obstacle("rock", x, y, 0.0, radius, 2 * radius, 2 * radius, height, "rock_grey")
-
-
-def box(x: float, y: float, yaw: float, length: float, width: float, height: float = 1.0):
-    """A box (oriented rectangle) at (x, y)."""
-    radius = (length**2 + width**2) ** 0.5 / 2
-    return Obstacle("box", x, y, yaw, radius, length, width, height, "cardboard")
-
-
-def empty_scenario(**task) -> Scenario:
+def _empty_scenario(**task) -> Scenario:
     """A bare field scenario: no obstacles, a fence far away, plain lighting."""
     table = {
         "name": "empty",
@@ -42,13 +23,20 @@ def empty_scenario(**task) -> Scenario:
     return Scenario.from_dict(table)
 
 
-def world_with(obstacles: list[Obstacle], seed: int = 0, **task) -> World:
+def _world_with(obstacles: list[Obstacle], seed: int = 0, **task) -> World:
     """A bare world holding exactly ``obstacles`` (no border, nothing else)."""
-    world = generate_world(empty_scenario(**task), seed)
+    world = generate_world(_empty_scenario(**task), seed)
     return dataclasses.replace(world, obstacles=tuple(obstacles))
 
 
-@pytest.fixture
-def make_world():
-    """Factory: ``make_world([tree(5, 0), ...])`` gives a world with only those obstacles."""
-    return world_with
+@pytest.fixture(scope="session")
+def empty_scenario():
+    """`empty_scenario(**task)`: a bare field scenario, no obstacles, a fence far away."""
+    return _empty_scenario
+
+
+@pytest.fixture(scope="session")
+def world_with():
+    """`world_with([tree(5, 0), ...], seed=0, **task)`: a bare world holding exactly those
+    obstacles (no border, nothing else)."""
+    return _world_with

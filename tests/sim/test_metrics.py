@@ -18,7 +18,6 @@ from sim.metrics import (
     compute_metrics,
     write_trajectory_png,
 )
-from tests.sim.conftest import tree, world_with
 
 REQUIRED = {
     "distance_m",
@@ -43,7 +42,7 @@ def make_log(collisions: int, steps: int = 100, dt: float = 0.1) -> RunLog:
     return log
 
 
-def test_metrics_follow_dave_and_pilotnet_definitions():
+def test_metrics_follow_dave_and_pilotnet_definitions(world_with):
     world = world_with([], length_m=40.0)
     metrics = compute_metrics(make_log(collisions=1), world)
     assert metrics.keys() >= REQUIRED
@@ -56,7 +55,7 @@ def test_metrics_follow_dave_and_pilotnet_definitions():
     json.dumps(metrics)  # JSON-ready: plain numbers, strings and bools
 
 
-def test_autonomy_is_clamped_and_no_collision_divides_by_one():
+def test_autonomy_is_clamped_and_no_collision_divides_by_one(world_with):
     world = world_with([])
     assert compute_metrics(make_log(collisions=3), world)["autonomy_pct"] == 0.0
     clean = compute_metrics(make_log(collisions=0), world)
@@ -64,7 +63,7 @@ def test_autonomy_is_clamped_and_no_collision_divides_by_one():
     assert clean["mean_distance_between_collisions_m"] == clean["distance_m"]
 
 
-def test_trajectory_png_shows_obstacles_trail_and_collisions(tmp_path):
+def test_trajectory_png_shows_obstacles_trail_and_collisions(tmp_path, tree, world_with):
     world = world_with([tree(6.0, 2.0, radius=0.5)], length_m=20.0)
     path = write_trajectory_png(tmp_path / "run.png", world, make_log(collisions=1), px_per_m=10)
     image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
@@ -81,7 +80,7 @@ def test_trajectory_png_shows_obstacles_trail_and_collisions(tmp_path):
     assert ink[-LEGEND_PX:].sum() > 300, "a legend and a scale bar below it"
 
 
-def test_repeated_collisions_at_one_put_back_spot_show_their_count(tmp_path):
+def test_repeated_collisions_at_one_put_back_spot_show_their_count(tmp_path, world_with):
     """Twelve collisions at one spot are one mark labelled x12, not one bare cross."""
     assert collision_spots([(5.0, 0.0)] * 12 + [(5.3, 0.2), (15.0, 1.0)]) == [
         (5.0, 0.0, 13),
@@ -99,6 +98,6 @@ def test_repeated_collisions_at_one_put_back_spot_show_their_count(tmp_path):
     assert labels[0] == 0 and labels[1] > 15
 
 
-def test_trajectory_png_into_a_missing_folder_says_so(tmp_path):
+def test_trajectory_png_into_a_missing_folder_says_so(tmp_path, world_with):
     with pytest.raises(DataError, match="does not exist"):
         write_trajectory_png(tmp_path / "nope" / "run.png", world_with([]), make_log(0))

@@ -11,7 +11,6 @@ from sim.expert import Expert, ExpertConfig
 from sim.policies import RandomSteer, Straight
 from sim.scenario import list_suite, load_scenario
 from sim.simulation import Simulation
-from tests.sim.conftest import box, world_with
 
 SUITE = list_suite("regression")
 
@@ -58,7 +57,7 @@ def test_perturbed_expert_records_clean_labels_and_recovers():
     assert metrics["reached_goal"] and metrics["collisions"] == 0
 
 
-def test_expert_stops_and_backs_out_of_a_dead_end():
+def test_expert_stops_and_backs_out_of_a_dead_end(box, world_with):
     pocket = [
         box(1.0, 0.55, 0.0, 3.5, 0.2),
         box(1.0, -0.55, 0.0, 3.5, 0.2),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -11,7 +10,6 @@ import pytest
 from sim.camera import CameraModel
 from sim.render import StereoRenderer
 from sim.simulation import Simulation
-from tests.sim.conftest import box, rock, tree, world_with
 
 
 def reference_truth(world, camera: CameraModel, x: float, y: float, yaw: float):
@@ -71,7 +69,7 @@ def _enter(ob, origin, direction):
 
 
 @pytest.fixture(scope="module")
-def scene():
+def scene(box, tree, world_with):
     obstacles = [
         tree(6.0, 0.4, radius=0.25, height=6.0),
         tree(9.0, -1.6, radius=0.3, height=8.0),
@@ -147,7 +145,7 @@ def test_stereo_pair_obeys_the_published_intrinsics(scene):
     assert measured == pytest.approx(cam.fx_px * cam.baseline_m / front, rel=1e-5)
 
 
-def test_sky_above_horizon_ground_below_with_texture_and_fog():
+def test_sky_above_horizon_ground_below_with_texture_and_fog(world_with):
     world = world_with([])
     renderer = StereoRenderer(world)
     left, _, truth = renderer.render(0.0, 0.0, 0.0)
@@ -163,7 +161,7 @@ def test_sky_above_horizon_ground_below_with_texture_and_fog():
     assert np.abs(far - fog).max() < np.abs(near.mean(axis=(0, 1)) - fog).max()
 
 
-def test_obstacles_get_shaded_and_fogged_by_distance():
+def test_obstacles_get_shaded_and_fogged_by_distance(tree, world_with):
     world = world_with([tree(3.0, 0.0, radius=0.3), tree(40.0, 3.0, radius=0.6, height=9.0)])
     renderer = StereoRenderer(world)
     left, _, truth = renderer.render(0.0, 0.0, 0.0)
@@ -173,7 +171,7 @@ def test_obstacles_get_shaded_and_fogged_by_distance():
     assert np.abs(far - fog).sum() < np.abs(near - fog).sum()
 
 
-def test_rock_silhouette_narrows_toward_its_top():
+def test_rock_silhouette_narrows_toward_its_top(rock, world_with):
     world = world_with([rock(2.0, 0.0, radius=0.5, height=0.5)])
     renderer = StereoRenderer(world)
     _, _, truth = renderer.render(0.0, 0.0, 0.0)
@@ -184,14 +182,12 @@ def test_rock_silhouette_narrows_toward_its_top():
 
 
 @pytest.mark.parametrize("name", ["forest", "corridor"])
-def test_render_rate_is_far_from_a_regression(name):
-    # The real target (>= 300 pairs/s) is shown by `rover bench sim`; this only catches a
-    # gross regression (a Python loop over pixels), even on a busy shared machine.
+def test_the_renderer_draws_each_pose_along_a_drive(name):
+    # How fast: `rover bench sim` (render_pairs_per_s, against a per-pixel floor).
     sim = Simulation(name)
     sim.render()
-    frames = 40
-    start = time.perf_counter()
-    for i in range(frames):
-        sim.renderer.render_vehicle(0.1 * i, 0.0, 0.0)
-    rate = frames / (time.perf_counter() - start)
-    assert rate > 60, f"{rate:.0f} stereo pairs/s"
+    pairs = [sim.renderer.render_vehicle(0.5 * i, 0.0, 0.0)[:2] for i in range(8)]
+    for left, right in pairs:
+        assert left.shape == right.shape == (240, 320, 3) and left.dtype == np.uint8
+        assert left.std() > 5 and not np.array_equal(left, right)  # a scene, two viewpoints
+    assert all(not np.array_equal(a[0], b[0]) for a, b in zip(pairs, pairs[1:], strict=False))

@@ -11,7 +11,6 @@ from rover.errors import ConfigError
 from sim.expert import Expert
 from sim.policies import RandomSteer
 from sim.simulation import FRAME_DT_S, Simulation
-from tests.sim.conftest import empty_scenario, tree, world_with
 
 
 def sim_in(world) -> Simulation:
@@ -40,7 +39,7 @@ def test_same_seed_and_inputs_give_identical_runs(policy):
     assert np.array_equal(left_a, left_b) and np.array_equal(depth_a, depth_b)
 
 
-def test_collision_is_an_intervention_that_puts_the_vehicle_back_on_its_trail():
+def test_collision_is_an_intervention_that_puts_the_vehicle_back_on_its_trail(tree, world_with):
     sim = sim_in(world_with([tree(5.0, 0.0, radius=0.3)]))
     cruise = sim.vehicle.cruise_throttle
     while not sim.state.collided:
@@ -63,7 +62,7 @@ def test_collision_is_an_intervention_that_puts_the_vehicle_back_on_its_trail():
     assert metrics["mean_distance_between_collisions_m"] == pytest.approx(metrics["distance_m"] / 2)
 
 
-def test_a_safety_driver_takes_over_after_a_collision_so_one_mistake_counts_once():
+def test_a_safety_driver_takes_over_after_a_collision_so_one_mistake_counts_once(tree, world_with):
     trunk = [tree(5.0, 0.0, radius=0.3)]
     rewind = sim_in(world_with(trunk))
     takeover = Simulation.from_world(world_with(trunk), safety_driver_s=3.0, safety_driver=Expert())
@@ -88,7 +87,7 @@ def test_a_safety_driver_takes_over_after_a_collision_so_one_mistake_counts_once
     assert not takeover.state.takeover
 
 
-def test_safety_driver_takeover_shows_in_the_state_while_it_lasts():
+def test_safety_driver_takeover_shows_in_the_state_while_it_lasts(tree, world_with):
     sim = Simulation.from_world(
         world_with([tree(5.0, 0.0, radius=0.3)]), safety_driver_s=1.0, safety_driver=Expert()
     )
@@ -101,7 +100,7 @@ def test_safety_driver_takeover_shows_in_the_state_while_it_lasts():
         Simulation("open", safety_driver_s=-1.0)
 
 
-def test_intervention_heading_follows_a_curved_trail():
+def test_intervention_heading_follows_a_curved_trail(tree, world_with):
     def steer(t: float) -> float:
         return 0.0 if t < 1.0 else 0.25
 
@@ -125,7 +124,7 @@ def test_intervention_heading_follows_a_curved_trail():
     assert state.yaw_rad > 0.1, "the trail was turning left"
 
 
-def test_episode_ends_at_the_goal_or_the_time_limit():
+def test_episode_ends_at_the_goal_or_the_time_limit(empty_scenario):
     sim = Simulation(empty_scenario(length_m=12.0, time_limit_s=30.0))
     while not sim.done:
         sim.step(0.0, 1.0)
@@ -165,7 +164,7 @@ def test_observation_carries_state_world_and_optional_images():
     assert seen.left.shape == (240, 320, 3) and seen.right.shape == (240, 320, 3)
 
 
-def test_state_reports_speed_distance_and_progress():
+def test_state_reports_speed_distance_and_progress(empty_scenario):
     sim = Simulation(empty_scenario(length_m=30.0))
     for _ in range(90):
         state = sim.step(0.0, sim.vehicle.cruise_throttle)

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from sim.geometry import Shapes
 from sim.scenario import load_scenario
 from sim.world import generate_world
-from tests.sim.conftest import box, rock, tree
 
 
 def test_same_seed_same_world_and_new_seed_new_world():
@@ -74,7 +73,7 @@ def test_corridor_trail_is_walled_and_passable():
         assert trail.half_width_m + off - o.radius_m >= 0.9
 
 
-def test_footprint_hits_circles_and_rotated_boxes():
+def test_footprint_hits_circles_and_rotated_boxes(box, tree):
     shapes = Shapes([tree(2.0, 0.0, radius=0.2), box(0.0, 2.0, math.pi / 4, 1.0, 0.2)])
     assert shapes.footprint_hits(1.6, 0.0, 0.0, 0.25, 0.15).tolist() == [0]
     assert shapes.footprint_hits(1.5, 0.0, 0.0, 0.25, 0.15).size == 0
@@ -96,7 +95,7 @@ def _rect_points(x, y, yaw, hl, hw, n=25):
     yaw=st.floats(-math.pi, math.pi),
     box_yaw=st.floats(-math.pi, math.pi),
 )
-def test_collision_and_clearance_agree_with_sampled_geometry(x, y, yaw, box_yaw):
+def test_collision_and_clearance_agree_with_sampled_geometry(x, y, yaw, box_yaw, box, rock):
     shapes = Shapes([rock(0.6, 0.0, radius=0.3), box(-0.6, 0.2, box_yaw, 0.8, 0.3)])
     hl, hw = 0.25, 0.15
     px, py = _rect_points(x, y, yaw, hl, hw)

@@ -1,0 +1,22 @@
+"""`rover bench faults`: the fault-reaction figures the stack tests leave to a bench."""
+
+import json
+import subprocess
+import sys
+
+
+def test_bench_faults_prints_a_table_and_the_figures_as_json():
+    result = subprocess.run(
+        [sys.executable, "-m", "rover.cli", "bench", "faults", "--trials", "2", "--restarts", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    *table, last = result.stdout.strip().splitlines()
+    figures = json.loads(last)
+    assert "teleop silent -> stale command" in "\n".join(table)
+    # the control node never calls an input stale before stale_ms (the floor)
+    assert figures["stale_p50_ms"] >= figures["floor_stale_ms"] == 200.0
+    assert figures["motors_zero_p50_ms"] >= figures["floor_stale_ms"]
+    assert figures["restart_p50_s"] > 0
