@@ -233,7 +233,7 @@ def one_torch_thread():
 
 @pytest.mark.parametrize(("bins", "disparities"), [(0, 0), (21, 2)])
 def test_frozen_predictor_gives_the_eager_answers_to_the_bit(
-    tmp_path, bins, disparities, one_torch_thread
+    tmp_path, bins, disparities, one_torch_thread, tiny_config, bar_frames
 ):
     import dataclasses
 
