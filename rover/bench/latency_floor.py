@@ -1,12 +1,18 @@
 """The floor of `rover bench latency`: each glass-to-motor stage's bare cost, on this machine.
 
-- capture_publish: a bare OpenCV read of the rig's cameras (grab, decode, colour, rectify), plus
-  a bare pyzmq hop of the stereo pair between two processes (``rover bench bus``'s floor);
+- capture_publish: a bare OpenCV read of the rig's cameras from the left eye's capture stamp
+  (where the stack's stage starts: the right eye's grab, both decodes, colour, rectify), in
+  one thread as the camera node reads, plus a bare pyzmq hop of the stereo pair between two
+  processes (``rover bench bus``'s floor);
 - bus: a bare pyzmq hop of a small message between two processes;
-- steering: the network's bare forward on a prepared pair (``rover bench infer``'s floor);
+- steering: the network's bare forward and decoding on a prepared pair, run as the steering
+  node runs it (its frozen graph where that gives the same answers);
 - control: the controller's arbitration and the DRIVE frame's encoding, in this process;
 - serial: a DRIVE frame written on a bare pty to another thread reading it, plus the wire time
   of a DRIVE at the rig's baud rate.
+
+Each is measured back to back in a loop (warm caches): the work of a stage, none of the
+waiting for a wake-up or a core that the stack adds between stages.
 """
 
 from __future__ import annotations
@@ -22,28 +28,52 @@ from pathlib import Path
 DRIVE_BYTES = 13  # a DRIVE frame and the delimiter that may precede it
 
 FRAMES = 150
+WARM_UP = 10  # forwards before timing: a frozen graph optimises itself in its first runs
 
 
 def camera_reads(toml: Path, count: int = FRAMES) -> tuple[list[float], list]:
-    """Milliseconds per bare stereo read of the rig's cameras, and the pairs read."""
+    """Milliseconds per bare stereo read of the rig's cameras from the left eye's capture
+    stamp to the pair in hand, and the pairs read."""
+    import cv2
+
     from drivers.camera import EndOfStream, open_camera
     from rover.config import load_config
 
+    cv2.setNumThreads(1)  # as the camera node runs
     config = load_config(toml, ["camera.loop=true"]).camera
     camera = open_camera(config)
     times_ms, pairs = [], []
     try:
         while len(pairs) < count:
-            start = time.perf_counter_ns()
             try:
                 frame = camera.read()
             except EndOfStream:
                 break
-            times_ms.append((time.perf_counter_ns() - start) / 1e6)
+            times_ms.append((time.monotonic_ns() - frame.left_stamp_ns) / 1e6)
             pairs.append((frame.left, frame.right))
     finally:
         camera.close()
     return times_ms, pairs
+
+
+def forward_costs(model: Path, pairs: list) -> list[float]:
+    """Milliseconds of the steering node's network (and decoding) on each prepared pair."""
+    import torch
+
+    from perception.infer import SteeringPredictor
+
+    torch.set_num_threads(1)  # the [steering] default
+    predictor = SteeringPredictor(model, device="cpu")
+    predictor.freeze()
+    prepared = [predictor.prepare(left, right).clone() for left, right in pairs]
+    out_ms = []
+    with torch.inference_mode():
+        for i, x in enumerate(prepared[:WARM_UP] + prepared):
+            start = time.perf_counter_ns()
+            predictor.forward_prepared(x)
+            if i >= WARM_UP:
+                out_ms.append((time.perf_counter_ns() - start) / 1e6)
+    return out_ms
 
 
 def control_costs(count: int = 2000) -> list[float]:
@@ -107,12 +137,11 @@ def measure(
 ) -> dict[str, list[float]]:
     """Each stage's bare cost in milliseconds (a list of samples per stage)."""
     from rover.bench import bus as bus_bench
-    from rover.bench.infer import measure_floor as forward_floor
 
     reads_ms, pairs = camera_reads(toml, frames)
     pair_hop = bus_bench._measure("raw", len(reads_ms), 30.0, (320, 240))["lat_ms"]
     small_hop = bus_bench._measure("raw", 200, 100.0, (4, 4))["lat_ms"]
-    forward_ms, _ = forward_floor(model, pairs, threads=1)
+    forward_ms = forward_costs(model, pairs)
     wire_ms = DRIVE_BYTES * 10 / baud * 1000 if baud else 0.0
     serial_ms = [one_way + wire_ms for one_way in pty_one_way(500)]
     return {

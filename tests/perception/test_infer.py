@@ -220,3 +220,33 @@ def test_binned_predictor_keeps_its_way_around_only_while_frames_are_fresh(
     assert predictor.predict(*frame, stamp_ns=10**9 + 33_333_333).steering < -0.6
     # after a pause the old choice no longer holds
     assert predictor.predict(*frame, stamp_ns=3 * 10**9).steering > 0.6
+
+
+@pytest.fixture
+def one_torch_thread():
+    """As the steering node runs (and the tracer's first runs are slow on a busy pool)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize(("bins", "disparities"), [(0, 0), (21, 2)])
+def test_frozen_predictor_gives_the_eager_answers_to_the_bit(
+    tmp_path, bins, disparities, one_torch_thread, tiny_config, bar_frames
+):
+    import dataclasses
+
+    cfg = dataclasses.replace(tiny_config(bins=bins), disparities=disparities)
+    with torch.random.fork_rng():  # the suite's later unseeded models stay what they were
+        torch.manual_seed(bins + disparities)
+        path = save_checkpoint(tmp_path / "m.pt", build_model(cfg), 0.5, {})
+    eager = SteeringPredictor(path, device="cpu")
+    frozen = SteeringPredictor(path, device="cpu")
+    assert frozen.freeze() and frozen.frozen and not eager.frozen
+    rng = np.random.default_rng(bins)
+    for i, x in enumerate(np.linspace(0.1, 0.9, 4)):  # 33 ms apart: binned ones keep their way
+        frame = bar_frames(x, rng)
+        stamp = 1_000_000_000 + i * 33_000_000
+        assert frozen.predict(*frame, stamp) == eager.predict(*frame, stamp)
+        assert np.array_equal(frozen.raw(*frame, previous=-0.4), eager.raw(*frame, previous=-0.4))

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 MEASURED = "from rover.bench.latency import measured_camera_latency_ms as m; print(m())"
@@ -39,10 +40,12 @@ def test_bench_latency_times_glass_to_motor_stage_by_stage(rig_env, tmp_path, ro
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["frames"] >= 30 and result["baud"] == 115200 and result["traversability"]
     stages = ("capture_publish", "bus", "steering", "control", "serial")
-    for key in ("p50_ms", "p99_ms", "floor_p50_ms", "ctrl_c_s"):
+    for key in ("p50_ms", "p99_ms", "floor_p50_ms", "floor_p99_ms", "ctrl_c_s"):
         assert result[key] > 0
+    assert result["floor_p99_ms"] >= result["floor_p50_ms"]
     for stage in stages:
         assert f"{stage}_p50_ms" in result and result[f"{stage}_floor_p50_ms"] > 0
+        assert result[f"{stage}_floor_p99_ms"] >= result[f"{stage}_floor_p50_ms"]
     # 13 bytes at 115200 baud take 1.1 ms on the wire: the serial floor sees it (the stage in
     # the stack is timed from control's ControlCommand stamp, taken just after its write, so a
     # loaded machine can make it read shorter than the wire; it is never negative)
@@ -71,3 +74,14 @@ def test_stages_add_up_to_glass_to_motor_and_a_late_listener_moves_no_time_backw
         assert sum(parts) == pytest.approx(stages["e2e"][i]) and min(parts) >= 0
     assert stages["capture_publish"] == [2.0, 4.0]  # frame 2: capped at written - in node
     assert stages["control"] == [1.0, 0.0] and stages["serial"] == [1.0, 1.0]
+
+
+def test_the_floors_tail_is_that_of_the_stages_work_added_up():
+    from rover.bench.latency import STAGES, floor_sum_p99
+
+    steady = {s: [1.0] * 100 for s in STAGES}
+    assert floor_sum_p99(steady) == 5.0
+    # one stage slow in 1 of 10 samples: its 1-in-10 tail shows in the sum's p99, whole
+    spiky = {**steady, "steering": [1.0] * 90 + [11.0] * 10}
+    assert floor_sum_p99(spiky) == 15.0
+    assert np.isnan(floor_sum_p99({**steady, "serial": []}))
