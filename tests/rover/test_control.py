@@ -1,10 +1,13 @@
 import dataclasses
 
+import numpy as np
 import pytest
 
+from perception.traversability.guard import GuardConfig
+from perception.traversability.polar import PolarSummary
 from rover import messages as m
 from rover.config import load_config
-from rover.control import ControlConfig, Controller
+from rover.control import ControlConfig, Controller, GuardedController
 from rover.errors import ConfigError
 
 MS = 1_000_000
@@ -102,3 +105,26 @@ def test_bad_config_file_one_clear_error(tmp_path, text, needle):
     path.write_text(text)
     with pytest.raises(ConfigError, match=needle):
         load_config(path)
+
+
+def _polar(free_m: float) -> PolarSummary:
+    """Arcs that are all free for `free_m` metres."""
+    return PolarSummary(np.linspace(-1, 1, 15).astype(np.float32), np.full(15, free_m, np.float32))
+
+
+def test_guarded_controller_brakes_at_once_and_crawls_on_stale_maps():
+    ctl = GuardedController(ControlConfig(autopilot_without_teleop=True), GuardConfig())
+    t = 1_000_000_000
+    for _ in range(30):  # ramp up to cruise with a clear view
+        t += 33_000_000
+        ctl.on_traversability(_polar(25.0), t)
+        ctl.on_estimate(m.SteeringEstimate(stamp_ns=t, steering=0.0, throttle=0.66), t)
+        assert ctl.output(t).throttle <= 0.66
+    assert ctl.output(t).throttle == pytest.approx(0.66)
+    ctl.on_traversability(_polar(0.2), t)  # something right at the bumper
+    assert ctl.output(t).throttle == 0.0  # no slew ramp on the way down
+    ctl.on_traversability(_polar(25.0), t)
+    t += 400_000_000  # the map goes stale: crawl until it returns
+    ctl.on_estimate(m.SteeringEstimate(stamp_ns=t, steering=0.0, throttle=0.66), t)
+    crawl = ctl.output(t).throttle
+    assert 0.0 < crawl <= GuardConfig().stale_crawl_mps / GuardConfig().max_speed_mps + 1e-6
