@@ -152,12 +152,11 @@ class SerialMotorLink:
             self._tx_dropped += 1
             return
         try:
-            self._serial.write(self._prefix + encode_drive(cmd))
-        except serial.SerialTimeoutException:
-            # Part of the frame may be out: the next one starts with a delimiter to resync.
-            self._prefix = b"\x00"
-            self._tx_dropped += 1
-            return
+            if not self._write(self._prefix + encode_drive(cmd)):
+                # Part of the frame may be out: the next one starts with a delimiter to resync.
+                self._prefix = b"\x00"
+                self._tx_dropped += 1
+                return
         except (serial.SerialException, OSError) as exc:
             self._lost(exc, now_ns)
             self._tx_dropped += 1
@@ -169,6 +168,26 @@ class SerialMotorLink:
         self._pending.move_to_end(key)  # keeps the dict in send order even if a seq repeats
         if len(self._pending) > _MAX_PENDING:
             self._pending.popitem(last=False)
+
+    def _write(self, data: bytes) -> bool:
+        """Write all of ``data`` within ``write_timeout_ms``; False when the device stayed full.
+
+        Not pyserial's timed ``write``: it checks its deadline after a complete write too, so a
+        process descheduled past 5 ms (a loaded machine) had a frame that went out counted as
+        dropped. pyserial opens the port non-blocking; we write its descriptor directly."""
+        fd = self._serial.fileno()
+        deadline = time.monotonic() + self.config.write_timeout_ms / 1000
+        rest = memoryview(data)
+        while rest:
+            try:
+                rest = rest[os.write(fd, rest) :]
+                continue
+            except BlockingIOError:
+                pass
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([], [fd], [], left)[1]:
+                return False
+        return True
 
     def poll(self, timeout_s: float = 0.0) -> list[MotorState]:
         """STATE replies read since the last call; waits up to ``timeout_s`` for the first."""
