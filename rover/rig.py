@@ -1,10 +1,11 @@
 """`rover rig`: the robot's hardware, stood in for by the nearest real things that run here.
 
-- Cameras: two video files of raw YUV frames (I420), as a USB camera at 320x240 sends raw YUYV
-  (MJPG is for larger sizes): the host only converts their colour, it decodes nothing (MJPG
-  files cost 0.24 ms more a frame and eye here, on the glass-to-motor path, which the robot
-  does not pay), rendered by the simulator along the expert's drive through a scenario, read by the camera node through the same OpenCV capture
-  path as a camera, with the calibration file of the simulator's (ideal) stereo pair, so
+- Cameras: two video files rendered by the simulator along the expert's drive through a
+  scenario, read by the camera node through the same OpenCV capture path as a camera. Their
+  frames are raw YUV (I420), as a USB camera at 320x240 sends raw YUYV (MJPG is for larger
+  sizes): the host converts their colour and decodes nothing (MJPG files cost 0.24 ms more a
+  frame and eye here, on the glass-to-motor path, which the robot does not pay). With them
+  comes the calibration file of the simulator's (ideal) stereo pair, so
   rectification, traversability and steering see realistic frames. Rendered once per
   (scenario, seed, seconds) into the user's cache folder and reused.
 - Motor controller: the firmware emulator (``python -m drivers.emulator``) on a pty, as a
