@@ -71,11 +71,12 @@ bench: $(BIN)/rover-installed
 # families with repainted materials; train with the defaults; evaluate on the regression suite
 # and the 30 held-out worlds; bundle only when both meet the targets (docs/steering.md).
 MODEL_RUN ?= runs/model
+MODEL_NAMESPACE ?= make-model
 model: $(BIN)/rover-installed
 	rm -rf $(MODEL_RUN)
 	$(HEADLESS) $(BIN)/rover drive --sim forest,open,corridor --model expert --headless \
 		--lockstep --duration 1200 --perturb 0.3,0.5 --randomise-materials \
-		--record $(MODEL_RUN)/recordings --namespace make-model
+		--record $(MODEL_RUN)/recordings --namespace $(MODEL_NAMESPACE)
 	$(HEADLESS) $(BIN)/rover train steering $(MODEL_RUN)/recordings --out $(MODEL_RUN)/steering.pt
 	$(HEADLESS) $(BIN)/rover eval --model $(MODEL_RUN)/steering.pt \
 		--suite sim/scenarios/regression --straight --out $(MODEL_RUN)/eval

@@ -240,6 +240,7 @@ def test_help_shows_every_default_and_limits_cut_the_recordings(tmp_path, capsys
     assert "--max-frames" in text and "--max-minutes" in text
 
 
+@pytest.mark.slow
 def test_training_twice_on_the_same_recordings_gives_the_same_weights_bit_for_bit(
     tmp_path, bar_session, tiny_model_args
 ):
