@@ -12,8 +12,9 @@ operator input that can stop it is connected (``[control] require_operator``; se
 rover/control.py for why the check lives here).
 
 `--lockstep-maps` (the stack passes it for a lock-step simulator run with the traversability
-node): an estimate for frame N waits until the map of frame N arrived (or `MAP_WAIT_MS`
-passed), so the guard judges the same frame as the CNN and a run is reproducible. The map itself is held
+node): an estimate for frame N waits until the map of frame N arrived (or `--map-wait-ms`
+passed: the stack gives the simulator's answer timeout, so a later map makes a counted late
+frame), so the guard judges the same frame as the CNN and a run is reproducible. The map itself is held
 until its frame's estimate is answered: a 50 Hz repeat that fell between map N and estimate N
 would otherwise brake with map N first, and where it fell (wall time) would move the answer.
 In real time the node never waits: the newest map is the best there is.
