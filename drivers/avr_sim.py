@@ -5,7 +5,7 @@
 stable symlink at the pty it serves UART0 on, and reads its event stream: pin edges (the
 servo/ESC pulses, the H-bridge's PWM and direction pins), UART bytes both ways and the
 firmware's watchdog flag, all stamped with the simulated clock. It offers what
-``PtyEmulator`` offers (``device_path``, ``outputs``, ``wait_outputs``) so the simulator and
+``PtyEmulator`` offers (``device_path``, ``outputs``, ``wait_outputs``, ``applied``) so the simulator and
 the benches take either::
 
     with AvrMcu(AvrConfig(stage="esc_servo")) as mcu:
@@ -212,6 +212,12 @@ class AvrMcu:
         """The outputs as the motors see them (from the pins) and the last STATE applied."""
         with self._changed:
             return self._outputs
+
+    def applied(self, seq: int) -> MotorOutputs | None:
+        """The last outputs the DRIVE numbered ``seq`` set on the pins, even if later ones
+        followed (as ``PtyEmulator.applied``); None when no longer in the history."""
+        with self._changed:
+            return next((o for o in reversed(self._history) if o.seq == seq), None)
 
     def wait_outputs(
         self, predicate: Callable[[MotorOutputs], bool], timeout_s: float = 2.0

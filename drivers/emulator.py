@@ -267,6 +267,7 @@ class PtyEmulator:
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._outputs = self._emu.outputs
+        self._recent: deque[MotorOutputs] = deque(maxlen=256)  # for `applied`
         self._outbox: deque[tuple[int, bytes]] = deque()
         self._master: int | None = None
         self._slave: int | None = None
@@ -396,7 +397,15 @@ class PtyEmulator:
     def _set_outputs(self, outputs: MotorOutputs) -> None:
         if outputs != self._outputs:
             self._outputs = outputs
+            self._recent.append(outputs)
             self._changed.notify_all()
+
+    def applied(self, seq: int) -> MotorOutputs | None:
+        """The outputs the DRIVE numbered ``seq`` set, even if later ones followed (lock-step:
+        the frame's answer, not a stop that came while the simulator was stalled); None when
+        it is not among the last few hundred."""
+        with self._lock:
+            return next((o for o in reversed(self._recent) if o.seq == seq), None)
 
     def _timeout_s(self, now_ns: int) -> float:
         due = [self._emu.next_deadline_ns()]

@@ -66,7 +66,12 @@ def _control_args(r: Run) -> list[str]:
     the traversability node the guard sees frame N's map."""
     if not r.lockstep:
         return []
-    return ["--lockstep"] + (["--lockstep-maps"] if r.traversability else [])
+    if not r.traversability:
+        return ["--lockstep"]
+    # a map later than the simulator waits makes its frame a counted late one, never an
+    # answer with an older map
+    wait = ["--map-wait-ms", str(r.sim.lockstep_timeout_s * 1000)] if r.sim is not None else []
+    return ["--lockstep", "--lockstep-maps", *wait]
 
 
 def _remote_args(r: Run) -> list[str]:

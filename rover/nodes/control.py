@@ -12,22 +12,27 @@ operator input that can stop it is connected (``[control] require_operator``; se
 rover/control.py for why the check lives here).
 
 `--lockstep-maps` (the stack passes it for a lock-step simulator run with the traversability
-node): an estimate for frame N waits until the map of frame N arrived (or `MAP_WAIT_MS`
-passed), so the guard judges the same frame as the CNN and a run is reproducible. The map itself is held
+node): an estimate for frame N waits until the map of frame N arrived (or `--map-wait-ms`
+passed: the stack gives the simulator's answer timeout, so a later map makes a counted late
+frame), so the guard judges the same frame as the CNN and a run is reproducible. The map itself is held
 until its frame's estimate is answered: a 50 Hz repeat that fell between map N and estimate N
 would otherwise brake with map N first, and where it fell (wall time) would move the answer.
 In real time the node never waits: the newest map is the best there is.
 
 `--lockstep` (implied by `--lockstep-maps`; `rover replay` passes it): inputs come in lock-step,
-so their age is the frames' business, not the wall clock's. The 50 Hz repeat re-sends the last
-command instead of re-judging it at the wall time it fell on, and an answer released after
-waiting for its map is judged as of its estimate's arrival. A run then depends on its inputs
-only. An input silent for `LOCKSTEP_STALE_FACTOR` x `stale_ms` still stops the motors.
+so their age is the frames' business, not the wall clock's: the controller dates every input by
+its capture stamp (the simulator's frame clock), so staleness, the guard's map age and the slew
+ramps count frames. The 50 Hz repeat re-sends the last command instead of re-judging it at the
+wall time it fell on. A run then depends on its inputs only. An input silent for
+`LOCKSTEP_STALE_FACTOR` x `stale_ms` of wall time still stops the motors, but that stop leaves
+the controller as the frames left it: a stall on a loaded machine (the simulator frozen
+meanwhile) changes no later command.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from drivers.protocol import DriveCommand
 from drivers.serial_link import SerialMotorLink
@@ -178,22 +183,23 @@ class ControlNode:
             if msg is None:
                 continue
             now = self.last_input_ns = time.monotonic_ns()
+            at = self._dated(msg, now)
             if sub is self.trav:
-                self.held_map = (msg, now)
+                self.held_map = (msg, at)
                 if not self.lockstep_maps:
                     self._apply_map()
                 self.map_frame = msg.frame_seq
             elif sub is self.teleop or sub is self.remote:
                 chosen = self.inputs.accept(msg, now, remote=sub is self.remote)
                 if chosen is not None:
-                    self.controller.on_teleop(chosen, now)
-                self.send(self.output(now), msg.stamp_ns)
+                    self.controller.on_teleop(chosen, at)
+                self.send(self.output(at), msg.stamp_ns)
             elif self.lockstep_maps and msg.frame_seq > self.map_frame:
                 self.pending = (msg, now)
             else:
                 self._apply_map()
-                self.controller.on_estimate(msg, now)
-                self.send(self.output(now), msg.stamp_ns)
+                self.controller.on_estimate(msg, at)
+                self.send(self.output(at), msg.stamp_ns)
         if self.controller.estimate is None:
             self._apply_map()  # no autopilot in this run (teleop): no estimate to wait for
         self._release_pending()
@@ -267,6 +273,11 @@ class ControlNode:
             who = self.controller.teleop.operator if self.controller.teleop else ""
             self.health.set("operator", False, f"operator input connected ({who}): arming")
 
+    def _dated(self, msg: m.Message, recv_ns: int) -> int:
+        """When the controller takes an input to have come: in lock-step its capture stamp
+        (time is the frame count there), else its arrival on the wall clock."""
+        return msg.stamp_ns if self.lockstep else recv_ns
+
     def _release_pending(self) -> None:
         """Lock-step: answer the held estimate once its frame's map is in (or waited enough)."""
         if self.pending is None:
@@ -276,16 +287,20 @@ class ControlNode:
         if self.map_frame >= est.frame_seq or (now - received) / 1e6 >= self.map_wait_ms:
             self.pending = None
             self._apply_map()
-            self.controller.on_estimate(est, received)
-            self.send(self.output(received if self.lockstep else now), est.stamp_ns)
+            at = self._dated(est, received)
+            self.controller.on_estimate(est, at)
+            self.send(self.output(at), est.stamp_ns)
 
     def _repeat(self, now_ns: int) -> ControlOutput:
-        """The 50 Hz repeat: re-judged now, or in lock-step the last command again."""
-        quiet = now_ns - self.last_input_ns > self.lockstep_stale_ns
-        waiting = self.pending is not None  # an input is in, held for its map
-        if self.lockstep and self.last_out is not None and (waiting or not quiet):
-            return self.last_out
-        return self.output(now_ns)
+        """The 50 Hz repeat: re-judged now, or in lock-step the last command again; after
+        ``LOCKSTEP_STALE_FACTOR`` x ``stale_ms`` of silence a stop that leaves the controller
+        alone (the frames did not move meanwhile: the next answer is the one they call for)."""
+        if not self.lockstep or self.last_out is None:
+            return self.output(now_ns)
+        if now_ns - self.last_input_ns > self.lockstep_stale_ns:
+            last = self.last_out
+            return replace(last, throttle=0.0, arm=False, stale=True, source="lockstep:silent")
+        return self.last_out
 
     def _apply_map(self) -> None:
         """Hand the newest map to the guard (lock-step: just before its frame's estimate)."""

@@ -86,6 +86,7 @@ class SimNode:
         self.clock_ns = time.monotonic_ns()  # lock-step: virtual capture time
         self.started = False
         self._answers = 1  # lock-step: commands answering a frame (sim.takeover: 2 in one)
+        self._applied = None  # lock-step: the outputs the frame's answer set on the motors
 
     def publish_frame(self) -> m.StereoImage | None:
         """Render and publish the current view, its ground truth and the policy's answer;
@@ -203,7 +204,8 @@ class SimNode:
         self.started = True
 
     def wait_answer(self, frame: m.StereoImage) -> None:
-        """Lock-step: block until the command answering `frame` reached the motors."""
+        """Lock-step: block until the command answering `frame` reached the motors; a frame
+        not answered in ``lockstep_timeout_s`` is counted late (metrics' ``late_frames``)."""
         sent_ns = time.monotonic_ns()
         deadline = time.monotonic() + self.spec.lockstep_timeout_s
         answers = self._answers  # in a take-over the CNN still answers: it keeps pace
@@ -217,17 +219,22 @@ class SimNode:
                 self.stats.late_frames += 1
                 return
         try:
-            self.emulator.wait_outputs(
+            reached = self.emulator.wait_outputs(
                 lambda o: ((o.seq - cmd.drive_seq) & 0xFFFF) < 0x8000,
                 timeout_s=self.spec.lockstep_timeout_s,
             )
+            # the answer's outputs: a stall here can let control's silence stop follow it
+            self._applied = self.emulator.applied(cmd.drive_seq) or reached
         except TimeoutError:
             self.stats.late_frames += 1
             return
         self.stats.answer_ms.append((time.monotonic_ns() - sent_ns) / 1e6)
 
     def step(self) -> None:
-        out = self.emulator.outputs
+        """One frame period on the outputs now; in lock-step on those the frame's answer set
+        (a wall-clock watchdog trip since, on a loaded machine, is no simulated time)."""
+        out = self._applied or self.emulator.outputs
+        self._applied = None
         self.sim.step(out.steering, out.throttle)
         self.clock_ns += self.period_ns
 

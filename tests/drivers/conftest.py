@@ -211,6 +211,9 @@ class Target:
     def wait_outputs(self, predicate, timeout_s: float = 5.0) -> MotorOutputs:
         return self.impl.wait_outputs(predicate, timeout_s)
 
+    def applied(self, seq: int) -> MotorOutputs | None:
+        return self.impl.applied(seq)
+
     def last_drive_ns(self) -> int:
         """When the last DRIVE reached the MCU, on its own clock."""
         if isinstance(self.impl, AvrMcu):

@@ -41,6 +41,20 @@ def test_drive_is_answered_with_its_seq_and_clamped_values(
     assert (out.steering, out.throttle, out.armed) == (0.0, 0.0, False)
 
 
+def test_applied_gives_a_drives_outputs_after_a_later_stop(mcu, exchange, open_port) -> None:
+    """Lock-step: the simulator steps on what its frame's answer set, even when a stop followed
+    while it was stalled."""
+    with open_port(mcu) as port:
+        assert exchange(port, drive(1, 0.25, 0.5, arm=True))[0].armed
+        mcu.wait_outputs(lambda o: o.seq == 1 and o.throttle == 0.5)
+        assert not exchange(port, drive(2, 0.25, 0.5))[0].armed  # the stop, disarmed
+        mcu.wait_outputs(lambda o: o.seq == 2 and o.throttle == 0.0)
+    first, stop = mcu.applied(1), mcu.applied(2)
+    assert (first.steering, first.throttle, first.armed) == (0.25, 0.5, True)
+    assert (stop.throttle, stop.armed) == (0.0, False)
+    assert mcu.applied(99) is None  # never sent
+
+
 def test_watchdog_trips_250ms_after_the_last_drive_on_the_mcu_clock(
     mcu, exchange, open_port
 ) -> None:

@@ -97,3 +97,39 @@ def test_perturbs_the_drivers_steering_only_while_the_deadman_is_held(bus_cfg):
             teleop.close()
             commands.close()
             node.close()
+
+
+def test_lockstep_silence_stops_the_motors_but_changes_no_later_answer(bus_cfg):
+    """A stall longer than the silence limit (5 x stale_ms of wall time) stops the motors; the
+    next frame's answer is the one the frames call for, as if no time had passed."""
+    with PtyEmulator() as emu:
+        overrides = [
+            f"motor.port={emu.device_path}",
+            "control.autopilot_without_teleop=true",
+            "control.stale_ms=20",  # silent after 100 ms
+        ]
+        node = ControlNode(load_config(None, overrides), bus_cfg, lockstep=True)
+        estimates = bus.Publisher(topics.PERCEPTION_STEERING, bus_cfg)
+        commands = bus.Subscriber(topics.CONTROL_COMMAND, bus_cfg, newest=False, hwm=1000)
+        period_ns = 33_333_333  # frames 1/30 s apart: the throttle ramps 0.1 a frame
+
+        def answer(frame: int) -> m.ControlCommand:
+            stamp = (1 + frame) * period_ns  # the frame clock (a zero stamp is the bus's to fill)
+            est = m.SteeringEstimate(frame_seq=frame, stamp_ns=stamp, throttle=0.8)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:  # slow joiner: re-send until answered
+                estimates.publish(est)
+                got = _commands_while(node, commands, 0.05, lambda c: c.frame_seq == frame)
+                if any(c.frame_seq == frame for c in got):
+                    return next(c for c in got if c.frame_seq == frame)
+            raise AssertionError(f"frame {frame} never answered")
+
+        try:
+            assert [round(answer(k).throttle, 3) for k in range(3)] == [0.0, 0.1, 0.2]
+            stall = _commands_while(node, commands, 2.0, lambda c: c.stale)
+            assert stall and stall[-1].stale and stall[-1].throttle == 0.0  # the motors stop
+            assert round(answer(3).throttle, 3) == 0.3  # not 0.1: the stall reset nothing
+        finally:
+            estimates.close()
+            commands.close()
+            node.close()

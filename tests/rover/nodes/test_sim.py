@@ -48,6 +48,20 @@ def test_lockstep_runs_are_identical_and_keep_up(tmp_path):
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
 
 
+@pytest.mark.slow
+def test_lockstep_run_is_the_same_however_long_each_frame_takes_on_the_wall_clock(tmp_path):
+    """Time is the frame count in lock-step: frames that each take longer (150 ms) than the
+    control node's silence limit (5 x stale_ms = 100 ms here), as on a loaded machine, give
+    the figures of a quick run to the last digit."""
+    args = ("--sim", "forest", "--seed", "5", "--model", "expert", "--lockstep")
+    args += ("--duration", "1.5", "--set", "control.stale_ms=20")
+    quick = drive(tmp_path, *args, name="quick")
+    slow = drive(tmp_path, *args, "--camera-latency-ms", "150", name="slow")
+    assert quick["late_frames"] == slow["late_frames"] == 0 and quick["distance_m"] > 1
+    same = {k: v for k, v in quick.items() if k not in RUN_KEYS_THAT_VARY}
+    assert same == {k: v for k, v in slow.items() if k not in RUN_KEYS_THAT_VARY}
+
+
 def test_realtime_sim_publishes_camera_and_motor_state_like_the_robot(tmp_path):
     ns = f"t{uuid.uuid4().hex[:10]}"
     bus_cfg = topics.BusConfig(namespace=ns)
