@@ -52,9 +52,9 @@ from pathlib import Path
 
 from rover.bench.rig_stack import rig_for, start_stack, stop_stack
 
-# capture -> publish p50 on the rig measured here (median of 5 runs, bench/RESULTS.md, issue
-# 12, at load ~20); used by the simulator until `rover bench latency` has run on this computer
-DEFAULT_CAMERA_LATENCY_MS = 4.5
+# capture -> publish p50 on the rig measured here (bench/RESULTS.md, issue 12, quiet machine,
+# 2026-12-04 23:31); used by the simulator until `rover bench latency` has run on this computer
+DEFAULT_CAMERA_LATENCY_MS = 1.8
 STAGES = ("capture_publish", "bus", "steering", "control", "serial")
 STAGE_NAMES = {
     "capture_publish": "capture -> publish",
