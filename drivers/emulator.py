@@ -44,6 +44,7 @@ from drivers.protocol import (
     encode_state,
 )
 from drivers.protocol import to_milli as _to_milli
+from rover import priority
 from rover.config import dataclass_from_dict
 from rover.errors import ConfigError, RoverError
 
@@ -541,6 +542,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baud", type=int, help="model wire time at this baud rate")
     parser.add_argument("--drive-log", help="append each DRIVE's seq, arrival and outputs here")
     args = parser.parse_args(argv)
+    # `rover rig` asks for the robot path's class: the stand-in for a microcontroller with its
+    # own CPU should not wait for a core behind the stack it serves (rover.priority)
+    priority.take()
     # A flag, not KeyboardInterrupt: an exception raised inside a lock wait can corrupt the lock.
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

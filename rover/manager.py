@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rover import topics
+from rover import priority, topics
 from rover.errors import EXIT_DATA, EXIT_DEVICE, EXIT_FAILED, EXIT_USAGE
 from rover.health import HealthLog
 from rover.namespace import NamespaceInUse, NamespaceLock
@@ -52,6 +52,9 @@ class NodeSpec:
     primary: bool = False  # when it exits cleanly, the whole run is over
     # a path that must exist before the node starts (the simulator's serial device)
     wait_for: Callable[[Run], str | None] = lambda r: None
+    # its scheduling class (`rover.priority`): the robot's glass-to-motor path runs in real
+    # time where the user may; a background node yields every core to it
+    priority: Callable[[Run], str] = lambda r: priority.NORMAL
 
 
 def _teleop_args(r: Run) -> list[str]:
@@ -81,12 +84,22 @@ def _remote_args(r: Run) -> list[str]:
     return out + (["--recording", "--disk", r.record] if r.record else [])
 
 
+def _path(r: Run) -> str:
+    """On the robot, the glass-to-motor path; the simulator's runs keep ordinary processes
+    (a lock-step run's figures do not depend on the clock)."""
+    return priority.PATH if r.sim is None else priority.NORMAL
+
+
+def _background(r: Run) -> str:
+    return priority.BACKGROUND
+
+
 def _steers(r: Run) -> bool:
     return r.model is not None and not r.sim_policy
 
 
 NODES: tuple[NodeSpec, ...] = (
-    NodeSpec("camera", "rover.nodes.camera", lambda r: r.sim is None),
+    NodeSpec("camera", "rover.nodes.camera", lambda r: r.sim is None, priority=_path),
     NodeSpec(
         "sim",
         "rover.nodes.sim",
@@ -96,14 +109,30 @@ NODES: tuple[NodeSpec, ...] = (
     ),
     # the operator's keyboard window, gamepad or script; with --sim the simulator's window
     # reads the keyboard instead
-    NodeSpec("teleop", "rover.nodes.teleop", lambda r: r.sim is None, args=_teleop_args),
-    NodeSpec("steering", "rover.nodes.steering", _steers, args=lambda r: ["--model", r.model]),
-    NodeSpec("traversability", "rover.nodes.traversability", lambda r: r.traversability),
+    NodeSpec(
+        "teleop", "rover.nodes.teleop", lambda r: r.sim is None, args=_teleop_args, priority=_path
+    ),
+    NodeSpec(
+        "steering",
+        "rover.nodes.steering",
+        _steers,
+        args=lambda r: ["--model", r.model],
+        priority=_path,
+    ),
+    # the guard's maps: 15 ms of stereo matching a frame on every core, beside the 2-3 ms
+    # steering path it would otherwise delay by whole time slices
+    NodeSpec(
+        "traversability",
+        "rover.nodes.traversability",
+        lambda r: r.traversability,
+        priority=_background,
+    ),
     NodeSpec(
         "recorder",
         "rover.nodes.recorder",
         lambda r: r.record is not None,
         args=lambda r: ["--out", r.record],
+        priority=_background,  # buffers seconds of messages; a late write loses nothing
     ),
     NodeSpec("remote", "rover.nodes.remote", lambda r: bool(r.listen or r.console), _remote_args),
     NodeSpec(
@@ -111,12 +140,14 @@ NODES: tuple[NodeSpec, ...] = (
         "rover.nodes.foxglove",
         lambda r: r.foxglove is not None,
         args=lambda r: ["--address", r.foxglove],
+        priority=_background,  # a viewer
     ),
     NodeSpec(
         "control",
         "rover.nodes.control",
         lambda r: True,
         args=_control_args,
+        priority=_path,
         wait_for=lambda r: _sim_motor_port(r) if r.sim is not None else None,
     ),
 )
@@ -129,9 +160,10 @@ def _sim_motor_port(run: Run) -> str:
 class ManagedNode:
     """A node process and its restart bookkeeping."""
 
-    def __init__(self, spec: NodeSpec, argv: list[str], log_dir: Path):
+    def __init__(self, spec: NodeSpec, argv: list[str], log_dir: Path, priority_class: str):
         self.spec = spec
         self.argv = argv
+        self.priority = priority_class  # rover.priority's name of its class
         self.log_path = log_dir / f"{spec.name}.log"
         self.proc: subprocess.Popen | None = None
         self.restarts = 0
@@ -152,8 +184,15 @@ class ManagedNode:
                 stderr=err,
                 stdin=subprocess.DEVNULL,
                 pass_fds=keep_fds,
-                env={**os.environ, MANAGER_PID_ENV: str(os.getpid())},  # rover.node
+                env=self._env(),
             )
+
+    def _env(self) -> dict[str, str]:
+        """The manager's environment and what `rover.node` reads: whose node it is, its
+        priority."""
+        env = {**os.environ, MANAGER_PID_ENV: str(os.getpid())}
+        env[priority.PRIORITY_ENV] = self.priority
+        return env
 
     def last_line(self) -> str:
         """The last line the node wrote to its log."""
@@ -210,7 +249,9 @@ class Manager:
         self.max_backoff_s = max_backoff_s
         self.log_dir = Path(tempfile.mkdtemp(prefix=log_folder_prefix(options.namespace)))
         self.nodes = [
-            ManagedNode(s, self._argv(s), self.log_dir) for s in nodes if s.runs_when(options)
+            ManagedNode(s, self._argv(s), self.log_dir, s.priority(options))
+            for s in nodes
+            if s.runs_when(options)
         ]
         self.failures: list[str] = []
         self.kept_logs: Path | None = None

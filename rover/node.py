@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from rover import priority
 from rover.config import RobotConfig, load_config
 from rover.errors import RoverError
 from rover.health import Faults
@@ -178,6 +179,7 @@ def run_main(name: str, main: Callable[[], None]) -> None:
     is sent first (`finish`)."""
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name}: %(message)s")
     stop_with_parent()
+    logging.getLogger(f"rover.{name}").info("priority: %s", priority.take())
     code = 0
     try:
         main()

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from rover import priority
 from rover.errors import ConfigError, DeviceError
 
 RENDER_VERSION = 2  # bump when the rendering changes: cached videos are then made again
@@ -200,7 +201,12 @@ def _start_emulator(spec: RigSpec, files: RigFiles) -> subprocess.Popen:
         # its own session: it outlives this command, and the terminal's Ctrl-C of a stack
         # run later in the same terminal does not reach it
         return subprocess.Popen(
-            argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+            argv,
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, priority.PRIORITY_ENV: priority.PATH},
         )
 
 

@@ -7,10 +7,8 @@ perception/traversability stamped with the frame's capture time and frame_seq.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import os
 
 import numpy as np
 
@@ -22,7 +20,6 @@ from rover.node import Shutdown, node_argparser, node_config, run_main, spin
 from rover.topics import PERCEPTION_TRAVERSABILITY
 
 log = logging.getLogger("rover.traversability")
-NICE = 10  # below the steering path's nodes (0): see `lower_priority`
 
 
 def geometry_for(cfg, trav: TraversabilityConfig) -> tuple[StereoGeometry, str]:
@@ -36,17 +33,6 @@ def geometry_for(cfg, trav: TraversabilityConfig) -> tuple[StereoGeometry, str]:
     calib = StereoCalibration.load(calibration, (cfg.camera.width, cfg.camera.height))
     pitch = math.radians(trav.camera_pitch_deg)
     return StereoGeometry.from_calibration(calib, trav.camera_height_m, pitch), calibration
-
-
-def lower_priority(nice: int = NICE) -> None:
-    """Yield the CPU to the steering path (camera -> steering -> control) when they contend.
-
-    A map takes tens of milliseconds a frame, the steering answer a couple: at the same
-    priority a map in progress delays the answer's wake-ups on a 2-core computer. The map
-    still gets every idle cycle (the nodes share one scheduling group, so this only orders
-    them against each other)."""
-    with contextlib.suppress(OSError):
-        os.nice(nice)
 
 
 class TraversabilityNode:
@@ -100,7 +86,6 @@ def main() -> None:
     import cv2
 
     cv2.setNumThreads(1)  # six processes share two cores: no thread pools fighting
-    lower_priority()
     geom, source = geometry_for(cfg, trav)
     log.info("stereo geometry from %s", source)
     stop = Shutdown()
