@@ -24,12 +24,15 @@ estimate arrived): on a loaded machine the listener's late wake-ups still move t
 those three. End to end, steering and serial are stamped where they happen.
 
 The floor, measured in the same run on this machine, half before the stack starts and half
-after it stopped: the same stages' bare costs (a bare OpenCV read of the rig's videos from the
+after it stopped, at the stack's cadence (one sample a camera period, the process idle between,
+as a node is; `rover.bench.latency_floor`): the same stages' bare costs (a bare OpenCV read of the rig's videos from the
 left eye's capture stamp plus a bare pyzmq hop of the pair; a bare pyzmq hop of a small
 message; the network's bare forward on a prepared pair, as the node runs it; the controller's
 logic and the DRIVE's encoding; a DRIVE frame across a bare pty to another thread, plus its
 wire time at ``--baud``). Its end-to-end p50 is the sum of the stages' p50s; its p99 that of
-sums of one random sample per stage (`floor_sum_p99`): the tail of the work alone.
+sums of one random sample per stage (`floor_sum_p99`): the tail of the work alone. The same
+stages timed back to back (warm caches, a core never given away) are shown beside it
+(``warm_floor_p50_ms``, ``p50_over_warm_floor``): work no node answering a camera gets to do.
 
 The capture→publish p50 is also written to the user's state folder (``latency.json``): the
 simulator's ``--camera-latency-ms`` defaults to it in real-time runs, so they see the robot's
@@ -39,7 +42,6 @@ own delay between the glass and the bus (``DEFAULT_CAMERA_LATENCY_MS`` until a b
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import subprocess
@@ -165,10 +167,15 @@ def read_drive_log(path: Path, offset: int) -> dict[int, int]:
 
 def listen(bus_cfg, seconds: float, stack: subprocess.Popen) -> Trace:
     """Record the stamps of every frame, estimate and command for `seconds`, after warm-up."""
-    from rover import bus, topics
+    from rover import bus, priority, topics
 
-    with contextlib.suppress(OSError):  # where allowed: the listener's own late wake-ups
-        os.nice(-5)  # would move time between the stages it splits (see the module doc)
+    # where allowed, in the path's class: the listener's own late wake-ups would move time
+    # between the stages it splits (see the module doc)
+    with priority.path_class_while():
+        return _listen(bus, topics, bus_cfg, seconds, stack)
+
+
+def _listen(bus, topics, bus_cfg, seconds: float, stack: subprocess.Popen) -> Trace:
     frames = bus.Subscriber(topics.CAMERA_STEREO, bus_cfg, newest=False, hwm=300)
     estimates = bus.Subscriber(topics.PERCEPTION_STEERING, bus_cfg, newest=False, hwm=1000)
     commands = bus.Subscriber(topics.CONTROL_COMMAND, bus_cfg, newest=False, hwm=1000)
@@ -214,7 +221,6 @@ def run(args: argparse.Namespace) -> dict:
         from rover.bench.latency_keys import run_keys
 
         return run_keys(args)
-    from rover.bench import latency_floor
     from rover.bench.infer import _model_path
     from rover.topics import BusConfig
 
@@ -227,7 +233,7 @@ def run(args: argparse.Namespace) -> dict:
             # half the floor before the stack runs and half after: load that comes and goes
             # hits the floor and the run alike
             half = min(75, int(15 * args.seconds))
-            floors = latency_floor.measure(toml, model, baud, half)
+            floors = _floor(toml, model, baud, half)
             namespace = f"benchlat{uuid.uuid4().hex[:8]}"
             offset = drive_log.stat().st_size
             traversability = not args.no_traversability
@@ -237,13 +243,24 @@ def run(args: argparse.Namespace) -> dict:
             finally:
                 ctrl_c_s = stop_stack(stack)
             stages = trace.stages(read_drive_log(drive_log, offset))
-            after = latency_floor.measure(toml, model, baud, half)
+            after = _floor(toml, model, baud, half)
             floors = {stage: floors[stage] + after[stage] for stage in floors}
+            warm = _floor(toml, model, baud, half, paced=False)
         finally:
             stop_rig()
-    result = report(stages, floors, args, baud, traversability)
+    result = report(stages, floors, args, baud, traversability, warm)
     print(f"Ctrl-C to every process of the stack gone: {ctrl_c_s:.2f} s")
     return {**result, "ctrl_c_s": round(ctrl_c_s, 3)}
+
+
+def _floor(toml: Path, model: Path, baud: int | None, frames: int, paced: bool = True) -> dict:
+    """The floor (`rover.bench.latency_floor`), in the class the path's nodes run in: the work
+    alone, not this process's waits for a core under load."""
+    from rover import priority
+    from rover.bench import latency_floor
+
+    with priority.path_class_while():
+        return latency_floor.measure(toml, model, baud, frames, paced)
 
 
 def floor_sum_p99(floors: dict[str, list[float]], draws: int = 20_000) -> float:
@@ -258,13 +275,22 @@ def floor_sum_p99(floors: dict[str, list[float]], draws: int = 20_000) -> float:
     return float(np.percentile(total, 99))
 
 
-def report(stages: dict, floors: dict, args, baud: int | None, traversability: bool) -> dict:
+def report(
+    stages: dict,
+    floors: dict,
+    args,
+    baud: int | None,
+    traversability: bool,
+    warm_floors: dict | None = None,
+) -> dict:
     """Print the table; the flat result (and store the camera figure unless --no-save)."""
     from rover.bench.common import latency_summary, print_table
 
     summary = {k: latency_summary(v) for k, v in stages.items()}
     floor = {k: latency_summary(v) for k, v in floors.items()}
+    warm = {k: latency_summary(v) for k, v in (warm_floors or floors).items()}
     floor_e2e = sum(floor[s]["p50_ms"] for s in STAGES)
+    warm_e2e = sum(warm[s]["p50_ms"] for s in STAGES)
     floor_e2e_p99 = floor_sum_p99(floors)
     print(
         f"glass-to-motor on the rig, steering path, {summary['e2e']['n']} frames in "
@@ -275,12 +301,23 @@ def report(stages: dict, floors: dict, args, baud: int | None, traversability: b
     for s in (*STAGES, "e2e"):
         fl = floor_e2e if s == "e2e" else floor[s]["p50_ms"]
         fl99 = floor_e2e_p99 if s == "e2e" else floor[s]["p99_ms"]
+        hot = warm_e2e if s == "e2e" else warm[s]["p50_ms"]
         name = STAGE_NAMES.get(s, "end to end")
         su = summary[s]
         rows.append(
-            [name, f"{su['p50_ms']:.3f}", f"{su['p99_ms']:.3f}", f"{fl:.3f}", f"{fl99:.3f}"]
+            [
+                name,
+                f"{su['p50_ms']:.3f}",
+                f"{su['p99_ms']:.3f}",
+                f"{fl:.3f}",
+                f"{fl99:.3f}",
+                f"{hot:.3f}",
+            ]
         )
-    print_table(["stage", "p50 ms", "p99 ms", "floor p50 ms", "floor p99 ms"], rows)
+    print_table(
+        ["stage", "p50 ms", "p99 ms", "floor p50 ms", "floor p99 ms", "back-to-back p50 ms"],
+        rows,
+    )
     e2e = summary["e2e"]
     result = {
         "frames": e2e["n"],
@@ -291,12 +328,15 @@ def report(stages: dict, floors: dict, args, baud: int | None, traversability: b
         "floor_p50_ms": round(floor_e2e, 3),
         "floor_p99_ms": round(floor_e2e_p99, 3),
         "p50_over_floor": round(e2e["p50_ms"] / floor_e2e, 2) if floor_e2e else None,
+        "warm_floor_p50_ms": round(warm_e2e, 3),
+        "p50_over_warm_floor": round(e2e["p50_ms"] / warm_e2e, 2) if warm_e2e else None,
     }
     for s in STAGES:
         result[f"{s}_p50_ms"] = round(summary[s]["p50_ms"], 3)
         result[f"{s}_p99_ms"] = round(summary[s]["p99_ms"], 3)
         result[f"{s}_floor_p50_ms"] = round(floor[s]["p50_ms"], 3)
         result[f"{s}_floor_p99_ms"] = round(floor[s]["p99_ms"], 3)
+        result[f"{s}_warm_floor_p50_ms"] = round(warm[s]["p50_ms"], 3)
     if e2e["n"] and not args.no_save:
         print(
             f"camera latency for the simulator ({result['capture_publish_p50_ms']} ms) stored in "

@@ -11,8 +11,13 @@
 - serial: a DRIVE frame written on a bare pty to another thread reading it, plus the wire time
   of a DRIVE at the rig's baud rate.
 
-Each is measured back to back in a loop (warm caches): the work of a stage, none of the
-waiting for a wake-up or a core that the stack adds between stages.
+Each is timed at the stack's cadence, one sample per camera period (``FLOOR_HZ``, as the pyzmq
+hops are), with the process idle in between, as a node is between frames: the work of a stage,
+none of the waiting for a wake-up or a core that the stack adds between stages. On this VM a
+network forward after 5-33 ms asleep costs 1.5-3x its cost back to back (the host's core went to
+other work meanwhile; warming the weights first does not restore it), so a back-to-back floor is
+work no node answering a camera ever gets to do: it is kept as the ``warm`` figures
+(``measure(..., paced=False)``), for comparison.
 """
 
 from __future__ import annotations
@@ -29,11 +34,32 @@ DRIVE_BYTES = 13  # a DRIVE frame and the delimiter that may precede it
 
 FRAMES = 150
 WARM_UP = 10  # forwards before timing: a frozen graph optimises itself in its first runs
+FLOOR_HZ = 30.0  # the rig's camera rate: each stage's work comes once a frame
 
 
-def camera_reads(toml: Path, count: int = FRAMES) -> tuple[list[float], list]:
+class Pacer:
+    """Sleeps until the next period starts (nothing, unpaced): one sample per period."""
+
+    def __init__(self, hz: float | None):
+        self.period_s = 1.0 / hz if hz else 0.0
+        self.next = time.monotonic()
+
+    def wait(self) -> None:
+        if not self.period_s:
+            return
+        self.next += self.period_s
+        delay = self.next - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        else:
+            self.next = time.monotonic()  # late: start the period again from now
+
+
+def camera_reads(
+    toml: Path, count: int = FRAMES, hz: float | None = FLOOR_HZ
+) -> tuple[list[float], list]:
     """Milliseconds per bare stereo read of the rig's cameras from the left eye's capture
-    stamp to the pair in hand, and the pairs read."""
+    stamp to the pair in hand (one read per period of `hz`), and the pairs read."""
     import cv2
 
     from drivers.camera import EndOfStream, open_camera
@@ -43,8 +69,10 @@ def camera_reads(toml: Path, count: int = FRAMES) -> tuple[list[float], list]:
     config = load_config(toml, ["camera.loop=true"]).camera
     camera = open_camera(config)
     times_ms, pairs = [], []
+    pacer = Pacer(hz)
     try:
         while len(pairs) < count:
+            pacer.wait()
             try:
                 frame = camera.read()
             except EndOfStream:
@@ -56,8 +84,9 @@ def camera_reads(toml: Path, count: int = FRAMES) -> tuple[list[float], list]:
     return times_ms, pairs
 
 
-def forward_costs(model: Path, pairs: list) -> list[float]:
-    """Milliseconds of the steering node's network (and decoding) on each prepared pair."""
+def forward_costs(model: Path, pairs: list, hz: float | None = FLOOR_HZ) -> list[float]:
+    """Milliseconds of the steering node's network (and decoding) on each prepared pair, one
+    per period of `hz` after the warm-up."""
     import torch
 
     from perception.infer import SteeringPredictor
@@ -67,8 +96,11 @@ def forward_costs(model: Path, pairs: list) -> list[float]:
     predictor.freeze()
     prepared = [predictor.prepare(left, right).clone() for left, right in pairs]
     out_ms = []
+    pacer = Pacer(hz)
     with torch.inference_mode():
         for i, x in enumerate(prepared[:WARM_UP] + prepared):
+            if i >= WARM_UP:
+                pacer.wait()
             start = time.perf_counter_ns()
             predictor.forward_prepared(x)
             if i >= WARM_UP:
@@ -76,15 +108,20 @@ def forward_costs(model: Path, pairs: list) -> list[float]:
     return out_ms
 
 
-def control_costs(count: int = 2000) -> list[float]:
-    """Milliseconds of one estimate through the controller and into a DRIVE frame."""
+def control_costs(count: int = FRAMES, hz: float | None = FLOOR_HZ) -> list[float]:
+    """Milliseconds of one estimate through the controller and into a DRIVE frame, one per
+    period of `hz` after 100 to warm up."""
     from drivers.protocol import DriveCommand, encode_drive
     from rover import messages as m
     from rover.control import ControlConfig, Controller
 
     controller = Controller(ControlConfig(autopilot_without_teleop=True))
     out_ms = []
-    for i in range(count):
+    pacer = Pacer(None)
+    for i in range(count + 100):
+        if i == 100:
+            pacer = Pacer(hz)
+        pacer.wait()
         now = time.monotonic_ns()
         est = m.SteeringEstimate(frame_seq=i, stamp_ns=now, steering=0.1, throttle=0.3)
         start = time.perf_counter_ns()
@@ -95,8 +132,9 @@ def control_costs(count: int = 2000) -> list[float]:
     return out_ms[100:]
 
 
-def pty_one_way(count: int, timeout_s: float = 2.0) -> list[float]:
-    """Milliseconds from writing a DRIVE frame on a bare pty to another thread reading it."""
+def pty_one_way(count: int, timeout_s: float = 2.0, hz: float | None = FLOOR_HZ) -> list[float]:
+    """Milliseconds from writing a DRIVE frame on a bare pty to another thread reading it,
+    one per period of `hz`."""
     from drivers.protocol import DriveCommand, encode_drive
 
     frame = encode_drive(DriveCommand(1, 0.1, 0.2, arm=True))
@@ -117,8 +155,10 @@ def pty_one_way(count: int, timeout_s: float = 2.0) -> list[float]:
     thread = threading.Thread(target=reader, daemon=True)
     thread.start()
     out_ms = []
+    pacer = Pacer(hz)
     try:
         for _ in range(count):
+            pacer.wait()
             start = time.monotonic_ns()
             os.write(slave, frame)
             try:
@@ -133,21 +173,24 @@ def pty_one_way(count: int, timeout_s: float = 2.0) -> list[float]:
 
 
 def measure(
-    toml: Path, model: Path, baud: int | None, frames: int = FRAMES
+    toml: Path, model: Path, baud: int | None, frames: int = FRAMES, paced: bool = True
 ) -> dict[str, list[float]]:
-    """Each stage's bare cost in milliseconds (a list of samples per stage)."""
+    """Each stage's bare cost in milliseconds (a list of samples per stage): at the stack's
+    cadence, or back to back (``paced=False``: the warm figures; the pyzmq hops are paced in
+    both, as a publisher at a rate is)."""
     from rover.bench import bus as bus_bench
 
-    reads_ms, pairs = camera_reads(toml, frames)
+    hz = FLOOR_HZ if paced else None
+    reads_ms, pairs = camera_reads(toml, frames, hz)
     pair_hop = bus_bench._measure("raw", len(reads_ms), 30.0, (320, 240))["lat_ms"]
-    small_hop = bus_bench._measure("raw", 200, 100.0, (4, 4))["lat_ms"]
-    forward_ms = forward_costs(model, pairs)
+    small_hop = bus_bench._measure("raw", frames, FLOOR_HZ, (4, 4))["lat_ms"]
+    forward_ms = forward_costs(model, pairs, hz)
     wire_ms = DRIVE_BYTES * 10 / baud * 1000 if baud else 0.0
-    serial_ms = [one_way + wire_ms for one_way in pty_one_way(500)]
+    serial_ms = [one_way + wire_ms for one_way in pty_one_way(frames, hz=hz)]
     return {
         "capture_publish": [a + b for a, b in zip(reads_ms, pair_hop, strict=False)],
         "bus": small_hop,
         "steering": forward_ms,
-        "control": control_costs(),
+        "control": control_costs(frames, hz),
         "serial": serial_ms,
     }
