@@ -222,6 +222,26 @@ def check_torch(ctx: Context) -> Iterator[Finding]:
     )
 
 
+def check_scheduling(ctx: Context) -> Iterator[Finding]:
+    """Whether the glass-to-motor path will run in real time (rover.priority): a warning, not
+    a failure: the stack runs either way, with longer tails when the computer is busy."""
+    from rover import priority
+
+    allowed, why = priority.realtime_allowed()
+    if allowed:
+        yield ok(
+            "scheduling",
+            "the camera, steering and control nodes run in real time "
+            f"(SCHED_FIFO {priority.REALTIME_PRIORITY}); traversability and the recorder at "
+            f"nice {priority.BACKGROUND_NICE}",
+        )
+    else:
+        yield warn(
+            "scheduling",
+            f"the camera, steering and control nodes run as ordinary processes ({why})",
+        )
+
+
 def check_models(ctx: Context) -> Iterator[Finding]:
     from perception.infer import load_checkpoint
     from perception.traversability.pipeline import resolve_model
@@ -292,6 +312,7 @@ CHECKS: dict[str, Callable[[Context], Iterator[Finding]]] = {
     "serial": check_serial,
     "disk": check_disk,
     "torch": check_torch,
+    "scheduling": check_scheduling,
     "models": check_models,
     "nodes": check_nodes,
 }

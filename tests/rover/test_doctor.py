@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+from rover import priority
+
 QUICK = ["--skip", "torch", "--skip", "models", "--skip", "nodes"]
 
 
@@ -34,6 +36,8 @@ def test_doctor_passes_a_good_rig_with_the_nodes_on_live_frames(rig, rig_env, ro
         "steering node", "traversability node",
     ):  # fmt: skip
         assert lines.get(check) == "ok", f"{check}: {done.stdout}"
+    # real time where this user may (CI runs as root), else a warning saying how
+    assert lines.get("scheduling") == ("ok" if priority.realtime_allowed()[0] else "warn")
     assert "no version query" in done.stdout  # the protocol has none: it says what it checked
     assert "live frames" in done.stdout and "all checks passed" in done.stdout
 
