@@ -236,11 +236,23 @@ def run_nodes(args, model: str, seconds: float) -> Iterator[tuple[str, dict, str
                 [sys.executable, "-m", *argv[:1], *common, *argv[1:]],
                 stderr=logs[name],
                 stdin=subprocess.DEVNULL,
+                env=_node_env(name),
             )
             for name, argv in nodes.items()
         }
         stack.callback(_stop, procs, subs, bus_cfg)
         yield from _collect(procs, logs, subs, seconds, latency_summary)
+
+
+def _node_env(name: str) -> dict[str, str]:
+    """The environment a robot stack's manager gives node `name`: its scheduling class
+    (rover.priority), so the budgets are judged as the nodes will run."""
+    from rover import priority
+    from rover.manager import NODES
+    from rover.runspec import Run
+
+    spec = next(s for s in NODES if s.name == name)
+    return {**os.environ, priority.PRIORITY_ENV: spec.priority(Run(mode="drive"))}
 
 
 def _stop(procs, subs, bus_cfg) -> None:
