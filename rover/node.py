@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import gc
 import logging
 import os
 import signal
@@ -86,6 +87,9 @@ class Spinner(Protocol):
 def spin(node: Spinner, stop: Shutdown | None = None) -> None:
     """The node main loop: step until SIGINT/SIGTERM, then close the node, whatever happened."""
     stop = stop or Shutdown()
+    # what start-up made (imports, config, sockets) stays out of the collector's sight: no
+    # full collection of it comes due between an input and its answer
+    gc.freeze()
     try:
         while not stop.requested:
             node.spin_once()
