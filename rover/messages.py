@@ -60,7 +60,8 @@ class TeleopCommand(Message):
     autopilot: bool = False
     estop: bool = False
     deadman: bool = False
-    record: bool = False
+    # the operator paused the recording (Tab / Start): the recorder writes nothing while set
+    record_paused: bool = False
     # the input that can stop the robot now ("keyboard window", "gamepad NAME", "script F"),
     # empty when none: the control node will not arm on the robot without one
     operator: str = ""
@@ -189,6 +190,17 @@ class StackHealth(Message):
     wall_ns: int = 0  # the robot's wall clock when this was sent
 
 
+@dataclass(frozen=True, kw_only=True)
+class RecorderStatus(Message):
+    """What the recorder is doing, for the operator's HUD: writing, or paused by the record key."""
+
+    TYPE_ID: ClassVar[int] = 11
+    paused: bool = False
+    frames_written: int = 0
+    paused_s: float = 0.0  # paused time so far, in this run of the recorder
+    session: str = ""  # the session folder's name
+
+
 MESSAGE_TYPES: dict[int, type[Message]] = {
     cls.TYPE_ID: cls
     for cls in (
@@ -202,6 +214,7 @@ MESSAGE_TYPES: dict[int, type[Message]] = {
         HealthEvent,
         StereoPreview,
         StackHealth,
+        RecorderStatus,
     )
 }
 

@@ -138,7 +138,8 @@ def run_line(metrics: dict) -> str:
 
 
 def recording_line(record_dir: str) -> str:
-    """``recorded 450 stereo pairs (15.0 s, 20.7 MB, 0 frames lost) in DIR``."""
+    """``recorded 450 stereo pairs (15.0 s, 20.7 MB, 0 frames lost) in DIR`` (and how many
+    frames were left out while the record key had paused it)."""
     from rover.errors import RoverError
     from rover.recording.cli import duration_text, size_text
     from rover.recording.tools import recording_summary
@@ -149,6 +150,8 @@ def recording_line(record_dir: str) -> str:
         return f"recording: nothing readable in {record_dir}"
     lost = row["dropped_frames"]
     lost_text = "" if lost is None else f", {lost} frame{'' if lost == 1 else 's'} lost"
+    if row.get("paused_frames"):  # the record key: left out on purpose, not lost
+        lost_text += f", {row['paused_frames']} left out while paused"
     status = "" if row["status"] == "ok" else f" [{row['status']}]"
     return (
         f"recorded {row['stereo_pairs']} stereo pairs ({duration_text(row['duration_s'])}, "

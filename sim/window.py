@@ -60,7 +60,7 @@ class WindowView:
     autopilot: bool = False
     source: str = ""  # which command drives: teleop, autopilot, expert...
     estop: bool = False
-    recording: bool = False
+    recording: str = ""  # REC, PAUSED, or a notice ("not recording: start with --record DIR")
     distance_m: float = 0.0
     sim_time_s: float = 0.0
     steps_per_s: float | None = None
@@ -335,8 +335,11 @@ class SimWindow:
         x, y = left, y + title.get_height() + self._fonts["s"].get_height() + px(8)
         mode = ("AUTOPILOT", TEAL) if view.autopilot else ("MANUAL", BLUE)
         safety = ("E-STOP", RED) if view.estop else ("ARMED", GREEN)
-        for text, colour in (mode, safety, ("REC", RED)) if view.recording else (mode, safety):
+        record = {"REC": [("REC", RED)], "PAUSED": [("PAUSED", AMBER)]}.get(view.recording, [])
+        for text, colour in (mode, safety, *record):
             x = self._badge(text, colour, x, y) + px(6)
+        # the record key pressed with nothing recording: "not recording" / "start with ..."
+        notice = [] if record or not view.recording else [(*view.recording.split(": ", 1), AMBER)]
         collisions = len(view.collisions_xy) if view.collisions is None else view.collisions
         progress = self.world.goal_progress(view.pose[0]) * 100
         steps = "-" if view.steps_per_s is None else f"{view.steps_per_s:.1f} steps/s"
@@ -353,6 +356,7 @@ class SimWindow:
             ("stack", steps, DIM),
             ("late frames", str(view.late_frames), AMBER if view.late_frames else DIM),
             *((str(k), str(v), TEXT) for k, v in view.hud.items()),
+            *(row for row in notice if len(row) == 3),
         ]
         y, step = y + px(30), px(20)
         for label, value, colour in rows:

@@ -138,7 +138,6 @@ def _operator_input(cmd: m.TeleopCommand) -> OperatorInput:
         deadman=cmd.deadman,
         autopilot=cmd.autopilot,
         estop=cmd.estop,
-        record=cmd.record,
     )
 
 

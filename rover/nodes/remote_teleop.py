@@ -82,7 +82,7 @@ def hud_lines(state: TeleopState, link: RemoteLink) -> list[tuple[str, bool]]:
         (
             f"{role}   robot: {ctrl.source if ctrl else '-'}   "
             f"{'E-STOP' if estop else 'armed' if motor and motor.armed else 'disarmed'}   "
-            f"{'REC' if state.record or (health and health.recording) else ''}",
+            f"{'REC' if health and health.recording else ''}",
             estop or link.role != "driver",
         ),
         (

@@ -308,6 +308,7 @@ class SimView:
         # the traversability map, tinted on the left eye when that node runs
         self.trav = bus.Subscriber(topics.PERCEPTION_TRAVERSABILITY, bus_cfg)
         self.trav_geom = None
+        self.recorder = bus.Subscriber(topics.RECORDER_STATUS, bus_cfg)  # the HUD's REC / PAUSED
         self.last_s = time.monotonic()
         self.wall_t0 = self.last_s
 
@@ -317,6 +318,9 @@ class SimView:
 
         now = time.monotonic()
         events = self.window.events()
+        self.recorder.receive()
+        latest = self.recorder.last if self.recorder.alive() else None
+        self.teleop.latches.follow_recorder(latest)
         state = self.teleop.update(events.events, events.pressed, now - self.last_s)
         self.last_s = now
         if self.teleop_pub is not None:
@@ -339,7 +343,7 @@ class SimView:
                 autopilot=state.autopilot,
                 source=self.autopilot_name if state.autopilot else state.device,
                 estop=outputs.estop,
-                recording=state.record,
+                recording=state.recording,
                 distance_m=s.distance_m,
                 sim_time_s=s.time_s,
                 steps_per_s=s.step / wall if wall > 0 else None,
@@ -376,6 +380,7 @@ class SimView:
         self.sim, self.window = sim, SimWindow(sim.world, headless=headless)
 
     def close(self) -> None:
+        self.recorder.close()
         self.window.close()
 
 

@@ -200,6 +200,12 @@ def _print_info(info: dict) -> None:
         f"({len(info['trims'])} trim(s))"
     )
     print(f"drops     {info['dropped_frames']} frame(s); camera restarts {info['camera_restarts']}")
+    if info["pauses"]:
+        spans = ", ".join(f"{p['length_s']:.1f} s at {p['at_s']:.1f} s" for p in info["pauses"][:5])
+        print(
+            f"paused    {info['paused_s']:.1f} s in {len(info['pauses'])} span(s) by the record "
+            f"key ({spans}); {info['paused_frames']} frame(s) not recorded"
+        )
     for f in info.get("faults", []):
         state = "still active at the end" if f["active"] else "recovered"
         print(f"fault     {f['node']} {f['fault']}: {f['count']} time(s), {state}")

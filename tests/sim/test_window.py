@@ -82,7 +82,7 @@ def test_snapshot_is_a_png_of_the_window_with_map_cameras_and_vehicle(forest, tm
 def test_other_scenarios_draw_at_other_scales(name, tmp_path):
     world = generate_world(load_scenario(name), seed=1)
     with SimWindow(world, headless=True, scale=0.5) as window:
-        window.draw(view(left=None, right=None, estop=True, autopilot=True, recording=True))
+        window.draw(view(left=None, right=None, estop=True, autopilot=True, recording="PAUSED"))
         image = read_png(window.snapshot(tmp_path / f"{name}.png"))
     assert image.shape == (360, 640, 3)
 
