@@ -19,6 +19,7 @@ from rover.errors import EXIT_USAGE, RoverError, exit_code_table, run_command
 BENCHES = {
     "bus": "rover.bench.bus",
     "serial": "rover.bench.serial",
+    "camera": "rover.bench.camera",
     "faults": "rover.bench.faults",
     "sim": "rover.bench.sim",
     "infer": "rover.bench.infer",
