@@ -63,6 +63,7 @@ class SimNode:
         self.sim = self._simulation(0)
         self.period_ns = int(self.sim.dt_s * 1e9)
         self.faults = random.Random(self.sim.world.seed)  # injected faults, reproducible
+        self.dropped_frames = 0  # by --frame-drop
         link = topics.motor_port_for_sim(bus_cfg.namespace)
         if spec.mcu == "avr":  # the compiled firmware in simavr: outputs read from its pins
             self.emulator: PtyEmulator | AvrMcu = AvrMcu(AvrConfig(build=False), link_path=link)
@@ -96,6 +97,7 @@ class SimNode:
         self._last_images = (left, right)
         if self.started and self.faults.random() < self.spec.frame_drop:
             self.frames.seq += 1
+            self.dropped_frames += 1
             return None
         if self.spec.camera_latency_ms > 0:
             time.sleep(self.spec.camera_latency_ms / 1000)  # the injected transport delay
@@ -281,6 +283,15 @@ class SimNode:
         result["late_frames"] = self.stats.late_frames
         if self.operator is not None:
             result["operator_takeover_s"] = round(self.operator.driven_steps * self.sim.dt_s, 3)
+        spec = self.spec
+        if spec.frame_drop or spec.serial_loss or spec.camera_latency_ms:
+            result["injected"] = {  # what the fault flags did, for the run's summary
+                "frame_drop": spec.frame_drop,
+                "dropped_frames": self.dropped_frames,
+                "serial_loss": spec.serial_loss,
+                "garbled_chunks": getattr(self.emulator, "garbled_chunks", 0),
+                "camera_latency_ms": spec.camera_latency_ms,
+            }
         return result
 
     def close(self) -> None:
