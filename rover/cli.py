@@ -225,7 +225,8 @@ def _add_stack_args(p: argparse.ArgumentParser) -> None:
         nargs="?",
         const="recordings",
         metavar="DIR",
-        help="record a session to MCAP under DIR (default: recordings/)",
+        help="record a session to MCAP under DIR (default: recordings/), from the start; "
+        "Tab in the window (gamepad Start) pauses and resumes it",
     )
     demo = p.add_argument_group("demonstrations")
     demo.add_argument(
