@@ -471,6 +471,7 @@ def _cmd_stack(args: argparse.Namespace) -> int:
 
         real_time = args.sim and not args.lockstep  # lock-step time does not model it
         args.camera_latency_ms = measured_camera_latency_ms() if real_time else 0.0
+        args.camera_latency_measured = True  # the robot's own delay, not a fault asked for
 
     return run_stack(request_from_args(args))
 

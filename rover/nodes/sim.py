@@ -284,13 +284,14 @@ class SimNode:
         if self.operator is not None:
             result["operator_takeover_s"] = round(self.operator.driven_steps * self.sim.dt_s, 3)
         spec = self.spec
-        if spec.frame_drop or spec.serial_loss or spec.camera_latency_ms:
+        delay_ms = 0.0 if spec.camera_latency_measured else spec.camera_latency_ms
+        if spec.frame_drop or spec.serial_loss or delay_ms:
             result["injected"] = {  # what the fault flags did, for the run's summary
                 "frame_drop": spec.frame_drop,
                 "dropped_frames": self.dropped_frames,
                 "serial_loss": spec.serial_loss,
                 "garbled_chunks": getattr(self.emulator, "garbled_chunks", 0),
-                "camera_latency_ms": spec.camera_latency_ms,
+                "camera_latency_ms": delay_ms,
             }
         return result
 
