@@ -184,6 +184,7 @@ class StackHealth(Message):
     camera_drops: int = 0
     glass_to_motor_ms: float = 0.0
     recording: bool = False
+    recording_paused: bool = False  # the record key paused it (recorder/status)
     free_disk_mb: float = 0.0
     operators: int = 0
     driver: str = ""  # who holds the controls ("" when nobody)
