@@ -1,7 +1,7 @@
 """Inspect, verify, repair, trim and export recordings.
 
 rover recordings list [ROOT...]              sessions with duration, pairs, size, status
-rover recordings info SESSION [--json]       counts, rates, drops, gaps, steering histogram
+rover recordings info SESSION [--json]       counts, rates, drops, gaps, pauses, steering histogram
 rover recordings verify PATH... [--decode]   read every message; non-zero exit on damage
 rover recordings recover PATH [--out DIR]    rebuild segments cut short by a crash
 rover recordings trim SESSION --from S --to S | --frames A:B | --undo [ID] | --list
@@ -39,7 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
 
     p = sub.add_parser(
-        "info", help="labels (live or stale), per-topic counts and rates, drops, gaps, steering"
+        "info",
+        help="labels (live or stale), per-topic counts and rates, drops, gaps, paused spans, "
+        "steering",
     )
     p.add_argument("session", metavar="SESSION", help=SESSION_HELP)
     p.add_argument("--json", action="store_true", help="one JSON object instead of text")
