@@ -109,7 +109,7 @@ class SimWindow:
             self.surface = pg.Surface(self.size)
         else:
             self.surface = pg.display.set_mode(self.size)
-            pg.display.set_caption(f"rover sim: {world.scenario.name} (seed {world.seed})")
+            pg.display.set_caption(self._title(""))
         self._fonts = {k: legible_font(pg, self._px(v)) for k, v in FONT_PX.items()}
         self._texts: dict[tuple, Any] = {}
         self._static_map()
@@ -118,6 +118,10 @@ class SimWindow:
         self.fps = 0.0  # smoothed rate of draw() calls
         self._last_draw_s: float | None = None
         self.closed = False
+
+    def _title(self, recording: str) -> str:
+        title = f"rover sim: {self.world.scenario.name} (seed {self.world.seed})"
+        return f"{title}: {recording}" if recording else title
 
     def _px(self, v: float) -> int:
         return max(1, round(v * self.scale))
@@ -261,6 +265,9 @@ class SimWindow:
         self._draw_map(view)
         self._draw_hud(view)
         if not self.headless:
+            title = self._title(view.recording if view.recording in ("REC", "PAUSED") else "")
+            if title != self._pg.display.get_caption()[0]:  # the taskbar says REC / PAUSED too
+                self._pg.display.set_caption(title)
             self._pg.display.flip()
         end_s = time.perf_counter()
         self.draw_ms = _ema(self.draw_ms, (end_s - start_s) * 1e3)
