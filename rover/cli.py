@@ -170,6 +170,7 @@ def _add_stack_args(p: argparse.ArgumentParser) -> None:
         "capture-to-publish time that `rover bench latency` last measured here; 0: none)",
         metavar="MS",
     )
+    p.set_defaults(camera_latency_measured=False)  # True: the default filled in, not a fault
     faults.add_argument(
         "--frame-drop",
         type=float,

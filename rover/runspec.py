@@ -178,7 +178,7 @@ def request_from_args(args: argparse.Namespace) -> RunRequest:
             snapshot=args.snapshot,
             safety_driver_s=args.safety_driver,
             camera_latency_ms=args.camera_latency_ms,
-            camera_latency_measured=getattr(args, "camera_latency_measured", False),
+            camera_latency_measured=args.camera_latency_measured,
             frame_drop=args.frame_drop,
             serial_loss=args.serial_loss,
             randomise_materials=args.randomise_materials,
