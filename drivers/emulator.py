@@ -262,6 +262,7 @@ class PtyEmulator:
         self._emu = FirmwareEmulator(self.config)
         self._emu.on_drive = self._logged
         self._loss_rng = random.Random(self.config.loss_seed)
+        self.garbled_chunks = 0  # chunks the injected line noise garbled (--serial-loss)
         self._wire = WireModel(self.config.baud) if self.config.baud else None
         # Re-entrant, so a KeyboardInterrupt landing mid-wait in the owner's thread cannot
         # release the lock while the serving thread holds it.
@@ -455,6 +456,7 @@ class PtyEmulator:
             return
         if self.config.loss_prob and self._loss_rng.random() < self.config.loss_prob:
             data = _garble(data, self._loss_rng)
+            self.garbled_chunks += 1
         self._arrival_ns = self._wire.rx_done_ns(now_ns, len(data)) if self._wire else now_ns
         reply = self._emu.feed(data, now_ns)
         due_ns = self._wire.reply_due_ns(now_ns, len(data), len(reply)) if self._wire else now_ns

@@ -8,7 +8,8 @@ arm without one (rover/control.py).
 - ``PygameGamepad``: a USB or Bluetooth pad through pygame's joystick API (SDL's dummy video
   driver when there is no display); connected while a pad is plugged in and active.
 - ``KeyboardWindow``: a small window showing what is sent; the keyboard's events arrive through
-  it (and a pad's too). Connected while the window is open; closing it ends the run.
+  it (and a pad's too). Connected while the window is open; closing it ends the run. Its title
+  says what the recorder does (``rover teleop: REC`` / ``: PAUSED``), seen from the taskbar too.
 - ``ScriptedGamepad``: replays a list of timed inputs (``ScriptStep``, a JSON file for the
   CLI's ``--teleop-script``): tests and headless rigs.
 
@@ -46,7 +47,7 @@ WINDOW_SIZE = (760, 154)  # four lines: the key help wraps onto two
 class OperatorInput(Protocol):
     """What every operator input offers the teleop node."""
 
-    latches: Latches  # mode, e-stop and record flags (drive mode starts on the autopilot)
+    latches: Latches  # mode, e-stop and record-pause flags (drive mode starts on the autopilot)
 
     @property
     def name(self) -> str:
@@ -182,6 +183,7 @@ class KeyboardWindow:
         self._events = _PygameEvents(pg)
         self._last_s: float | None = None
         self._closed = False
+        self._title = WINDOW_TITLE
 
     @property
     def name(self) -> str:
@@ -214,11 +216,16 @@ class KeyboardWindow:
 
     def _draw(self, state: TeleopState) -> None:
         pg = self._pg
+        word = state.recording if state.recording in ("REC", "PAUSED") else ""
+        title = f"{WINDOW_TITLE}: {word}" if word else WINDOW_TITLE
+        if title != self._title:
+            pg.display.set_caption(title)
+            self._title = title
         self.surface.fill((28, 31, 38))
         mode = "AUTOPILOT" if state.autopilot else "MANUAL"
         lines = [
             f"{mode}   {'E-STOP' if state.estop else 'armed'}   "
-            f"{'REC' if state.record else ''}   input: {state.device}",
+            f"{state.recording}   input: {state.device}",
             f"steering {state.steering:+.2f}   throttle {state.throttle:+.2f}   "
             f"deadman {'held' if state.deadman else 'released'}",
             *_wrap(KEYBOARD_HELP, self._font, WINDOW_SIZE[0] - 24),

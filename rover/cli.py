@@ -19,6 +19,7 @@ from rover.errors import EXIT_USAGE, RoverError, exit_code_table, run_command
 BENCHES = {
     "bus": "rover.bench.bus",
     "serial": "rover.bench.serial",
+    "camera": "rover.bench.camera",
     "faults": "rover.bench.faults",
     "sim": "rover.bench.sim",
     "infer": "rover.bench.infer",
@@ -169,6 +170,7 @@ def _add_stack_args(p: argparse.ArgumentParser) -> None:
         "capture-to-publish time that `rover bench latency` last measured here; 0: none)",
         metavar="MS",
     )
+    p.set_defaults(camera_latency_measured=False)  # True: the default filled in, not a fault
     faults.add_argument(
         "--frame-drop",
         type=float,
@@ -224,7 +226,8 @@ def _add_stack_args(p: argparse.ArgumentParser) -> None:
         nargs="?",
         const="recordings",
         metavar="DIR",
-        help="record a session to MCAP under DIR (default: recordings/)",
+        help="record a session to MCAP under DIR (default: recordings/), from the start; "
+        "Tab in the window (gamepad Start) pauses and resumes it",
     )
     demo = p.add_argument_group("demonstrations")
     demo.add_argument(
@@ -469,6 +472,7 @@ def _cmd_stack(args: argparse.Namespace) -> int:
 
         real_time = args.sim and not args.lockstep  # lock-step time does not model it
         args.camera_latency_ms = measured_camera_latency_ms() if real_time else 0.0
+        args.camera_latency_measured = True  # the robot's own delay, not a fault asked for
 
     return run_stack(request_from_args(args))
 

@@ -17,7 +17,9 @@ non-zero when anything a run needs fails. The checks, in order (``--skip NAME`` 
 - models: the steering model (``--model``, default the bundled one) and the traversability
   segmenter load (weights_only);
 - nodes: the real camera, steering and traversability nodes run on live frames for
-  ``--seconds`` and their per-frame latency p99 stays within budget.
+  ``--seconds`` and their per-frame latency p99 stays within budget. Over budget on an
+  otherwise idle machine fails; over budget while other programs kept the cores busy (the
+  CPU they used meanwhile, measured in the same window) warns: rerun on an idle machine.
 """
 
 from __future__ import annotations
@@ -117,6 +119,9 @@ def check_cameras(ctx: Context) -> Iterator[Finding]:
     fps, want = result.fps, camera.fps
     eyes = "side-by-side source" if camera.side_by_side else f"{camera.left} + {camera.right}"
     text = f"{eyes}: {result.frames} pairs at {fps:.1f} fps (configured {want:g})"
+    files = isinstance(camera.left, str) and os.path.exists(camera.left)
+    if files and fps > 1.5 * want:  # read as fast as they decode; the camera node paces them
+        text += f"; files read as fast as they decode, the camera node sends {want:g} fps"
     if fps < 0.9 * want:
         yield fail(
             "cameras",
@@ -290,19 +295,30 @@ def check_nodes(ctx: Context) -> Iterator[Finding]:
         if error:
             yield fail(f"{name} node", error)
             continue
-        budget = budgets[name]
-        text = (
-            f"{summary['n']} live frames in {ctx.args.seconds:g} s, p50 {summary['p50_ms']:.2f} "
-            f"ms, p99 {summary['p99_ms']:.2f} ms (budget p99 {budget:.1f} ms)"
+        yield node_finding(name, summary, budgets[name], ctx.args.seconds)
+
+
+def node_finding(name: str, summary: dict, budget_ms: float, seconds: float) -> Finding:
+    """A node's latency against its budget: over it on an idle machine fails; while other
+    programs kept the machine busy it warns, since the figure measures them as much."""
+    text = (
+        f"{summary['n']} live frames in {seconds:g} s, p50 {summary['p50_ms']:.2f} "
+        f"ms, p99 {summary['p99_ms']:.2f} ms (budget p99 {budget_ms:.1f} ms)"
+    )
+    if summary["p99_ms"] <= budget_ms:
+        return ok(f"{name} node", text)
+    others = summary.get("others")
+    if others is not None and others.busy():
+        return warn(
+            f"{name} node",
+            f"{text}: over budget while {others.text()}: rerun on an idle machine",
         )
-        if summary["p99_ms"] > budget:
-            yield fail(
-                f"{name} node",
-                f"{text}: too slow: fewer threads fighting ([{name}] threads), a GPU, "
-                "or stop other programs",
-            )
-        else:
-            yield ok(f"{name} node", text)
+    idle = f" on an otherwise idle machine ({others.text()})" if others is not None else ""
+    return fail(
+        f"{name} node",
+        f"{text}: too slow{idle}: fewer threads fighting ([{name}] threads), a GPU, "
+        "or a smaller model",
+    )
 
 
 CHECKS: dict[str, Callable[[Context], Iterator[Finding]]] = {

@@ -207,7 +207,8 @@ def _watchdog(link, reply_s: float) -> tuple[str, str, str]:
 
 def run_nodes(args, model: str, seconds: float) -> Iterator[tuple[str, dict, str]]:
     """The real camera, steering and traversability nodes on live frames: each node's
-    per-frame latency (its own ``latency_ms``) over `seconds`, or why it did not run."""
+    per-frame latency (its own ``latency_ms``) over `seconds` and what the rest of the machine
+    used meanwhile (``others``: rover.cpu_load.OtherLoad), or why it did not run."""
     from rover import bus, topics
     from rover.bench.common import latency_summary
     from rover.topics import BusConfig
@@ -272,6 +273,7 @@ def _stop(procs, subs, bus_cfg) -> None:
 
 def _collect(procs, logs, subs, seconds, summarise) -> Iterator[tuple[str, dict, str]]:
     from rover import bus
+    from rover.cpu_load import CpuWatch
 
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     heard: set[str] = set()
@@ -285,14 +287,17 @@ def _collect(procs, logs, subs, seconds, summarise) -> Iterator[tuple[str, dict,
             sub.drain()
             heard |= {n for n, s in subs.items() if s is sub}
     latencies: dict[str, list[float]] = {name: [] for name in subs}
+    watch = CpuWatch([p.pid for p in procs.values()])  # the rest of the machine, meanwhile
+    watch.start()
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         for sub in bus.wait_any(list(subs.values()), 100):
             name = next(n for n, s in subs.items() if s is sub)
             latencies[name] += [msg.latency_ms for msg in sub.drain()]
+    others = watch.stop()
     for name, values in latencies.items():
         if values:
-            yield name, summarise(values), ""
+            yield name, {**summarise(values), "others": others}, ""
         else:
             yield (
                 name,

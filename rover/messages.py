@@ -60,7 +60,8 @@ class TeleopCommand(Message):
     autopilot: bool = False
     estop: bool = False
     deadman: bool = False
-    record: bool = False
+    # the operator paused the recording (Tab / Start): the recorder writes nothing while set
+    record_paused: bool = False
     # the input that can stop the robot now ("keyboard window", "gamepad NAME", "script F"),
     # empty when none: the control node will not arm on the robot without one
     operator: str = ""
@@ -183,10 +184,22 @@ class StackHealth(Message):
     camera_drops: int = 0
     glass_to_motor_ms: float = 0.0
     recording: bool = False
+    recording_paused: bool = False  # the record key paused it (recorder/status)
     free_disk_mb: float = 0.0
     operators: int = 0
     driver: str = ""  # who holds the controls ("" when nobody)
     wall_ns: int = 0  # the robot's wall clock when this was sent
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecorderStatus(Message):
+    """What the recorder is doing, for the operator's HUD: writing, or paused by the record key."""
+
+    TYPE_ID: ClassVar[int] = 11
+    paused: bool = False
+    frames_written: int = 0
+    paused_s: float = 0.0  # paused time so far, in this run of the recorder
+    session: str = ""  # the session folder's name
 
 
 MESSAGE_TYPES: dict[int, type[Message]] = {
@@ -202,6 +215,7 @@ MESSAGE_TYPES: dict[int, type[Message]] = {
         HealthEvent,
         StereoPreview,
         StackHealth,
+        RecorderStatus,
     )
 }
 

@@ -130,7 +130,6 @@ class OperatorGate:
             deadman=inp.deadman and not self.estop_latched,
             autopilot=inp.autopilot and not self.estop_latched,
             estop=self.estop_latched,
-            record=inp.record,
             operator=f"remote {session.name}",
         )
 

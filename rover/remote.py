@@ -147,6 +147,7 @@ class HealthTracker:
     def __init__(self, disk_path: str = ".", recording: bool = False):
         self.disk_path = disk_path
         self.recording = recording
+        self.recording_paused = False  # the record key paused the recorder (recorder/status)
         self.rates = {k: _Rate(deque()) for k in ("camera", "steering", "trav", "control", "motor")}
         self.camera_drops = 0
         self._frame_stamps: dict[int, int] = {}
@@ -180,6 +181,7 @@ class HealthTracker:
             camera_drops=self.camera_drops,
             glass_to_motor_ms=round(self.glass_to_motor_ms, 2),
             recording=self.recording,
+            recording_paused=self.recording_paused,
             free_disk_mb=round(free_mb, 1),
             operators=operators,
             driver=driver,

@@ -49,6 +49,7 @@ class SimSpec:
     snapshot: str | None = None
     safety_driver_s: float = 0.0  # after a collision the expert drives this long
     camera_latency_ms: float = 0.0  # injected between capture and publication
+    camera_latency_measured: bool = False  # the default (the robot's measured delay), not asked
     frame_drop: float = 0.0  # probability a frame is dropped
     serial_loss: float = 0.0  # probability a chunk to the motor controller is garbled
     randomise_materials: float = 0.0  # share of worlds repainted with other materials
@@ -177,6 +178,7 @@ def request_from_args(args: argparse.Namespace) -> RunRequest:
             snapshot=args.snapshot,
             safety_driver_s=args.safety_driver,
             camera_latency_ms=args.camera_latency_ms,
+            camera_latency_measured=args.camera_latency_measured,
             frame_drop=args.frame_drop,
             serial_loss=args.serial_loss,
             randomise_materials=args.randomise_materials,

@@ -50,6 +50,8 @@ class RunSummary:
         metrics = self._metrics()
         if metrics is not None:
             out.append(run_line(metrics))
+            if metrics.get("injected"):
+                out.append(faults_line(metrics["injected"]))
             if not self.keep_metrics:
                 out.append("(--metrics-out PATH keeps the metrics JSON and a trajectory picture)")
             else:
@@ -137,8 +139,27 @@ def run_line(metrics: dict) -> str:
     return line
 
 
+def faults_line(injected: dict) -> str:
+    """``faults injected: 9 frames dropped (--frame-drop 0.1), ...``: what the flags did."""
+    parts = []
+    if injected.get("frame_drop"):
+        parts.append(
+            f"{injected['dropped_frames']} camera frames dropped (--frame-drop "
+            f"{injected['frame_drop']:g})"
+        )
+    if injected.get("serial_loss"):
+        parts.append(
+            f"{injected['garbled_chunks']} chunks of serial data garbled (--serial-loss "
+            f"{injected['serial_loss']:g})"
+        )
+    if injected.get("camera_latency_ms"):
+        parts.append(f"every frame delayed {injected['camera_latency_ms']:g} ms")
+    return "faults injected: " + ", ".join(parts)
+
+
 def recording_line(record_dir: str) -> str:
-    """``recorded 450 stereo pairs (15.0 s, 20.7 MB, 0 frames lost) in DIR``."""
+    """``recorded 450 stereo pairs (15.0 s, 20.7 MB, 0 frames lost) in DIR`` (and how many
+    frames were left out while the record key had paused it)."""
     from rover.errors import RoverError
     from rover.recording.cli import duration_text, size_text
     from rover.recording.tools import recording_summary
@@ -149,7 +170,14 @@ def recording_line(record_dir: str) -> str:
         return f"recording: nothing readable in {record_dir}"
     lost = row["dropped_frames"]
     lost_text = "" if lost is None else f", {lost} frame{'' if lost == 1 else 's'} lost"
+    if row.get("paused_frames"):  # the record key: left out on purpose, not lost
+        lost_text += f", {row['paused_frames']} left out while paused"
     status = "" if row["status"] == "ok" else f" [{row['status']}]"
+    if row["status"] == "stale":  # say what it means: the frames' labels never drove
+        status = (
+            " [stale: the frames are labelled by commands no live input drove; "
+            f"`rover recordings info {record_dir}` says where]"
+        )
     return (
         f"recorded {row['stereo_pairs']} stereo pairs ({duration_text(row['duration_s'])}, "
         f"{size_text(row['size_bytes'])}{lost_text}) in {record_dir}{status}"

@@ -8,14 +8,16 @@ version):
   Left / A   steer left, Right / D steer right: steering ramps toward full lock while held
              and back to centre when released, so keyboard driving is smooth, not bang-bang
   Space      e-stop (latched until re-armed)      R / Enter   re-arm after an e-stop
-  M          manual <-> autopilot                 Tab         start / stop recording
+  M          manual <-> autopilot                 Tab         pause / resume recording
 
 Holding any drive key is the deadman; releasing them all cuts the throttle at once. In
 autopilot, touching a drive key takes over (back to manual): that is an intervention.
 
 Gamepad (``PRESETS``, SDL2 layouts as pygame reports them on Linux): left stick X steers, right
 trigger is throttle, left trigger reverse, RB / R1 is the deadman (hold it for any throttle),
-B / Circle e-stop, Back / Share re-arm, Y / Triangle mode, Start / Options record. When SDL's
+B / Circle e-stop, Back / Share re-arm, Y / Triangle mode, Start / Options pause / resume the
+recording (a session started with ``--record DIR`` records from the start; the HUD shows REC or
+PAUSED as the recorder reports it, and without a recorder the key only says so). When SDL's
 game controller database knows the pad, its mapping picks the indices; else the pad's name
 picks a preset. Unplugging the active pad zeroes throttle and deadman.
 """
@@ -30,12 +32,13 @@ from typing import Any
 
 from rover.config import dataclass_from_dict
 from rover.errors import ConfigError, DeviceError
-from rover.messages import NO_FRAME, TeleopCommand
+from rover.messages import NO_FRAME, RecorderStatus, TeleopCommand
 
 KEYBOARD_HELP = (
     "drive: arrows/WASD (Shift: full throttle)   Space: e-stop   R/Enter: re-arm   "
-    "M: manual/autopilot   Tab: record"
+    "M: manual/autopilot   Tab: pause/resume recording"
 )
+NOT_RECORDING = "not recording: start with --record DIR"
 MAX_DT_S = 0.1  # after a stall, ramp from where we were instead of jumping
 TRIGGER_DEADZONE = 0.05
 TAKEOVER_STICK = 0.5  # in autopilot, a stick pushed this far (or a trigger) takes over
@@ -62,27 +65,31 @@ class TeleopState:
     autopilot: bool = False
     estop: bool = False
     deadman: bool = False
-    record: bool = False
+    record_paused: bool = False  # the operator paused the recording (the record key)
     device: str = "keyboard"  # "keyboard", or the name of the gamepad in use
+    recording: str = ""  # the HUD's word for the recorder: REC, PAUSED, or why there is none
 
     def command(
         self, seq: int, stamp_ns: int, frame_seq: int = NO_FRAME, operator: str = ""
     ) -> TeleopCommand:
         """This state as a bus message; `operator` names the input that can stop the robot."""
         fields = asdict(self)
-        del fields["device"]
+        del fields["device"], fields["recording"]
         return TeleopCommand(
             seq=seq, stamp_ns=stamp_ns, frame_seq=frame_seq, operator=operator, **fields
         )
 
 
 class Latches:
-    """Mode, e-stop and record flags, shared by every input device of one operator."""
+    """Mode, e-stop and record-pause flags, shared by every input device of one operator, and
+    what the recorder last said (``follow_recorder``): the record key only acts on a recorder."""
 
     def __init__(self) -> None:
         self.autopilot = False
         self.estop = False
-        self.record = False
+        self.record_paused = False
+        self.recorder: RecorderStatus | None = None  # None: no recorder heard lately
+        self.notice = ""  # said once the record key was pressed with nothing recording
 
     def apply(self, action: str) -> None:
         """Apply one of: estop, rearm, mode, record, takeover."""
@@ -91,9 +98,24 @@ class Latches:
         elif action in ("mode", "takeover"):
             self.autopilot = action == "mode" and not self.autopilot
         elif action == "record":
-            self.record = not self.record
+            if self.recorder is None:
+                self.notice = NOT_RECORDING  # nothing to pause: say how to record instead
+            else:
+                self.record_paused = not self.record_paused
         else:
             raise ValueError(f"unknown teleop action {action!r}")
+
+    def follow_recorder(self, status: RecorderStatus | None) -> None:
+        """The recorder's latest status, or None when none is live (no ``--record``)."""
+        self.recorder = status
+        if status is not None:
+            self.notice = ""
+
+    def recording_word(self) -> str:
+        """REC or PAUSED as the recorder reports it; else the notice (or nothing)."""
+        if self.recorder is None:
+            return self.notice
+        return "PAUSED" if self.recorder.paused else "REC"
 
     def state(self, steering: float, throttle: float, deadman: bool, device: str) -> TeleopState:
         """A device's command with these flags; no throttle while e-stopped."""
@@ -103,8 +125,9 @@ class Latches:
             autopilot=self.autopilot,
             estop=self.estop,
             deadman=deadman,
-            record=self.record,
+            record_paused=self.record_paused,
             device=device,
+            recording=self.recording_word(),
         )
 
 

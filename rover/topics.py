@@ -67,6 +67,9 @@ TELEOP_REMOTE = Topic("teleop/remote", m.TeleopCommand, 30.0, recorded=True)
 # what the remote node sends operators over its authenticated link (never on the local bus)
 REMOTE_PREVIEW = Topic("remote/preview", m.StereoPreview, 15.0, recorded=False, frames=True)
 REMOTE_HEALTH = Topic("remote/health", m.StackHealth, 2.0, recorded=False)
+# the recorder's state for the operator's HUD (REC / PAUSED), sent twice a second and at once
+# when the record key pauses or resumes it; silent when nothing records
+RECORDER_STATUS = Topic("recorder/status", m.RecorderStatus, 2.0, recorded=False)
 
 ALL_TOPICS: tuple[Topic, ...] = (
     CAMERA_STEREO,
@@ -78,6 +81,7 @@ ALL_TOPICS: tuple[Topic, ...] = (
     PERCEPTION_TRAVERSABILITY,
     *HEALTH_TOPICS,
     TELEOP_REMOTE,
+    RECORDER_STATUS,  # last: tcp ports follow this order, the others keep theirs
 )
 # on the remote node's link only (`--listen`): what an operator needs, nothing else
 REMOTE_TOPICS: tuple[Topic, ...] = (

@@ -60,7 +60,7 @@ class WindowView:
     autopilot: bool = False
     source: str = ""  # which command drives: teleop, autopilot, expert...
     estop: bool = False
-    recording: bool = False
+    recording: str = ""  # REC, PAUSED, or a notice ("not recording: start with --record DIR")
     distance_m: float = 0.0
     sim_time_s: float = 0.0
     steps_per_s: float | None = None
@@ -109,7 +109,7 @@ class SimWindow:
             self.surface = pg.Surface(self.size)
         else:
             self.surface = pg.display.set_mode(self.size)
-            pg.display.set_caption(f"rover sim: {world.scenario.name} (seed {world.seed})")
+            pg.display.set_caption(self._title(""))
         self._fonts = {k: legible_font(pg, self._px(v)) for k, v in FONT_PX.items()}
         self._texts: dict[tuple, Any] = {}
         self._static_map()
@@ -118,6 +118,10 @@ class SimWindow:
         self.fps = 0.0  # smoothed rate of draw() calls
         self._last_draw_s: float | None = None
         self.closed = False
+
+    def _title(self, recording: str) -> str:
+        title = f"rover sim: {self.world.scenario.name} (seed {self.world.seed})"
+        return f"{title}: {recording}" if recording else title
 
     def _px(self, v: float) -> int:
         return max(1, round(v * self.scale))
@@ -261,6 +265,9 @@ class SimWindow:
         self._draw_map(view)
         self._draw_hud(view)
         if not self.headless:
+            title = self._title(view.recording if view.recording in ("REC", "PAUSED") else "")
+            if title != self._pg.display.get_caption()[0]:  # the taskbar says REC / PAUSED too
+                self._pg.display.set_caption(title)
             self._pg.display.flip()
         end_s = time.perf_counter()
         self.draw_ms = _ema(self.draw_ms, (end_s - start_s) * 1e3)
@@ -335,8 +342,11 @@ class SimWindow:
         x, y = left, y + title.get_height() + self._fonts["s"].get_height() + px(8)
         mode = ("AUTOPILOT", TEAL) if view.autopilot else ("MANUAL", BLUE)
         safety = ("E-STOP", RED) if view.estop else ("ARMED", GREEN)
-        for text, colour in (mode, safety, ("REC", RED)) if view.recording else (mode, safety):
+        record = {"REC": [("REC", RED)], "PAUSED": [("PAUSED", AMBER)]}.get(view.recording, [])
+        for text, colour in (mode, safety, *record):
             x = self._badge(text, colour, x, y) + px(6)
+        # the record key pressed with nothing recording: "not recording" / "start with ..."
+        notice = [] if record or not view.recording else [(*view.recording.split(": ", 1), AMBER)]
         collisions = len(view.collisions_xy) if view.collisions is None else view.collisions
         progress = self.world.goal_progress(view.pose[0]) * 100
         steps = "-" if view.steps_per_s is None else f"{view.steps_per_s:.1f} steps/s"
@@ -353,6 +363,7 @@ class SimWindow:
             ("stack", steps, DIM),
             ("late frames", str(view.late_frames), AMBER if view.late_frames else DIM),
             *((str(k), str(v), TEXT) for k, v in view.hud.items()),
+            *(row for row in notice if len(row) == 3),
         ]
         y, step = y + px(30), px(20)
         for label, value, colour in rows:

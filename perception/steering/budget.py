@@ -34,12 +34,14 @@ def data_budget(frames: Any, rate_hz: float = 30.0) -> dict[str, Any]:
 def budget_text(budget: dict[str, Any]) -> str:
     """The data budget in one line, for the training log and `rover eval`."""
     text = (
-        f"{budget['total_min']:.1f} min of data: {budget['demonstration_min']:.1f} of "
-        f"demonstrations ({budget['perturbed_min']:.1f} of them perturbed), "
-        f"{budget['takeover_min']:.1f} of take-overs"
+        f"{budget['total_min']:.1f} min of data: {budget['demonstration_min']:.1f} min of "
+        f"demonstrations ({budget['perturbed_min']:.1f} min of them perturbed), "
+        f"{budget['takeover_min']:.1f} min of take-overs"
     )
     if budget.get("relabelled_min"):
-        text += f", {budget['relabelled_min']:.1f} of model driving labelled by the sim's expert"
+        text += (
+            f", {budget['relabelled_min']:.1f} min of model driving labelled by the sim's expert"
+        )
     skipped = budget.get("skipped_learner_frames", 0) + budget.get("skipped_stale_frames", 0)
     if skipped:
         text += f"; skipped {skipped} frames without a demonstrator's live command"

@@ -33,7 +33,14 @@ from typing import Any
 from tqdm import tqdm
 
 from perception.steering.budget import budget_text
-from perception.steering.report import aggregate, compare, interval_text, targets, write_html
+from perception.steering.report import (
+    aggregate,
+    capped_text,
+    compare,
+    interval_text,
+    targets,
+    write_html,
+)
 from perception.steering.settings import SteeringNodeConfig
 from rover.config import load_config
 from rover.errors import ConfigError, DataError
@@ -252,6 +259,8 @@ def build_report(
         },
         "overrides": list(getattr(args, "set", [])),
         "duration_s": args.duration,
+        # said in the summary and the page too: capped runs' figures are not full runs'
+        "capped_by_duration": bool(args.duration),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "software": software_version(),
         "overall": {d: aggregate([r for r in runs if r["driver"] == d]) for d in drivers},
@@ -360,6 +369,8 @@ def _print_summary(report: dict[str, Any], out: Path) -> None:
                 f"{fig['mean_distance_between_collisions_m']:>9.1f}{fig['autonomy_pct']:>9.1f}"
                 f"{fig['goal_progress']:>7.2f}{fig['goals_reached']:>4}/{fig['runs']:<2}"
             )
+    if capped_text(report):
+        print(capped_text(report))
     budget = report.get("data_budget")
     if budget:
         print(f"the model learned from {budget_text(budget)}")

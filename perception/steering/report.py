@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from perception.steering.budget import budget_text
 from sim.metrics import INTERVENTION_COST_S
 
 TARGET_MDBC_M = 200.0  # ten times DAVE's 20 m
@@ -124,6 +125,17 @@ def targets(report: dict[str, Any]) -> dict[str, Any]:
         "verdict": verdict,
         "driven": driven_text(held),
     }
+
+
+def capped_text(report: dict[str, Any]) -> str:
+    """What `--duration` did to the runs, or "" when they ran to their end."""
+    cap = report.get("duration_s")
+    if not cap:
+        return ""
+    return (
+        f"runs capped at {cap:g} s of simulated time by --duration: distances, collisions and "
+        "goals are those of the capped runs"
+    )
 
 
 def driven_text(fig: dict[str, Any]) -> str:
@@ -259,6 +271,9 @@ def write_html(report: dict[str, Any], path: Path) -> Path:
     verdict = t.get("verdict", "met" if t["met"] else "not met")
     interval = interval_text(t.get("held_out_mdbc_95ci_m"))
     inference = " ".join(report.get("inference", {}).values()) or "unrecorded settings"
+    notes = f"<p><b>{html.escape(capped_text(report))}</b></p>" if capped_text(report) else ""
+    if report.get("data_budget"):
+        notes += f"<p>the model learned from {html.escape(budget_text(report['data_budget']))}</p>"
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>rover eval: {html.escape(report["model"])}</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
@@ -269,6 +284,7 @@ figure{{display:inline-block;margin:8px}} img{{max-width:480px}}</style></head><
 suite <code>{html.escape(report["suite"])}</code>, {report["seeds_per_scenario"]} world(s) per
 scenario, safety driver {report.get("safety_driver_s", 0.0):g} s after each collision,
 steering node on {html.escape(inference)}, {html.escape(report["created"])}</p>
+{notes}
 <p>{_targets_html(t, verdict, interval)}</p>
 {"".join(f"<p><b>regression</b>: {html.escape(r)}</p>" for r in report.get("regressions", []))}
 <table><tr>{head}</tr>{"".join(rows)}</table>

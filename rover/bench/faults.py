@@ -11,7 +11,11 @@ commands at 50 Hz; then:
   (its back-off plus the new process's imports and start-up);
 - Ctrl-C: ``rover drive --sim open --model expert --headless`` in its own process group gets
   SIGINT, as a terminal sends it; seconds until every process of the group is gone (the
-  README's promise: within 2 s).
+  README's promise: within 2 s);
+- recorder killed: the recorder node records 30 Hz frames, is SIGKILLed, and `recover`
+  rebuilds its segment; seconds of frames lost before the kill (the frames sent after the
+  last one recovered). The floor is the recorder's ``flush_s`` (0.5 s): what it may hold
+  in memory by design (docs/recordings.md: "at most about a second").
 
 The tests assert what happens (throttle zeroed, node back); this bench says how fast.
 """
@@ -23,6 +27,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 
@@ -35,6 +40,7 @@ from rover.bench.common import latency_summary, print_table
 from rover.control import ControlConfig
 from rover.errors import ConfigError
 from rover.manager import NODES, Manager
+from rover.recording.writer import RecorderConfig
 from rover.runspec import Run
 
 _TELEOP_PERIOD_S = 0.02  # 50 Hz, as a gamepad's teleop node sends
@@ -45,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trials", type=int, default=10, help="stale-input trials")
     parser.add_argument("--restarts", type=int, default=2, help="control node kills")
     parser.add_argument("--stops", type=int, default=1, help="Ctrl-C of a whole stack")
+    parser.add_argument("--recorder-kills", type=int, default=2, help="recorder SIGKILLs")
 
 
 def _until(predicate, timeout_s: float, what: str, tick=lambda: None):
@@ -127,6 +134,39 @@ def _stop_trial() -> float:
         proc.wait(10)
 
 
+def _recorder_trial(tmp: str) -> float:
+    """SIGKILL a recording recorder; seconds of frames sent before the kill that are lost."""
+    from rover.recording.reader import Session
+    from rover.recording.recover import recover
+
+    cfg = topics.BusConfig(namespace=f"bench{os.getpid()}x{uuid.uuid4().hex[:6]}")
+    out = os.path.join(tmp, cfg.namespace)
+    argv = [sys.executable, "-m", "rover.nodes.recorder", "--namespace", cfg.namespace]
+    proc = subprocess.Popen([*argv, "--out", out], stderr=subprocess.DEVNULL)
+    frames = bus.Publisher(topics.CAMERA_STEREO, cfg)
+    commands = bus.Publisher(topics.CONTROL_COMMAND, cfg)
+    image, sent = np.zeros((240, 320, 3), np.uint8), {}
+    try:
+        end = time.monotonic() + 3.0
+        while time.monotonic() < end or len(sent) < 60:
+            msg = frames.publish(m.StereoImage(left=image, right=image))
+            commands.publish(m.ControlCommand(frame_seq=msg.seq))
+            sent[msg.seq] = time.monotonic()
+            time.sleep(1 / 30)  # the camera's period: pacing the traffic
+        killed_at = time.monotonic()
+        proc.kill()
+        proc.wait(10)
+    finally:
+        proc.kill()
+        frames.close()
+        commands.close()
+        cfg.remove_ipc_root()
+    recover(out)
+    kept = [f.frame_seq for f in Session(out).frames()]
+    last = max(kept) if kept else min(sent)
+    return killed_at - sent[last]
+
+
 def _control_trials(args: argparse.Namespace) -> tuple[list, list[float]]:
     """Stale-input and restart trials against one manager-run control node."""
     cfg = topics.BusConfig(namespace=f"bench{os.getpid()}x{uuid.uuid4().hex[:6]}")
@@ -169,11 +209,16 @@ def _s_figures(key: str, values: list[float]) -> dict:
 
 def run(args: argparse.Namespace) -> dict:
     """Run the bench, print a table, return the flat result dict."""
-    if args.trials < 1 or args.restarts < 0 or args.stops < 0:
-        raise ConfigError("--trials must be at least 1, --restarts and --stops at least 0")
+    if args.trials < 1 or min(args.restarts, args.stops, args.recorder_kills) < 0:
+        raise ConfigError(
+            "--trials must be at least 1, --restarts, --stops and --recorder-kills at least 0"
+        )
     stale_ms = ControlConfig().stale_ms
     stale, restarts = _control_trials(args)
     stops = [_stop_trial() for _ in range(args.stops)]
+    with tempfile.TemporaryDirectory(prefix="rover-bench-faults-") as tmp:
+        lost = [_recorder_trial(tmp) for _ in range(args.recorder_kills)]
+    flush_s = RecorderConfig().flush_s
     to_cmd = latency_summary([s for s, _ in stale])
     to_motor = latency_summary([z for _, z in stale])
     print(f"faults: control node + firmware emulator on a pty, stale_ms = {stale_ms:g}")
@@ -185,6 +230,8 @@ def run(args: argparse.Namespace) -> dict:
             _ms_row("teleop silent -> motors at zero", to_motor),
             _s_row("Ctrl-C -> every process gone", stops),
             _s_row("control killed -> new one publishes", restarts),
+            ["floor: recorder flush_s", f"{flush_s:.2f} s", "", ""],
+            _s_row("recorder killed -> frames lost", lost),
         ],
     )
     return {
@@ -195,5 +242,7 @@ def run(args: argparse.Namespace) -> dict:
         "motors_zero_max_ms": round(to_motor["max_ms"], 2),
         **_s_figures("restart", restarts),
         **_s_figures("stop", stops),
+        "floor_flush_s": flush_s,
+        **_s_figures("recorder_lost", lost),
         "trials": args.trials,
     }

@@ -118,10 +118,15 @@ class Keyboard:
             named = subprocess.run(
                 ["xdotool", "getwindowname", window], env=self.env, capture_output=True, text=True
             )
-            if named.stdout.strip() == title:
+            name = named.stdout.strip()
+            if name == title or name.startswith(f"{title}: "):  # ": REC" while recording
                 self.window = window
                 return window
         return ""
+
+    def title(self) -> str:
+        """The focused window's title now (the teleop window's says REC or PAUSED)."""
+        return self._run("getwindowname", self.window)
 
     def down(self, key: str) -> None:
         """Press `key` and hold it (an X keysym name: Up, Left, space, r, ...)."""

@@ -117,6 +117,7 @@ class ConsoleHub:
                     "camera_drops",
                     "glass_to_motor_ms",
                     "recording",
+                    "recording_paused",
                     "free_disk_mb",
                     "operators",
                 )

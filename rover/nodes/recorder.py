@@ -7,6 +7,10 @@ Recorder's bounded queue and goes straight back to the sockets: JPEG encoding an
 happen on the Recorder's worker thread, so the recorder never slows the camera or control.
 SIGINT/SIGTERM: drain what already arrived, write the counts and the index, exit 0. Restarted
 into the same folder (the manager restarts a crashed node), it appends new segments.
+
+The operator's record key pauses it: while the latest teleop/command says ``record_paused``
+nothing is written (a mark on /rover/pause says where); it says what it does on
+recorder/status, twice a second and at once on each pause or resume, for the HUD.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import time
 import cv2
 
 from rover import bus, topics
+from rover import messages as m
 from rover.node import Shutdown, node_argparser, node_config, run_main
 from rover.ready import clear_ready, mark_ready
 from rover.recording import format as fmt
@@ -26,6 +31,7 @@ log = logging.getLogger("rover.recorder")
 HWM_SECONDS = 5.0  # per-topic socket buffer, in seconds of the topic's nominal rate
 FRAME_HWM = 300  # at most ~140 MB of raw 320x240 pairs: covers lock-step bursts too
 REPORT_S = 10.0
+STATUS_S = 1.0 / topics.RECORDER_STATUS.rate_hz
 # ready once both arrive: a frame whose answering command was missed would lose its label
 READY_TOPICS = {topics.CAMERA_STEREO, topics.CONTROL_COMMAND}
 
@@ -39,6 +45,8 @@ class RecorderNode:
         self.ready = False
         self.heard: set = set()
         clear_ready(bus_cfg, "recorder")
+        self.status = bus.Publisher(topics.RECORDER_STATUS, bus_cfg)
+        self.next_status = 0.0
         self.subs = [
             bus.Subscriber(
                 t,
@@ -46,7 +54,8 @@ class RecorderNode:
                 newest=False,
                 hwm=FRAME_HWM if t.frames else max(100, int(t.rate_hz * HWM_SECONDS * 4)),
             )
-            for t in fmt.recorded_topics()
+            # the operator's commands first: a pause applies to what arrived with it
+            for t in sorted(fmt.recorded_topics(), key=lambda t: t is not topics.TELEOP_COMMAND)
         ]
 
     def spin_once(self, timeout_ms: float = 100) -> int:
@@ -54,6 +63,8 @@ class RecorderNode:
         moved = 0
         for sub in bus.wait_any(self.subs, timeout_ms):
             for msg in sub.drain():
+                if sub.topic is topics.TELEOP_COMMAND:
+                    self._follow_record_key(msg)
                 self.recorder.submit(sub.topic, msg)
                 moved += 1
             if not self.ready and moved:
@@ -63,7 +74,27 @@ class RecorderNode:
                     self.ready = True
             self.recorder.note_bus_stats(sub.topic, sub.stats.skipped, sub.stats.malformed)
         self.recorder.raise_if_failed()
+        if time.monotonic() >= self.next_status:
+            self.publish_status()
         return moved
+
+    def _follow_record_key(self, cmd) -> None:
+        if self.recorder.set_paused(cmd.record_paused, cmd.stamp_ns):
+            verb = "paused" if cmd.record_paused else "resumed"
+            log.info("recording %s by the record key (%s)", verb, cmd.operator or "operator")
+            self.publish_status()  # the HUD changes at once, not at the next status tick
+
+    def publish_status(self) -> None:
+        """Say on recorder/status whether the recorder writes or is paused."""
+        self.status.publish(
+            m.RecorderStatus(
+                paused=self.recorder.paused,
+                frames_written=self.recorder.counts[topics.CAMERA_STEREO.name].written,
+                paused_s=round(self.recorder.paused_s, 3),
+                session=self.recorder.path.name,
+            )
+        )
+        self.next_status = time.monotonic() + STATUS_S
 
     def close(self, drain_s: float = 0.5) -> None:
         deadline = time.monotonic() + drain_s  # what already arrived still goes in the file
@@ -72,6 +103,7 @@ class RecorderNode:
         for sub in self.subs:
             sub.close()
         clear_ready(self.bus_cfg, "recorder")
+        self.status.close()
         self.recorder.close()
 
 

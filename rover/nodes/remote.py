@@ -138,7 +138,6 @@ def _operator_input(cmd: m.TeleopCommand) -> OperatorInput:
         deadman=cmd.deadman,
         autopilot=cmd.autopilot,
         estop=cmd.estop,
-        record=cmd.record,
     )
 
 
@@ -157,7 +156,9 @@ class RemoteNode:
             topics.PERCEPTION_STEERING: self.on_steering,
             topics.PERCEPTION_TRAVERSABILITY: self.on_trav,
         }
-        self.subs = [self.camera] + [bus.Subscriber(t, bus_cfg) for t in self.handlers]
+        self.recorder = bus.Subscriber(topics.RECORDER_STATUS, bus_cfg)  # REC or PAUSED
+        self.subs = [self.camera, self.recorder]
+        self.subs += [bus.Subscriber(t, bus_cfg) for t in self.handlers]
         self.preview = r.PreviewEncoder(args.preview_hz, args.jpeg_quality)
         self.health = r.HealthTracker(args.disk or ".", recording=args.recording)
         self.trav: m.TraversabilityMap | None = None
@@ -216,6 +217,9 @@ class RemoteNode:
         now = time.monotonic_ns()
         if sub is self.camera:
             self.on_frame(msg, now)
+            return
+        if sub is self.recorder:
+            self.health.recording_paused = msg.paused
             return
         kind = {
             topics.MOTOR_STATE: "motor",

@@ -69,6 +69,12 @@ class RemoteWindow:
         pg.display.flip()
 
 
+def _recording_word(health) -> str:
+    if not (health and health.recording):
+        return ""
+    return "PAUSED" if health.recording_paused else "REC"
+
+
 def hud_lines(state: TeleopState, link: RemoteLink) -> list[tuple[str, bool]]:
     """The HUD's text, line by line, each with whether it warns."""
     ctrl = link.latest.get("control/command")
@@ -82,7 +88,7 @@ def hud_lines(state: TeleopState, link: RemoteLink) -> list[tuple[str, bool]]:
         (
             f"{role}   robot: {ctrl.source if ctrl else '-'}   "
             f"{'E-STOP' if estop else 'armed' if motor and motor.armed else 'disarmed'}   "
-            f"{'REC' if state.record or (health and health.recording) else ''}",
+            f"{_recording_word(health)}",
             estop or link.role != "driver",
         ),
         (

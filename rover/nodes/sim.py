@@ -63,6 +63,7 @@ class SimNode:
         self.sim = self._simulation(0)
         self.period_ns = int(self.sim.dt_s * 1e9)
         self.faults = random.Random(self.sim.world.seed)  # injected faults, reproducible
+        self.dropped_frames = 0  # by --frame-drop
         link = topics.motor_port_for_sim(bus_cfg.namespace)
         if spec.mcu == "avr":  # the compiled firmware in simavr: outputs read from its pins
             self.emulator: PtyEmulator | AvrMcu = AvrMcu(AvrConfig(build=False), link_path=link)
@@ -96,6 +97,7 @@ class SimNode:
         self._last_images = (left, right)
         if self.started and self.faults.random() < self.spec.frame_drop:
             self.frames.seq += 1
+            self.dropped_frames += 1
             return None
         if self.spec.camera_latency_ms > 0:
             time.sleep(self.spec.camera_latency_ms / 1000)  # the injected transport delay
@@ -281,6 +283,16 @@ class SimNode:
         result["late_frames"] = self.stats.late_frames
         if self.operator is not None:
             result["operator_takeover_s"] = round(self.operator.driven_steps * self.sim.dt_s, 3)
+        spec = self.spec
+        delay_ms = 0.0 if spec.camera_latency_measured else spec.camera_latency_ms
+        if spec.frame_drop or spec.serial_loss or delay_ms:
+            result["injected"] = {  # what the fault flags did, for the run's summary
+                "frame_drop": spec.frame_drop,
+                "dropped_frames": self.dropped_frames,
+                "serial_loss": spec.serial_loss,
+                "garbled_chunks": getattr(self.emulator, "garbled_chunks", 0),
+                "camera_latency_ms": delay_ms,
+            }
         return result
 
     def close(self) -> None:
@@ -308,6 +320,7 @@ class SimView:
         # the traversability map, tinted on the left eye when that node runs
         self.trav = bus.Subscriber(topics.PERCEPTION_TRAVERSABILITY, bus_cfg)
         self.trav_geom = None
+        self.recorder = bus.Subscriber(topics.RECORDER_STATUS, bus_cfg)  # the HUD's REC / PAUSED
         self.last_s = time.monotonic()
         self.wall_t0 = self.last_s
 
@@ -317,6 +330,9 @@ class SimView:
 
         now = time.monotonic()
         events = self.window.events()
+        self.recorder.receive()
+        latest = self.recorder.last if self.recorder.alive() else None
+        self.teleop.latches.follow_recorder(latest)
         state = self.teleop.update(events.events, events.pressed, now - self.last_s)
         self.last_s = now
         if self.teleop_pub is not None:
@@ -339,7 +355,7 @@ class SimView:
                 autopilot=state.autopilot,
                 source=self.autopilot_name if state.autopilot else state.device,
                 estop=outputs.estop,
-                recording=state.record,
+                recording=state.recording,
                 distance_m=s.distance_m,
                 sim_time_s=s.time_s,
                 steps_per_s=s.step / wall if wall > 0 else None,
@@ -376,6 +392,7 @@ class SimView:
         self.sim, self.window = sim, SimWindow(sim.world, headless=headless)
 
     def close(self) -> None:
+        self.recorder.close()
         self.window.close()
 
 

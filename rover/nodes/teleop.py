@@ -5,8 +5,9 @@ Which input (drivers/gamepad.py): ``--script F`` replays a scripted twin; with a
 no ``--headless``) a small keyboard window that also reads gamepads; else gamepads alone. In
 ``--mode drive`` it starts on the autopilot and any drive key or stick takes over. Each command
 names the input that can stop the robot (``operator``; empty while none is connected: the
-control node then does not arm). A gamepad plugged in or out is a health event. Closing the
-window ends the run.
+control node then does not arm) and whether the operator paused the recording (the record key;
+the HUD shows what ``recorder/status`` reports). A gamepad plugged in or out is a health
+event. Closing the window ends the run.
 """
 
 from __future__ import annotations
@@ -44,11 +45,14 @@ class TeleopNode:
         self.input.latches.autopilot = autopilot  # drive mode: the human takes over at will
         self.pub = bus.Publisher(topics.TELEOP_COMMAND, bus_cfg)
         self.health = HealthPublisher(topics.HEALTH_TELEOP, bus_cfg, "teleop")
+        self.recorder = bus.Subscriber(topics.RECORDER_STATUS, bus_cfg)  # silent: no --record
         self.was_connected = False
         self.next_tick = time.monotonic() + 1.0 / RATE_HZ
 
     def step(self) -> None:
         """Read the input once, publish the command and any change of the input's presence."""
+        self.recorder.receive()
+        self.input.latches.follow_recorder(self.recorder.last if self.recorder.alive() else None)
         now_ns = time.monotonic_ns()
         state = self.input.read(now_ns / 1e9)
         connected = self.input.connected
@@ -74,6 +78,7 @@ class TeleopNode:
 
     def close(self) -> None:
         self.input.close()
+        self.recorder.close()
         self.health.close()
         self.pub.close()
 

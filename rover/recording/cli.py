@@ -1,7 +1,7 @@
 """Inspect, verify, repair, trim and export recordings.
 
 rover recordings list [ROOT...]              sessions with duration, pairs, size, status
-rover recordings info SESSION [--json]       counts, rates, drops, gaps, steering histogram
+rover recordings info SESSION [--json]       counts, rates, drops, gaps, pauses, steering histogram
 rover recordings verify PATH... [--decode]   read every message; non-zero exit on damage
 rover recordings recover PATH [--out DIR]    rebuild segments cut short by a crash
 rover recordings trim SESSION --from S --to S | --frames A:B | --undo [ID] | --list
@@ -39,7 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
 
     p = sub.add_parser(
-        "info", help="labels (live or stale), per-topic counts and rates, drops, gaps, steering"
+        "info",
+        help="labels (live or stale), per-topic counts and rates, drops, gaps, paused spans, "
+        "steering",
     )
     p.add_argument("session", metavar="SESSION", help=SESSION_HELP)
     p.add_argument("--json", action="store_true", help="one JSON object instead of text")
@@ -200,6 +202,12 @@ def _print_info(info: dict) -> None:
         f"({len(info['trims'])} trim(s))"
     )
     print(f"drops     {info['dropped_frames']} frame(s); camera restarts {info['camera_restarts']}")
+    if info["pauses"]:
+        spans = ", ".join(f"{p['length_s']:.1f} s at {p['at_s']:.1f} s" for p in info["pauses"][:5])
+        print(
+            f"paused    {info['paused_s']:.1f} s in {len(info['pauses'])} span(s) by the record "
+            f"key ({spans}); {info['paused_frames']} frame(s) not recorded"
+        )
     for f in info.get("faults", []):
         state = "still active at the end" if f["active"] else "recovered"
         print(f"fault     {f['node']} {f['fault']}: {f['count']} time(s), {state}")

@@ -13,6 +13,8 @@ a lock file. Inside a segment:
   second, so the counts survive a crash.
 - `/rover/takeover`: a mark where the human took over from the autopilot and where they handed
   back (rover.recording.takeover).
+- `/rover/pause`: a mark where the operator paused the recording (the record key) and where
+  they resumed it; `publish_time` is the key press's stamp. Nothing else is written between.
 - Metadata `rover.session` (software version, clocks, camera size), `rover.config` (the robot
   config), `rover.segment` (counts when the segment closed), `rover.counts` (totals, last
   segment); the calibration file as an attachment.
@@ -44,6 +46,7 @@ RIGHT_TOPIC = "/camera/right/compressed"
 IMAGE_TOPICS = (LEFT_TOPIC, RIGHT_TOPIC)
 STATS_TOPIC = "/rover/recorder"
 TAKEOVER_TOPIC = "/rover/takeover"  # marks where the human took over from the autopilot
+PAUSE_TOPIC = "/rover/pause"  # marks where the operator paused and resumed the recording
 # lossless images (PNG in foxglove.CompressedImage): the cost maps a replay writes
 PNG_IMAGE_TOPICS = ("/perception/traversability/cost",)
 CONTROL_TOPIC = "/" + topics.CONTROL_COMMAND.name
@@ -143,8 +146,21 @@ def stats_schema() -> bytes:
     return json.dumps(
         {
             "title": "rover.RecorderStats",
-            "description": "Per topic: received, written, skipped (seq gaps), dropped (queue).",
+            "description": "Per topic: received, written, skipped (seq gaps), dropped (queue), "
+            "paused (not written: the operator paused the recording).",
             "type": "object",
+        }
+    ).encode()
+
+
+def pause_schema() -> bytes:
+    """JSON Schema of the pause marks."""
+    return json.dumps(
+        {
+            "title": "rover.RecordPause",
+            "description": "true: the operator paused the recording; false: resumed it.",
+            "type": "object",
+            "properties": {"paused": {"type": "boolean"}},
         }
     ).encode()
 

@@ -1,7 +1,7 @@
 """The recorder's logic: takes bus messages without ever blocking, writes them on a thread.
 
 `Recorder.submit` is called from the receive loop: a full queue drops the message and counts
-it. A worker thread JPEG-encodes the frames (cv2 releases the GIL) and writes them through a
+it; while paused (`set_paused`: the operator's record key) nothing is queued, only counted. A worker thread JPEG-encodes the frames (cv2 releases the GIL) and writes them through a
 SessionWriter, which finishes a chunk and fsyncs every `flush_s` (so a SIGKILL or a power cut
 loses at most about that much) and starts a new segment every `segment_s`. Nothing here imports
 the bus: tests and tools drive it directly.
@@ -28,6 +28,7 @@ from rover.recording.writer import RecorderConfig, SessionWriter
 
 __all__ = ["Recorder", "RecorderConfig", "TopicCounts"]
 _STOP = object()
+_PAUSE = object()
 
 
 @dataclass
@@ -39,6 +40,7 @@ class TopicCounts:
     skipped: int = 0  # seq gaps seen by the subscriber: lost before reaching the recorder
     dropped: int = 0  # the recorder's queue was full
     malformed: int = 0
+    paused: int = 0  # not written: the operator had paused the recording
 
 
 class Recorder:
@@ -65,6 +67,9 @@ class Recorder:
         self._lock = threading.Lock()
         self.error: BaseException | None = None
         self.takeover = TakeoverTracker(drive_mode(robot_config or {}))
+        self.paused = False
+        self._paused_ns = 0  # paused time before the current pause
+        self._paused_since_ns = 0
         self.session.open_segment(clock_ns())
         self._thread = threading.Thread(target=self._run, name="recorder-writer", daemon=True)
         self._thread.start()
@@ -78,6 +83,9 @@ class Recorder:
         self.raise_if_failed()
         counts = self.counts[topic.name]
         counts.received += 1
+        if self.paused:
+            counts.paused += 1
+            return False
         frames = topic is topics.CAMERA_STEREO
         with self._lock:
             if (
@@ -93,6 +101,26 @@ class Recorder:
                 self._queued_messages += 1
         self._queue.put((topic, msg, time.time_ns()))
         return True
+
+    def set_paused(self, paused: bool, stamp_ns: int) -> bool:
+        """Pause or resume writing at the key press stamped `stamp_ns`; True when it changed.
+        The mark goes through the queue, after every message submitted before it."""
+        if paused == self.paused:
+            return False
+        now = self.clock_ns()
+        if paused:
+            self._paused_since_ns = now
+        else:
+            self._paused_ns += now - self._paused_since_ns
+        self.paused = paused
+        self._queue.put((_PAUSE, paused, stamp_ns))
+        return True
+
+    @property
+    def paused_s(self) -> float:
+        """Seconds spent paused so far."""
+        current = self.clock_ns() - self._paused_since_ns if self.paused else 0
+        return (self._paused_ns + current) / 1e9
 
     def note_bus_stats(self, topic: topics.Topic, skipped: int, malformed: int) -> None:
         """Record the subscriber's own counts (seq gaps, malformed) for `topic`."""
@@ -140,7 +168,9 @@ class Recorder:
             if item is _STOP:
                 self._write_stats()
                 return
-            if item is not None:
+            if item is not None and item[0] is _PAUSE:
+                self._write_pause(*item[1:])
+            elif item is not None:
                 self._write(*item)
             now = self.clock_ns()
             if now >= next_stats:
@@ -153,6 +183,10 @@ class Recorder:
             elif now >= next_flush:
                 self.session.flush()
                 next_flush = now + flush_ns
+
+    def _write_pause(self, paused: bool, stamp_ns: int) -> None:
+        data = json.dumps({"paused": paused}).encode()
+        self.session.write_json(fmt.PAUSE_TOPIC, data, time.time_ns(), stamp_ns, 0)
 
     def _write(self, topic: topics.Topic, msg: m.Message, log_time_ns: int) -> None:
         if topic is topics.CAMERA_STEREO:

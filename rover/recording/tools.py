@@ -120,9 +120,10 @@ def list_sessions(roots: list[str | Path]) -> list[dict]:
 
 def recording_summary(session_dir: str | Path) -> dict:
     """What a finished recording holds, from its indexes (no scan): stereo pairs, duration,
-    size, and the frames the recorder's final counts say were lost (skipped + dropped)."""
+    size, and the frames the recorder's final counts say were lost (skipped + dropped) and
+    left out while the operator paused it."""
     (row,) = list_sessions([session_dir])
-    drops = None
+    drops = paused = None
     segments = fmt.segment_paths(Path(session_dir))
     if segments and seg.is_complete(segments[-1]):
         with open(segments[-1], "rb") as f:
@@ -130,7 +131,8 @@ def recording_summary(session_dir: str | Path) -> dict:
         counts = json.loads(meta.get(fmt.META_COUNTS, {}).get("counts", "null") or "null")
         stereo = (counts or {}).get("camera/stereo")
         drops = None if stereo is None else stereo.get("skipped", 0) + stereo.get("dropped", 0)
-    return {**row, "dropped_frames": drops}
+        paused = None if stereo is None else stereo.get("paused", 0)
+    return {**row, "dropped_frames": drops, "paused_frames": paused}
 
 
 def _segment_summary(path: Path) -> dict:
@@ -179,6 +181,7 @@ class _Scan:
     final: bool = False
     recovered: list[dict] = field(default_factory=list)
     control_sources: Counter[str] = field(default_factory=Counter)  # per control/command
+    pause_marks: list[tuple[int, bool]] = field(default_factory=list)  # (stamp_ns, paused)
 
 
 def session_info(path: str | Path) -> dict:
@@ -202,6 +205,8 @@ def session_info(path: str | Path) -> dict:
                 if not scan.final:
                     scan.counts = json.loads(msg.data)["topics"]
                 continue
+            if topic == fmt.PAUSE_TOPIC:
+                scan.pause_marks.append((msg.publish_time, bool(json.loads(msg.data)["paused"])))
             if topic == fmt.CONTROL_TOPIC:
                 scan.control_sources[json.loads(msg.data).get("source") or "?"] += 1
             scan.topics.setdefault(topic, _TopicStats()).add(msg.sequence, msg.log_time)
@@ -235,6 +240,8 @@ def _info_dict(session: Session, scan: _Scan, size: int) -> dict:
     intervals = np.diff(stamps) if len(stamps) > 1 else np.zeros(0, np.int64)
     period = float(np.median(intervals)) if len(intervals) else 0.0
     slow = intervals > GAP_FACTOR * period if period > 0 else np.zeros(len(intervals), bool)
+    pauses = pause_spans(scan.pause_marks, int(stamps[-1]) if len(stamps) else 0)
+    slow &= ~_within(stamps, pauses)  # the operator paused there: no frames were lost
     steady_from = _steady_start(slow)
     gaps = [
         {"at_s": round((stamps[i] - stamps[0]) / 1e9, 3), "length_s": round(intervals[i] / 1e9, 3)}
@@ -245,6 +252,8 @@ def _info_dict(session: Session, scan: _Scan, size: int) -> dict:
     left = scan.topics.get(fmt.LEFT_TOPIC, _TopicStats())
     stereo_counts = (scan.counts or {}).get("camera/stereo", {})
     counted_drops = stereo_counts.get("skipped", 0) + stereo_counts.get("dropped", 0)
+    paused_frames = stereo_counts.get("paused", 0)
+    t0 = int(stamps[0]) if len(stamps) else 0
     hist, edges = np.histogram([f.steering for f in frames], bins=HISTOGRAM_BINS, range=(-1.0, 1.0))
     wall_s = (left.last_log_ns - left.first_log_ns) / 1e9 if left.messages > 1 else 0.0
     labels = _labels(frames, scan.control_sources)
@@ -262,7 +271,13 @@ def _info_dict(session: Session, scan: _Scan, size: int) -> dict:
         "wall_s": round(wall_s, 3),
         "stereo_pairs": len(frames),
         "training_pairs": len(session),
-        "dropped_frames": max(left.seq_gaps, counted_drops),
+        "dropped_frames": max(left.seq_gaps - paused_frames, counted_drops),
+        "pauses": [
+            {"at_s": round((a - t0) / 1e9, 3), "length_s": round((b - a) / 1e9, 3)}
+            for a, b in pauses
+        ],
+        "paused_s": round(sum(b - a for a, b in pauses) / 1e9, 3),
+        "paused_frames": paused_frames,
         "frame_seq_gaps": left.seq_gaps,
         "camera_restarts": left.restarts,
         "bytes_per_min": round(size / (session.duration_s / 60)) if session.duration_s else 0,
@@ -291,6 +306,29 @@ def _info_dict(session: Session, scan: _Scan, size: int) -> dict:
         "software": session.metadata["software"],
         "camera": session.metadata["camera"],
     }
+
+
+def pause_spans(marks: list[tuple[int, bool]], end_ns: int) -> list[tuple[int, int]]:
+    """(start, end) stamps of each span the operator paused the recording; one still paused
+    when the recording ended runs to `end_ns`."""
+    spans, since = [], None
+    for stamp_ns, paused in sorted(marks):
+        if paused and since is None:
+            since = stamp_ns
+        elif not paused and since is not None:
+            spans.append((since, stamp_ns))
+            since = None
+    if since is not None:
+        spans.append((since, max(since, end_ns)))
+    return spans
+
+
+def _within(stamps: np.ndarray, spans: list[tuple[int, int]]) -> np.ndarray:
+    """Per frame interval: whether it overlaps one of `spans`."""
+    hit = np.zeros(max(len(stamps) - 1, 0), bool)
+    for a, b in spans:
+        hit |= (stamps[:-1] <= b) & (stamps[1:] >= a)
+    return hit
 
 
 def _steady_start(slow: np.ndarray) -> int:

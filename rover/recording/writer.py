@@ -138,6 +138,8 @@ class SessionWriter:
         channels[fmt.STATS_TOPIC] = writer.register_channel(fmt.STATS_TOPIC, "json", stats)
         marks = writer.register_schema("rover.Takeover", "jsonschema", takeover.mark_schema())
         channels[fmt.TAKEOVER_TOPIC] = writer.register_channel(fmt.TAKEOVER_TOPIC, "json", marks)
+        pauses = writer.register_schema("rover.RecordPause", "jsonschema", fmt.pause_schema())
+        channels[fmt.PAUSE_TOPIC] = writer.register_channel(fmt.PAUSE_TOPIC, "json", pauses)
         self.segment = _Segment(self._next_index - 1, path, file, writer, channels, now_ns)
         writer.add_metadata(fmt.META_SESSION, self._session_metadata())
         writer.add_metadata(fmt.META_CONFIG, fmt.flatten_config(self.robot_config))

@@ -200,8 +200,13 @@ def test_contract_stamps_increase_and_eyes_are_close_in_time(cam_case, tmp_path)
     rights = [f.right_stamp_ns for f in frames]
     assert np.all(np.diff(lefts) > 0) and np.all(np.diff(rights) > 0)
     assert [f.index for f in frames] == list(range(frames[0].index, frames[0].index + len(frames)))
-    skew_ms = np.median([abs(r - left) for left, r in zip(lefts, rights, strict=True)]) / 1e6
-    assert skew_ms < 5.0
+    # a pair is one instant: both eyes grabbed before the next pair's, closer to each other
+    # than successive pairs are (how close, < 5 ms: `rover bench camera`, a loaded machine
+    # stretches both alike)
+    stamps = np.array([lefts, rights]).T  # one row per pair
+    assert np.all(stamps[:-1].max(axis=1) < stamps[1:].min(axis=1))
+    skews = np.abs(stamps[:, 1] - stamps[:, 0])
+    assert np.median(skews) < np.median(np.diff(lefts))
 
 
 def test_contract_close_releases_and_can_be_repeated(cam_case, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
 
@@ -219,7 +220,8 @@ def test_training_learns_the_drivers_own_commands_and_reports_its_data_budget(
     assert budget["takeover_min"] == pytest.approx(30 * minute, abs=0.006)
     assert budget["skipped_learner_frames"] == 20 and budget["skipped_stale_frames"] == 10
     printed = capsys.readouterr().out
-    assert "learning from 0.1 min of data" in printed and "of take-overs" in printed
+    units = r"0\.1 min of data: \d\.\d min of demonstrations \(\d\.\d min of them perturbed\), "
+    assert re.search(units + r"\d\.\d min of take-overs", printed), printed  # each with its unit
     assert "frames with |steering| >= 0.05" in printed
 
 

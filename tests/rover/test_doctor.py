@@ -73,3 +73,17 @@ def test_doctor_talks_to_the_compiled_firmware_in_simavr(
     assert done.returncode == 0, done.stdout + done.stderr
     lines = _lines(done.stdout)
     assert lines["firmware"] == "ok" and lines["watchdog"] == "ok"
+
+
+def test_a_node_over_budget_fails_on_an_idle_machine_and_warns_on_a_busy_one():
+    from rover.cpu_load import OtherLoad
+    from rover.doctor import node_finding
+
+    slow = {"n": 60, "p50_ms": 9.0, "p99_ms": 14.0}
+    idle = node_finding("steering", slow | {"others": OtherLoad(0.1, 2, 0.4)}, 5.0, 2.0)
+    assert idle.status == "FAIL" and "too slow on an otherwise idle machine" in idle.text
+    busy = node_finding("steering", slow | {"others": OtherLoad(1.6, 2, 4.2)}, 5.0, 2.0)
+    assert busy.status == "warn" and "rerun on an idle machine" in busy.text
+    assert "other programs kept 1.6 of 2 cores busy (load average 4.2)" in busy.text
+    fast = node_finding("steering", slow | {"others": OtherLoad(1.6, 2, 4.2)}, 20.0, 2.0)
+    assert fast.status == "ok"

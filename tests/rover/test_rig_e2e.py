@@ -182,3 +182,56 @@ def test_a_killed_motor_controller_is_reported_and_comes_back(
         drives.wait(lambda d: d.armed and d.throttle > 0, 5, "driving again")
     finally:
         stack.stop()
+
+
+@pytest.mark.slow
+def test_tab_pauses_and_resumes_the_recording_and_the_hud_says_which(
+    rig, rig_env, xvfb, tmp_path, new_namespace, rover_cli, rover_stack, wait_until
+):
+    ns = new_namespace()
+    argv = ["teleop", "--config", str(rig.toml), "--namespace", ns, "--record", str(tmp_path)]
+    stack = rover_stack(argv, window_env(rig_env, xvfb), tmp_path / "log")
+    bus_cfg = BusConfig(namespace=ns)
+    status = bus.Subscriber(topics.RECORDER_STATUS, bus_cfg)  # what the window's HUD shows
+    frames = bus.Subscriber(topics.CAMERA_STEREO, bus_cfg)
+
+    def recorder_says(paused: bool):
+        return lambda: (s := status.receive()) is not None and s.paused == paused and s
+
+    def window_shows(word: str):  # the window's title, as the user's taskbar shows it
+        return lambda: keys.title() == f"rover teleop: {word}"
+
+    def frame_after(stamp_ns: int):  # captured after the recorder said so: it sees it after
+        return lambda: (f := frames.receive(timeout_ms=100)) and f.stamp_ns > stamp_ns and f
+
+    try:
+        keys = Keyboard(xvfb)
+        keys.focus()
+        wait_until(window_shows("REC"), 30, "REC from the start (--record)")
+        keys.tap("Tab")
+        paused = wait_until(recorder_says(True), 10, "the recorder pausing after Tab")
+        wait_until(window_shows("PAUSED"), 10, "PAUSED in the window")
+        unseen = [wait_until(frame_after(paused.stamp_ns), 10, "a frame").seq for _ in range(5)]
+        keys.tap("Tab")
+        resumed = wait_until(recorder_says(False), 10, "the recorder resuming")
+        wait_until(window_shows("REC"), 10, "REC again after the second Tab")
+        after = wait_until(frame_after(resumed.stamp_ns), 10, "a frame after resuming")
+        wait_until(
+            lambda: (s := status.receive()) and s.frames_written > resumed.frames_written,
+            10,
+            "frames written again",
+        )
+        session = stack.wait_line("recording to").split("recording to", 1)[1].strip()
+        assert stack.interrupt() < 10
+    finally:
+        status.close()
+        frames.close()
+        stack.stop()
+    verify = rover_cli("recordings", "verify", session, env=rig_env)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    info = rover_cli("recordings", "info", session, "--json", env=rig_env)
+    pauses = json.loads(info.stdout)["pauses"]
+    assert len(pauses) == 1 and pauses[0]["length_s"] > 0, pauses
+    recorded = {f.frame_seq for f in Session(session).frames()}
+    assert unseen and not recorded & set(unseen)  # frames while PAUSED are not in the file
+    assert any(seq >= after.seq for seq in recorded)  # recording again after the resume

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,6 +75,23 @@ def test_a_real_time_run_that_fell_behind_the_clock_says_so():
     line = run_line(metrics | {"elapsed_s": 11.8, "wall_s": 23.2, "lockstep": False})
     assert line.endswith("; in real time it kept 51 % of the clock (23.2 s)")
     assert "clock" not in run_line(metrics | {"elapsed_s": 11.8, "wall_s": 23.2, "lockstep": True})
+
+
+def test_injected_faults_are_counted_in_the_summary(bus_cfg):
+    result = rover(
+        "drive", "--sim", "forest", "--lockstep", "--headless", "--duration", "2",
+        "--namespace", bus_cfg.namespace, "--frame-drop", "0.2", "--serial-loss", "0.05",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (line,) = [ln for ln in result.stdout.splitlines() if ln.startswith("faults injected: ")]
+    dropped, garbled = re.findall(r"(\d+) camera frames dropped .* (\d+) chunks of serial", line)[0]
+    assert int(dropped) > 0 and int(garbled) > 0, line
+    assert "(--frame-drop 0.2)" in line and "(--serial-loss 0.05)" in line
+    quiet = rover(
+        "drive", "--sim", "forest", "--lockstep", "--headless", "--duration", "1",
+        "--namespace", bus_cfg.namespace,
+    )  # fmt: skip
+    assert "faults injected" not in quiet.stdout
 
 
 def test_a_run_of_several_worlds_names_each_and_counts_the_goals():

@@ -5,7 +5,9 @@ from itertools import pairwise
 import pytest
 
 from rover.errors import ConfigError
+from rover.messages import RecorderStatus
 from rover.teleop import (
+    NOT_RECORDING,
     PRESETS,
     GamepadMapping,
     GamepadTeleop,
@@ -101,12 +103,26 @@ def test_keyboard_estop_latches_until_rearmed(pg):
 
 def test_keyboard_mode_and_record_toggle_once_per_press(pg):
     kb = KeyboardTeleop()
+    kb.latches.follow_recorder(RecorderStatus())  # a recorder is writing (--record)
     assert kb.update(send(pg, down(pg, pg.K_m)), None, DT_S).autopilot
     # a held key (or OS key repeat) does not toggle again
     assert kb.update(send(pg, down(pg, pg.K_m)), None, DT_S).autopilot
     assert not kb.update(send(pg, up(pg, pg.K_m), down(pg, pg.K_m)), None, DT_S).autopilot
-    assert kb.update(send(pg, down(pg, pg.K_TAB)), None, DT_S).record
-    assert not kb.update(send(pg, up(pg, pg.K_TAB), down(pg, pg.K_TAB)), None, DT_S).record
+    assert kb.update(send(pg, down(pg, pg.K_TAB)), None, DT_S).record_paused
+    assert not kb.update(send(pg, up(pg, pg.K_TAB), down(pg, pg.K_TAB)), None, DT_S).record_paused
+
+
+def test_record_key_shows_what_the_recorder_does_and_without_one_says_how(pg):
+    kb = KeyboardTeleop()
+    pressed = kb.update(send(pg, down(pg, pg.K_TAB), up(pg, pg.K_TAB)), None, DT_S)
+    assert not pressed.record_paused and pressed.recording == NOT_RECORDING
+    kb.latches.follow_recorder(RecorderStatus(paused=False))
+    assert kb.update([], None, DT_S).recording == "REC"
+    kb.update(send(pg, down(pg, pg.K_TAB), up(pg, pg.K_TAB)), None, DT_S)
+    # the HUD follows the recorder's word, not the key: PAUSED once it says so
+    assert kb.update([], None, DT_S).recording == "REC"
+    kb.latches.follow_recorder(RecorderStatus(paused=True))
+    assert kb.update([], None, DT_S).recording == "PAUSED"
 
 
 def test_drive_key_in_autopilot_takes_over(pg):
@@ -182,6 +198,7 @@ def test_gamepad_steering_has_deadzone_expo_and_left_positive(pg):
 def test_gamepad_estop_mode_record_buttons_and_takeover(pg):
     m = PRESETS["xbox"]
     pad = GamepadTeleop()
+    pad.latches.follow_recorder(RecorderStatus())
     pad.update(send(pg, pad_button(pg, m.deadman_button), pad_axis(pg, m.throttle_axis, 1.0)))
     stopped = pad.update(send(pg, pad_button(pg, m.estop_button)))
     assert stopped.estop and stopped.throttle == 0.0
@@ -189,7 +206,7 @@ def test_gamepad_estop_mode_record_buttons_and_takeover(pg):
     assert pad.update(send(pg, pad_button(pg, m.rearm_button))).throttle == pytest.approx(1.0)
     pad.update(send(pg, pad_axis(pg, m.throttle_axis, -1.0)))
     assert pad.update(send(pg, pad_button(pg, m.mode_button))).autopilot
-    assert pad.update(send(pg, pad_button(pg, m.record_button))).record
+    assert pad.update(send(pg, pad_button(pg, m.record_button))).record_paused
     assert pad.update(send(pg, pad_axis(pg, m.steering_axis, 0.3))).autopilot  # small: no
     assert not pad.update(send(pg, pad_axis(pg, m.steering_axis, 0.9))).autopilot  # takeover
 
@@ -267,6 +284,7 @@ def test_keyboard_and_gamepad_share_one_estop(pg):
 
 
 def test_state_becomes_a_teleop_command():
-    cmd = TeleopState(steering=0.5, throttle=0.25, deadman=True, record=True).command(7, 123, 9)
+    state = TeleopState(steering=0.5, throttle=0.25, deadman=True, record_paused=True)
+    cmd = state.command(7, 123, 9)
     assert (cmd.seq, cmd.stamp_ns, cmd.frame_seq) == (7, 123, 9)
-    assert (cmd.steering, cmd.throttle, cmd.deadman, cmd.record) == (0.5, 0.25, True, True)
+    assert (cmd.steering, cmd.throttle, cmd.deadman, cmd.record_paused) == (0.5, 0.25, True, True)

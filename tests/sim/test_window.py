@@ -82,7 +82,7 @@ def test_snapshot_is_a_png_of_the_window_with_map_cameras_and_vehicle(forest, tm
 def test_other_scenarios_draw_at_other_scales(name, tmp_path):
     world = generate_world(load_scenario(name), seed=1)
     with SimWindow(world, headless=True, scale=0.5) as window:
-        window.draw(view(left=None, right=None, estop=True, autopilot=True, recording=True))
+        window.draw(view(left=None, right=None, estop=True, autopilot=True, recording="PAUSED"))
         image = read_png(window.snapshot(tmp_path / f"{name}.png"))
     assert image.shape == (360, 640, 3)
 
@@ -201,3 +201,19 @@ def test_hud_text_keeps_the_dot_on_every_i(forest, scale):
                 bands = int(np.count_nonzero(rows[1:] & ~rows[:-1]) + rows[0])
                 assert bands == 2, f"'i' at {at} fused at {font.get_height()} px (scale {scale})"
             assert glyph_parts(pygame, font, "l") == 1  # the check itself tells i from l
+
+
+def test_the_hud_says_rec_paused_or_how_to_record(forest):
+    from rover.teleop import NOT_RECORDING
+    from sim.window import AMBER, RED
+
+    badges = {}
+    with SimWindow(forest, headless=True) as window:
+        for word in ("", "REC", "PAUSED", NOT_RECORDING):
+            window.draw(view(recording=word))
+            hud = pygame.surfarray.array3d(window.surface.subsurface(window.hud_rect))
+            badges[word] = (near(hud.swapaxes(0, 1), RED, 10), near(hud.swapaxes(0, 1), AMBER, 10))
+    red, amber = badges[""]
+    assert badges["REC"][0] > red + 100  # a red REC badge
+    assert badges["PAUSED"][1] > amber + 100 and badges["PAUSED"][0] <= red  # amber, not red
+    assert amber < badges[NOT_RECORDING][1] < badges["PAUSED"][1]  # amber text, no badge

@@ -78,7 +78,9 @@ function showHud(h) {
   pill($("role"), h.role === "driver" ? "you drive" : "view only" + (h.driver ? " (" + h.driver + " drives)" : ""),
     h.role === "driver" ? "good" : "");
   const hh = h.health || {};
-  pill($("recording"), hh.recording || h.record ? "REC" : "REC off", hh.recording || h.record ? "rec" : "");
+  // what the recorder does (--record; the record key by the robot pauses it), not this page's button
+  pill($("recording"), hh.recording ? (hh.recording_paused ? "PAUSED" : "REC") : "REC off",
+    hh.recording && !hh.recording_paused ? "rec" : "");
   $("steering").textContent = fmt(h.cmd_steering) + (h.stale ? " (stale)" : "");
   $("throttle").textContent = fmt(h.cmd_throttle);
   $("speed").textContent = "steer " + fmt(h.motor_steering) + " thr " + fmt(h.motor_throttle);

@@ -137,6 +137,23 @@ def test_html_page_has_the_table_and_every_picture(tmp_path):
     assert 'src="runs/model/forest_201-s201.png"' in page
 
 
+def test_runs_capped_by_duration_say_so_in_the_summary_and_the_page(tmp_path, capsys):
+    report = _report([run()]) | {"duration_s": 20.0, "safety_driver_s": 3.0}
+    report["data_budget"] = {"total_min": 1.0, "demonstration_min": 1.0, "perturbed_min": 0.3}
+    report["data_budget"] |= {"takeover_min": 0.0}
+    evaluate._print_summary(report, tmp_path)
+    page = write_html(report, tmp_path / "report.html").read_text()
+    printed = capsys.readouterr().out
+    said = "runs capped at 20 s of simulated time by --duration"
+    assert said in printed and said in page
+    budget = "1.0 min of data: 1.0 min of demonstrations (0.3 min of them perturbed), 0.0 min of"
+    assert budget in printed and budget in page  # every figure with its unit, both places
+    full = _report([run()]) | {"safety_driver_s": 3.0}
+    evaluate._print_summary(full, tmp_path)
+    assert "by --duration" not in capsys.readouterr().out
+    assert "by --duration" not in write_html(full, tmp_path / "full.html").read_text()
+
+
 def test_extra_worlds_come_from_the_reserved_range():
     seeds = evaluate.extra_seeds(201, 3)
     assert seeds[0] == 201 and all(s >= 90_000 for s in seeds[1:]) and len(set(seeds)) == 3
@@ -175,6 +192,7 @@ def test_eval_runs_the_full_stack_and_writes_the_report(tmp_path):
     assert report["safety_driver_s"] == evaluate.SAFETY_DRIVER_S
     assert all("takeover_m" in r for r in report["runs"])
     assert report["inference"] == {"device": "cpu", "precision": "bf16"}
+    assert report["duration_s"] == 2 and report["capped_by_duration"]
     # the same model against its own report: no regression
     assert evaluate.main([*argv, "--quiet", "--baseline", str(out / "report.json")]) == 0
 

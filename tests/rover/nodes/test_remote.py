@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -216,3 +217,34 @@ def test_laptop_window_shows_both_eyes_drives_with_keys_and_a_cut_link_stops(
         stop_frames.set()
         proc.kill()
         camera.close()
+
+
+def test_the_operators_hud_shows_the_recorder_paused_by_the_record_key(bus_cfg, tmp_path):
+    import argparse
+
+    from rover.nodes.remote import RemoteNode
+    from rover.nodes.remote_teleop import _recording_word
+
+    args = argparse.Namespace(
+        listen=None, console=None, keys=None, preview_hz=15.0, jpeg_quality=70,
+        recording=True, disk=str(tmp_path),
+    )  # fmt: skip
+    node = RemoteNode(args, bus_cfg, stale_ms=200)
+    status = bus.Publisher(topics.RECORDER_STATUS, bus_cfg)
+    try:
+        deadline = time.monotonic() + 10
+        while not node.health.recording_paused:  # the recorder says PAUSED until it is heard
+            assert time.monotonic() < deadline, "the remote node never heard the recorder"
+            status.publish(m.RecorderStatus(paused=True))
+            for sub in bus.wait_any(node.subs, 50):
+                node.dispatch(sub)
+        health = node.health.snapshot(time.monotonic_ns(), operators=1, driver="")
+        assert health.recording and health.recording_paused
+        assert _recording_word(health) == "PAUSED"
+        assert _recording_word(replace(health, recording_paused=False)) == "REC"
+        assert _recording_word(replace(health, recording=False)) == ""
+    finally:
+        status.close()
+        for sub in node.subs:
+            sub.close()
+        node.pub.close()

@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -223,3 +224,61 @@ def test_mcu_avr_is_the_simulators_and_says_so_in_one_line(tmp_path, capsys):
     )
     assert main(["drive", "--sim", "open", "--mcu", "avr", "--serial-loss", "0.1"]) == 2
     assert "--serial-loss" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_tab_in_the_simulator_window_pauses_and_resumes_the_recording(xvfb, tmp_path, bus_cfg):
+    from rover.bench.xkeys import Keyboard
+    from rover.recording.reader import Session
+    from rover.recording.tools import session_info
+
+    env = {**os.environ, "DISPLAY": xvfb}
+    env.pop("SDL_VIDEODRIVER", None)  # a real window on the private X server
+    argv = ["teleop", "--sim", "forest", "--namespace", bus_cfg.namespace]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rover.cli", *argv, "--record", str(tmp_path)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    frames = bus.Subscriber(topics.CAMERA_STEREO, bus_cfg)
+    keys = Keyboard(xvfb)
+
+    def title_says(word: str):  # the window's title, as the taskbar shows it
+        return lambda: keys.title().endswith(f": {word}")
+
+    def frame_after(stamp_ns: int):
+        return lambda: (f := frames.receive(100)) and f.stamp_ns > stamp_ns and f
+
+    def until(predicate, what: str):
+        deadline = time.monotonic() + 60
+        while not (value := predicate()):
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.05)  # polling the window's title, not a fixed wait
+        return value
+
+    try:
+        keys.focus("rover sim: forest (seed 2)")
+        until(title_says("REC"), "REC from the start (--record)")
+        keys.tap("Tab")
+        until(title_says("PAUSED"), "PAUSED after Tab")
+        paused_ns = time.monotonic_ns()
+        # frames captured after the window said PAUSED (older ones may wait in the socket)
+        unseen = [until(frame_after(paused_ns), "a frame").seq for _ in range(10)]
+        keys.tap("Tab")
+        until(title_says("REC"), "REC after the second Tab")
+        resumed_ns = time.monotonic_ns()
+        after = until(frame_after(resumed_ns), "a frame after resuming")
+        until(lambda: (f := frames.receive(100)) and f.seq > after.seq + 30, "a second more")
+    finally:
+        keys.close()
+        frames.close()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    (session,) = tmp_path.iterdir()
+    recorded = {f.frame_seq for f in Session(session).frames()}
+    assert not recorded & set(unseen), "frames while PAUSED"
+    assert after.seq in recorded and paused_ns < resumed_ns
+    info = session_info(session)
+    assert len(info["pauses"]) == 1 and info["paused_frames"] >= 9 and info["dropped_frames"] == 0
+    assert "left out while paused" in out
