@@ -90,7 +90,8 @@ class OperatorGate:
         self.driver = waiting[0] if waiting else None
         if self.driver is not None:
             self._disengage(self.sessions[self.driver])
-        return self._stop(session.name) if was_engaged else None
+        # the recording stays as the driver left it (a pause outlives the page)
+        return self._stop(session.name, session.last.record) if was_engaged else None
 
     @staticmethod
     def _disengage(session: _Session) -> None:
@@ -117,13 +118,14 @@ class OperatorGate:
         previous, session.last = session.last, inp
         if inp.estop and not self.estop_latched:
             self.estop_latched = True
-            return self._stop(session.name)
+            return self._stop(session.name, inp.record)
         if sid != self.driver:
             return None
         acted = (inp.deadman and not previous.deadman) or (inp.autopilot and not previous.autopilot)
         session.engaged = session.engaged or acted
         if not session.engaged:
-            return self._stop(session.name)  # a heartbeat: connected, moving nothing
+            # a heartbeat: connected, moving nothing (its record button still pauses)
+            return self._stop(session.name, inp.record)
         return m.TeleopCommand(
             steering=inp.steering,
             throttle=inp.throttle if inp.deadman else 0.0,
@@ -131,10 +133,15 @@ class OperatorGate:
             autopilot=inp.autopilot and not self.estop_latched,
             estop=self.estop_latched,
             operator=f"remote {session.name}",
+            record_paused=inp.record,  # the driver's record button: pause the recording
         )
 
-    def _stop(self, name: str = "") -> m.TeleopCommand:
-        return m.TeleopCommand(estop=self.estop_latched, operator=f"remote {name}" if name else "")
+    def _stop(self, name: str = "", record_paused: bool = False) -> m.TeleopCommand:
+        return m.TeleopCommand(
+            estop=self.estop_latched,
+            operator=f"remote {name}" if name else "",
+            record_paused=record_paused,
+        )
 
 
 class InputSelect:

@@ -8,9 +8,12 @@ happen on the Recorder's worker thread, so the recorder never slows the camera o
 SIGINT/SIGTERM: drain what already arrived, write the counts and the index, exit 0. Restarted
 into the same folder (the manager restarts a crashed node), it appends new segments.
 
-The operator's record key pauses it: while the latest teleop/command says ``record_paused``
-nothing is written (a mark on /rover/pause says where); it says what it does on
-recorder/status, twice a second and at once on each pause or resume, for the HUD.
+The operator's record key pauses it: the teleop window's key on teleop/command and a remote
+operator's record button on teleop/remote each say ``record_paused``; the recorder follows
+whichever of them changed last (so a local window that never touched its key does not undo a
+remote pause), and while paused nothing is written (a mark on /rover/pause says where). It says
+what it does on recorder/status, twice a second and at once on each pause or resume, for the
+HUDs.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from rover.recording import format as fmt
 from rover.recording.recorder import Recorder, RecorderConfig
 
 log = logging.getLogger("rover.recorder")
+# where an operator's record key (window, gamepad, remote console) says record_paused
+RECORD_KEY_TOPICS = (topics.TELEOP_COMMAND, topics.TELEOP_REMOTE)
 HWM_SECONDS = 5.0  # per-topic socket buffer, in seconds of the topic's nominal rate
 FRAME_HWM = 300  # at most ~140 MB of raw 320x240 pairs: covers lock-step bursts too
 REPORT_S = 10.0
@@ -47,6 +52,7 @@ class RecorderNode:
         clear_ready(bus_cfg, "recorder")
         self.status = bus.Publisher(topics.RECORDER_STATUS, bus_cfg)
         self.next_status = 0.0
+        self._record_keys: dict[str, bool] = {}  # each key's topic: its last record_paused
         self.subs = [
             bus.Subscriber(
                 t,
@@ -55,7 +61,7 @@ class RecorderNode:
                 hwm=FRAME_HWM if t.frames else max(100, int(t.rate_hz * HWM_SECONDS * 4)),
             )
             # the operator's commands first: a pause applies to what arrived with it
-            for t in sorted(fmt.recorded_topics(), key=lambda t: t is not topics.TELEOP_COMMAND)
+            for t in sorted(fmt.recorded_topics(), key=lambda t: t not in RECORD_KEY_TOPICS)
         ]
 
     def spin_once(self, timeout_ms: float = 100) -> int:
@@ -63,8 +69,8 @@ class RecorderNode:
         moved = 0
         for sub in bus.wait_any(self.subs, timeout_ms):
             for msg in sub.drain():
-                if sub.topic is topics.TELEOP_COMMAND:
-                    self._follow_record_key(msg)
+                if sub.topic in RECORD_KEY_TOPICS:
+                    self._follow_record_key(sub.topic, msg)
                 self.recorder.submit(sub.topic, msg)
                 moved += 1
             if not self.ready and moved:
@@ -78,7 +84,12 @@ class RecorderNode:
             self.publish_status()
         return moved
 
-    def _follow_record_key(self, cmd) -> None:
+    def _follow_record_key(self, topic: topics.Topic, cmd) -> None:
+        """Pause or resume when an operator's record key changed (the latest change wins)."""
+        before = self._record_keys.get(topic.name, False)
+        self._record_keys[topic.name] = cmd.record_paused
+        if cmd.record_paused == before:
+            return
         if self.recorder.set_paused(cmd.record_paused, cmd.stamp_ns):
             verb = "paused" if cmd.record_paused else "resumed"
             log.info("recording %s by the record key (%s)", verb, cmd.operator or "operator")

@@ -20,6 +20,19 @@ def test_second_operator_views_until_the_first_lets_go():
     assert gate.command("b", HELD).operator == "remote bob"
 
 
+def test_the_drivers_record_button_pauses_the_recording_and_the_pause_outlives_the_page():
+    gate = OperatorGate()
+    gate.join("a", "alice")
+    gate.join("b", "bob")
+    paused = OperatorInput(record=True)
+    assert gate.command("a", paused).record_paused  # before acting: a heartbeat that pauses
+    assert gate.command("b", paused) is None  # a viewer's button does nothing
+    gate.command("a", IDLE)
+    held = gate.command("a", OperatorInput(throttle=0.5, deadman=True, record=True))
+    assert held.throttle == 0.5 and held.record_paused
+    assert gate.release("a").record_paused  # closing the page leaves the recording paused
+
+
 def test_a_new_session_moves_nothing_until_its_operator_acts():
     gate = OperatorGate()
     gate.join("a", "alice")

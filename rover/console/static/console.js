@@ -91,6 +91,7 @@ function showHud(h) {
     `camera ${hh.camera_hz} Hz (${hh.camera_drops} dropped) · steering ${hh.steering_hz} · traversability ${hh.traversability_hz} · control ${hh.control_hz} · motor ${hh.motor_hz} Hz · operators ${hh.operators}` : "-";
   $("modebtn").className = input.autopilot ? "on" : "";
   $("recbtn").className = input.record ? "on" : "";
+  $("recbtn").textContent = input.record ? "resume recording" : "pause recording";
 }
 
 const fmt = (x) => (x == null ? "-" : (x >= 0 ? "+" : "") + Number(x).toFixed(2));

@@ -234,3 +234,55 @@ def test_without_a_recorder_the_record_key_says_how_to_record(bus_cfg):
     finally:
         operator.close()
         heard.close()
+
+
+def test_a_remote_operators_record_button_pauses_while_the_window_never_touched_its_key(
+    bus_cfg, traffic, tmp_path
+):
+    """The console's button (record_paused on teleop/remote) pauses the recording although the
+    teleop window keeps saying record_paused=False (it never pressed its key); the window's key
+    then resumes it: the latest change wins."""
+    out = tmp_path / "session"
+    proc = start_recorder(bus_cfg, out)
+    operator = _operator(bus_cfg)
+    remote = bus.Publisher(topics.TELEOP_REMOTE, bus_cfg)
+
+    def from_console(paused: bool) -> None:
+        remote.publish(m.TeleopCommand(operator="remote phone", record_paused=paused))
+
+    try:
+        _hud_until(operator, traffic, "REC")
+        paused_from = None
+        for _ in range(500):
+            from_console(True)
+            operator.step()
+            seq = traffic.step()
+            if operator.input.latches.recording_word() == "PAUSED":
+                paused_from = seq + 1
+                break
+        assert paused_from is not None, "the console's button never paused the recording"
+        for _ in range(30):  # the window keeps sending record_paused=False meanwhile
+            from_console(True)
+            operator.step()
+            paused_to = traffic.step()
+        assert operator.input.latches.recording_word() == "PAUSED"
+        operator.input.latches.apply("record")  # the window's key: pause...
+        operator.step()
+        operator.input.latches.apply("record")  # ... and resume: its change is the latest
+        resumed = _hud_until(operator, traffic, "REC") + 1
+        for _ in range(20):
+            from_console(True)  # the console still says paused: no change, no effect
+            operator.step()
+            last = traffic.step()
+        traffic.until(lambda: last in readable_frames(out))
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        remote.close()
+        operator.close()
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "recording paused by the record key (remote phone)" in err
+    seqs = set(readable_frames(out))
+    assert not seqs & set(range(paused_from, paused_to + 1))
+    assert set(range(resumed, last + 1)) <= seqs
