@@ -87,7 +87,8 @@ def test_the_robot_stacks_path_nodes_take_a_core_before_its_background_nodes(
         except (AssertionError, OSError):  # not started yet
             return None
         done = all(got[n][0] == want[n] for n in want)
-        return got if done and got["recorder"][1] > os.nice(0) else None
+        lowered = all(got[n][1] > os.nice(0) for n in ("traversability", "recorder"))
+        return got if done and lowered else None
 
     try:
         got = wait_until(classes, 90, "every node in its class")

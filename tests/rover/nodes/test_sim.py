@@ -59,8 +59,11 @@ def test_lockstep_run_is_the_same_however_long_each_frame_takes_on_the_wall_cloc
     quick = drive(tmp_path, *args, name="quick")
     slow = drive(tmp_path, *args, "--camera-latency-ms", "150", name="slow")
     assert quick["late_frames"] == slow["late_frames"] == 0 and quick["distance_m"] > 1
+    assert slow["injected"]["camera_latency_ms"] == 150.0  # the run says what it was given
     same = {k: v for k, v in quick.items() if k not in RUN_KEYS_THAT_VARY}
-    assert same == {k: v for k, v in slow.items() if k not in RUN_KEYS_THAT_VARY}
+    assert same == {
+        k: v for k, v in slow.items() if k not in RUN_KEYS_THAT_VARY and k != "injected"
+    }
 
 
 def test_realtime_sim_publishes_camera_and_motor_state_like_the_robot(tmp_path):
