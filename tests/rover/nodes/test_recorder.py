@@ -183,6 +183,13 @@ def _hud_until(operator, traffic: Traffic, word: str) -> int:
     return last
 
 
+def _stop_when_written(proc: subprocess.Popen, traffic: Traffic, out: Path, last: int) -> str:
+    """Ctrl-C the recorder once frame `last` is readable in the session; its stderr."""
+    traffic.until(lambda: last in readable_frames(out))
+    proc.send_signal(signal.SIGINT)
+    return proc.communicate(timeout=10)[1]
+
+
 def test_the_record_key_pauses_and_resumes_the_recording(bus_cfg, traffic, tmp_path):
     out = tmp_path / "session"
     proc = start_recorder(bus_cfg, out)
@@ -200,9 +207,7 @@ def test_the_record_key_pauses_and_resumes_the_recording(bus_cfg, traffic, tmp_p
         for _ in range(30):
             operator.step()
             last = traffic.step()
-        traffic.until(lambda: last in readable_frames(out))
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=10)
+        err = _stop_when_written(proc, traffic, out, last)
     finally:
         operator.close()
         proc.kill()
@@ -274,9 +279,7 @@ def test_a_remote_operators_record_button_pauses_while_the_window_never_touched_
             from_console(True)  # the console still says paused: no change, no effect
             operator.step()
             last = traffic.step()
-        traffic.until(lambda: last in readable_frames(out))
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=10)
+        err = _stop_when_written(proc, traffic, out, last)
     finally:
         remote.close()
         operator.close()
