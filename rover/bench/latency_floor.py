@@ -28,7 +28,10 @@ import select
 import threading
 import time
 import tty
+from collections.abc import Callable
 from pathlib import Path
+
+from rover.node import RateKeeper
 
 DRIVE_BYTES = 13  # a DRIVE frame and the delimiter that may precede it
 
@@ -37,22 +40,9 @@ WARM_UP = 10  # forwards before timing: a frozen graph optimises itself in its f
 FLOOR_HZ = 30.0  # the rig's camera rate: each stage's work comes once a frame
 
 
-class Pacer:
-    """Sleeps until the next period starts (nothing, unpaced): one sample per period."""
-
-    def __init__(self, hz: float | None):
-        self.period_s = 1.0 / hz if hz else 0.0
-        self.next = time.monotonic()
-
-    def wait(self) -> None:
-        if not self.period_s:
-            return
-        self.next += self.period_s
-        delay = self.next - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        else:
-            self.next = time.monotonic()  # late: start the period again from now
+def _pace(hz: float | None) -> Callable[[], object]:
+    """A wait for the next period of `hz` (`rover.node.RateKeeper`), or nothing unpaced."""
+    return RateKeeper(hz).keep_time if hz else lambda: None
 
 
 def camera_reads(
@@ -69,10 +59,10 @@ def camera_reads(
     config = load_config(toml, ["camera.loop=true"]).camera
     camera = open_camera(config)
     times_ms, pairs = [], []
-    pacer = Pacer(hz)
+    wait = _pace(hz)
     try:
         while len(pairs) < count:
-            pacer.wait()
+            wait()
             try:
                 frame = camera.read()
             except EndOfStream:
@@ -96,11 +86,11 @@ def forward_costs(model: Path, pairs: list, hz: float | None = FLOOR_HZ) -> list
     predictor.freeze()
     prepared = [predictor.prepare(left, right).clone() for left, right in pairs]
     out_ms = []
-    pacer = Pacer(hz)
+    wait = _pace(hz)
     with torch.inference_mode():
         for i, x in enumerate(prepared[:WARM_UP] + prepared):
             if i >= WARM_UP:
-                pacer.wait()
+                wait()
             start = time.perf_counter_ns()
             predictor.forward_prepared(x)
             if i >= WARM_UP:
@@ -117,11 +107,10 @@ def control_costs(count: int = FRAMES, hz: float | None = FLOOR_HZ) -> list[floa
 
     controller = Controller(ControlConfig(autopilot_without_teleop=True))
     out_ms = []
-    pacer = Pacer(None)
+    wait = _pace(hz)
     for i in range(count + 100):
-        if i == 100:
-            pacer = Pacer(hz)
-        pacer.wait()
+        if i >= 100:
+            wait()
         now = time.monotonic_ns()
         est = m.SteeringEstimate(frame_seq=i, stamp_ns=now, steering=0.1, throttle=0.3)
         start = time.perf_counter_ns()
@@ -155,10 +144,10 @@ def pty_one_way(count: int, timeout_s: float = 2.0, hz: float | None = FLOOR_HZ)
     thread = threading.Thread(target=reader, daemon=True)
     thread.start()
     out_ms = []
-    pacer = Pacer(hz)
+    wait = _pace(hz)
     try:
         for _ in range(count):
-            pacer.wait()
+            wait()
             start = time.monotonic_ns()
             os.write(slave, frame)
             try:
