@@ -36,6 +36,7 @@ REALTIME_ENV = "ROVER_REALTIME"  # "0": path nodes stay ordinary processes
 PATH, NORMAL, BACKGROUND = "path", "normal", "background"
 REALTIME_PRIORITY = 10  # of 1-99: above the kernel's defaults for user threads, below its own
 BACKGROUND_NICE = 10
+REALTIME = f"real-time (SCHED_FIFO {REALTIME_PRIORITY})"
 REALTIME_HOWTO = (
     "to let your user run them in real time, add the line '@dialout - rtprio 20' to "
     "/etc/security/limits.d/rover.conf and log in again"
@@ -86,36 +87,36 @@ def take(kind: str | None = None) -> str:
     if not allowed:
         return f"normal ({why})"
     try:
-        for tid in _threads():
-            os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(REALTIME_PRIORITY))
+        _realtime_every_thread()
     except OSError as exc:  # root in a container without CAP_SYS_NICE
         return f"normal (real-time refused: {exc.strerror}; {REALTIME_HOWTO})"
-    return f"real-time (SCHED_FIFO {REALTIME_PRIORITY})"
+    return REALTIME
 
 
 @contextlib.contextmanager
 def path_class_while() -> Iterator[str]:
-    """This process in the path's real-time class for a while, then back to what it had: a
-    bench's listener, whose own late wake-ups would move time between the stages it splits
-    (new threads started meanwhile keep the class)."""
+    """This process in the path's real-time class for a while, then back to ordinary: a
+    bench's listener, whose own late wake-ups would move time between the stages it splits."""
     allowed, why = realtime_allowed()
     if not allowed:
         yield f"normal ({why})"
         return
-    before = {}
     try:
-        for tid in _threads():
-            before[tid] = (os.sched_getscheduler(tid), os.sched_getparam(tid))
-            os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(REALTIME_PRIORITY))
+        _realtime_every_thread()
+        said = REALTIME
     except OSError as exc:
-        yield f"normal (real-time refused: {exc.strerror})"
-    else:
-        yield f"real-time (SCHED_FIFO {REALTIME_PRIORITY})"
+        said = f"normal (real-time refused: {exc.strerror})"
+    try:
+        yield said
     finally:
-        for tid in _threads():
-            policy, param = before.get(tid, (os.SCHED_OTHER, os.sched_param(0)))
+        for tid in _threads():  # the threads started meanwhile too
             with contextlib.suppress(OSError):
-                os.sched_setscheduler(tid, policy, param)
+                os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+
+
+def _realtime_every_thread() -> None:
+    for tid in _threads():
+        os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(REALTIME_PRIORITY))
 
 
 def _threads() -> list[int]:
@@ -124,11 +125,3 @@ def _threads() -> list[int]:
         return sorted(int(t) for t in os.listdir("/proc/self/task"))
     except OSError:
         return [0]
-
-
-def current() -> str:
-    """This process's scheduling class in words (what `take` left)."""
-    policy = os.sched_getscheduler(0)
-    if policy == getattr(os, "SCHED_FIFO", -1):
-        return f"real-time (SCHED_FIFO {os.sched_getparam(0).sched_priority})"
-    return f"nice {os.nice(0)}"
