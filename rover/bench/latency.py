@@ -24,12 +24,12 @@ estimate arrived): on a loaded machine the listener's late wake-ups still move t
 those three. End to end, steering and serial are stamped where they happen.
 
 The floor, measured in the same run on this machine, half before the stack starts and half
-after it stopped, at the stack's cadence (one sample a camera period, the process idle between,
-as a node is; `rover.bench.latency_floor`): the same stages' bare costs (a bare OpenCV read of the rig's videos from the
-left eye's capture stamp plus a bare pyzmq hop of the pair; a bare pyzmq hop of a small
-message; the network's bare forward on a prepared pair, as the node runs it; the controller's
-logic and the DRIVE's encoding; a DRIVE frame across a bare pty to another thread, plus its
-wire time at ``--baud``). Its end-to-end p50 is the sum of the stages' p50s; its p99 that of
+after it stopped, at the stack's cadence (one sample a camera period, the process idle
+between, as a node is; `rover.bench.latency_floor`): the same stages' bare costs (a bare
+OpenCV read of the rig's videos from the left eye's capture stamp plus a bare pyzmq hop of the
+pair; a bare pyzmq hop of a small message; the network's bare forward on a prepared pair, as
+the node runs it; the controller's logic and the DRIVE's encoding; a DRIVE frame across a bare
+pty to another thread, plus its wire time at ``--baud``). Its end-to-end p50 is the sum of the stages' p50s; its p99 that of
 sums of one random sample per stage (`floor_sum_p99`): the tail of the work alone. The same
 stages timed back to back (warm caches, a core never given away) are shown beside it
 (``warm_floor_p50_ms``, ``p50_over_warm_floor``): work no node answering a camera gets to do.
@@ -166,16 +166,18 @@ def read_drive_log(path: Path, offset: int) -> dict[int, int]:
 
 
 def listen(bus_cfg, seconds: float, stack: subprocess.Popen) -> Trace:
-    """Record the stamps of every frame, estimate and command for `seconds`, after warm-up."""
-    from rover import bus, priority, topics
+    """Record the stamps of every frame, estimate and command for `seconds`, after warm-up;
+    where allowed in the path's class: the listener's own late wake-ups would move time
+    between the stages it splits (see the module doc)."""
+    from rover import priority
 
-    # where allowed, in the path's class: the listener's own late wake-ups would move time
-    # between the stages it splits (see the module doc)
     with priority.path_class_while():
-        return _listen(bus, topics, bus_cfg, seconds, stack)
+        return _listen(bus_cfg, seconds, stack)
 
 
-def _listen(bus, topics, bus_cfg, seconds: float, stack: subprocess.Popen) -> Trace:
+def _listen(bus_cfg, seconds: float, stack: subprocess.Popen) -> Trace:
+    from rover import bus, topics
+
     frames = bus.Subscriber(topics.CAMERA_STEREO, bus_cfg, newest=False, hwm=300)
     estimates = bus.Subscriber(topics.PERCEPTION_STEERING, bus_cfg, newest=False, hwm=1000)
     commands = bus.Subscriber(topics.CONTROL_COMMAND, bus_cfg, newest=False, hwm=1000)

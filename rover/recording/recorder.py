@@ -1,7 +1,8 @@
 """The recorder's logic: takes bus messages without ever blocking, writes them on a thread.
 
 `Recorder.submit` is called from the receive loop: a full queue drops the message and counts
-it; while paused (`set_paused`: the operator's record key) nothing is queued, only counted. A worker thread JPEG-encodes the frames (cv2 releases the GIL) and writes them through a
+it; while paused (`set_paused`: the operator's record key) nothing is queued, only counted. A
+worker thread JPEG-encodes the frames (cv2 releases the GIL) and writes them through a
 SessionWriter, which finishes a chunk and fsyncs every `flush_s` (so a SIGKILL or a power cut
 loses at most about that much) and starts a new segment every `segment_s`. Nothing here imports
 the bus: tests and tools drive it directly.
